@@ -1,0 +1,127 @@
+//! Creating, reading, changing and deleting lists.
+
+use super::{App, AppError};
+use crate::domain::{EmailAddress, Evidence, List, ListAddress, ListRef, ListSettings, Role, Source};
+use crate::store;
+use crate::store::members::NewMembership;
+use serde::Serialize;
+
+/// A list as shown to owners: its settings, head counts and owners.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListInfo {
+    pub address: String,
+    pub list_id: String,
+    #[serde(flatten)]
+    pub settings: ListSettings,
+    pub members: i64,
+    pub pending: i64,
+    pub owners: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    /// Advice about settings that work against the owner (STANDARDS 13).
+    pub warnings: Vec<String>,
+}
+
+impl App {
+    /// Creates a list with the given settings and owners.
+    pub async fn create_list(
+        &self,
+        address: &ListAddress,
+        settings: &ListSettings,
+        owners: &[EmailAddress],
+    ) -> Result<ListInfo, AppError> {
+        let mut tx = self.db.begin().await?;
+        let list = match store::lists::insert_list(&mut *tx, address, settings).await {
+            Ok(list) => list,
+            Err(e) if store::unique_violation(&e).is_some() => {
+                return Err(AppError::ListExists(format!("{address} (list-id {})", address.list_id())));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let admin = Evidence::default();
+        for owner in owners {
+            let m = NewMembership {
+                address: owner,
+                name: None,
+                role: Role::Owner,
+                request_source: Source::Admin,
+                requested_at: None,
+                request: &admin,
+                confirm_method: "admin",
+                confirm: &admin,
+            };
+            store::members::upsert_subscribed_member(&mut *tx, list.id, &m).await?;
+        }
+        tx.commit().await?;
+        self.list_info(&ListRef::Address(address.clone())).await
+    }
+
+    /// Every list, or only the advertised ones (for the public index).
+    pub async fn lists(&self, advertised_only: bool) -> Result<Vec<ListInfo>, AppError> {
+        let rows = store::lists::all_lists(&self.db, advertised_only).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let owners = self.owner_addresses(&r.list).await?;
+            out.push(info(r.list, r.members, r.pending, owners));
+        }
+        Ok(out)
+    }
+
+    /// One list by address or list-id.
+    pub async fn list_info(&self, list: &ListRef) -> Result<ListInfo, AppError> {
+        let list = self.get_list(list).await?;
+        let members = store::members::list_members(&self.db, list.id, Some(Role::Member), None).await?;
+        let count = |s| members.iter().filter(|m| m.status == s).count() as i64;
+        let (subscribed, pending) =
+            (count(crate::domain::MemberStatus::Subscribed), count(crate::domain::MemberStatus::Pending));
+        let owners = self.owner_addresses(&list).await?;
+        Ok(info(list, subscribed, pending, owners))
+    }
+
+    /// Changes settings given as `KEY=VALUE` pairs; all or nothing.
+    pub async fn update_list(&self, list: &ListRef, pairs: &[String]) -> Result<ListInfo, AppError> {
+        let current = self.get_list(list).await?;
+        let mut settings = current.settings.clone();
+        for pair in pairs {
+            settings.apply_pair(pair)?;
+        }
+        store::lists::update_list_settings(&self.db, current.id, &settings).await?;
+        self.list_info(list).await
+    }
+
+    /// Deletes a list with its members and pending requests.
+    pub async fn delete_list(&self, list: &ListRef) -> Result<(), AppError> {
+        let current = self.get_list(list).await?;
+        store::lists::delete_list(&self.db, current.id).await?;
+        Ok(())
+    }
+
+    /// The list a reference names, or `NoSuchList`.
+    pub async fn get_list(&self, list: &ListRef) -> Result<List, AppError> {
+        store::lists::find_list(&self.db, &list.list_id()).await?.ok_or_else(|| AppError::NoSuchList(list.to_string()))
+    }
+
+    async fn owner_addresses(&self, list: &List) -> Result<Vec<String>, AppError> {
+        let owners = store::members::list_members(
+            &self.db,
+            list.id,
+            Some(Role::Owner),
+            Some(crate::domain::MemberStatus::Subscribed),
+        )
+        .await?;
+        Ok(owners.into_iter().map(|m| m.address).collect())
+    }
+}
+
+fn info(list: List, members: i64, pending: i64, owners: Vec<String>) -> ListInfo {
+    ListInfo {
+        address: list.address.to_string(),
+        list_id: list.address.list_id(),
+        warnings: list.settings.warnings(),
+        settings: list.settings,
+        members,
+        pending,
+        owners,
+        created_at: list.created_at,
+    }
+}

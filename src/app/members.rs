@@ -1,0 +1,1 @@
+//! Adding, removing and showing members (owner actions).

@@ -1,0 +1,79 @@
+//! Use cases: one function per thing a person or a mail can ask of listd.
+//!
+//! Front ends (HTTP, SMTP, CLI) parse their input into domain types, call one of these
+//! functions, and turn the returned outcome into a page, a reply or an exit code.
+//! A use case reads and writes through `store`, in one transaction, and enqueues the
+//! mail it causes in that same transaction; it never talks SMTP itself.
+
+pub mod lists;
+pub mod members;
+pub mod subscriptions;
+
+use crate::domain::{AddressError, SecretKey, SettingError};
+use crate::templates::Templates;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the use cases need besides the database.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// Base of links in mail, without a trailing slash.
+    pub public_url: String,
+    /// Host name for Message-IDs.
+    pub hostname: String,
+    pub secret_key: SecretKey,
+    pub confirm_expiry: Duration,
+}
+
+/// The application core shared by every front end.
+#[derive(Clone)]
+pub struct App {
+    pub db: PgPool,
+    pub settings: Arc<AppSettings>,
+    pub templates: Arc<Templates>,
+}
+
+impl App {
+    pub fn new(db: PgPool, settings: AppSettings, templates: Templates) -> Self {
+        App { db, settings: Arc::new(settings), templates: Arc::new(templates) }
+    }
+
+    /// Whether the database answers.
+    pub async fn ready(&self) -> bool {
+        crate::store::ping(&self.db).await.is_ok()
+    }
+}
+
+/// Why a use case did not happen. Front ends map each variant to their own answer
+/// (an exit code, an HTTP status); `Unexpected` is the only one that is a fault.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("there is no list {0}")]
+    NoSuchList(String),
+    #[error("a list {0} already exists")]
+    ListExists(String),
+    #[error("{address} is not a {role} of {list}")]
+    NoSuchMember { list: String, address: String, role: String },
+    #[error(transparent)]
+    BadAddress(#[from] AddressError),
+    #[error(transparent)]
+    BadSetting(#[from] SettingError),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// Whether the caller's input was at fault (a usage error) rather than the state.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, AppError::BadAddress(_) | AppError::BadSetting(_))
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Unexpected(anyhow::Error::new(e).context("talking to the database"))
+    }
+}

@@ -1,0 +1,1 @@
+//! Double opt-in: requests, confirmations and unsubscriptions.

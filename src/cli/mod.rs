@@ -1,0 +1,134 @@
+//! The admin command line: parses arguments, calls one use case, prints the outcome.
+//!
+//! Listing commands print a readable table, or one JSON document with `--json`.
+//! Errors are one sentence on stderr; exit codes are 0 (success), 1 (failure) and
+//! 2 (usage error: bad arguments, an unknown setting or value).
+
+mod lists;
+mod members;
+mod output;
+mod serve;
+
+use crate::app::{App, AppError, AppSettings};
+use crate::config::Config;
+use crate::database::Database;
+use crate::templates::Templates;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "listd", version, about = "A mailing list manager", propagate_version = true)]
+pub struct Cli {
+    /// TOML configuration file (also LISTD_CONFIG)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP and SMTP front ends and the delivery workers
+    Serve(serve::ServeArgs),
+    /// Apply database migrations and exit
+    Migrate,
+    /// Create, show, change and delete lists
+    Lists {
+        #[command(subcommand)]
+        command: lists::ListsCommand,
+    },
+    /// Manage the members of a list
+    Members {
+        #[command(subcommand)]
+        command: members::MembersCommand,
+    },
+}
+
+/// A command's failure: the sentence for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { code: 2, message: message.into() }
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure { code: 1, message: message.into() }
+    }
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        let code = if e.is_bad_input() { 2 } else { 1 };
+        let message = match &e {
+            AppError::Unexpected(inner) => format!("{inner:#}"),
+            other => other.to_string(),
+        };
+        Failure { code, message }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::failed(format!("{e:#}"))
+    }
+}
+
+/// Runs a parsed command line to its exit code.
+pub async fn run(cli: Cli, config: Config) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args, config).await,
+        Command::Migrate => with_app(&config, |app| async move {
+            let _ = app;
+            println!("migrations applied");
+            Ok(())
+        })
+        .await,
+        Command::Lists { command } => with_app(&config, |app| lists::run(app, command)).await,
+        Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("listd: {}", sentence(&f.message));
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Opens the database (applying migrations), runs `f`, and closes it again.
+async fn with_app<F, Fut>(config: &Config, f: F) -> Result<(), Failure>
+where
+    F: FnOnce(App) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
+{
+    let db = Database::open(config, 4).await?;
+    let result = async {
+        crate::store::migrate(&db.pool).await.map_err(|e| Failure::failed(format!("cannot apply migrations: {e}")))?;
+        let app = build_app(config, db.pool.clone())?;
+        f(app).await
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+pub(crate) fn build_app(config: &Config, pool: sqlx::PgPool) -> Result<App, Failure> {
+    let settings = AppSettings {
+        public_url: config.public_url.clone(),
+        hostname: config.hostname.clone(),
+        secret_key: config.secret_key_or_generate()?,
+        confirm_expiry: config.confirm_expiry,
+    };
+    Ok(App::new(pool, settings, Templates::new(config.template_dir.clone())))
+}
+
+/// One sentence: first letter as written, a final full stop.
+fn sentence(s: &str) -> String {
+    let s = s.trim().replace('\n', " ");
+    if s.ends_with(['.', '!', '?']) { s } else { format!("{s}.") }
+}

@@ -1,0 +1,80 @@
+//! `listd serve`: the long-running process.
+
+use super::{Failure, build_app};
+use crate::config::Config;
+use crate::database::Database;
+use crate::http::AppState;
+use anyhow::Context;
+use tokio::sync::watch;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Do not run the HTTP front end
+    #[arg(long)]
+    pub no_http: bool,
+    /// Do not run the SMTP/LMTP front end
+    #[arg(long)]
+    pub no_smtp: bool,
+    /// Do not run the delivery workers
+    #[arg(long)]
+    pub no_worker: bool,
+}
+
+pub async fn run(args: ServeArgs, config: Config) -> Result<(), Failure> {
+    let db = Database::open(&config, 32).await?;
+    let result = serve(&args, &config, &db).await;
+    db.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn serve(args: &ServeArgs, config: &Config, db: &Database) -> Result<(), Failure> {
+    crate::store::migrate(&db.pool).await.map_err(|e| Failure::failed(format!("cannot apply migrations: {e}")))?;
+    let app = build_app(config, db.pool.clone())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if !args.no_http {
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {} (LISTD_HTTP_ADDR)", config.http_addr))?;
+        tracing::info!(addr = %config.http_addr, public_url = %config.public_url, "HTTP listening");
+        let state = AppState { app: app.clone() };
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move { crate::http::serve(listener, state, stop).await.context("HTTP server failed") });
+    }
+
+    let mut outcome = Ok(());
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        Some(done) = tasks.join_next() => {
+            // a front end ended on its own: that is a failure
+            outcome = match done {
+                Ok(Ok(())) => Err(Failure::failed("a front end stopped unexpectedly")),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(Failure::failed(format!("a front end crashed: {e}"))),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::error!(error = format!("{e:#}"), "while stopping");
+        }
+    }
+    outcome
+}
+
+/// Resolves once `true` is sent on the channel (or its sender is gone).
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -1,0 +1,237 @@
+//! A list and its settings (SPEC §3), and the rules for changing them.
+
+use super::{ListAddress, UnknownValue, text_enum};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+text_enum! {
+    /// How a subscription becomes a membership.
+    Subscription { Confirm = "confirm", ConfirmThenModerate = "confirm-then-moderate" }
+}
+text_enum! {
+    /// Who may post.
+    Posting { Open = "open", Members = "members", Moderated = "moderated", Announce = "announce" }
+}
+text_enum! {
+    /// What happens to a post from a non-member on a `members` list.
+    NonmemberAction { Hold = "hold", Reject = "reject", Discard = "discard" }
+}
+text_enum! {
+    /// Where replies go.
+    ReplyTo { Poster = "poster", List = "list" }
+}
+text_enum! {
+    /// How From is treated for authors whose domain publishes a strict DMARC policy.
+    Dmarc { WhenNeeded = "when-needed", Always = "always", Never = "never", Wrap = "wrap" }
+}
+
+/// Longest subject prefix accepted; it is repeated in every subject line.
+const MAX_PREFIX_LEN: usize = 64;
+const MAX_NAME_LEN: usize = 200;
+const MAX_DESCRIPTION_LEN: usize = 5000;
+
+/// Every setting a list owner can change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListSettings {
+    pub name: String,
+    pub description: String,
+    pub subscription: Subscription,
+    pub posting: Posting,
+    pub nonmember_action: NonmemberAction,
+    pub subject_prefix: String,
+    pub reply_to: ReplyTo,
+    pub dmarc: Dmarc,
+    pub advertised: bool,
+    pub bounce_score_threshold: i32,
+    pub bounce_stale_days: i32,
+    pub bounce_warnings: i32,
+    pub bounce_warning_interval_days: i32,
+}
+
+/// A setting that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("unknown setting `{0}`; settings are {keys}", keys = ListSettings::KEYS.join(", "))]
+    UnknownKey(String),
+    #[error("`{0}` is not of the form KEY=VALUE")]
+    NotKeyValue(String),
+    #[error("bad value for `{key}`: {problem}")]
+    BadValue { key: String, problem: String },
+}
+
+impl ListSettings {
+    /// The keys of `listd lists set`, as spelled there.
+    pub const KEYS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "subscription",
+        "posting",
+        "nonmember-action",
+        "subject-prefix",
+        "reply-to",
+        "dmarc",
+        "advertised",
+        "bounce-score-threshold",
+        "bounce-stale-days",
+        "bounce-warnings",
+        "bounce-warning-interval-days",
+    ];
+
+    /// The defaults of SPEC §3 for a new list.
+    pub fn defaults_for(address: &ListAddress) -> Self {
+        ListSettings {
+            name: address.local_part().to_string(),
+            description: String::new(),
+            subscription: Subscription::Confirm,
+            posting: Posting::Members,
+            nonmember_action: NonmemberAction::Hold,
+            subject_prefix: format!("[{}]", address.local_part()),
+            reply_to: ReplyTo::Poster,
+            dmarc: Dmarc::WhenNeeded,
+            advertised: true,
+            bounce_score_threshold: 5,
+            bounce_stale_days: 7,
+            bounce_warnings: 3,
+            bounce_warning_interval_days: 7,
+        }
+    }
+
+    /// Applies one `KEY=VALUE` pair as typed by an owner.
+    pub fn apply_pair(&mut self, pair: &str) -> Result<(), SettingError> {
+        let (key, value) = pair.split_once('=').ok_or_else(|| SettingError::NotKeyValue(pair.to_string()))?;
+        self.apply(key, value)
+    }
+
+    /// Applies one setting. Keys accept `-` or `_` between words.
+    pub fn apply(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
+        let key = key.trim().to_ascii_lowercase().replace('_', "-");
+        let bad = |problem: String| SettingError::BadValue { key: key.clone(), problem };
+        let from_enum = |e: UnknownValue| bad(e.to_string());
+        match key.as_str() {
+            "name" => self.name = single_line(value, MAX_NAME_LEN, false).map_err(bad)?,
+            "description" => {
+                if value.chars().count() > MAX_DESCRIPTION_LEN {
+                    return Err(bad(format!("longer than {MAX_DESCRIPTION_LEN} characters")));
+                }
+                self.description = value.trim().to_string()
+            }
+            "subscription" => self.subscription = value.parse().map_err(from_enum)?,
+            "posting" => self.posting = value.parse().map_err(from_enum)?,
+            "nonmember-action" => self.nonmember_action = value.parse().map_err(from_enum)?,
+            "subject-prefix" => self.subject_prefix = single_line(value, MAX_PREFIX_LEN, true).map_err(bad)?,
+            "reply-to" => self.reply_to = value.parse().map_err(from_enum)?,
+            "dmarc" => self.dmarc = value.parse().map_err(from_enum)?,
+            "advertised" => {
+                self.advertised = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "yes" | "on" | "1" => true,
+                    "false" | "no" | "off" | "0" => false,
+                    other => return Err(bad(format!("`{other}` is not true or false"))),
+                }
+            }
+            "bounce-score-threshold" => self.bounce_score_threshold = positive(value, 1).map_err(bad)?,
+            "bounce-stale-days" => self.bounce_stale_days = positive(value, 1).map_err(bad)?,
+            "bounce-warnings" => self.bounce_warnings = positive(value, 0).map_err(bad)?,
+            "bounce-warning-interval-days" => self.bounce_warning_interval_days = positive(value, 1).map_err(bad)?,
+            _ => return Err(SettingError::UnknownKey(key)),
+        }
+        Ok(())
+    }
+
+    /// Advice for the owner about combinations that work against them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.subject_prefix.is_empty() && self.dmarc == Dmarc::Never {
+            out.push(
+                "the subject prefix breaks authors' DKIM signatures, and with dmarc=never mail from \
+                 domains with a strict DMARC policy will be rejected or sent to spam; set dmarc=when-needed \
+                 or subject-prefix= (empty)"
+                    .to_string(),
+            );
+        }
+        out
+    }
+}
+
+fn single_line(value: &str, max: usize, allow_empty: bool) -> Result<String, String> {
+    let v = value.trim();
+    if v.chars().any(char::is_control) {
+        return Err("must be a single line of text".into());
+    }
+    if v.is_empty() && !allow_empty {
+        return Err("must not be empty".into());
+    }
+    if v.chars().count() > max {
+        return Err(format!("longer than {max} characters"));
+    }
+    Ok(v.to_string())
+}
+
+fn positive(value: &str, min: i32) -> Result<i32, String> {
+    match value.trim().parse::<i32>() {
+        Ok(n) if n >= min && n <= 10_000 => Ok(n),
+        _ => Err(format!("`{}` is not a whole number from {min} to 10000", value.trim())),
+    }
+}
+
+/// A list as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct List {
+    pub id: Uuid,
+    pub address: ListAddress,
+    pub settings: ListSettings,
+    pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> ListSettings {
+        ListSettings::defaults_for(&ListAddress::parse("dev@lists.example.org").unwrap())
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let s = dev();
+        assert_eq!(s.subject_prefix, "[dev]");
+        assert_eq!(s.posting, Posting::Members);
+        assert_eq!(s.dmarc, Dmarc::WhenNeeded);
+        assert_eq!((s.bounce_score_threshold, s.bounce_stale_days, s.bounce_warnings), (5, 7, 3));
+    }
+
+    #[test]
+    fn settings_are_changed_by_key_value_pairs() {
+        let mut s = dev();
+        s.apply_pair("posting=announce").unwrap();
+        s.apply_pair("nonmember_action=reject").unwrap();
+        s.apply_pair("subject-prefix=").unwrap();
+        s.apply_pair("advertised=false").unwrap();
+        s.apply_pair("bounce-score-threshold=9").unwrap();
+        assert_eq!(s.posting, Posting::Announce);
+        assert_eq!(s.nonmember_action, NonmemberAction::Reject);
+        assert_eq!(s.subject_prefix, "");
+        assert!(!s.advertised);
+        assert_eq!(s.bounce_score_threshold, 9);
+    }
+
+    #[test]
+    fn bad_settings_name_the_problem() {
+        let mut s = dev();
+        assert!(matches!(s.apply_pair("colour=red"), Err(SettingError::UnknownKey(_))));
+        assert!(matches!(s.apply_pair("posting"), Err(SettingError::NotKeyValue(_))));
+        let e = s.apply_pair("posting=everyone").unwrap_err().to_string();
+        assert!(e.contains("posting") && e.contains("announce"), "{e}");
+        assert!(s.apply_pair("bounce-stale-days=0").is_err());
+        assert!(s.apply_pair("subject-prefix=[a]\r\nBcc: x").is_err());
+    }
+
+    #[test]
+    fn prefix_with_dmarc_never_warns() {
+        let mut s = dev();
+        assert!(s.warnings().is_empty());
+        s.apply_pair("dmarc=never").unwrap();
+        assert_eq!(s.warnings().len(), 1);
+        s.apply_pair("subject-prefix=").unwrap();
+        assert!(s.warnings().is_empty());
+    }
+}

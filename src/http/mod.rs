@@ -1,0 +1,82 @@
+//! The HTTP front end: public pages, the subscribe and unsubscribe endpoints, health.
+//!
+//! Handlers translate a request into one `app` call and its outcome into a page or a
+//! JSON body. Pages are server-rendered templates that work without JavaScript.
+
+mod pages;
+
+use crate::app::App;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use std::time::Duration;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: App,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(pages::router())
+        .fallback(not_found)
+        .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+async fn not_found(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    page(
+        &state,
+        StatusCode::NOT_FOUND,
+        "web/message.html",
+        serde_json::json!({"title": "Page not found", "message": "There is nothing at this address.",
+                           "link": {"href": "/", "text": "See all lists"}}),
+    )
+}
+
+/// Renders a page; a broken template (an operator's override) is a logged 500.
+pub(crate) fn page(state: &AppState, status: StatusCode, name: &str, ctx: serde_json::Value) -> Response {
+    match state.app.templates.render(name, ctx) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "cannot render page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "The page cannot be shown right now.").into_response()
+        }
+    }
+}
+
+/// A page for an unexpected failure; the cause is logged once, here.
+pub(crate) fn unexpected(state: &AppState, e: &crate::app::AppError) -> Response {
+    tracing::error!(error = ?e, "request failed");
+    page(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "web/message.html",
+        serde_json::json!({"title": "Something went wrong", "message": "Please try again in a few minutes."}),
+    )
+}

@@ -1,0 +1,299 @@
+//! The `member` table: one row per (list, role, address), kept after the person
+//! leaves so the consent record and the withdrawal survive.
+
+use super::decode;
+use crate::domain::{Consent, Delivery, EmailAddress, Evidence, Member, MemberStatus, Role, Source};
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+struct MemberRow {
+    id: Uuid,
+    list_id: Uuid,
+    address: String,
+    name: Option<String>,
+    role: String,
+    status: String,
+    delivery: String,
+    subscribed_at: Option<OffsetDateTime>,
+    requested_at: Option<OffsetDateTime>,
+    request_source: Option<String>,
+    request_ip: Option<String>,
+    request_user_agent: Option<String>,
+    request_message_id: Option<String>,
+    request_form_text: Option<String>,
+    confirmed_at: Option<OffsetDateTime>,
+    confirm_method: Option<String>,
+    confirm_ip: Option<String>,
+    confirm_message_id: Option<String>,
+    unsubscribed_at: Option<OffsetDateTime>,
+    unsubscribe_method: Option<String>,
+}
+
+impl TryFrom<MemberRow> for Member {
+    type Error = sqlx::Error;
+    fn try_from(r: MemberRow) -> Result<Self, Self::Error> {
+        Ok(Member {
+            id: r.id,
+            list_id: r.list_id,
+            address: r.address,
+            name: r.name,
+            role: decode("role", &r.role)?,
+            status: decode("status", &r.status)?,
+            delivery: decode("delivery", &r.delivery)?,
+            subscribed_at: r.subscribed_at,
+            consent: Consent {
+                requested_at: r.requested_at,
+                request_source: r.request_source.as_deref().map(|s| decode::<Source>("request_source", s)).transpose()?,
+                request_ip: r.request_ip,
+                request_user_agent: r.request_user_agent,
+                request_message_id: r.request_message_id,
+                request_form_text: r.request_form_text,
+                confirmed_at: r.confirmed_at,
+                confirm_method: r.confirm_method,
+                confirm_ip: r.confirm_ip,
+                confirm_message_id: r.confirm_message_id,
+                unsubscribed_at: r.unsubscribed_at,
+                unsubscribe_method: r.unsubscribe_method,
+            },
+        })
+    }
+}
+
+/// Finds one role of an address on a list.
+pub async fn find_member(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    role: Role,
+    address: &EmailAddress,
+) -> Result<Option<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        select id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member where list_id = $1 and role = $2 and address_key = $3
+        "#,
+        list_id,
+        role.as_str(),
+        address.key()
+    )
+    .fetch_optional(db)
+    .await?
+    .map(Member::try_from)
+    .transpose()
+}
+
+/// Every role an address holds on a list.
+pub async fn find_member_roles(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    address: &EmailAddress,
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        select id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member where list_id = $1 and address_key = $2
+        order by role
+        "#,
+        list_id,
+        address.key()
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Member::try_from)
+    .collect()
+}
+
+/// Finds a member row by id, locking it for the rest of the transaction.
+pub async fn find_member_by_id_for_update(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        select id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member where id = $1
+        for update
+        "#,
+        id
+    )
+    .fetch_optional(db)
+    .await?
+    .map(Member::try_from)
+    .transpose()
+}
+
+/// Members of a list, filtered by role and status, by address.
+pub async fn list_members(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    role: Option<Role>,
+    status: Option<MemberStatus>,
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        select id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member
+        where list_id = $1 and ($2::text is null or role = $2) and ($3::text is null or status = $3)
+        order by address_key, role
+        "#,
+        list_id,
+        role.map(Role::as_str),
+        status.map(MemberStatus::as_str)
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Member::try_from)
+    .collect()
+}
+
+/// A membership to record as current (subscribed) now.
+pub struct NewMembership<'a> {
+    pub address: &'a EmailAddress,
+    pub name: Option<&'a str>,
+    pub role: Role,
+    pub request_source: Source,
+    pub requested_at: Option<OffsetDateTime>,
+    pub request: &'a Evidence,
+    pub confirm_method: &'a str,
+    pub confirm: &'a Evidence,
+}
+
+/// Makes an address a subscribed member: inserts the row, or turns an existing row
+/// (pending, or a past membership) into a new membership with fresh consent evidence.
+pub async fn upsert_subscribed_member(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    m: &NewMembership<'_>,
+) -> Result<Member, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        insert into member (list_id, address, address_key, name, role, status, delivery, subscribed_at,
+                            requested_at, request_source, request_ip, request_user_agent, request_message_id,
+                            request_form_text, confirmed_at, confirm_method, confirm_ip, confirm_message_id)
+        values ($1, $2, $3, $4, $5, 'subscribed', 'enabled', now(), coalesce($6, now()), $7, $8, $9, $10, $11,
+                now(), $12, $13, $14)
+        on conflict on constraint member_list_role_address_key do update set
+            address = excluded.address,
+            name = coalesce(excluded.name, member.name),
+            status = 'subscribed',
+            delivery = 'enabled',
+            subscribed_at = now(),
+            requested_at = excluded.requested_at,
+            request_source = excluded.request_source,
+            request_ip = excluded.request_ip,
+            request_user_agent = excluded.request_user_agent,
+            request_message_id = excluded.request_message_id,
+            request_form_text = excluded.request_form_text,
+            confirmed_at = excluded.confirmed_at,
+            confirm_method = excluded.confirm_method,
+            confirm_ip = excluded.confirm_ip,
+            confirm_message_id = excluded.confirm_message_id,
+            unsubscribed_at = null,
+            unsubscribe_method = null,
+            updated_at = now()
+        returning id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        "#,
+        list_id,
+        m.address.to_string(),
+        m.address.key(),
+        m.name,
+        m.role.as_str(),
+        m.requested_at,
+        m.request_source.as_str(),
+        m.request.ip,
+        m.request.user_agent,
+        m.request.message_id,
+        m.request.form_text,
+        m.confirm_method,
+        m.confirm.ip,
+        m.confirm.message_id,
+    )
+    .fetch_one(db)
+    .await?
+    .try_into()
+}
+
+/// Records a request for an address that has no row yet, as `pending`. An address
+/// with a row (a past membership) keeps it: the pending request holds the new evidence.
+pub async fn insert_pending_member(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    address: &EmailAddress,
+    name: Option<&str>,
+    source: Source,
+    request: &Evidence,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        insert into member (list_id, address, address_key, name, role, status, requested_at, request_source,
+                            request_ip, request_user_agent, request_message_id, request_form_text)
+        values ($1, $2, $3, $4, 'member', 'pending', now(), $5, $6, $7, $8, $9)
+        on conflict on constraint member_list_role_address_key do nothing
+        "#,
+        list_id,
+        address.to_string(),
+        address.key(),
+        name,
+        source.as_str(),
+        request.ip,
+        request.user_agent,
+        request.message_id,
+        request.form_text,
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Ends a membership, recording how. Returns false when the row was not subscribed.
+pub async fn update_member_left(
+    db: impl PgExecutor<'_>,
+    member_id: Uuid,
+    status: MemberStatus,
+    method: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        r#"
+        update member set status = $2, unsubscribed_at = now(), unsubscribe_method = $3, updated_at = now()
+        where id = $1 and status in ('subscribed', 'pending')
+        "#,
+        member_id,
+        status.as_str(),
+        method
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Changes delivery, role-independent attributes of a member row.
+pub async fn update_member_attributes(
+    db: impl PgExecutor<'_>,
+    member_id: Uuid,
+    delivery: Delivery,
+    name: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update member set delivery = $2, name = $3, updated_at = now() where id = $1",
+        member_id,
+        delivery.as_str(),
+        name
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,51 @@
+//! SQL, and nothing else: rows in, domain types out.
+//!
+//! Every query lives in this module (checked at compile time against the schema in
+//! `migrations/`, cached in `.sqlx/` for offline builds). Business rules live in
+//! `app`; the store only reads and writes what it is told.
+
+pub mod lists;
+pub mod members;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Opens a connection pool.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?.application_name("listd");
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// Applies pending migrations; safe when several processes start at once (sqlx
+/// serialises them with an advisory lock).
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Answers whether the database is reachable.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!("select 1 as \"one!\"").fetch_one(pool).await.map(|_| ())
+}
+
+/// The name of the constraint a statement violated, if it was a unique violation.
+pub fn unique_violation(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => db.constraint(),
+        _ => None,
+    }
+}
+
+/// Reads a text column back into a domain enum; the schema's check constraints make a
+/// mismatch a bug, reported as a decode error rather than a panic.
+pub(crate) fn decode<T: FromStr>(column: &str, value: &str) -> Result<T, sqlx::Error> {
+    value.parse().map_err(|_| sqlx::Error::Decode(format!("unexpected {column} `{value}` in the database").into()))
+}
