@@ -46,6 +46,7 @@ create table member (
     status text not null
         constraint member_status_check
         check (status in ('pending', 'subscribed', 'unsubscribed', 'removed', 'bounced', 'complained')),
+    bounce_score integer not null default 0,
     delivery text not null default 'enabled'
         constraint member_delivery_check check (delivery in ('enabled', 'disabled')),
     -- when the current membership began; part of the unsubscribe token's signature,

@@ -15,7 +15,12 @@ use std::time::Duration;
 #[derive(Clone, PartialEq, Eq)]
 pub enum RelayUrl {
     /// `smtp://host:port` (STARTTLS when offered) or `smtps://user:pass@host:465`.
-    Smtp { host: String, port: u16, implicit_tls: bool, credentials: Option<(String, String)> },
+    Smtp {
+        host: String,
+        port: u16,
+        implicit_tls: bool,
+        credentials: Option<(String, String)>,
+    },
     /// `file:///dir`: one `.eml` file per message, for development.
     File(PathBuf),
 }
@@ -23,7 +28,12 @@ pub enum RelayUrl {
 impl std::fmt::Debug for RelayUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RelayUrl::Smtp { host, port, implicit_tls, credentials } => write!(
+            RelayUrl::Smtp {
+                host,
+                port,
+                implicit_tls,
+                credentials,
+            } => write!(
                 f,
                 "{}://{}{host}:{port}",
                 if *implicit_tls { "smtps" } else { "smtp" },
@@ -94,7 +104,10 @@ impl std::fmt::Debug for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file {path}: {source}")]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the configuration file {path} is not valid TOML: {message}")]
     NotToml { path: PathBuf, message: String },
     #[error("unknown key `{key}` in the configuration file {path}")]
@@ -136,9 +149,14 @@ impl Config {
     }
 
     /// Loads from an explicit environment (for tests and embedding).
-    pub fn from_sources(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
         let mut raw: HashMap<&'static str, (String, String)> = HashMap::new();
-        let file = file.map(Path::to_path_buf).or_else(|| env.get("LISTD_CONFIG").map(PathBuf::from));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("LISTD_CONFIG").map(PathBuf::from));
         if let Some(path) = &file {
             for (key, value) in read_file(path)? {
                 raw.insert(key, (format!("{key} in {}", path.display()), value));
@@ -158,9 +176,14 @@ impl Config {
 
     fn from_raw(raw: HashMap<&'static str, (String, String)>) -> Result<Config, ConfigError> {
         let get = |key: &str| raw.get(key).map(|(name, v)| (name.as_str(), v.trim()));
-        let bad = |name: &str, problem: String| ConfigError::BadValue { key: name.to_string(), problem };
+        let bad = |name: &str, problem: String| ConfigError::BadValue {
+            key: name.to_string(),
+            problem,
+        };
 
-        let data_dir = get("data_dir").map(|(_, v)| PathBuf::from(v)).unwrap_or_else(|| PathBuf::from("./listd-data"));
+        let data_dir = get("data_dir")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| PathBuf::from("./listd-data"));
         let data_dir = absolute(&data_dir);
 
         let database_url = match get("database_url") {
@@ -185,8 +208,12 @@ impl Config {
             }
             parse_socket_addr(v).map(Some).map_err(|p| bad(name, p))
         };
-        let http_addr = addr("http_addr", Some("127.0.0.1:8080"))?
-            .ok_or_else(|| bad("LISTD_HTTP_ADDR", "cannot be off: the HTTP listener is needed".into()))?;
+        let http_addr = addr("http_addr", Some("127.0.0.1:8080"))?.ok_or_else(|| {
+            bad(
+                "LISTD_HTTP_ADDR",
+                "cannot be off: the HTTP listener is needed".into(),
+            )
+        })?;
         let smtp_addr = addr("smtp_addr", Some("127.0.0.1:2525"))?;
         let lmtp_addr = addr("lmtp_addr", None)?;
         if let Some(a) = lmtp_addr
@@ -221,8 +248,15 @@ impl Config {
 
         let hostname = match get("hostname") {
             Some((name, v)) => {
-                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
-                    return Err(bad(name, "must be a host name such as lists.example.org".into()));
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                {
+                    return Err(bad(
+                        name,
+                        "must be a host name such as lists.example.org".into(),
+                    ));
                 }
                 v.to_ascii_lowercase()
             }
@@ -238,7 +272,10 @@ impl Config {
                 None => Ok(default),
                 Some((name, v)) => match v.replace('_', "").parse::<u64>() {
                     Ok(n) if n >= min => Ok(n),
-                    _ => Err(bad(name, format!("must be a whole number of at least {min}, not `{v}`"))),
+                    _ => Err(bad(
+                        name,
+                        format!("must be a whole number of at least {min}, not `{v}`"),
+                    )),
                 },
             }
         };
@@ -246,11 +283,18 @@ impl Config {
         let delivery_concurrency = number("delivery_concurrency", 16, 1)? as usize;
         let confirm_expiry = Duration::from_secs(number("confirm_expiry_hours", 72, 1)? * 3600);
 
-        let path = |key: &str| get(key).filter(|(_, v)| !v.is_empty()).map(|(_, v)| PathBuf::from(v));
+        let path = |key: &str| {
+            get(key)
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(_, v)| PathBuf::from(v))
+        };
         let tls_cert = path("tls_cert");
         let tls_key = path("tls_key");
         if tls_cert.is_some() != tls_key.is_some() {
-            return Err(bad("LISTD_TLS_CERT", "and LISTD_TLS_KEY must be set together".into()));
+            return Err(bad(
+                "LISTD_TLS_CERT",
+                "and LISTD_TLS_KEY must be set together".into(),
+            ));
         }
         let dns_server = match get("dns_server") {
             Some((_, "")) | None => None,
@@ -259,7 +303,10 @@ impl Config {
         let template_dir = path("template_dir");
 
         let rate_per_ip = match get("rate_per_ip") {
-            None => Some(Rate { count: 30, per: Duration::from_secs(3600) }),
+            None => Some(Rate {
+                count: 30,
+                per: Duration::from_secs(3600),
+            }),
             Some((name, v)) => parse_rate(v).map_err(|p| bad(name, p))?,
         };
 
@@ -268,16 +315,23 @@ impl Config {
             Some((name, v)) => v
                 .split([',', ' '])
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<IpAddr>().map_err(|_| bad(name, format!("`{s}` is not an IP address"))))
+                .map(|s| {
+                    s.parse::<IpAddr>()
+                        .map_err(|_| bad(name, format!("`{s}` is not an IP address")))
+                })
                 .collect::<Result<_, _>>()?,
         };
 
-        let log = get("log").map(|(_, v)| v.to_string()).filter(|v| !v.is_empty());
+        let log = get("log")
+            .map(|(_, v)| v.to_string())
+            .filter(|v| !v.is_empty());
         let log_format = match get("log_format") {
             None => LogFormat::Text,
             Some((_, v)) if v.eq_ignore_ascii_case("text") || v.is_empty() => LogFormat::Text,
             Some((_, v)) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
-            Some((name, v)) => return Err(bad(name, format!("must be `text` or `json`, not `{v}`"))),
+            Some((name, v)) => {
+                return Err(bad(name, format!("must be `text` or `json`, not `{v}`")));
+            }
         };
 
         Ok(Config {
@@ -318,11 +372,17 @@ impl Config {
         }
         let path = self.data_dir.join("secret_key");
         if !path.exists() {
-            std::fs::create_dir_all(&self.data_dir)
-                .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+            std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                format!("creating the data directory {}", self.data_dir.display())
+            })?;
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
-            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
                 Ok(mut f) => f
                     .write_all(format!("{}\n", SecretKey::generate_base64()).as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?,
@@ -331,21 +391,32 @@ impl Config {
                 Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
             }
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        SecretKey::from_base64(&text).map_err(|p| anyhow::anyhow!("the secret key in {} {p}", path.display()))
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        SecretKey::from_base64(&text)
+            .map_err(|p| anyhow::anyhow!("the secret key in {} {p}", path.display()))
     }
 }
 
 fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Unreadable { path: path.to_path_buf(), source })?;
-    let table: toml::Table =
-        text.parse().map_err(|e: toml::de::Error| ConfigError::NotToml { path: path.to_path_buf(), message: e.message().to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::NotToml {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
     let mut out = Vec::new();
     for (key, value) in table {
         let normalized = key.to_ascii_lowercase().replace('-', "_");
         let Some(known) = KEYS.iter().find(|k| **k == normalized) else {
-            return Err(ConfigError::UnknownKey { key, path: path.to_path_buf() });
+            return Err(ConfigError::UnknownKey {
+                key,
+                path: path.to_path_buf(),
+            });
         };
         let text = match value {
             toml::Value::String(s) => s,
@@ -353,7 +424,11 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Array(items) => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             other => {
@@ -372,8 +447,11 @@ fn parse_socket_addr(v: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = v.parse::<SocketAddr>() {
         return Ok(a);
     }
-    let (host, port) = v.rsplit_once(':').ok_or_else(|| format!("`{v}` is not of the form host:port"))?;
-    port.parse::<u16>().map_err(|_| format!("`{v}` has no valid port number"))?;
+    let (host, port) = v
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{v}` is not of the form host:port"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("`{v}` has no valid port number"))?;
     (host, port.parse::<u16>().unwrap_or(0))
         .to_socket_addrs()
         .ok()
@@ -385,12 +463,18 @@ fn parse_relay_url(v: &str) -> Result<RelayUrl, String> {
     let u = url::Url::parse(v).map_err(|e| format!("is not a URL ({e})"))?;
     match u.scheme() {
         "file" => {
-            let p = u.to_file_path().map_err(|_| "must be file:///absolute/dir".to_string())?;
+            let p = u
+                .to_file_path()
+                .map_err(|_| "must be file:///absolute/dir".to_string())?;
             Ok(RelayUrl::File(p))
         }
         "smtp" | "smtps" => {
             let implicit_tls = u.scheme() == "smtps";
-            let host = u.host_str().filter(|h| !h.is_empty()).ok_or("has no host")?.to_string();
+            let host = u
+                .host_str()
+                .filter(|h| !h.is_empty())
+                .ok_or("has no host")?
+                .to_string();
             let port = u.port().unwrap_or(if implicit_tls { 465 } else { 25 });
             let credentials = if u.username().is_empty() {
                 None
@@ -399,9 +483,16 @@ fn parse_relay_url(v: &str) -> Result<RelayUrl, String> {
                 let pass = percent_decode(u.password().unwrap_or(""));
                 Some((user, pass))
             };
-            Ok(RelayUrl::Smtp { host: host.trim_matches(['[', ']']).to_string(), port, implicit_tls, credentials })
+            Ok(RelayUrl::Smtp {
+                host: host.trim_matches(['[', ']']).to_string(),
+                port,
+                implicit_tls,
+                credentials,
+            })
         }
-        other => Err(format!("has scheme `{other}`; use smtp://, smtps:// or file://")),
+        other => Err(format!(
+            "has scheme `{other}`; use smtp://, smtps:// or file://"
+        )),
     }
 }
 
@@ -416,28 +507,45 @@ fn parse_rate(v: &str) -> Result<Option<Rate>, String> {
     if v == "0" || v.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let (count, unit) = v.split_once('/').ok_or_else(|| format!("`{v}` is not of the form N/hour"))?;
-    let count: u32 = count.trim().parse().map_err(|_| format!("`{v}` does not start with a number"))?;
+    let (count, unit) = v
+        .split_once('/')
+        .ok_or_else(|| format!("`{v}` is not of the form N/hour"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{v}` does not start with a number"))?;
     let per = match unit.trim().to_ascii_lowercase().as_str() {
         "second" | "sec" | "s" => 1,
         "minute" | "min" | "m" => 60,
         "hour" | "h" => 3600,
         "day" | "d" => 86_400,
-        other => return Err(format!("has unit `{other}`; use second, minute, hour or day")),
+        other => {
+            return Err(format!(
+                "has unit `{other}`; use second, minute, hour or day"
+            ));
+        }
     };
     if count == 0 {
         return Ok(None);
     }
-    Ok(Some(Rate { count, per: Duration::from_secs(per) }))
+    Ok(Some(Rate {
+        count,
+        per: Duration::from_secs(per),
+    }))
 }
 
 fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         return p.to_path_buf();
     }
-    let joined = std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf());
+    let joined = std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf());
     // tidy `./listd-data` into `listd-data`
-    joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 #[cfg(test)]
@@ -445,7 +553,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -459,7 +570,13 @@ mod tests {
         assert!(c.data_dir.ends_with("listd-data"));
         assert_eq!(c.max_message_bytes, 10_485_760);
         assert_eq!(c.delivery_concurrency, 16);
-        assert_eq!(c.rate_per_ip, Some(Rate { count: 30, per: Duration::from_secs(3600) }));
+        assert_eq!(
+            c.rate_per_ip,
+            Some(Rate {
+                count: 30,
+                per: Duration::from_secs(3600)
+            })
+        );
         assert_eq!(c.confirm_expiry, Duration::from_secs(72 * 3600));
     }
 
@@ -467,12 +584,18 @@ mod tests {
     fn environment_overrides_the_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("listd.toml");
-        std::fs::write(&f, "http_addr = \"127.0.0.1:9000\"\nsmtp_addr = \"off\"\nmax_message_bytes = 2048\n").unwrap();
-        let c = Config::from_sources(Some(&f), &env(&[("LISTD_HTTP_ADDR", "127.0.0.1:9001")])).unwrap();
+        std::fs::write(
+            &f,
+            "http_addr = \"127.0.0.1:9000\"\nsmtp_addr = \"off\"\nmax_message_bytes = 2048\n",
+        )
+        .unwrap();
+        let c =
+            Config::from_sources(Some(&f), &env(&[("LISTD_HTTP_ADDR", "127.0.0.1:9001")])).unwrap();
         assert_eq!(c.http_addr.port(), 9001);
         assert_eq!(c.smtp_addr, None);
         assert_eq!(c.max_message_bytes, 2048);
-        let via_env = Config::from_sources(None, &env(&[("LISTD_CONFIG", f.to_str().unwrap())])).unwrap();
+        let via_env =
+            Config::from_sources(None, &env(&[("LISTD_CONFIG", f.to_str().unwrap())])).unwrap();
         assert_eq!(via_env.http_addr.port(), 9000);
     }
 
@@ -480,7 +603,10 @@ mod tests {
     fn listd_database_url_wins_over_database_url() {
         let c = Config::from_sources(
             None,
-            &env(&[("DATABASE_URL", "postgres://a/b"), ("LISTD_DATABASE_URL", "postgres://c/d")]),
+            &env(&[
+                ("DATABASE_URL", "postgres://a/b"),
+                ("LISTD_DATABASE_URL", "postgres://c/d"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.database_url.as_deref(), Some("postgres://c/d"));
@@ -491,16 +617,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("listd.toml");
         std::fs::write(&f, "colour = \"red\"\n").unwrap();
-        let e = Config::from_sources(Some(&f), &env(&[])).unwrap_err().to_string();
+        let e = Config::from_sources(Some(&f), &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown key `colour`"), "{e}");
 
-        let e = Config::from_sources(None, &env(&[("LISTD_HTTP_ADDR", "nowhere")])).unwrap_err().to_string();
+        let e = Config::from_sources(None, &env(&[("LISTD_HTTP_ADDR", "nowhere")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LISTD_HTTP_ADDR"), "{e}");
-        let e = Config::from_sources(Some(&dir.path().join("missing.toml")), &env(&[])).unwrap_err().to_string();
+        let e = Config::from_sources(Some(&dir.path().join("missing.toml")), &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot read"), "{e}");
-        let e = Config::from_sources(None, &env(&[("LISTD_LMTP_ADDR", "127.0.0.1:25")])).unwrap_err().to_string();
+        let e = Config::from_sources(None, &env(&[("LISTD_LMTP_ADDR", "127.0.0.1:25")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("port 25"), "{e}");
-        let e = Config::from_sources(None, &env(&[("LISTD_RELAY_URL", "http://x")])).unwrap_err().to_string();
+        let e = Config::from_sources(None, &env(&[("LISTD_RELAY_URL", "http://x")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LISTD_RELAY_URL"), "{e}");
     }
 
@@ -511,13 +647,19 @@ mod tests {
             None,
             &env(&[
                 ("LISTD_SECRET_KEY", &key),
-                ("LISTD_RELAY_URL", "smtps://user:hunter2@relay.example.org:465"),
+                (
+                    "LISTD_RELAY_URL",
+                    "smtps://user:hunter2@relay.example.org:465",
+                ),
                 ("LISTD_DATABASE_URL", "postgres://u:pgpass@db/listd"),
             ]),
         )
         .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("pgpass") && !shown.contains(&key), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pgpass") && !shown.contains(&key),
+            "{shown}"
+        );
         assert_eq!(
             c.relay_url,
             RelayUrl::Smtp {
@@ -527,14 +669,25 @@ mod tests {
                 credentials: Some(("user".into(), "hunter2".into()))
             }
         );
-        let e = Config::from_sources(None, &env(&[("LISTD_SECRET_KEY", "c2hvcnQ=")])).unwrap_err().to_string();
-        assert!(e.contains("LISTD_SECRET_KEY") && !e.contains("c2hvcnQ"), "{e}");
+        let e = Config::from_sources(None, &env(&[("LISTD_SECRET_KEY", "c2hvcnQ=")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("LISTD_SECRET_KEY") && !e.contains("c2hvcnQ"),
+            "{e}"
+        );
     }
 
     #[test]
     fn rates_parse() {
         assert_eq!(parse_rate("0").unwrap(), None);
-        assert_eq!(parse_rate("5/minute").unwrap(), Some(Rate { count: 5, per: Duration::from_secs(60) }));
+        assert_eq!(
+            parse_rate("5/minute").unwrap(),
+            Some(Rate {
+                count: 5,
+                per: Duration::from_secs(60)
+            })
+        );
         assert!(parse_rate("5 per hour").is_err());
     }
 }

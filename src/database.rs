@@ -18,12 +18,17 @@ impl Database {
     /// Connects to `LISTD_DATABASE_URL`, or starts (or joins) the self-managed cluster.
     pub async fn open(config: &Config, max_connections: u32) -> anyhow::Result<Database> {
         if let Some(url) = &config.database_url {
-            let pool = crate::store::connect(url, max_connections)
-                .await
-                .context("cannot connect to the database named by LISTD_DATABASE_URL/DATABASE_URL")?;
-            return Ok(Database { pool, cluster: None });
+            let pool = crate::store::connect(url, max_connections).await.context(
+                "cannot connect to the database named by LISTD_DATABASE_URL/DATABASE_URL",
+            )?;
+            return Ok(Database {
+                pool,
+                cluster: None,
+            });
         }
-        let cluster = Cluster::start_or_attach(&config.pg_data_dir(), ClusterOptions { durable: true }).await?;
+        let cluster =
+            Cluster::start_or_attach(&config.pg_data_dir(), ClusterOptions { durable: true })
+                .await?;
         let opened = async {
             cluster.ensure_database(SELF_MANAGED_DB).await?;
             crate::store::connect(&cluster.url(SELF_MANAGED_DB), max_connections)
@@ -32,7 +37,10 @@ impl Database {
         }
         .await;
         match opened {
-            Ok(pool) => Ok(Database { pool, cluster: Some(cluster) }),
+            Ok(pool) => Ok(Database {
+                pool,
+                cluster: Some(cluster),
+            }),
             Err(e) => {
                 if let Err(stop) = cluster.release().await {
                     tracing::warn!(error = %stop, "stopping the self-managed PostgreSQL");

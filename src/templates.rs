@@ -11,15 +11,39 @@ use std::path::PathBuf;
 /// The built-in templates, by name.
 const BUILTIN: &[(&str, &str)] = &[
     ("web/base.html", include_str!("../templates/web/base.html")),
-    ("web/index.html", include_str!("../templates/web/index.html")),
+    (
+        "web/index.html",
+        include_str!("../templates/web/index.html"),
+    ),
     ("web/list.html", include_str!("../templates/web/list.html")),
-    ("web/message.html", include_str!("../templates/web/message.html")),
-    ("web/confirm.html", include_str!("../templates/web/confirm.html")),
-    ("web/unsubscribe.html", include_str!("../templates/web/unsubscribe.html")),
-    ("email/confirm_subscribe.txt", include_str!("../templates/email/confirm_subscribe.txt")),
-    ("email/confirm_unsubscribe.txt", include_str!("../templates/email/confirm_unsubscribe.txt")),
-    ("email/welcome.txt", include_str!("../templates/email/welcome.txt")),
-    ("email/goodbye.txt", include_str!("../templates/email/goodbye.txt")),
+    (
+        "web/message.html",
+        include_str!("../templates/web/message.html"),
+    ),
+    (
+        "web/confirm.html",
+        include_str!("../templates/web/confirm.html"),
+    ),
+    (
+        "web/unsubscribe.html",
+        include_str!("../templates/web/unsubscribe.html"),
+    ),
+    (
+        "email/confirm_subscribe.txt",
+        include_str!("../templates/email/confirm_subscribe.txt"),
+    ),
+    (
+        "email/confirm_unsubscribe.txt",
+        include_str!("../templates/email/confirm_unsubscribe.txt"),
+    ),
+    (
+        "email/welcome.txt",
+        include_str!("../templates/email/welcome.txt"),
+    ),
+    (
+        "email/goodbye.txt",
+        include_str!("../templates/email/goodbye.txt"),
+    ),
 ];
 
 /// The template set of one process.
@@ -56,32 +80,49 @@ impl Templates {
                     }
                 }
             }
-            Ok(BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, text)| text.to_string()))
+            Ok(BUILTIN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, text)| text.to_string()))
         });
         Templates { env }
     }
 
     /// Renders a page or any other template.
     pub fn render(&self, name: &str, ctx: impl Serialize) -> Result<String, minijinja::Error> {
-        self.env.get_template(name)?.render(minijinja::value::Serde(ctx))
+        self.env
+            .get_template(name)?
+            .render(minijinja::value::Serde(ctx))
     }
 
-    /// Renders a mail template: its first line is `Subject: …`, then a blank line, then the body.
-    pub fn render_mail(&self, name: &str, ctx: impl Serialize) -> Result<MailText, minijinja::Error> {
-        let text = self.render(name, ctx)?;
-        let text = text.replace("\r\n", "\n");
-        let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
-        let subject = first
-            .strip_prefix("Subject:")
-            .ok_or_else(|| {
-                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("{name} must start with `Subject:`"))
-            })?
+    /// Renders a mail template: its first line is `Subject: …`, then a blank line, then
+    /// the body. The subject line is rendered on its own, so no value can push text
+    /// from it into the body or the headers.
+    pub fn render_mail(
+        &self,
+        name: &str,
+        ctx: impl Serialize,
+    ) -> Result<MailText, minijinja::Error> {
+        let source = self.env.get_template(name)?.source().replace("\r\n", "\n");
+        let (first, rest) = source.split_once('\n').unwrap_or((&source, ""));
+        let subject_source = first.strip_prefix("Subject:").ok_or_else(|| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("{name} must start with `Subject:`"),
+            )
+        })?;
+        let ctx = minijinja::value::Serde(ctx);
+        let ctx = minijinja::Value::from(ctx);
+        let subject = self
+            .env
+            .render_str(subject_source, &ctx)?
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect::<String>()
             .trim()
             .to_string();
-        Ok(MailText { subject, body: rest.trim_start_matches('\n').to_string() })
+        let body = self.env.render_str(rest.trim_start_matches('\n'), &ctx)?;
+        Ok(MailText { subject, body })
     }
 }
 
@@ -93,7 +134,9 @@ mod tests {
     fn every_builtin_template_parses() {
         let t = Templates::new(None);
         for (name, _) in BUILTIN {
-            t.env.get_template(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            t.env
+                .get_template(name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 
@@ -101,19 +144,38 @@ mod tests {
     fn html_is_escaped() {
         let t = Templates::new(None);
         let page = t
-            .render("web/message.html", serde_json::json!({"title": "<script>x</script>", "message": "a & b"}))
+            .render(
+                "web/message.html",
+                serde_json::json!({"title": "<script>x</script>", "message": "a & b"}),
+            )
             .unwrap();
-        assert!(page.contains("&lt;script&gt;") && !page.contains("<script>x"), "{page}");
+        assert!(
+            page.contains("&lt;script&gt;") && !page.contains("<script>x"),
+            "{page}"
+        );
     }
 
     #[test]
     fn a_subject_never_carries_a_line_break() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("email")).unwrap();
-        std::fs::write(dir.path().join("email/welcome.txt"), "Subject: Hi {{ name }}\n\nBody {{ name }}\n").unwrap();
+        std::fs::write(
+            dir.path().join("email/welcome.txt"),
+            "Subject: Hi {{ name }}\n\nBody {{ name }}\n",
+        )
+        .unwrap();
         let t = Templates::new(Some(dir.path().to_path_buf()));
-        let m = t.render_mail("email/welcome.txt", serde_json::json!({"name": "x\r\nBcc: evil@example.org"})).unwrap();
-        assert!(!m.subject.contains('\n') && !m.subject.contains('\r'), "{:?}", m.subject);
+        let m = t
+            .render_mail(
+                "email/welcome.txt",
+                serde_json::json!({"name": "x\r\nBcc: evil@example.org"}),
+            )
+            .unwrap();
+        assert!(
+            !m.subject.contains('\n') && !m.subject.contains('\r'),
+            "{:?}",
+            m.subject
+        );
         assert!(m.body.starts_with("Body"));
     }
 
@@ -123,8 +185,16 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("web")).unwrap();
         std::fs::write(dir.path().join("web/message.html"), "custom {{ title }}").unwrap();
         let t = Templates::new(Some(dir.path().to_path_buf()));
-        assert_eq!(t.render("web/message.html", serde_json::json!({"title": "t"})).unwrap(), "custom t");
+        assert_eq!(
+            t.render("web/message.html", serde_json::json!({"title": "t"}))
+                .unwrap(),
+            "custom t"
+        );
         // others stay built in
-        assert!(t.render("web/index.html", serde_json::json!({"lists": []})).unwrap().contains("<html"));
+        assert!(
+            t.render("web/index.html", serde_json::json!({"lists": []}))
+                .unwrap()
+                .contains("<html")
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Creating, reading, changing and deleting lists.
 
 use super::{App, AppError};
-use crate::domain::{EmailAddress, Evidence, List, ListAddress, ListRef, ListSettings, Role, Source};
+use crate::domain::{
+    EmailAddress, Evidence, List, ListAddress, ListRef, ListSettings, Role, Source,
+};
 use crate::store;
 use crate::store::members::NewMembership;
 use serde::Serialize;
@@ -34,7 +36,10 @@ impl App {
         let list = match store::lists::insert_list(&mut *tx, address, settings).await {
             Ok(list) => list,
             Err(e) if store::unique_violation(&e).is_some() => {
-                return Err(AppError::ListExists(format!("{address} (list-id {})", address.list_id())));
+                return Err(AppError::ListExists(format!(
+                    "{address} (list-id {})",
+                    address.list_id()
+                )));
             }
             Err(e) => return Err(e.into()),
         };
@@ -70,16 +75,23 @@ impl App {
     /// One list by address or list-id.
     pub async fn list_info(&self, list: &ListRef) -> Result<ListInfo, AppError> {
         let list = self.get_list(list).await?;
-        let members = store::members::list_members(&self.db, list.id, Some(Role::Member), None).await?;
+        let members =
+            store::members::list_members(&self.db, list.id, Some(Role::Member), None).await?;
         let count = |s| members.iter().filter(|m| m.status == s).count() as i64;
-        let (subscribed, pending) =
-            (count(crate::domain::MemberStatus::Subscribed), count(crate::domain::MemberStatus::Pending));
+        let (subscribed, pending) = (
+            count(crate::domain::MemberStatus::Subscribed),
+            count(crate::domain::MemberStatus::Pending),
+        );
         let owners = self.owner_addresses(&list).await?;
         Ok(info(list, subscribed, pending, owners))
     }
 
     /// Changes settings given as `KEY=VALUE` pairs; all or nothing.
-    pub async fn update_list(&self, list: &ListRef, pairs: &[String]) -> Result<ListInfo, AppError> {
+    pub async fn update_list(
+        &self,
+        list: &ListRef,
+        pairs: &[String],
+    ) -> Result<ListInfo, AppError> {
         let current = self.get_list(list).await?;
         let mut settings = current.settings.clone();
         for pair in pairs {
@@ -98,7 +110,9 @@ impl App {
 
     /// The list a reference names, or `NoSuchList`.
     pub async fn get_list(&self, list: &ListRef) -> Result<List, AppError> {
-        store::lists::find_list(&self.db, &list.list_id()).await?.ok_or_else(|| AppError::NoSuchList(list.to_string()))
+        store::lists::find_list(&self.db, &list.list_id())
+            .await?
+            .ok_or_else(|| AppError::NoSuchList(list.to_string()))
     }
 
     async fn owner_addresses(&self, list: &List) -> Result<Vec<String>, AppError> {

@@ -1,1 +1,286 @@
-//! Adding, removing and showing members (owner actions).
+//! Owner actions on members: add, remove, list, show, change.
+
+use super::subscriptions::{Request, RequestOutcome};
+use super::{App, AppError};
+use crate::domain::{
+    Consent, Delivery, EmailAddress, Evidence, ListRef, Member, MemberStatus, Role, Source,
+};
+use crate::store;
+use crate::store::members::NewMembership;
+use serde::Serialize;
+
+/// A member as shown to owners (`members ls`, `members show`).
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberInfo {
+    pub address: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub status: MemberStatus,
+    pub delivery: Delivery,
+    pub bounce_score: i32,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub subscribed_at: Option<time::OffsetDateTime>,
+    pub consent: Consent,
+}
+
+impl From<Member> for MemberInfo {
+    fn from(m: Member) -> Self {
+        MemberInfo {
+            address: m.address,
+            name: m.name,
+            role: m.role,
+            status: m.status,
+            delivery: m.delivery,
+            bounce_score: m.bounce_score,
+            subscribed_at: m.subscribed_at,
+            consent: m.consent,
+        }
+    }
+}
+
+/// What `members add` did for one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOutcome {
+    Added,
+    AlreadyMember,
+    /// A confirmation was sent instead (`--invite`).
+    Invited,
+    /// The invitation was not sent: the address had too many requests lately.
+    InviteRateLimited,
+    /// The person left (or bounced out, or complained): only their own new
+    /// confirmation can bring them back (STANDARDS 30).
+    NeedsInvite(MemberStatus),
+}
+
+/// Filter for `members ls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Status(MemberStatus),
+    /// Subscribed, with delivery disabled.
+    DeliveryDisabled,
+    All,
+}
+
+impl std::str::FromStr for StatusFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "all" => Ok(StatusFilter::All),
+            "disabled" => Ok(StatusFilter::DeliveryDisabled),
+            other => other
+                .parse::<MemberStatus>()
+                .map(StatusFilter::Status)
+                .map_err(|_| {
+                    format!(
+                        "`{s}` is not a status; use {}, disabled or all",
+                        MemberStatus::choices()
+                    )
+                }),
+        }
+    }
+}
+
+impl App {
+    /// Adds addresses at once (an owner's explicit act), or invites them.
+    pub async fn add_members(
+        &self,
+        list: &ListRef,
+        addresses: &[EmailAddress],
+        role: Role,
+        invite: bool,
+    ) -> Result<Vec<(EmailAddress, AddOutcome)>, AppError> {
+        let current_list = self.get_list(list).await?;
+        let mut out = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            if invite && role == Role::Member {
+                let req = Request {
+                    address: address.clone(),
+                    name: None,
+                    source: Source::Admin,
+                    evidence: Evidence::default(),
+                    in_reply_to: None,
+                };
+                let outcome = match self.request_subscription(list, req).await? {
+                    RequestOutcome::ConfirmationSent => AddOutcome::Invited,
+                    RequestOutcome::NothingToDo => AddOutcome::AlreadyMember,
+                    RequestOutcome::RateLimited => AddOutcome::InviteRateLimited,
+                };
+                out.push((address.clone(), outcome));
+                continue;
+            }
+            let mut tx = self.db.begin().await?;
+            store::pending::lock_address(&mut *tx, current_list.id, address).await?;
+            let existing =
+                store::members::find_member(&mut *tx, current_list.id, role, address).await?;
+            let outcome = match existing.map(|m| m.status) {
+                Some(MemberStatus::Subscribed) => AddOutcome::AlreadyMember,
+                Some(s) if s.needs_new_consent() && !invite => AddOutcome::NeedsInvite(s),
+                _ => {
+                    let admin = Evidence::default();
+                    let m = NewMembership {
+                        address,
+                        name: None,
+                        role,
+                        request_source: Source::Admin,
+                        requested_at: None,
+                        request: &admin,
+                        confirm_method: "admin",
+                        confirm: &admin,
+                    };
+                    store::members::upsert_subscribed_member(&mut *tx, current_list.id, &m).await?;
+                    AddOutcome::Added
+                }
+            };
+            tx.commit().await?;
+            out.push((address.clone(), outcome));
+        }
+        Ok(out)
+    }
+
+    /// Takes addresses off a list (every role they hold); false for non-members.
+    pub async fn remove_members(
+        &self,
+        list: &ListRef,
+        addresses: &[EmailAddress],
+    ) -> Result<Vec<(EmailAddress, bool)>, AppError> {
+        let list = self.get_list(list).await?;
+        let mut out = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let mut tx = self.db.begin().await?;
+            let mut removed = false;
+            for m in store::members::find_member_roles(&mut *tx, list.id, address).await? {
+                removed |= store::members::update_member_left(
+                    &mut *tx,
+                    m.id,
+                    MemberStatus::Removed,
+                    "admin",
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            out.push((address.clone(), removed));
+        }
+        Ok(out)
+    }
+
+    /// Members of a list, by role and status.
+    pub async fn members(
+        &self,
+        list: &ListRef,
+        role: Option<Role>,
+        status: StatusFilter,
+    ) -> Result<Vec<MemberInfo>, AppError> {
+        let list = self.get_list(list).await?;
+        let by_status = match status {
+            StatusFilter::Status(s) => Some(s),
+            StatusFilter::DeliveryDisabled => Some(MemberStatus::Subscribed),
+            StatusFilter::All => None,
+        };
+        let members = store::members::list_members(&self.db, list.id, role, by_status).await?;
+        Ok(members
+            .into_iter()
+            .filter(|m| {
+                status != StatusFilter::DeliveryDisabled || m.delivery == Delivery::Disabled
+            })
+            .map(MemberInfo::from)
+            .collect())
+    }
+
+    /// Every role an address holds on a list, with its consent record.
+    pub async fn member(
+        &self,
+        list: &ListRef,
+        address: &EmailAddress,
+    ) -> Result<Vec<MemberInfo>, AppError> {
+        let l = self.get_list(list).await?;
+        let roles = store::members::find_member_roles(&self.db, l.id, address).await?;
+        if roles.is_empty() {
+            return Err(AppError::NoSuchMember {
+                list: list.to_string(),
+                address: address.to_string(),
+                role: "member".into(),
+            });
+        }
+        Ok(roles.into_iter().map(MemberInfo::from).collect())
+    }
+
+    /// Changes `delivery`, `name` or `role` of a member (`KEY=VALUE` pairs).
+    pub async fn update_member(
+        &self,
+        list: &ListRef,
+        address: &EmailAddress,
+        pairs: &[String],
+    ) -> Result<MemberInfo, AppError> {
+        let l = self.get_list(list).await?;
+        let mut tx = self.db.begin().await?;
+        let roles = store::members::find_member_roles(&mut *tx, l.id, address).await?;
+        let Some(mut member) = roles
+            .iter()
+            .find(|m| m.role == Role::Member)
+            .or(roles.first())
+            .cloned()
+        else {
+            return Err(AppError::NoSuchMember {
+                list: list.to_string(),
+                address: address.to_string(),
+                role: "member".into(),
+            });
+        };
+        let mut new_role = None;
+        for pair in pairs {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                AppError::BadSetting(crate::domain::SettingError::NotKeyValue(pair.clone()))
+            })?;
+            let bad = |problem: String| {
+                AppError::BadSetting(crate::domain::SettingError::BadValue {
+                    key: key.to_string(),
+                    problem,
+                })
+            };
+            match key.trim().to_ascii_lowercase().as_str() {
+                "delivery" => {
+                    member.delivery = value
+                        .parse()
+                        .map_err(|e: crate::domain::UnknownValue| bad(e.to_string()))?
+                }
+                "name" => {
+                    let v = value.trim();
+                    if v.chars().any(char::is_control) || v.chars().count() > 200 {
+                        return Err(bad("must be one line of at most 200 characters".into()));
+                    }
+                    member.name = (!v.is_empty()).then(|| v.to_string());
+                }
+                "role" => new_role = Some(value.parse::<Role>().map_err(|e| bad(e.to_string()))?),
+                other => {
+                    return Err(AppError::BadSetting(
+                        crate::domain::SettingError::UnknownKey(format!(
+                            "{other}` (members have delivery, name and role`"
+                        )),
+                    ));
+                }
+            }
+        }
+        store::members::update_member_attributes(
+            &mut *tx,
+            member.id,
+            member.delivery,
+            member.name.as_deref(),
+        )
+        .await?;
+        if let Some(role) = new_role
+            && role != member.role
+        {
+            match store::members::update_member_role(&mut *tx, member.id, role).await {
+                Ok(()) => member.role = role,
+                Err(e) if store::unique_violation(&e).is_some() => {
+                    return Err(AppError::Refused(format!(
+                        "{address} is already a {role} of {list}"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(member.into())
+    }
+}

@@ -36,7 +36,11 @@ pub struct App {
 
 impl App {
     pub fn new(db: PgPool, settings: AppSettings, templates: Templates) -> Self {
-        App { db, settings: Arc::new(settings), templates: Arc::new(templates) }
+        App {
+            db,
+            settings: Arc::new(settings),
+            templates: Arc::new(templates),
+        }
     }
 
     /// Whether the database answers.
@@ -54,7 +58,11 @@ pub enum AppError {
     #[error("a list {0} already exists")]
     ListExists(String),
     #[error("{address} is not a {role} of {list}")]
-    NoSuchMember { list: String, address: String, role: String },
+    NoSuchMember {
+        list: String,
+        address: String,
+        role: String,
+    },
     #[error(transparent)]
     BadAddress(#[from] AddressError),
     #[error(transparent)]

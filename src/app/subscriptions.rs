@@ -1,1 +1,580 @@
-//! Double opt-in: requests, confirmations and unsubscriptions.
+//! Double opt-in: subscription and unsubscription requests, their confirmation, and
+//! the per-member unsubscribe token (STANDARDS §C, §D).
+//!
+//! A request never reveals whether the address is a member: every outcome maps to the
+//! same neutral answer in the front ends. Mail is only enqueued, in the transaction
+//! that records the request or the change.
+
+use super::{App, AppError};
+use crate::domain::{
+    ConfirmToken, EmailAddress, Evidence, List, ListRef, MemberStatus, Role, Source, Subscription,
+    UnsubscribeToken,
+};
+use crate::mail::{Auto, SystemMail, compose_system_mail, system_envelope_from};
+use crate::store;
+use crate::store::members::NewMembership;
+use crate::store::outbound::NewOutbound;
+use crate::store::pending::NewPending;
+use serde_json::json;
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+
+/// Per address and list: one confirmation per 10 minutes, three per day (STANDARDS 27).
+const CONFIRM_SPACING: Duration = Duration::minutes(10);
+const CONFIRMS_PER_DAY: i64 = 3;
+/// Per address, all lists: at most ten automatic mails a day.
+const AUTOMATIC_PER_DAY: i64 = 10;
+/// Purposes that count as automatic replies to a request.
+pub const AUTOMATIC_PURPOSES: &[&str] = &["confirm", "reply"];
+
+/// A request to join or leave, from any front end.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub address: EmailAddress,
+    pub name: Option<String>,
+    pub source: Source,
+    pub evidence: Evidence,
+    /// When the request arrived by mail: the Message-ID to answer (`auto-replied`).
+    pub in_reply_to: Option<String>,
+}
+
+/// What became of a request. Front ends show the same neutral answer for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    ConfirmationSent,
+    /// Nothing to do: already subscribed (for joins) or not a member (for leaves).
+    NothingToDo,
+    /// Too many requests for this address; nothing sent.
+    RateLimited,
+}
+
+/// What a confirmation token leads to, for the page that shows its button.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenView {
+    Subscribe { list: List, address: String },
+    Unsubscribe { list: List, address: String },
+    Used { list: List },
+    Expired { list: List },
+    Unknown,
+}
+
+/// What pressing the button (or replying to the mail) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    Subscribed {
+        list: List,
+        address: String,
+    },
+    /// The mailbox confirmed; an owner must approve (`confirm-then-moderate`).
+    AwaitingApproval {
+        list: List,
+        address: String,
+    },
+    Unsubscribed {
+        list: List,
+        address: String,
+    },
+    Used {
+        list: List,
+    },
+    Expired {
+        list: List,
+    },
+    Unknown,
+}
+
+/// How a confirmation arrived.
+#[derive(Debug, Clone)]
+pub enum ConfirmVia {
+    Web { ip: Option<String> },
+    Mail { message_id: Option<String> },
+}
+
+/// The result of a one-click unsubscribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnsubscribeOutcome {
+    Unsubscribed { list: List, address: String },
+    AlreadyGone { list: List, address: String },
+    InvalidToken,
+}
+
+impl App {
+    /// Asks the address's mailbox to confirm a subscription.
+    pub async fn request_subscription(
+        &self,
+        list: &ListRef,
+        req: Request,
+    ) -> Result<RequestOutcome, AppError> {
+        let list = self.get_list(list).await?;
+        let mut tx = self.db.begin().await?;
+        store::pending::lock_address(&mut *tx, list.id, &req.address).await?;
+        let current =
+            store::members::find_member(&mut *tx, list.id, Role::Member, &req.address).await?;
+        if current
+            .as_ref()
+            .is_some_and(|m| m.status == MemberStatus::Subscribed)
+        {
+            return Ok(RequestOutcome::NothingToDo);
+        }
+        if self
+            .rate_limited(&mut tx, &list, "subscribe", &req.address)
+            .await?
+        {
+            return Ok(RequestOutcome::RateLimited);
+        }
+        if current.is_none() {
+            store::members::insert_pending_member(
+                &mut *tx,
+                list.id,
+                &req.address,
+                req.name.as_deref(),
+                req.source,
+                &req.evidence,
+            )
+            .await?;
+        }
+        self.send_confirmation(&mut tx, &list, "subscribe", &req)
+            .await?;
+        tx.commit().await?;
+        Ok(RequestOutcome::ConfirmationSent)
+    }
+
+    /// Asks a member's mailbox to confirm leaving. Non-members get nothing, but the
+    /// caller cannot tell the difference.
+    pub async fn request_unsubscription(
+        &self,
+        list: &ListRef,
+        req: Request,
+    ) -> Result<RequestOutcome, AppError> {
+        let list = self.get_list(list).await?;
+        let mut tx = self.db.begin().await?;
+        store::pending::lock_address(&mut *tx, list.id, &req.address).await?;
+        let current =
+            store::members::find_member(&mut *tx, list.id, Role::Member, &req.address).await?;
+        if !current.is_some_and(|m| m.status == MemberStatus::Subscribed) {
+            return Ok(RequestOutcome::NothingToDo);
+        }
+        if self
+            .rate_limited(&mut tx, &list, "unsubscribe", &req.address)
+            .await?
+        {
+            return Ok(RequestOutcome::RateLimited);
+        }
+        self.send_confirmation(&mut tx, &list, "unsubscribe", &req)
+            .await?;
+        tx.commit().await?;
+        Ok(RequestOutcome::ConfirmationSent)
+    }
+
+    /// What a confirmation link would do, without doing it (GET must change nothing).
+    pub async fn inspect_confirmation(&self, token: &str) -> Result<TokenView, AppError> {
+        let Some(token) = ConfirmToken::parse(token) else {
+            return Ok(TokenView::Unknown);
+        };
+        let mut tx = self.db.begin().await?;
+        let Some(p) = store::pending::find_pending_for_update(&mut *tx, &token.hash()).await?
+        else {
+            return Ok(TokenView::Unknown);
+        };
+        tx.rollback().await?;
+        let Some(list) = store::lists::find_list_by_id(&self.db, p.list_id).await? else {
+            return Ok(TokenView::Unknown);
+        };
+        Ok(if p.used_at.is_some() {
+            TokenView::Used { list }
+        } else if p.expires_at < OffsetDateTime::now_utc() {
+            TokenView::Expired { list }
+        } else if p.kind == "unsubscribe" {
+            TokenView::Unsubscribe {
+                list,
+                address: p.address,
+            }
+        } else {
+            TokenView::Subscribe {
+                list,
+                address: p.address,
+            }
+        })
+    }
+
+    /// Carries out a pending request: the mailbox has confirmed it.
+    pub async fn confirm(&self, token: &str, via: ConfirmVia) -> Result<ConfirmOutcome, AppError> {
+        let Some(token) = ConfirmToken::parse(token) else {
+            return Ok(ConfirmOutcome::Unknown);
+        };
+        let mut tx = self.db.begin().await?;
+        let Some(p) = store::pending::find_pending_for_update(&mut *tx, &token.hash()).await?
+        else {
+            return Ok(ConfirmOutcome::Unknown);
+        };
+        let Some(list) = store::lists::find_list_by_id(&mut *tx, p.list_id).await? else {
+            return Ok(ConfirmOutcome::Unknown);
+        };
+        if p.used_at.is_some() {
+            return Ok(ConfirmOutcome::Used { list });
+        }
+        if p.expires_at < OffsetDateTime::now_utc() {
+            return Ok(ConfirmOutcome::Expired { list });
+        }
+        store::pending::update_pending_used(&mut *tx, p.id).await?;
+        let address =
+            EmailAddress::parse(&p.address).map_err(|e| anyhow::anyhow!("stored address: {e}"))?;
+        let (method, confirm) = match &via {
+            ConfirmVia::Web { ip } => (
+                "web",
+                Evidence {
+                    ip: ip.clone(),
+                    ..Evidence::default()
+                },
+            ),
+            ConfirmVia::Mail { message_id } => (
+                "mail",
+                Evidence {
+                    message_id: message_id.clone(),
+                    ..Evidence::default()
+                },
+            ),
+        };
+        let outcome = if p.kind == "unsubscribe" {
+            match store::members::find_member(&mut *tx, list.id, Role::Member, &address).await? {
+                Some(m) if m.status == MemberStatus::Subscribed => {
+                    store::members::update_member_left(
+                        &mut *tx,
+                        m.id,
+                        MemberStatus::Unsubscribed,
+                        method,
+                    )
+                    .await?;
+                    self.enqueue_goodbye(&mut tx, &list, &m.address).await?;
+                }
+                _ => {} // already gone: confirming again is harmless
+            }
+            ConfirmOutcome::Unsubscribed {
+                list,
+                address: p.address,
+            }
+        } else {
+            let request = Evidence {
+                ip: p.ip.clone(),
+                user_agent: p.user_agent.clone(),
+                message_id: p.message_id.clone(),
+                form_text: p.form_text.clone(),
+            };
+            let source = p.source.parse::<Source>().unwrap_or(Source::Web);
+            if list.settings.subscription == Subscription::ConfirmThenModerate {
+                store::members::insert_pending_member(
+                    &mut *tx,
+                    list.id,
+                    &address,
+                    p.name.as_deref(),
+                    source,
+                    &request,
+                )
+                .await?;
+                ConfirmOutcome::AwaitingApproval {
+                    list,
+                    address: p.address,
+                }
+            } else {
+                let m = NewMembership {
+                    address: &address,
+                    name: p.name.as_deref(),
+                    role: Role::Member,
+                    request_source: source,
+                    requested_at: Some(p.requested_at),
+                    request: &request,
+                    confirm_method: method,
+                    confirm: &confirm,
+                };
+                let member =
+                    store::members::upsert_subscribed_member(&mut *tx, list.id, &m).await?;
+                self.enqueue_welcome(&mut tx, &list, &member).await?;
+                ConfirmOutcome::Subscribed {
+                    list,
+                    address: p.address,
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The list and address an unsubscribe token belongs to, if it is genuine.
+    pub async fn inspect_unsubscribe_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(List, String)>, AppError> {
+        let Some(id) = UnsubscribeToken::claimed_member(token) else {
+            return Ok(None);
+        };
+        let mut tx = self.db.begin().await?;
+        let Some(member) = store::members::find_member_by_id_for_update(&mut *tx, id).await? else {
+            return Ok(None);
+        };
+        tx.rollback().await?;
+        if !self.token_matches(token, &member) {
+            return Ok(None);
+        }
+        let list = store::lists::find_list_by_id(&self.db, member.list_id).await?;
+        Ok(list.map(|l| (l, member.address)))
+    }
+
+    /// Unsubscribes at once with a member's token (the List-Unsubscribe one-click).
+    pub async fn unsubscribe_with_token(
+        &self,
+        token: &str,
+        method: &str,
+    ) -> Result<UnsubscribeOutcome, AppError> {
+        let Some(id) = UnsubscribeToken::claimed_member(token) else {
+            return Ok(UnsubscribeOutcome::InvalidToken);
+        };
+        let mut tx = self.db.begin().await?;
+        let Some(member) = store::members::find_member_by_id_for_update(&mut *tx, id).await? else {
+            return Ok(UnsubscribeOutcome::InvalidToken);
+        };
+        if !self.token_matches(token, &member) {
+            return Ok(UnsubscribeOutcome::InvalidToken);
+        }
+        let Some(list) = store::lists::find_list_by_id(&mut *tx, member.list_id).await? else {
+            return Ok(UnsubscribeOutcome::InvalidToken);
+        };
+        if member.status != MemberStatus::Subscribed {
+            return Ok(UnsubscribeOutcome::AlreadyGone {
+                list,
+                address: member.address,
+            });
+        }
+        store::members::update_member_left(&mut *tx, member.id, MemberStatus::Unsubscribed, method)
+            .await?;
+        self.enqueue_goodbye(&mut tx, &list, &member.address)
+            .await?;
+        tx.commit().await?;
+        Ok(UnsubscribeOutcome::Unsubscribed {
+            list,
+            address: member.address,
+        })
+    }
+
+    /// The token that unsubscribes this membership (for List-Unsubscribe and links).
+    pub fn unsubscribe_token(&self, member: &crate::domain::Member) -> Option<UnsubscribeToken> {
+        let since = member.subscribed_at?;
+        Some(UnsubscribeToken::sign(
+            &self.settings.secret_key,
+            member.id,
+            since.unix_timestamp_nanos() / 1000,
+        ))
+    }
+
+    fn token_matches(&self, token: &str, member: &crate::domain::Member) -> bool {
+        // a membership that never began has no token; verify anyway so timing does not tell
+        let since = member
+            .subscribed_at
+            .map(|t| t.unix_timestamp_nanos() / 1000)
+            .unwrap_or(i128::MIN);
+        UnsubscribeToken::verify(&self.settings.secret_key, token, member.id, since)
+            && member.subscribed_at.is_some()
+    }
+
+    async fn rate_limited(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        kind: &str,
+        address: &EmailAddress,
+    ) -> Result<bool, AppError> {
+        let now = OffsetDateTime::now_utc();
+        let recent = store::pending::count_recent_requests(
+            &mut *tx,
+            list.id,
+            kind,
+            address,
+            now - CONFIRM_SPACING,
+        )
+        .await?;
+        let today = store::pending::count_recent_requests(
+            &mut *tx,
+            list.id,
+            kind,
+            address,
+            now - Duration::DAY,
+        )
+        .await?;
+        let automatic = store::outbound::count_recent_to(
+            &mut *tx,
+            &address.to_string(),
+            AUTOMATIC_PURPOSES,
+            now - Duration::DAY,
+        )
+        .await?;
+        let limited = recent >= 1 || today >= CONFIRMS_PER_DAY || automatic >= AUTOMATIC_PER_DAY;
+        if limited {
+            tracing::info!(list = %list.address, kind, "request not sent: per-address limit reached");
+        }
+        Ok(limited)
+    }
+
+    async fn send_confirmation(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        kind: &str,
+        req: &Request,
+    ) -> Result<(), AppError> {
+        let token = ConfirmToken::generate();
+        let expires_at = OffsetDateTime::now_utc() + self.settings.confirm_expiry;
+        let pending = NewPending {
+            list_id: list.id,
+            kind,
+            address: &req.address,
+            name: req.name.as_deref(),
+            token_hash: &token.hash(),
+            expires_at,
+            source: req.source,
+            evidence: &req.evidence,
+        };
+        store::pending::insert_pending(&mut *tx, &pending).await?;
+        // the requester's own words (the name field) are never put into the mail (STANDARDS 25)
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "list_address": list.address.to_string(),
+            "address": req.address.to_string(),
+            "token": token.as_str(),
+            "confirm_url": format!("{}/confirm/{}", self.settings.public_url, token.as_str()),
+            "expiry_hours": self.settings.confirm_expiry.as_secs() / 3600,
+        });
+        let template = if kind == "unsubscribe" {
+            "email/confirm_unsubscribe.txt"
+        } else {
+            "email/confirm_subscribe.txt"
+        };
+        let reply_to = list
+            .address
+            .with_suffix(&format!("confirm+{}", token.as_str()));
+        let auto = if req.in_reply_to.is_some() {
+            Auto::Replied
+        } else {
+            Auto::Generated
+        };
+        self.enqueue_mail(
+            tx,
+            list,
+            "confirm",
+            &req.address.to_string(),
+            template,
+            ctx,
+            auto,
+            Some(&reply_to),
+            req.in_reply_to.as_deref(),
+        )
+        .await
+    }
+
+    async fn enqueue_welcome(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        member: &crate::domain::Member,
+    ) -> Result<(), AppError> {
+        let token = self
+            .unsubscribe_token(member)
+            .ok_or_else(|| anyhow::anyhow!("a new member has no start time"))?;
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "list_address": list.address.to_string(),
+            "address": member.address,
+            "list_url": self.list_url(list),
+            "unsubscribe_url": format!("{}/unsubscribe/{}", self.settings.public_url, token.as_str()),
+        });
+        self.enqueue_mail(
+            tx,
+            list,
+            "welcome",
+            &member.address,
+            "email/welcome.txt",
+            ctx,
+            Auto::Generated,
+            None,
+            None,
+        )
+        .await
+    }
+
+    async fn enqueue_goodbye(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        address: &str,
+    ) -> Result<(), AppError> {
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "list_address": list.address.to_string(),
+            "address": address,
+            "list_url": self.list_url(list),
+        });
+        self.enqueue_mail(
+            tx,
+            list,
+            "goodbye",
+            address,
+            "email/goodbye.txt",
+            ctx,
+            Auto::Generated,
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// The public page of a list.
+    pub fn list_url(&self, list: &List) -> String {
+        format!(
+            "{}/lists/{}",
+            self.settings.public_url,
+            list.address.list_id()
+        )
+    }
+
+    /// Renders a mail template and queues the message in the caller's transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn enqueue_mail(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        purpose: &str,
+        to: &str,
+        template: &str,
+        ctx: serde_json::Value,
+        auto: Auto,
+        reply_to: Option<&str>,
+        in_reply_to: Option<&str>,
+    ) -> Result<(), AppError> {
+        let text = self
+            .templates
+            .render_mail(template, ctx)
+            .map_err(|e| anyhow::anyhow!("rendering {template}: {e}"))?;
+        let message = compose_system_mail(&SystemMail {
+            list: &list.address,
+            list_name: &list.settings.name,
+            to,
+            subject: &text.subject,
+            body: &text.body,
+            auto,
+            reply_to,
+            in_reply_to,
+            hostname: &self.settings.hostname,
+        });
+        let envelope_from = system_envelope_from(&list.address);
+        store::outbound::insert_outbound(
+            &mut *tx,
+            &NewOutbound {
+                list_id: Some(list.id),
+                purpose,
+                envelope_from: &envelope_from,
+                recipient: to,
+                message: &message,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -7,6 +7,7 @@ use crate::domain::{EmailAddress, ListAddress, ListRef, ListSettings};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum ListsCommand {
     /// Create a list
     Create {
@@ -87,7 +88,8 @@ pub async fn run(app: App, command: ListsCommand) -> Result<(), Failure> {
             set,
             json,
         } => {
-            let address = ListAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
+            let address =
+                ListAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
             let mut settings = ListSettings::defaults_for(&address);
             let named = [
                 ("name", name),
@@ -101,15 +103,21 @@ pub async fn run(app: App, command: ListsCommand) -> Result<(), Failure> {
             ];
             for (key, value) in named {
                 if let Some(v) = value {
-                    settings.apply(key, &v).map_err(|e| Failure::usage(e.to_string()))?;
+                    settings
+                        .apply(key, &v)
+                        .map_err(|e| Failure::usage(e.to_string()))?;
                 }
             }
             for pair in &set {
-                settings.apply_pair(pair).map_err(|e| Failure::usage(e.to_string()))?;
+                settings
+                    .apply_pair(pair)
+                    .map_err(|e| Failure::usage(e.to_string()))?;
             }
             let owners = owners
                 .iter()
-                .map(|o| EmailAddress::parse(o).map_err(|e| Failure::usage(format!("--owner: {e}"))))
+                .map(|o| {
+                    EmailAddress::parse(o).map_err(|e| Failure::usage(format!("--owner: {e}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let info = app.create_list(&address, &settings, &owners).await?;
             if json {
@@ -146,9 +154,17 @@ pub async fn run(app: App, command: ListsCommand) -> Result<(), Failure> {
         }
         ListsCommand::Show { list, json } => {
             let info = app.list_info(&parse_ref(&list)?).await?;
-            if json { output::json(&info) } else { show(&info) }
+            if json {
+                output::json(&info)
+            } else {
+                show(&info)
+            }
         }
-        ListsCommand::Set { list, settings, json } => {
+        ListsCommand::Set {
+            list,
+            settings,
+            json,
+        } => {
             let info = app.update_list(&parse_ref(&list)?, &settings).await?;
             if json {
                 output::json(&info)
@@ -193,11 +209,22 @@ fn show(info: &ListInfo) -> Result<(), Failure> {
         ("reply-to", s.reply_to.to_string()),
         ("dmarc", s.dmarc.to_string()),
         ("advertised", s.advertised.to_string()),
-        ("bounce-score-threshold", s.bounce_score_threshold.to_string()),
+        (
+            "bounce-score-threshold",
+            s.bounce_score_threshold.to_string(),
+        ),
         ("bounce-stale-days", s.bounce_stale_days.to_string()),
         ("bounce-warnings", s.bounce_warnings.to_string()),
-        ("bounce-warning-interval-days", s.bounce_warning_interval_days.to_string()),
-        ("created", info.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
+        (
+            "bounce-warning-interval-days",
+            s.bounce_warning_interval_days.to_string(),
+        ),
+        (
+            "created",
+            info.created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        ),
     ]);
     warn(info);
     Ok(())

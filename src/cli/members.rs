@@ -1,12 +1,295 @@
 //! `listd members …`
 
-use super::Failure;
+use super::lists::parse_ref;
+use super::{Failure, output};
 use crate::app::App;
+use crate::app::members::{AddOutcome, MemberInfo, StatusFilter};
+use crate::domain::{EmailAddress, Role};
 use clap::Subcommand;
+use time::format_description::well_known::Rfc3339;
 
 #[derive(Debug, Subcommand)]
-pub enum MembersCommand {}
+pub enum MembersCommand {
+    /// List members (by default: subscribed members)
+    Ls {
+        list: String,
+        /// member | owner | moderator
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// subscribed | pending | unsubscribed | removed | bounced | complained | disabled | all
+        #[arg(long, default_value = "subscribed")]
+        status: String,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Add addresses at once (an owner's explicit add), or invite them with --invite
+    Add {
+        list: String,
+        #[arg(required = true, value_name = "ADDR")]
+        addresses: Vec<String>,
+        /// member | owner | moderator
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Send a confirmation request instead of adding at once
+        #[arg(long)]
+        invite: bool,
+    },
+    /// Take addresses off the list
+    Remove {
+        list: String,
+        #[arg(required = true, value_name = "ADDR")]
+        addresses: Vec<String>,
+    },
+    /// Show a member: status, delivery, bounce score, consent record
+    Show {
+        list: String,
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a member: delivery=enabled|disabled, role=…, name=…
+    Set {
+        list: String,
+        address: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+}
 
-pub async fn run(_app: App, command: MembersCommand) -> Result<(), Failure> {
-    match command {}
+pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
+    match command {
+        MembersCommand::Ls {
+            list,
+            role,
+            status,
+            json,
+            csv,
+        } => {
+            let role: Role = role
+                .parse()
+                .map_err(|e| Failure::usage(format!("--role: {e}")))?;
+            let status: StatusFilter = status
+                .parse()
+                .map_err(|e| Failure::usage(format!("--status: {e}")))?;
+            let members = app.members(&parse_ref(&list)?, Some(role), status).await?;
+            if json {
+                let rows: Vec<_> = members.iter().map(summary).collect();
+                return output::json(&rows);
+            }
+            if csv {
+                return write_csv(&members);
+            }
+            let rows: Vec<Vec<String>> = members
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.address.clone(),
+                        m.name.clone().unwrap_or_default(),
+                        m.role.to_string(),
+                        m.status.to_string(),
+                        m.delivery.to_string(),
+                        m.subscribed_at
+                            .and_then(|t| t.format(&Rfc3339).ok())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "ADDRESS",
+                    "NAME",
+                    "ROLE",
+                    "STATUS",
+                    "DELIVERY",
+                    "SUBSCRIBED",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+        MembersCommand::Add {
+            list,
+            addresses,
+            role,
+            invite,
+        } => {
+            let role: Role = role
+                .parse()
+                .map_err(|e| Failure::usage(format!("--role: {e}")))?;
+            let list = parse_ref(&list)?;
+            let addresses = parse_addresses(&addresses)?;
+            let mut refused = 0;
+            for (address, outcome) in app.add_members(&list, &addresses, role, invite).await? {
+                match outcome {
+                    AddOutcome::Added => println!("added {address} as {role}"),
+                    AddOutcome::AlreadyMember => println!("{address} is already a {role}"),
+                    AddOutcome::Invited => println!("sent {address} a confirmation request"),
+                    AddOutcome::InviteRateLimited => {
+                        refused += 1;
+                        eprintln!("listd: {address} was sent a request recently; try again later.");
+                    }
+                    AddOutcome::NeedsInvite(status) => {
+                        refused += 1;
+                        eprintln!(
+                            "listd: {address} is {status}; only their own confirmation brings them back, so use --invite."
+                        );
+                    }
+                }
+            }
+            if refused > 0 {
+                Err(Failure::failed(format!("{refused} address(es) not added")))
+            } else {
+                Ok(())
+            }
+        }
+        MembersCommand::Remove { list, addresses } => {
+            let list = parse_ref(&list)?;
+            let addresses = parse_addresses(&addresses)?;
+            let mut missing = 0;
+            for (address, removed) in app.remove_members(&list, &addresses).await? {
+                if removed {
+                    println!("removed {address}");
+                } else {
+                    missing += 1;
+                    eprintln!("listd: {address} is not on {list}.");
+                }
+            }
+            if missing > 0 {
+                Err(Failure::failed(format!("{missing} address(es) not found")))
+            } else {
+                Ok(())
+            }
+        }
+        MembersCommand::Show {
+            list,
+            address,
+            json,
+        } => {
+            let address =
+                EmailAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
+            let roles = app.member(&parse_ref(&list)?, &address).await?;
+            let main = roles
+                .iter()
+                .find(|m| m.role == Role::Member)
+                .unwrap_or(&roles[0])
+                .clone();
+            if json {
+                let mut v =
+                    serde_json::to_value(&main).map_err(|e| Failure::failed(e.to_string()))?;
+                v["roles"] =
+                    serde_json::json!(roles.iter().map(|m| m.role.as_str()).collect::<Vec<_>>());
+                return output::json(&v);
+            }
+            show(&main, &roles);
+            Ok(())
+        }
+        MembersCommand::Set {
+            list,
+            address,
+            settings,
+        } => {
+            let address =
+                EmailAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
+            let m = app
+                .update_member(&parse_ref(&list)?, &address, &settings)
+                .await?;
+            println!(
+                "updated {} ({}, delivery {})",
+                m.address, m.role, m.delivery
+            );
+            Ok(())
+        }
+    }
+}
+
+fn parse_addresses(addresses: &[String]) -> Result<Vec<EmailAddress>, Failure> {
+    addresses
+        .iter()
+        .map(|a| EmailAddress::parse(a).map_err(|e| Failure::usage(e.to_string())))
+        .collect()
+}
+
+/// The stable fields of `members ls --json` (SPEC §5).
+fn summary(m: &MemberInfo) -> serde_json::Value {
+    serde_json::json!({
+        "address": m.address,
+        "name": m.name,
+        "role": m.role,
+        "status": m.status,
+        "delivery": m.delivery,
+        "subscribed_at": m.subscribed_at.and_then(|t| t.format(&Rfc3339).ok()),
+    })
+}
+
+fn write_csv(members: &[MemberInfo]) -> Result<(), Failure> {
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    let fail = |e: csv::Error| Failure::failed(format!("writing CSV: {e}"));
+    w.write_record([
+        "email",
+        "name",
+        "role",
+        "status",
+        "delivery",
+        "subscribed_at",
+    ])
+    .map_err(fail)?;
+    for m in members {
+        w.write_record([
+            m.address.as_str(),
+            m.name.as_deref().unwrap_or(""),
+            m.role.as_str(),
+            m.status.as_str(),
+            m.delivery.as_str(),
+            &m.subscribed_at
+                .and_then(|t| t.format(&Rfc3339).ok())
+                .unwrap_or_default(),
+        ])
+        .map_err(fail)?;
+    }
+    w.flush()
+        .map_err(|e| Failure::failed(format!("writing CSV: {e}")))
+}
+
+fn show(m: &MemberInfo, roles: &[MemberInfo]) {
+    let t = |v: Option<time::OffsetDateTime>| {
+        v.and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| "-".into())
+    };
+    let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let c = &m.consent;
+    output::fields(&[
+        ("address", m.address.clone()),
+        ("name", s(&m.name)),
+        (
+            "roles",
+            roles
+                .iter()
+                .map(|r| r.role.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("status", m.status.to_string()),
+        ("delivery", m.delivery.to_string()),
+        ("bounce score", m.bounce_score.to_string()),
+        ("subscribed", t(m.subscribed_at)),
+        ("requested", t(c.requested_at)),
+        (
+            "request source",
+            c.request_source
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("request IP", s(&c.request_ip)),
+        ("request user agent", s(&c.request_user_agent)),
+        ("request message-id", s(&c.request_message_id)),
+        ("request form", s(&c.request_form_text)),
+        ("confirmed", t(c.confirmed_at)),
+        ("confirmed by", s(&c.confirm_method)),
+        ("confirm IP", s(&c.confirm_ip)),
+        ("confirm message-id", s(&c.confirm_message_id)),
+        ("left", t(c.unsubscribed_at)),
+        ("left by", s(&c.unsubscribe_method)),
+    ]);
 }

@@ -18,7 +18,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "listd", version, about = "A mailing list manager", propagate_version = true)]
+#[command(
+    name = "listd",
+    version,
+    about = "A mailing list manager",
+    propagate_version = true
+)]
 pub struct Cli {
     /// TOML configuration file (also LISTD_CONFIG)
     #[arg(long, global = true, value_name = "FILE")]
@@ -54,10 +59,16 @@ pub struct Failure {
 
 impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
-        Failure { code: 2, message: message.into() }
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
     }
     pub fn failed(message: impl Into<String>) -> Self {
-        Failure { code: 1, message: message.into() }
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
     }
 }
 
@@ -82,12 +93,14 @@ impl From<anyhow::Error> for Failure {
 pub async fn run(cli: Cli, config: Config) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args, config).await,
-        Command::Migrate => with_app(&config, |app| async move {
-            let _ = app;
-            println!("migrations applied");
-            Ok(())
-        })
-        .await,
+        Command::Migrate => {
+            with_app(&config, |app| async move {
+                let _ = app;
+                println!("migrations applied");
+                Ok(())
+            })
+            .await
+        }
         Command::Lists { command } => with_app(&config, |app| lists::run(app, command)).await,
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
     };
@@ -108,7 +121,9 @@ where
 {
     let db = Database::open(config, 4).await?;
     let result = async {
-        crate::store::migrate(&db.pool).await.map_err(|e| Failure::failed(format!("cannot apply migrations: {e}")))?;
+        crate::store::migrate(&db.pool)
+            .await
+            .map_err(|e| Failure::failed(format!("cannot apply migrations: {e}")))?;
         let app = build_app(config, db.pool.clone())?;
         f(app).await
     }
@@ -124,11 +139,19 @@ pub(crate) fn build_app(config: &Config, pool: sqlx::PgPool) -> Result<App, Fail
         secret_key: config.secret_key_or_generate()?,
         confirm_expiry: config.confirm_expiry,
     };
-    Ok(App::new(pool, settings, Templates::new(config.template_dir.clone())))
+    Ok(App::new(
+        pool,
+        settings,
+        Templates::new(config.template_dir.clone()),
+    ))
 }
 
 /// One sentence: first letter as written, a final full stop.
 fn sentence(s: &str) -> String {
     let s = s.trim().replace('\n', " ");
-    if s.ends_with(['.', '!', '?']) { s } else { format!("{s}.") }
+    if s.ends_with(['.', '!', '?']) {
+        s
+    } else {
+        format!("{s}.")
+    }
 }

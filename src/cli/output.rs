@@ -43,7 +43,8 @@ pub fn fields(pairs: &[(&str, String)]) {
 
 /// Prints one JSON document.
 pub fn json(value: &impl Serialize) -> Result<(), super::Failure> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| super::Failure::failed(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| super::Failure::failed(e.to_string()))?;
     out(&text);
     Ok(())
 }

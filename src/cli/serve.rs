@@ -29,7 +29,9 @@ pub async fn run(args: ServeArgs, config: Config) -> Result<(), Failure> {
 }
 
 async fn serve(args: &ServeArgs, config: &Config, db: &Database) -> Result<(), Failure> {
-    crate::store::migrate(&db.pool).await.map_err(|e| Failure::failed(format!("cannot apply migrations: {e}")))?;
+    crate::store::migrate(&db.pool)
+        .await
+        .map_err(|e| Failure::failed(format!("cannot apply migrations: {e}")))?;
     let app = build_app(config, db.pool.clone())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -37,11 +39,36 @@ async fn serve(args: &ServeArgs, config: &Config, db: &Database) -> Result<(), F
     if !args.no_http {
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
-            .with_context(|| format!("cannot listen for HTTP on {} (LISTD_HTTP_ADDR)", config.http_addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen for HTTP on {} (LISTD_HTTP_ADDR)",
+                    config.http_addr
+                )
+            })?;
         tracing::info!(addr = %config.http_addr, public_url = %config.public_url, "HTTP listening");
-        let state = AppState { app: app.clone() };
+        let state = AppState::new(app.clone(), config);
         let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move { crate::http::serve(listener, state, stop).await.context("HTTP server failed") });
+        tasks.spawn(async move {
+            crate::http::serve(listener, state, stop)
+                .await
+                .context("HTTP server failed")
+        });
+    }
+
+    if !args.no_worker {
+        let relay = crate::delivery::Relay::new(
+            &config.relay_url,
+            config.delivery_concurrency,
+            &config.hostname,
+        )?;
+        tracing::info!(relay = ?config.relay_url, "delivery workers running");
+        let worker =
+            crate::delivery::Worker::new(db.pool.clone(), relay, config.delivery_concurrency);
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            worker.run(stop).await;
+            Ok(())
+        });
     }
 
     let mut outcome = Ok(());

@@ -46,10 +46,14 @@ impl EmailAddress {
         if s.len() > MAX_ADDRESS_LEN {
             return Err(AddressError::TooLong(shorten(s)));
         }
-        if s.chars().any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>') {
+        if s.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
+        {
             return Err(AddressError::Invalid(shorten(s)));
         }
-        let (local, domain) = s.rsplit_once('@').ok_or_else(|| AddressError::Invalid(s.into()))?;
+        let (local, domain) = s
+            .rsplit_once('@')
+            .ok_or_else(|| AddressError::Invalid(s.into()))?;
         if local.is_empty() || domain.is_empty() {
             return Err(AddressError::Invalid(s.into()));
         }
@@ -67,7 +71,10 @@ impl EmailAddress {
         if candidate.len() > MAX_ADDRESS_LEN {
             return Err(AddressError::TooLong(shorten(s)));
         }
-        Ok(EmailAddress { local: local.to_string(), domain })
+        Ok(EmailAddress {
+            local: local.to_string(),
+            domain,
+        })
     }
 
     pub fn local_part(&self) -> &str {
@@ -111,18 +118,26 @@ impl ListAddress {
         let local = address.local_part().to_ascii_lowercase();
         let valid = !local.is_empty()
             && local.len() <= MAX_LIST_LOCAL_LEN
-            && local.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             && local.starts_with(|c: char| c.is_ascii_alphanumeric())
             && local.ends_with(|c: char| c.is_ascii_alphanumeric());
         if !valid {
             return Err(AddressError::BadListLocalPart(input.trim().to_string()));
         }
-        Ok(ListAddress { local, domain: address.domain().to_string() })
+        Ok(ListAddress {
+            local,
+            domain: address.domain().to_string(),
+        })
     }
 
     /// Rebuilds an address read back from the store, where it was validated on the way in.
     pub fn from_parts(local: &str, domain: &str) -> Self {
-        ListAddress { local: local.to_string(), domain: domain.to_string() }
+        ListAddress {
+            local: local.to_string(),
+            domain: domain.to_string(),
+        }
     }
 
     pub fn local_part(&self) -> &str {
@@ -166,10 +181,16 @@ impl ListRef {
         let id = s.trim_end_matches('.').to_ascii_lowercase();
         let valid = id.contains('.')
             && id.len() <= 255
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             && !id.starts_with('.')
             && !id.contains("..");
-        if valid { Ok(ListRef::ListId(id)) } else { Err(AddressError::BadListRef(shorten(s))) }
+        if valid {
+            Ok(ListRef::ListId(id))
+        } else {
+            Err(AddressError::BadListRef(shorten(s)))
+        }
     }
 
     /// The list-id this reference names.
@@ -191,7 +212,11 @@ impl fmt::Display for ListRef {
 }
 
 fn shorten(s: &str) -> String {
-    if s.chars().count() > 80 { format!("{}…", s.chars().take(80).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -216,13 +241,25 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_refused() {
-        for bad in ["", "anne", "anne@", "@example.org", "anne@localhost", "Anne <anne@example.org>",
-            "a b@example.org", "anne@exa mple.org", "anne@@example.org", "anne@example.org\r\nBcc: x@y.z"]
-        {
+        for bad in [
+            "",
+            "anne",
+            "anne@",
+            "@example.org",
+            "anne@localhost",
+            "Anne <anne@example.org>",
+            "a b@example.org",
+            "anne@exa mple.org",
+            "anne@@example.org",
+            "anne@example.org\r\nBcc: x@y.z",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} accepted");
         }
         let long = format!("{}@example.org", "a".repeat(250));
-        assert!(matches!(EmailAddress::parse(&long), Err(AddressError::TooLong(_)) | Err(AddressError::Invalid(_))));
+        assert!(matches!(
+            EmailAddress::parse(&long),
+            Err(AddressError::TooLong(_)) | Err(AddressError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -230,7 +267,10 @@ mod tests {
         let l = ListAddress::parse("Dev@Lists.Example.org").unwrap();
         assert_eq!(l.to_string(), "dev@lists.example.org");
         assert_eq!(l.list_id(), "dev.lists.example.org");
-        assert_eq!(l.with_suffix("subscribe"), "dev+subscribe@lists.example.org");
+        assert_eq!(
+            l.with_suffix("subscribe"),
+            "dev+subscribe@lists.example.org"
+        );
         assert!(ListAddress::parse("dev+x@lists.example.org").is_err());
         assert!(ListAddress::parse("-dev@lists.example.org").is_err());
         assert!(ListAddress::parse("dev-join@lists.example.org").is_ok());
@@ -238,8 +278,14 @@ mod tests {
 
     #[test]
     fn a_list_is_named_by_address_or_list_id() {
-        assert_eq!(ListRef::parse("dev@lists.example.org").unwrap().list_id(), "dev.lists.example.org");
-        assert_eq!(ListRef::parse("Dev.Lists.example.org").unwrap().list_id(), "dev.lists.example.org");
+        assert_eq!(
+            ListRef::parse("dev@lists.example.org").unwrap().list_id(),
+            "dev.lists.example.org"
+        );
+        assert_eq!(
+            ListRef::parse("Dev.Lists.example.org").unwrap().list_id(),
+            "dev.lists.example.org"
+        );
         assert!(ListRef::parse("dev").is_err());
         assert!(ListRef::parse("dev lists").is_err());
     }

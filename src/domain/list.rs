@@ -98,14 +98,19 @@ impl ListSettings {
 
     /// Applies one `KEY=VALUE` pair as typed by an owner.
     pub fn apply_pair(&mut self, pair: &str) -> Result<(), SettingError> {
-        let (key, value) = pair.split_once('=').ok_or_else(|| SettingError::NotKeyValue(pair.to_string()))?;
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| SettingError::NotKeyValue(pair.to_string()))?;
         self.apply(key, value)
     }
 
     /// Applies one setting. Keys accept `-` or `_` between words.
     pub fn apply(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
         let key = key.trim().to_ascii_lowercase().replace('_', "-");
-        let bad = |problem: String| SettingError::BadValue { key: key.clone(), problem };
+        let bad = |problem: String| SettingError::BadValue {
+            key: key.clone(),
+            problem,
+        };
         let from_enum = |e: UnknownValue| bad(e.to_string());
         match key.as_str() {
             "name" => self.name = single_line(value, MAX_NAME_LEN, false).map_err(bad)?,
@@ -118,7 +123,9 @@ impl ListSettings {
             "subscription" => self.subscription = value.parse().map_err(from_enum)?,
             "posting" => self.posting = value.parse().map_err(from_enum)?,
             "nonmember-action" => self.nonmember_action = value.parse().map_err(from_enum)?,
-            "subject-prefix" => self.subject_prefix = single_line(value, MAX_PREFIX_LEN, true).map_err(bad)?,
+            "subject-prefix" => {
+                self.subject_prefix = single_line(value, MAX_PREFIX_LEN, true).map_err(bad)?
+            }
             "reply-to" => self.reply_to = value.parse().map_err(from_enum)?,
             "dmarc" => self.dmarc = value.parse().map_err(from_enum)?,
             "advertised" => {
@@ -128,10 +135,14 @@ impl ListSettings {
                     other => return Err(bad(format!("`{other}` is not true or false"))),
                 }
             }
-            "bounce-score-threshold" => self.bounce_score_threshold = positive(value, 1).map_err(bad)?,
+            "bounce-score-threshold" => {
+                self.bounce_score_threshold = positive(value, 1).map_err(bad)?
+            }
             "bounce-stale-days" => self.bounce_stale_days = positive(value, 1).map_err(bad)?,
             "bounce-warnings" => self.bounce_warnings = positive(value, 0).map_err(bad)?,
-            "bounce-warning-interval-days" => self.bounce_warning_interval_days = positive(value, 1).map_err(bad)?,
+            "bounce-warning-interval-days" => {
+                self.bounce_warning_interval_days = positive(value, 1).map_err(bad)?
+            }
             _ => return Err(SettingError::UnknownKey(key)),
         }
         Ok(())
@@ -169,7 +180,10 @@ fn single_line(value: &str, max: usize, allow_empty: bool) -> Result<String, Str
 fn positive(value: &str, min: i32) -> Result<i32, String> {
     match value.trim().parse::<i32>() {
         Ok(n) if n >= min && n <= 10_000 => Ok(n),
-        _ => Err(format!("`{}` is not a whole number from {min} to 10000", value.trim())),
+        _ => Err(format!(
+            "`{}` is not a whole number from {min} to 10000",
+            value.trim()
+        )),
     }
 }
 
@@ -196,7 +210,14 @@ mod tests {
         assert_eq!(s.subject_prefix, "[dev]");
         assert_eq!(s.posting, Posting::Members);
         assert_eq!(s.dmarc, Dmarc::WhenNeeded);
-        assert_eq!((s.bounce_score_threshold, s.bounce_stale_days, s.bounce_warnings), (5, 7, 3));
+        assert_eq!(
+            (
+                s.bounce_score_threshold,
+                s.bounce_stale_days,
+                s.bounce_warnings
+            ),
+            (5, 7, 3)
+        );
     }
 
     #[test]
@@ -217,8 +238,14 @@ mod tests {
     #[test]
     fn bad_settings_name_the_problem() {
         let mut s = dev();
-        assert!(matches!(s.apply_pair("colour=red"), Err(SettingError::UnknownKey(_))));
-        assert!(matches!(s.apply_pair("posting"), Err(SettingError::NotKeyValue(_))));
+        assert!(matches!(
+            s.apply_pair("colour=red"),
+            Err(SettingError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            s.apply_pair("posting"),
+            Err(SettingError::NotKeyValue(_))
+        ));
         let e = s.apply_pair("posting=everyone").unwrap_err().to_string();
         assert!(e.contains("posting") && e.contains("announce"), "{e}");
         assert!(s.apply_pair("bounce-stale-days=0").is_err());

@@ -30,7 +30,10 @@ impl MemberStatus {
     /// The person left or was taken off by the system: only a fresh double opt-in
     /// brings them back (STANDARDS 30). An owner's removal is not such a withdrawal.
     pub fn needs_new_consent(self) -> bool {
-        matches!(self, MemberStatus::Unsubscribed | MemberStatus::Bounced | MemberStatus::Complained)
+        matches!(
+            self,
+            MemberStatus::Unsubscribed | MemberStatus::Bounced | MemberStatus::Complained
+        )
     }
 }
 
@@ -44,6 +47,7 @@ pub struct Member {
     pub role: Role,
     pub status: MemberStatus,
     pub delivery: Delivery,
+    pub bounce_score: i32,
     pub subscribed_at: Option<time::OffsetDateTime>,
     pub consent: Consent,
 }

@@ -5,12 +5,15 @@
 //! module imports another part of the crate.
 
 pub mod address;
+pub mod headers;
 pub mod list;
 pub mod member;
 pub mod token;
 
 pub use address::{AddressError, EmailAddress, ListAddress, ListRef};
-pub use list::{Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError, Subscription};
+pub use list::{
+    Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError, Subscription,
+};
 pub use member::{Consent, Delivery, Evidence, Member, MemberStatus, Role, Source};
 pub use token::{ConfirmToken, SecretKey, TokenHash, UnsubscribeToken};
 

@@ -32,7 +32,10 @@ impl SecretKey {
             .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
             .map_err(|_| "is not valid base64".to_string())?;
         if bytes.len() < MIN_SECRET_LEN {
-            return Err(format!("must decode to at least {MIN_SECRET_LEN} bytes, not {}", bytes.len()));
+            return Err(format!(
+                "must decode to at least {MIN_SECRET_LEN} bytes, not {}",
+                bytes.len()
+            ));
         }
         Ok(SecretKey(bytes))
     }
@@ -43,7 +46,8 @@ impl SecretKey {
     }
 
     fn mac(&self, purpose: &str, parts: &[&[u8]]) -> HmacSha256 {
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
         mac.update(purpose.as_bytes());
         for p in parts {
             mac.update(&(p.len() as u32).to_be_bytes());
@@ -82,8 +86,10 @@ impl ConfirmToken {
     /// ours is refused before touching the database.
     pub fn parse(text: &str) -> Option<Self> {
         let t = text.trim();
-        (t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-            .then(|| ConfirmToken(t.to_string()))
+        (t.len() == 43
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| ConfirmToken(t.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -108,7 +114,10 @@ pub struct UnsubscribeToken(String);
 impl UnsubscribeToken {
     /// Signs a token for the membership that began at `since` (a timestamp in µs).
     pub fn sign(key: &SecretKey, member_id: Uuid, since: i128) -> Self {
-        let tag = key.mac("unsubscribe", &[member_id.as_bytes(), &since.to_be_bytes()]).finalize().into_bytes();
+        let tag = key
+            .mac("unsubscribe", &[member_id.as_bytes(), &since.to_be_bytes()])
+            .finalize()
+            .into_bytes();
         let mut raw = Vec::with_capacity(16 + MAC_LEN);
         raw.extend_from_slice(member_id.as_bytes());
         raw.extend_from_slice(&tag[..MAC_LEN]);
@@ -118,12 +127,16 @@ impl UnsubscribeToken {
     /// The member id the token claims, before its signature is checked.
     pub fn claimed_member(text: &str) -> Option<Uuid> {
         let raw = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
-        (raw.len() == 16 + MAC_LEN).then(|| Uuid::from_slice(&raw[..16]).ok()).flatten()
+        (raw.len() == 16 + MAC_LEN)
+            .then(|| Uuid::from_slice(&raw[..16]).ok())
+            .flatten()
     }
 
     /// Checks the signature in constant time against the membership that began at `since`.
     pub fn verify(key: &SecretKey, text: &str, member_id: Uuid, since: i128) -> bool {
-        let Ok(raw) = URL_SAFE_NO_PAD.decode(text.trim()) else { return false };
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(text.trim()) else {
+            return false;
+        };
         if raw.len() != 16 + MAC_LEN || raw[..16] != *member_id.as_bytes() {
             return false;
         }
@@ -170,8 +183,14 @@ mod tests {
         let t = UnsubscribeToken::sign(&k, id, 1000);
         assert_eq!(UnsubscribeToken::claimed_member(t.as_str()), Some(id));
         assert!(UnsubscribeToken::verify(&k, t.as_str(), id, 1000));
-        assert!(!UnsubscribeToken::verify(&k, t.as_str(), id, 1001), "a later membership needs a new token");
-        assert!(!UnsubscribeToken::verify(&key(), t.as_str(), id, 1000), "another key");
+        assert!(
+            !UnsubscribeToken::verify(&k, t.as_str(), id, 1001),
+            "a later membership needs a new token"
+        );
+        assert!(
+            !UnsubscribeToken::verify(&key(), t.as_str(), id, 1000),
+            "another key"
+        );
         let mut tampered = t.as_str().to_string();
         let last = tampered.pop().unwrap();
         tampered.push(if last == 'A' { 'B' } else { 'A' });

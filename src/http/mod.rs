@@ -3,7 +3,9 @@
 //! Handlers translate a request into one `app` call and its outcome into a page or a
 //! JSON body. Pages are server-rendered templates that work without JavaScript.
 
+mod client;
 mod pages;
+mod subscribe;
 
 use crate::app::App;
 use axum::Router;
@@ -18,12 +20,25 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub app: App,
+    pub ip_limiter: std::sync::Arc<client::IpLimiter>,
+    pub trusted_proxies: std::sync::Arc<Vec<std::net::IpAddr>>,
+}
+
+impl AppState {
+    pub fn new(app: App, config: &crate::config::Config) -> Self {
+        AppState {
+            app,
+            ip_limiter: std::sync::Arc::new(client::IpLimiter::new(config.rate_per_ip)),
+            trusted_proxies: std::sync::Arc::new(config.trusted_proxies.clone()),
+        }
+    }
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
+        .merge(subscribe::router())
         .fallback(not_found)
         .with_state(state)
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -34,7 +49,10 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(TraceLayer::new_for_http())
 }
@@ -46,7 +64,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn not_found(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
@@ -60,12 +80,21 @@ async fn not_found(axum::extract::State(state): axum::extract::State<AppState>) 
 }
 
 /// Renders a page; a broken template (an operator's override) is a logged 500.
-pub(crate) fn page(state: &AppState, status: StatusCode, name: &str, ctx: serde_json::Value) -> Response {
+pub(crate) fn page(
+    state: &AppState,
+    status: StatusCode,
+    name: &str,
+    ctx: serde_json::Value,
+) -> Response {
     match state.app.templates.render(name, ctx) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(template = name, error = %e, "cannot render page");
-            (StatusCode::INTERNAL_SERVER_ERROR, "The page cannot be shown right now.").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page cannot be shown right now.",
+            )
+                .into_response()
         }
     }
 }

@@ -32,7 +32,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn index(State(state): State<AppState>) -> Response {
     match state.app.lists(true).await {
-        Ok(lists) => page(&state, StatusCode::OK, "web/index.html", json!({ "lists": lists })),
+        Ok(lists) => page(
+            &state,
+            StatusCode::OK,
+            "web/index.html",
+            json!({ "lists": lists }),
+        ),
         Err(e) => unexpected(&state, &e),
     }
 }
@@ -56,7 +61,12 @@ pub(crate) async fn list_page_with(
     match found {
         Ok(info) => {
             let address = crate::domain::ListAddress::parse(&info.address).ok();
-            let suffix = |s: &str| address.as_ref().map(|a| a.with_suffix(s)).unwrap_or_default();
+            let suffix = |s: &str| {
+                address
+                    .as_ref()
+                    .map(|a| a.with_suffix(s))
+                    .unwrap_or_default()
+            };
             page(
                 state,
                 status,

@@ -92,7 +92,10 @@ pub async fn insert_list(
 }
 
 /// Finds a list by its list-id (`dev.lists.example.org`).
-pub async fn find_list(db: impl PgExecutor<'_>, list_id: &str) -> Result<Option<List>, sqlx::Error> {
+pub async fn find_list(
+    db: impl PgExecutor<'_>,
+    list_id: &str,
+) -> Result<Option<List>, sqlx::Error> {
     sqlx::query_as!(
         ListRow,
         r#"
@@ -110,7 +113,10 @@ pub async fn find_list(db: impl PgExecutor<'_>, list_id: &str) -> Result<Option<
 }
 
 /// Finds a list by id, locking its row for the rest of the transaction.
-pub async fn find_list_by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<List>, sqlx::Error> {
+pub async fn find_list_by_id(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<List>, sqlx::Error> {
     sqlx::query_as!(
         ListRow,
         r#"
@@ -174,13 +180,21 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
                 created_at: r.created_at,
             })?;
-            Ok(ListCounts { list, members: r.members, pending: r.pending })
+            Ok(ListCounts {
+                list,
+                members: r.members,
+                pending: r.pending,
+            })
         })
         .collect()
 }
 
 /// Writes every setting of a list.
-pub async fn update_list_settings(db: impl PgExecutor<'_>, id: Uuid, s: &ListSettings) -> Result<(), sqlx::Error> {
+pub async fn update_list_settings(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    s: &ListSettings,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
         update list set name = $2, description = $3, subscription = $4, posting = $5,
@@ -211,5 +225,9 @@ pub async fn update_list_settings(db: impl PgExecutor<'_>, id: Uuid, s: &ListSet
 
 /// Deletes a list and, by cascade, everything that belongs to it.
 pub async fn delete_list(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query!("delete from list where id = $1", id).execute(db).await?.rows_affected() > 0)
+    Ok(sqlx::query!("delete from list where id = $1", id)
+        .execute(db)
+        .await?
+        .rows_affected()
+        > 0)
 }

@@ -2,7 +2,9 @@
 //! leaves so the consent record and the withdrawal survive.
 
 use super::decode;
-use crate::domain::{Consent, Delivery, EmailAddress, Evidence, Member, MemberStatus, Role, Source};
+use crate::domain::{
+    Consent, Delivery, EmailAddress, Evidence, Member, MemberStatus, Role, Source,
+};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -15,6 +17,7 @@ struct MemberRow {
     role: String,
     status: String,
     delivery: String,
+    bounce_score: i32,
     subscribed_at: Option<OffsetDateTime>,
     requested_at: Option<OffsetDateTime>,
     request_source: Option<String>,
@@ -41,10 +44,15 @@ impl TryFrom<MemberRow> for Member {
             role: decode("role", &r.role)?,
             status: decode("status", &r.status)?,
             delivery: decode("delivery", &r.delivery)?,
+            bounce_score: r.bounce_score,
             subscribed_at: r.subscribed_at,
             consent: Consent {
                 requested_at: r.requested_at,
-                request_source: r.request_source.as_deref().map(|s| decode::<Source>("request_source", s)).transpose()?,
+                request_source: r
+                    .request_source
+                    .as_deref()
+                    .map(|s| decode::<Source>("request_source", s))
+                    .transpose()?,
                 request_ip: r.request_ip,
                 request_user_agent: r.request_user_agent,
                 request_message_id: r.request_message_id,
@@ -70,7 +78,7 @@ pub async fn find_member(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where list_id = $1 and role = $2 and address_key = $3
@@ -94,7 +102,7 @@ pub async fn find_member_roles(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where list_id = $1 and address_key = $2
@@ -111,11 +119,14 @@ pub async fn find_member_roles(
 }
 
 /// Finds a member row by id, locking it for the rest of the transaction.
-pub async fn find_member_by_id_for_update(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
+pub async fn find_member_by_id_for_update(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<Member>, sqlx::Error> {
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where id = $1
@@ -139,7 +150,7 @@ pub async fn list_members(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member
@@ -203,7 +214,7 @@ pub async fn upsert_subscribed_member(
             unsubscribed_at = null,
             unsubscribe_method = null,
             updated_at = now()
-        returning id, list_id, address, name, role, status, delivery, subscribed_at, requested_at,
+        returning id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         "#,
@@ -292,6 +303,22 @@ pub async fn update_member_attributes(
         member_id,
         delivery.as_str(),
         name
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Moves a member row to another role (unique per list, role and address).
+pub async fn update_member_role(
+    db: impl PgExecutor<'_>,
+    member_id: Uuid,
+    role: Role,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update member set role = $2, updated_at = now() where id = $1",
+        member_id,
+        role.as_str()
     )
     .execute(db)
     .await

@@ -6,6 +6,8 @@
 
 pub mod lists;
 pub mod members;
+pub mod outbound;
+pub mod pending;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -33,7 +35,10 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 
 /// Answers whether the database is reachable.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query_scalar!("select 1 as \"one!\"").fetch_one(pool).await.map(|_| ())
+    sqlx::query_scalar!("select 1 as \"one!\"")
+        .fetch_one(pool)
+        .await
+        .map(|_| ())
 }
 
 /// The name of the constraint a statement violated, if it was a unique violation.
@@ -47,5 +52,7 @@ pub fn unique_violation(e: &sqlx::Error) -> Option<&str> {
 /// Reads a text column back into a domain enum; the schema's check constraints make a
 /// mismatch a bug, reported as a decode error rather than a panic.
 pub(crate) fn decode<T: FromStr>(column: &str, value: &str) -> Result<T, sqlx::Error> {
-    value.parse().map_err(|_| sqlx::Error::Decode(format!("unexpected {column} `{value}` in the database").into()))
+    value.parse().map_err(|_| {
+        sqlx::Error::Decode(format!("unexpected {column} `{value}` in the database").into())
+    })
 }

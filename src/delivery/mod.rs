@@ -1,0 +1,292 @@
+//! Delivery workers: claim queued messages, hand them to the relay, record the result.
+//!
+//! The only module that speaks SMTP outward (through lettre). Rows are leased with
+//! `FOR UPDATE SKIP LOCKED` and `locked_until`, so no transaction stays open during an
+//! SMTP conversation and several processes share the queue without sending a row
+//! twice; a worker that dies leaves its lease to expire and the row is sent again.
+//! 4xx answers and connection failures are retried with exponential backoff for up
+//! to four days; a 5xx answer is final and its reason kept in `last_error`.
+
+use crate::config::RelayUrl;
+use crate::store;
+use crate::store::outbound::Claimed;
+use anyhow::Context;
+use lettre::address::Envelope;
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+/// How long a claimed row stays reserved for the worker that claimed it.
+const LEASE_SECS: f64 = 300.0;
+/// How long a message is retried before it is given up.
+const GIVE_UP_AFTER: time::Duration = time::Duration::days(4);
+/// Polling interval when no notification arrives (a lost NOTIFY, a retry coming due).
+const POLL: Duration = Duration::from_secs(5);
+
+/// Where mail goes: an SMTP relay, or a directory of `.eml` files.
+#[derive(Clone)]
+pub enum Relay {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The relay refused for good (5xx); never retried.
+    #[error("{0}")]
+    Permanent(String),
+    /// Worth retrying (4xx, connection trouble).
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl Relay {
+    /// Builds the one shared transport (and its connection pool) for a relay URL.
+    pub fn new(url: &RelayUrl, concurrency: usize, hostname: &str) -> anyhow::Result<Relay> {
+        match url {
+            RelayUrl::File(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the outbox {}", dir.display()))?;
+                Ok(Relay::File(AsyncFileTransport::new(dir)))
+            }
+            RelayUrl::Smtp {
+                host,
+                port,
+                implicit_tls,
+                credentials,
+            } => {
+                let tls_params =
+                    TlsParameters::new(host.clone()).context("setting up TLS for the relay")?;
+                let tls = if *implicit_tls {
+                    Tls::Wrapper(tls_params)
+                } else {
+                    Tls::Opportunistic(tls_params)
+                };
+                let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+                    .port(*port)
+                    .tls(tls)
+                    .hello_name(ClientId::Domain(hostname.to_string()))
+                    .timeout(Some(Duration::from_secs(60)))
+                    .pool_config(
+                        PoolConfig::new()
+                            .max_size(concurrency as u32)
+                            .idle_timeout(Duration::from_secs(30)),
+                    );
+                if let Some((user, pass)) = credentials {
+                    b = b.credentials(Credentials::new(user.clone(), pass.clone()));
+                }
+                Ok(Relay::Smtp(b.build()))
+            }
+        }
+    }
+
+    /// Sends prebuilt bytes to one recipient.
+    pub async fn send(
+        &self,
+        envelope_from: &str,
+        recipient: &str,
+        message: &[u8],
+    ) -> Result<(), SendError> {
+        let from = envelope_from
+            .parse()
+            .map_err(|e| SendError::Permanent(format!("bad envelope sender: {e}")))?;
+        let to = recipient
+            .parse()
+            .map_err(|e| SendError::Permanent(format!("bad recipient: {e}")))?;
+        let envelope = Envelope::new(Some(from), vec![to])
+            .map_err(|e| SendError::Permanent(format!("bad envelope: {e}")))?;
+        // lettre terminates DATA with CRLF.CRLF itself: a final CRLF of ours would add a blank line
+        let body = message.strip_suffix(b"\r\n").unwrap_or(message);
+        match self {
+            Relay::Smtp(t) => t.send_raw(&envelope, body).await.map(|_| ()).map_err(|e| {
+                let text = format!("{e}");
+                if e.is_permanent() {
+                    SendError::Permanent(text)
+                } else {
+                    SendError::Transient(text)
+                }
+            }),
+            Relay::File(t) => t
+                .send_raw(&envelope, message)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError::Transient(e.to_string())),
+        }
+    }
+}
+
+/// A delivery worker of one process.
+#[derive(Clone)]
+pub struct Worker {
+    db: PgPool,
+    relay: Relay,
+    concurrency: usize,
+}
+
+impl Worker {
+    pub fn new(db: PgPool, relay: Relay, concurrency: usize) -> Self {
+        Worker {
+            db,
+            relay,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Claims one batch of due messages and delivers it; returns how many were claimed.
+    pub async fn dispatch_due(&self) -> anyhow::Result<usize> {
+        let batch = store::outbound::claim_due(&self.db, (self.concurrency * 8) as i64, LEASE_SECS)
+            .await
+            .context("claiming queued mail")?;
+        let n = batch.len();
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let mut running = tokio::task::JoinSet::new();
+        for row in batch {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .context("delivery semaphore")?;
+            let me = self.clone();
+            running.spawn(async move {
+                let _permit = permit;
+                me.deliver(row).await
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "recording a delivery"),
+                Err(e) => tracing::error!(error = %e, "delivery task failed"),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Delivers everything due now, batch after batch (tests use it to make delivery
+    /// deterministic; messages scheduled for a later retry are left alone).
+    pub async fn dispatch_all_pending(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.dispatch_due().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    async fn deliver(&self, row: Claimed) -> anyhow::Result<()> {
+        match self
+            .relay
+            .send(&row.envelope_from, &row.recipient, &row.message)
+            .await
+        {
+            Ok(()) => {
+                tracing::debug!(id = row.id, to = %row.recipient, "delivered");
+                store::outbound::update_outbound_sent(&self.db, row.id).await?;
+            }
+            Err(SendError::Permanent(reason)) => {
+                tracing::warn!(id = row.id, to = %row.recipient, %reason, "refused by the relay; giving up");
+                store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
+            }
+            Err(SendError::Transient(reason)) => {
+                if time::OffsetDateTime::now_utc() - row.created_at > GIVE_UP_AFTER {
+                    let reason = format!("gave up after {} attempts: {reason}", row.attempts);
+                    tracing::warn!(id = row.id, to = %row.recipient, %reason, "giving up");
+                    store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
+                } else {
+                    let delay = backoff(row.attempts);
+                    tracing::info!(id = row.id, to = %row.recipient, %reason, retry_in_secs = delay.as_secs(), "will retry");
+                    store::outbound::update_outbound_retry(
+                        &self.db,
+                        row.id,
+                        delay.as_secs_f64(),
+                        &reason,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers until `stop` is set: woken by NOTIFY on `listd_outbound`, polling as a
+    /// fallback. In-flight deliveries finish before it returns.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut listener = self.listen().await;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.dispatch_due().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = format!("{e:#}"), "delivery round failed"),
+            }
+            let wait = match store::outbound::seconds_until_next_due(&self.db).await {
+                Ok(Some(s)) if s > 0.0 => Duration::from_secs_f64(s.min(POLL.as_secs_f64())),
+                Ok(Some(_)) => Duration::from_millis(50),
+                _ => POLL,
+            };
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+                got = async {
+                    match listener.as_mut() { Some(l) => l.recv().await.map(|_| ()), None => std::future::pending().await }
+                } => {
+                    if got.is_err() {
+                        // the connection dropped; poll until it can be opened again
+                        listener = self.listen().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut l = match PgListener::connect_with(&self.db).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for new mail; polling instead");
+                return None;
+            }
+        };
+        match l.listen("listd_outbound").await {
+            Ok(()) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for new mail; polling instead");
+                None
+            }
+        }
+    }
+}
+
+/// 1 min, 2 min, 4 min … capped at 4 hours, with ±10 % jitter so retries spread out.
+fn backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(1, 16) as u32 - 1;
+    let base = (60u64 << exp).min(4 * 3600) as f64;
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let jitter = (u16::from_le_bytes(b) as f64 / u16::MAX as f64 - 0.5) * 0.2;
+    Duration::from_secs_f64(base * (1.0 + jitter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) >= Duration::from_secs(54) && backoff(1) <= Duration::from_secs(66));
+        assert!(backoff(3) >= Duration::from_secs(216));
+        assert!(backoff(40) <= Duration::from_secs(4 * 3600 + 1440 + 1));
+    }
+}

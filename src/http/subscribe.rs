@@ -1,0 +1,381 @@
+//! Joining and leaving on the web: the form endpoints, the confirmation page and the
+//! one-click unsubscribe (RFC 8058).
+//!
+//! Every answer to a well-formed request is the same neutral page whatever the
+//! address's state (STANDARDS 20); GET never changes anything (STANDARDS 15, 23).
+
+use super::client::{FormFields, PeerAddr, client_ip, wants_json};
+use super::pages::{list_not_found, list_page_with};
+use super::{AppState, page, unexpected};
+use crate::app::AppError;
+use crate::app::subscriptions::{
+    ConfirmOutcome, ConfirmVia, Request, TokenView, UnsubscribeOutcome,
+};
+use crate::domain::{EmailAddress, Evidence, List, ListRef, Source};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/lists/{list}/subscribe", post(subscribe))
+        .route("/lists/{list}/unsubscribe", post(unsubscribe_request))
+        .route("/confirm/{token}", get(confirm_page).post(confirm))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe_page).post(unsubscribe),
+        )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Join,
+    Leave,
+}
+
+async fn subscribe(
+    state: State<AppState>,
+    list: Path<String>,
+    peer: PeerAddr,
+    headers: HeaderMap,
+    form: Result<FormFields, super::client::BadForm>,
+) -> Response {
+    request(state, list, peer, headers, form, Kind::Join).await
+}
+
+async fn unsubscribe_request(
+    state: State<AppState>,
+    list: Path<String>,
+    peer: PeerAddr,
+    headers: HeaderMap,
+    form: Result<FormFields, super::client::BadForm>,
+) -> Response {
+    request(state, list, peer, headers, form, Kind::Leave).await
+}
+
+async fn request(
+    State(state): State<AppState>,
+    Path(list): Path<String>,
+    peer: PeerAddr,
+    headers: HeaderMap,
+    form: Result<FormFields, super::client::BadForm>,
+    kind: Kind,
+) -> Response {
+    let json = wants_json(&headers);
+    let ip = client_ip(peer.0, &headers, &state.trusted_proxies);
+    if !state.ip_limiter.allow(ip) {
+        let msg = "Too many requests from your network. Please try again later.";
+        return if json {
+            with_cors((StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": msg}))).into_response())
+        } else {
+            page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "web/message.html",
+                json!({"title": "Slow down", "message": msg}),
+            )
+        };
+    }
+    let Ok(list_ref) = ListRef::parse(&list) else {
+        return not_found(&state, json);
+    };
+    let form = match form {
+        Ok(f) => f,
+        Err(e) => {
+            return bad_input(
+                &state,
+                &list,
+                json,
+                &format!("The form could not be read: {}", e.0),
+                "",
+            )
+            .await;
+        }
+    };
+    let email_text = form.get("email").unwrap_or("").trim().to_string();
+    let address = match EmailAddress::parse(&email_text) {
+        Ok(a) => a,
+        Err(e) => {
+            return bad_input(
+                &state,
+                &list,
+                json,
+                &capitalise(&e.to_string()),
+                &email_text,
+            )
+            .await;
+        }
+    };
+    let list_info = match state.app.get_list(&list_ref).await {
+        Ok(l) => l,
+        Err(AppError::NoSuchList(_)) => return not_found(&state, json),
+        Err(e) => return unexpected(&state, &e),
+    };
+    // a filled honeypot is a bot: same answer, nothing done (STANDARDS 28)
+    let honeypot = form.get("website").is_some_and(|v| !v.trim().is_empty());
+    if !honeypot {
+        let name = form
+            .get("name")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| n.chars().take(200).collect());
+        let req = Request {
+            address: address.clone(),
+            name,
+            source: Source::Web,
+            evidence: Evidence {
+                ip: ip.map(|i| i.to_string()),
+                user_agent: headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.chars().take(500).collect()),
+                message_id: None,
+                form_text: Some(form_text(&state, &list_info, kind)),
+            },
+            in_reply_to: None,
+        };
+        let done = match kind {
+            Kind::Join => state.app.request_subscription(&list_ref, req).await,
+            Kind::Leave => state.app.request_unsubscription(&list_ref, req).await,
+        };
+        if let Err(e) = done {
+            return unexpected(&state, &e);
+        }
+    }
+    if json {
+        return with_cors((StatusCode::OK, Json(json!({"status": "pending"}))).into_response());
+    }
+    let message = match kind {
+        Kind::Join => format!(
+            "If {address} can join {}, a message is on its way with a link to confirm. You are not subscribed until you confirm.",
+            list_info.settings.name
+        ),
+        Kind::Leave => format!(
+            "If {address} is subscribed to {}, a message is on its way with a link to confirm leaving.",
+            list_info.settings.name
+        ),
+    };
+    page(
+        &state,
+        StatusCode::OK,
+        "web/message.html",
+        json!({"title": "Check your inbox", "message": message,
+               "link": {"href": format!("/lists/{}", list_info.address.list_id()), "text": format!("Back to {}", list_info.settings.name)}}),
+    )
+}
+
+/// What the person saw when they asked, kept as consent evidence (STANDARDS 29).
+fn form_text(state: &AppState, list: &List, kind: Kind) -> String {
+    let action = match kind {
+        Kind::Join => "Subscribe",
+        Kind::Leave => "Send me an unsubscribe link",
+    };
+    format!(
+        "web form at {}/lists/{}: \"{action}\" for the list {} <{}>; confirmed by a link mailed to the address",
+        state.app.settings.public_url,
+        list.address.list_id(),
+        list.settings.name,
+        list.address
+    )
+}
+
+async fn bad_input(
+    state: &AppState,
+    list: &str,
+    json: bool,
+    reason: &str,
+    email: &str,
+) -> Response {
+    if json {
+        return with_cors(
+            (StatusCode::BAD_REQUEST, Json(json!({"error": reason}))).into_response(),
+        );
+    }
+    list_page_with(state, list, StatusCode::BAD_REQUEST, Some(reason), email).await
+}
+
+fn not_found(state: &AppState, json: bool) -> Response {
+    if json {
+        with_cors(
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "there is no such list"})),
+            )
+                .into_response(),
+        )
+    } else {
+        list_not_found(state)
+    }
+}
+
+fn with_cors(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    r
+}
+
+async fn confirm_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let view = match state.app.inspect_confirmation(&token).await {
+        Ok(v) => v,
+        Err(e) => return unexpected(&state, &e),
+    };
+    let action = format!("/confirm/{token}");
+    match view {
+        TokenView::Subscribe { list, address } => page(
+            &state,
+            StatusCode::OK,
+            "web/confirm.html",
+            json!({"title": format!("Join {}", list.settings.name),
+                   "message": format!("Press the button to subscribe {address} to {} <{}>.", list.settings.name, list.address),
+                   "button": "Confirm subscription", "action": action}),
+        ),
+        TokenView::Unsubscribe { list, address } => page(
+            &state,
+            StatusCode::OK,
+            "web/confirm.html",
+            json!({"title": format!("Leave {}", list.settings.name),
+                   "message": format!("Press the button to unsubscribe {address} from {} <{}>.", list.settings.name, list.address),
+                   "button": "Confirm unsubscription", "action": action}),
+        ),
+        TokenView::Used { list } | TokenView::Expired { list } => spent(&state, Some(&list)),
+        TokenView::Unknown => spent(&state, None),
+    }
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    peer: PeerAddr,
+    headers: HeaderMap,
+) -> Response {
+    let ip = client_ip(peer.0, &headers, &state.trusted_proxies).map(|i| i.to_string());
+    let outcome = match state.app.confirm(&token, ConfirmVia::Web { ip }).await {
+        Ok(o) => o,
+        Err(e) => return unexpected(&state, &e),
+    };
+    match outcome {
+        ConfirmOutcome::Subscribed { list, address } => done(
+            &state,
+            &list,
+            "You are subscribed",
+            &format!(
+                "{address} is now a member of {}. A welcome message is on its way.",
+                list.settings.name
+            ),
+        ),
+        ConfirmOutcome::AwaitingApproval { list, address } => done(
+            &state,
+            &list,
+            "Thank you",
+            &format!(
+                "{address} is confirmed. The owners of {} will review the request.",
+                list.settings.name
+            ),
+        ),
+        ConfirmOutcome::Unsubscribed { list, address } => done(
+            &state,
+            &list,
+            "You have left the list",
+            &format!(
+                "{address} will receive no more messages from {}.",
+                list.settings.name
+            ),
+        ),
+        ConfirmOutcome::Used { list } | ConfirmOutcome::Expired { list } => {
+            spent(&state, Some(&list))
+        }
+        ConfirmOutcome::Unknown => spent(&state, None),
+    }
+}
+
+fn done(state: &AppState, list: &List, title: &str, message: &str) -> Response {
+    page(
+        state,
+        StatusCode::OK,
+        "web/message.html",
+        json!({"title": title, "message": message,
+               "link": {"href": format!("/lists/{}", list.address.list_id()), "text": format!("Back to {}", list.settings.name)}}),
+    )
+}
+
+/// A used, expired or unknown confirmation link: 410 when we know the list, else 404.
+fn spent(state: &AppState, list: Option<&List>) -> Response {
+    let (status, link) = match list {
+        Some(l) => (
+            StatusCode::GONE,
+            json!({"href": format!("/lists/{}", l.address.list_id()), "text": format!("Go to {}", l.settings.name)}),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            json!({"href": "/", "text": "See all lists"}),
+        ),
+    };
+    page(
+        state,
+        status,
+        "web/message.html",
+        json!({"title": "This link has already been used or has expired",
+               "message": "Nothing was changed. If you still want to join or leave, start again from the list's page.",
+               "link": link}),
+    )
+}
+
+async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.app.inspect_unsubscribe_token(&token).await {
+        Ok(Some((list, address))) => page(
+            &state,
+            StatusCode::OK,
+            "web/unsubscribe.html",
+            json!({"title": format!("Leave {}", list.settings.name),
+                   "message": format!("Press the button to unsubscribe {address} from {} <{}>.", list.settings.name, list.address),
+                   "action": format!("/unsubscribe/{token}")}),
+        ),
+        Ok(None) => bad_unsubscribe_token(&state),
+        Err(e) => unexpected(&state, &e),
+    }
+}
+
+/// RFC 8058: the body is `List-Unsubscribe=One-Click`, but any POST to a genuine
+/// token unsubscribes (the page's button posts the same field).
+async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.app.unsubscribe_with_token(&token, "one-click").await {
+        Ok(
+            UnsubscribeOutcome::Unsubscribed { list, address }
+            | UnsubscribeOutcome::AlreadyGone { list, address },
+        ) => done(
+            &state,
+            &list,
+            "You have left the list",
+            &format!(
+                "{address} will receive no more messages from {}.",
+                list.settings.name
+            ),
+        ),
+        Ok(UnsubscribeOutcome::InvalidToken) => bad_unsubscribe_token(&state),
+        Err(e) => unexpected(&state, &e),
+    }
+}
+
+fn bad_unsubscribe_token(state: &AppState) -> Response {
+    page(
+        state,
+        StatusCode::NOT_FOUND,
+        "web/message.html",
+        json!({"title": "This unsubscribe link is not valid",
+               "message": "Nothing was changed. Use the link from a recent message of the list, or the list's page.",
+               "link": {"href": "/", "text": "See all lists"}}),
+    )
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,181 @@
+//! The `outbound` queue: insert in the caller's transaction, claim with a lease,
+//! record the outcome.
+
+use sqlx::{PgExecutor, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A message to queue.
+pub struct NewOutbound<'a> {
+    pub list_id: Option<Uuid>,
+    pub purpose: &'a str,
+    pub envelope_from: &'a str,
+    pub recipient: &'a str,
+    pub message: &'a [u8],
+}
+
+pub async fn insert_outbound(
+    db: impl PgExecutor<'_>,
+    m: &NewOutbound<'_>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        insert into outbound (list_id, purpose, envelope_from, recipient, recipient_key, message)
+        values ($1, $2, $3, $4, lower($4), $5)
+        returning id
+        "#,
+        m.list_id,
+        m.purpose,
+        m.envelope_from,
+        m.recipient,
+        m.message
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// How many messages of the given purposes went to an address since `since`.
+pub async fn count_recent_to(
+    db: impl PgExecutor<'_>,
+    recipient: &str,
+    purposes: &[&str],
+    since: OffsetDateTime,
+) -> Result<i64, sqlx::Error> {
+    let purposes: Vec<String> = purposes.iter().map(|p| p.to_string()).collect();
+    sqlx::query_scalar!(
+        r#"
+        select count(*) as "n!" from outbound
+        where recipient_key = lower($1) and purpose = any($2) and created_at >= $3
+        "#,
+        recipient,
+        &purposes,
+        since
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A claimed message.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub envelope_from: String,
+    pub recipient: String,
+    pub message: Vec<u8>,
+    pub attempts: i32,
+    pub created_at: OffsetDateTime,
+}
+
+/// Leases up to `limit` due messages for `lease_secs` seconds. Rows leased by a live
+/// worker are skipped; rows whose lease expired (the worker died) are due again.
+pub async fn claim_due(
+    db: &PgPool,
+    limit: i64,
+    lease_secs: f64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as!(
+        Claimed,
+        r#"
+        update outbound o set locked_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
+        from (
+            select id from outbound
+            where status = 'queued' and next_attempt_at <= now()
+              and (locked_until is null or locked_until < now())
+            order by next_attempt_at, id
+            limit $1
+            for update skip locked
+        ) due
+        where o.id = due.id
+        returning o.id, o.envelope_from, o.recipient, o.message, o.attempts, o.created_at
+        "#,
+        limit,
+        lease_secs
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn update_outbound_sent(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update outbound set status = 'sent', sent_at = now(), locked_until = null, last_error = null where id = $1",
+        id
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn update_outbound_retry(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    delay_secs: f64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update outbound set next_attempt_at = now() + make_interval(secs => $2), locked_until = null, last_error = $3
+        where id = $1
+        "#,
+        id,
+        delay_secs,
+        error
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn update_outbound_failed(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update outbound set status = 'failed', locked_until = null, last_error = $2 where id = $1",
+        id,
+        error
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Seconds until the next queued message is due (`None` when nothing is queued).
+pub async fn seconds_until_next_due(db: &PgPool) -> Result<Option<f64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        select extract(epoch from min(greatest(next_attempt_at, coalesce(locked_until, next_attempt_at))) - now())::float8
+        from outbound where status = 'queued'
+        "#
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A queued or finished message, for operators and tests.
+#[derive(Debug, Clone)]
+pub struct OutboundRow {
+    pub id: i64,
+    pub purpose: String,
+    pub recipient: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+pub async fn list_outbound(
+    db: &PgPool,
+    list_id: Option<Uuid>,
+) -> Result<Vec<OutboundRow>, sqlx::Error> {
+    sqlx::query_as!(
+        OutboundRow,
+        r#"
+        select id, purpose, recipient, status, attempts, last_error from outbound
+        where $1::uuid is null or list_id = $1
+        order by id
+        "#,
+        list_id
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,127 @@
+//! The `pending_request` table: requests waiting for the mailbox to confirm.
+
+use crate::domain::{EmailAddress, Evidence, Source, TokenHash};
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A pending request as read back for confirmation.
+#[derive(Debug, Clone)]
+pub struct PendingRequest {
+    pub id: Uuid,
+    pub list_id: Uuid,
+    pub kind: String,
+    pub address: String,
+    pub name: Option<String>,
+    pub requested_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+    pub source: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub message_id: Option<String>,
+    pub form_text: Option<String>,
+}
+
+pub struct NewPending<'a> {
+    pub list_id: Uuid,
+    pub kind: &'a str,
+    pub address: &'a EmailAddress,
+    pub name: Option<&'a str>,
+    pub token_hash: &'a TokenHash,
+    pub expires_at: OffsetDateTime,
+    pub source: Source,
+    pub evidence: &'a Evidence,
+}
+
+pub async fn insert_pending(
+    db: impl PgExecutor<'_>,
+    p: &NewPending<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        insert into pending_request (list_id, kind, address, address_key, name, token_hash, expires_at, source,
+                                     ip, user_agent, message_id, form_text)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        "#,
+        p.list_id,
+        p.kind,
+        p.address.to_string(),
+        p.address.key(),
+        p.name,
+        &p.token_hash.0[..],
+        p.expires_at,
+        p.source.as_str(),
+        p.evidence.ip,
+        p.evidence.user_agent,
+        p.evidence.message_id,
+        p.evidence.form_text,
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Finds a request by its token's hash; `for update` so only one confirmation wins.
+pub async fn find_pending_for_update(
+    db: impl PgExecutor<'_>,
+    hash: &TokenHash,
+) -> Result<Option<PendingRequest>, sqlx::Error> {
+    sqlx::query_as!(
+        PendingRequest,
+        r#"
+        select id, list_id, kind, address, name, requested_at, expires_at, used_at, source, ip, user_agent,
+               message_id, form_text
+        from pending_request where token_hash = $1
+        for update
+        "#,
+        &hash.0[..]
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn update_pending_used(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update pending_request set used_at = now() where id = $1",
+        id
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// How many requests of a kind an address made on a list since `since`.
+pub async fn count_recent_requests(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    kind: &str,
+    address: &EmailAddress,
+    since: OffsetDateTime,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        select count(*) as "n!" from pending_request
+        where list_id = $1 and kind = $2 and address_key = $3 and requested_at >= $4
+        "#,
+        list_id,
+        kind,
+        address.key(),
+        since
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Serialises requests for one address on one list until the transaction ends.
+pub async fn lock_address(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    address: &EmailAddress,
+) -> Result<(), sqlx::Error> {
+    let key = format!("{list_id}/{}", address.key());
+    sqlx::query!("select pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        .execute(db)
+        .await
+        .map(|_| ())
+}

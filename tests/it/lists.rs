@@ -1,0 +1,208 @@
+//! `listd lists …` and the public pages, through the real binary and real HTTP.
+
+use crate::harness::{TestServer, http};
+
+#[tokio::test]
+async fn a_list_is_created_listed_shown_changed_and_deleted() {
+    let s = TestServer::start().await;
+    let out = s.cli(&[
+        "lists",
+        "create",
+        "dev@lists.example.org",
+        "--name",
+        "Dev",
+        "--owner",
+        "Owner@Example.org",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let out = s.cli(&["lists", "ls", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lists = out.json();
+    assert_eq!(lists[0]["address"], "dev@lists.example.org");
+    assert_eq!(lists[0]["list_id"], "dev.lists.example.org");
+    assert_eq!(lists[0]["name"], "Dev");
+    assert_eq!(lists[0]["posting"], "members");
+    assert_eq!(lists[0]["subject_prefix"], "[dev]");
+    assert_eq!(lists[0]["owners"][0], "Owner@example.org");
+
+    let table = s.cli(&["lists", "ls"]);
+    assert!(
+        table.stdout.contains("dev@lists.example.org") && table.stdout.contains("ADDRESS"),
+        "{table:?}"
+    );
+
+    let out = s.cli(&[
+        "lists",
+        "set",
+        "dev.lists.example.org",
+        "posting=announce",
+        "reply-to=list",
+        "advertised=false",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let shown = s
+        .cli(&["lists", "show", "DEV@lists.example.org", "--json"])
+        .json();
+    assert_eq!(shown["posting"], "announce");
+    assert_eq!(shown["reply_to"], "list");
+    assert_eq!(shown["advertised"], false);
+
+    let out = s.cli(&["lists", "delete", "dev@lists.example.org"]);
+    assert_eq!(out.code, 2, "deleting needs --yes: {out:?}");
+    let out = s.cli(&["lists", "delete", "dev@lists.example.org", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        s.cli(&["lists", "ls", "--json"]).json(),
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_a_usage_error_and_a_duplicate_is_a_failure() {
+    let s = TestServer::start().await;
+    let bad = s.cli(&["lists", "create", "not-an-address"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert_eq!(bad.stderr.lines().count(), 1, "one sentence: {bad:?}");
+
+    let plus = s.cli(&["lists", "create", "dev+x@lists.example.org"]);
+    assert_eq!(plus.code, 2, "{plus:?}");
+
+    let bad_value = s.cli(&[
+        "lists",
+        "create",
+        "dev@lists.example.org",
+        "--posting",
+        "everyone",
+    ]);
+    assert_eq!(bad_value.code, 2, "{bad_value:?}");
+    assert!(bad_value.stderr.contains("posting"), "{bad_value:?}");
+
+    assert_eq!(s.cli(&["lists", "create", "dev@lists.example.org"]).code, 0);
+    let dup = s.cli(&["lists", "create", "Dev@Lists.Example.org"]);
+    assert_eq!(dup.code, 1, "{dup:?}");
+    assert!(dup.stderr.contains("already exists"), "{dup:?}");
+    assert_eq!(dup.stderr.lines().count(), 1);
+
+    let unknown = s.cli(&["lists", "set", "dev@lists.example.org", "colour=red"]);
+    assert_eq!(unknown.code, 2, "{unknown:?}");
+    assert!(unknown.stderr.contains("colour"), "{unknown:?}");
+
+    let missing = s.cli(&["lists", "show", "nope@lists.example.org"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+
+    let usage = s.cli(&["lists", "frobnicate"]);
+    assert_eq!(usage.code, 2, "{usage:?}");
+}
+
+#[tokio::test]
+async fn lists_show_warns_when_a_prefix_meets_dmarc_never() {
+    let s = TestServer::start().await;
+    assert_eq!(
+        s.cli(&[
+            "lists",
+            "create",
+            "dev@lists.example.org",
+            "--dmarc",
+            "never"
+        ])
+        .code,
+        0
+    );
+    let shown = s.cli(&["lists", "show", "dev@lists.example.org"]);
+    assert!(
+        shown.stdout.contains("warning:") && shown.stdout.contains("DKIM"),
+        "{shown:?}"
+    );
+    assert_eq!(
+        s.cli(&["lists", "show", "dev@lists.example.org", "--json"])
+            .json()["warnings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.cli(&["lists", "set", "dev@lists.example.org", "subject-prefix="])
+            .code,
+        0
+    );
+    let shown = s.cli(&["lists", "show", "dev@lists.example.org"]);
+    assert!(!shown.stdout.contains("warning:"), "{shown:?}");
+}
+
+#[tokio::test]
+async fn the_public_pages_show_advertised_lists_and_404_for_unknown_ones() {
+    let s = TestServer::start().await;
+    s.cli(&[
+        "lists",
+        "create",
+        "dev@lists.example.org",
+        "--name",
+        "Dev <Team>",
+        "--description",
+        "For developers",
+    ]);
+    s.cli(&[
+        "lists",
+        "create",
+        "hidden@lists.example.org",
+        "--set",
+        "advertised=false",
+    ]);
+    let c = http();
+
+    let health = c.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = c.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let index = c
+        .get(s.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        index.contains("Dev &lt;Team&gt;"),
+        "names are escaped: {index}"
+    );
+    assert!(
+        !index.contains("hidden@"),
+        "unadvertised lists stay off the index"
+    );
+
+    for path in [
+        "/lists/dev.lists.example.org",
+        "/lists/dev@lists.example.org",
+    ] {
+        let page = c.get(s.url(path)).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let body = page.text().await.unwrap();
+        assert!(body.contains("For developers"));
+        assert!(
+            body.contains("mailto:dev+subscribe@lists.example.org"),
+            "how to join by mail"
+        );
+        assert!(body.contains("name=\"viewport\""), "readable on a phone");
+    }
+    let missing = c
+        .get(s.url("/lists/nope.lists.example.org"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.text().await.unwrap().contains("No such list"));
+}
+
+#[tokio::test]
+async fn readyz_is_503_when_the_database_is_gone() {
+    let s = TestServer::start().await;
+    s.db.pool.close().await;
+    let ready = http().get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let health = http().get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -1,0 +1,7 @@
+//! The integration tests: one binary, one module per area.
+
+mod compose;
+mod harness;
+mod lists;
+mod pg;
+mod subscribe;
