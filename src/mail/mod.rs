@@ -7,7 +7,9 @@ use crate::domain::ListAddress;
 use crate::domain::headers::list_id_header;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
 
 /// Whether the message starts a conversation or answers a mail (RFC 3834).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,23 @@ pub fn system_envelope_from(list: &ListAddress) -> String {
     list.with_suffix("bounces")
 }
 
+/// A text/plain part. Bodies whose lines fit SMTP's limit travel unencoded (7bit or
+/// 8bit), so links stay whole for people and tools reading the raw message; others
+/// get mail-builder's own choice of encoding.
+fn text_part(body: &str) -> MimePart<'static> {
+    let crlf = body
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\n', "\r\n");
+    let ctype = ContentType::new("text/plain").attribute("charset", "utf-8");
+    if crlf.split("\r\n").all(|l| l.len() <= 998) {
+        let cte = if crlf.is_ascii() { "7bit" } else { "8bit" };
+        MimePart::new(ctype, crlf).transfer_encoding(cte)
+    } else {
+        MimePart::new(ctype, crlf)
+    }
+}
+
 /// Serialises a system mail with CRLF line ends.
 pub fn compose_system_mail(m: &SystemMail<'_>) -> Vec<u8> {
     let from = m.list.with_suffix("owner");
@@ -53,7 +72,7 @@ pub fn compose_system_mail(m: &SystemMail<'_>) -> Vec<u8> {
             }),
         )
         .header("X-Auto-Response-Suppress", Raw::new("All"))
-        .text_body(m.body.to_string());
+        .body(text_part(m.body));
     if let Some(r) = m.reply_to {
         b = b.reply_to(r.to_string());
     }
@@ -61,4 +80,52 @@ pub fn compose_system_mail(m: &SystemMail<'_>) -> Vec<u8> {
         b = b.in_reply_to(id.trim_matches(['<', '>']).to_string());
     }
     b.write_to_vec().expect("writing to a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(body: &str) -> String {
+        let list = ListAddress::parse("dev@lists.example.org").unwrap();
+        let m = SystemMail {
+            list: &list,
+            list_name: "Dev",
+            to: "anne@example.net",
+            subject: "Hello",
+            body,
+            auto: Auto::Generated,
+            reply_to: None,
+            in_reply_to: None,
+            hostname: "listd.test",
+        };
+        String::from_utf8(compose_system_mail(&m)).unwrap()
+    }
+
+    #[test]
+    fn short_lines_travel_unencoded_so_links_stay_whole() {
+        let link = format!("https://lists.example.org/unsubscribe/{}", "x".repeat(60));
+        let text = mail(&format!("Leave here:\n\n  {link}\n"));
+        assert!(text.contains(&link), "{text}");
+        assert!(text.contains("Content-Transfer-Encoding: 7bit"), "{text}");
+        assert!(
+            text.contains("\r\n\r\nLeave here:\r\n\r\n"),
+            "CRLF line ends: {text:?}"
+        );
+        assert!(!text.replace("\r\n", "").contains('\n'), "no bare LF");
+        let utf8 = mail("Grüße\n");
+        assert!(
+            utf8.contains("Content-Transfer-Encoding: 8bit") && utf8.contains("Grüße"),
+            "{utf8}"
+        );
+    }
+
+    #[test]
+    fn system_mail_carries_the_list_headers() {
+        let text = mail("body\n");
+        assert!(text.contains("List-Id: \"Dev\" <dev.lists.example.org>\r\n"));
+        assert!(text.contains("Auto-Submitted: auto-generated\r\n"));
+        assert!(text.contains("From: \"Dev\" <dev+owner@lists.example.org>\r\n"));
+        assert!(!text.contains("List-Unsubscribe-Post"));
+    }
 }
