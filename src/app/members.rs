@@ -100,7 +100,7 @@ impl App {
                     evidence: Evidence::default(),
                     in_reply_to: None,
                 };
-                let outcome = match self.request_subscription(list, req).await? {
+                let outcome = match self.request_subscription(&current_list, req).await? {
                     RequestOutcome::ConfirmationSent => AddOutcome::Invited,
                     RequestOutcome::NothingToDo => AddOutcome::AlreadyMember,
                     RequestOutcome::RateLimited => AddOutcome::InviteRateLimited,

@@ -7,7 +7,7 @@
 
 use super::{App, AppError};
 use crate::domain::{
-    ConfirmToken, EmailAddress, Evidence, List, ListRef, MemberStatus, Role, Source, Subscription,
+    ConfirmToken, EmailAddress, Evidence, List, MemberStatus, Role, Source, Subscription,
     UnsubscribeToken,
 };
 use crate::mail::{Auto, SystemMail, compose_system_mail, system_envelope_from};
@@ -102,10 +102,9 @@ impl App {
     /// Asks the address's mailbox to confirm a subscription.
     pub async fn request_subscription(
         &self,
-        list: &ListRef,
+        list: &List,
         req: Request,
     ) -> Result<RequestOutcome, AppError> {
-        let list = self.get_list(list).await?;
         let mut tx = self.db.begin().await?;
         store::pending::lock_address(&mut *tx, list.id, &req.address).await?;
         let current =
@@ -117,7 +116,7 @@ impl App {
             return Ok(RequestOutcome::NothingToDo);
         }
         if self
-            .rate_limited(&mut tx, &list, "subscribe", &req.address)
+            .rate_limited(&mut tx, list, "subscribe", &req.address)
             .await?
         {
             return Ok(RequestOutcome::RateLimited);
@@ -133,7 +132,7 @@ impl App {
             )
             .await?;
         }
-        self.send_confirmation(&mut tx, &list, "subscribe", &req)
+        self.send_confirmation(&mut tx, list, "subscribe", &req)
             .await?;
         tx.commit().await?;
         Ok(RequestOutcome::ConfirmationSent)
@@ -143,10 +142,9 @@ impl App {
     /// caller cannot tell the difference.
     pub async fn request_unsubscription(
         &self,
-        list: &ListRef,
+        list: &List,
         req: Request,
     ) -> Result<RequestOutcome, AppError> {
-        let list = self.get_list(list).await?;
         let mut tx = self.db.begin().await?;
         store::pending::lock_address(&mut *tx, list.id, &req.address).await?;
         let current =
@@ -155,12 +153,12 @@ impl App {
             return Ok(RequestOutcome::NothingToDo);
         }
         if self
-            .rate_limited(&mut tx, &list, "unsubscribe", &req.address)
+            .rate_limited(&mut tx, list, "unsubscribe", &req.address)
             .await?
         {
             return Ok(RequestOutcome::RateLimited);
         }
-        self.send_confirmation(&mut tx, &list, "unsubscribe", &req)
+        self.send_confirmation(&mut tx, list, "unsubscribe", &req)
             .await?;
         tx.commit().await?;
         Ok(RequestOutcome::ConfirmationSent)
@@ -383,29 +381,17 @@ impl App {
         address: &EmailAddress,
     ) -> Result<bool, AppError> {
         let now = OffsetDateTime::now_utc();
-        let recent = store::pending::count_recent_requests(
+        let counts = store::pending::count_recent_requests(
             &mut *tx,
             list.id,
             kind,
             address,
             now - CONFIRM_SPACING,
-        )
-        .await?;
-        let today = store::pending::count_recent_requests(
-            &mut *tx,
-            list.id,
-            kind,
-            address,
             now - Duration::DAY,
-        )
-        .await?;
-        let automatic = store::outbound::count_recent_to(
-            &mut *tx,
-            &address.to_string(),
             AUTOMATIC_PURPOSES,
-            now - Duration::DAY,
         )
         .await?;
+        let (recent, today, automatic) = (counts.recent, counts.today, counts.automatic_today);
         let limited = recent >= 1 || today >= CONFIRMS_PER_DAY || automatic >= AUTOMATIC_PER_DAY;
         if limited {
             tracing::info!(list = %list.address, kind, "request not sent: per-address limit reached");

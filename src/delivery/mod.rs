@@ -12,11 +12,7 @@ use crate::store;
 use crate::store::outbound::Claimed;
 use anyhow::Context;
 use lettre::address::Envelope;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
@@ -30,10 +26,12 @@ const GIVE_UP_AFTER: time::Duration = time::Duration::days(4);
 /// Polling interval when no notification arrives (a lost NOTIFY, a retry coming due).
 const POLL: Duration = Duration::from_secs(5);
 
+mod smtp;
+
 /// Where mail goes: an SMTP relay, or a directory of `.eml` files.
 #[derive(Clone)]
 pub enum Relay {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Arc<smtp::SmtpPool>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -63,27 +61,16 @@ impl Relay {
                 implicit_tls,
                 credentials,
             } => {
-                let tls_params =
-                    TlsParameters::new(host.clone()).context("setting up TLS for the relay")?;
-                let tls = if *implicit_tls {
-                    Tls::Wrapper(tls_params)
-                } else {
-                    Tls::Opportunistic(tls_params)
+                let target = smtp::RelayTarget {
+                    host: host.clone(),
+                    port: *port,
+                    implicit_tls: *implicit_tls,
+                    credentials: credentials.clone(),
+                    hello: hostname.to_string(),
                 };
-                let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-                    .port(*port)
-                    .tls(tls)
-                    .hello_name(ClientId::Domain(hostname.to_string()))
-                    .timeout(Some(Duration::from_secs(60)))
-                    .pool_config(
-                        PoolConfig::new()
-                            .max_size(concurrency as u32)
-                            .idle_timeout(Duration::from_secs(30)),
-                    );
-                if let Some((user, pass)) = credentials {
-                    b = b.credentials(Credentials::new(user.clone(), pass.clone()));
-                }
-                Ok(Relay::Smtp(b.build()))
+                Ok(Relay::Smtp(Arc::new(
+                    smtp::SmtpPool::new(target, concurrency).context("setting up the relay")?,
+                )))
             }
         }
     }
@@ -106,14 +93,7 @@ impl Relay {
         // lettre terminates DATA with CRLF.CRLF itself: a final CRLF of ours would add a blank line
         let body = message.strip_suffix(b"\r\n").unwrap_or(message);
         match self {
-            Relay::Smtp(t) => t.send_raw(&envelope, body).await.map(|_| ()).map_err(|e| {
-                let text = format!("{e}");
-                if e.is_permanent() {
-                    SendError::Permanent(text)
-                } else {
-                    SendError::Transient(text)
-                }
-            }),
+            Relay::Smtp(pool) => pool.send(&envelope, body).await,
             Relay::File(t) => t
                 .send_raw(&envelope, message)
                 .await
@@ -160,13 +140,20 @@ impl Worker {
                 me.deliver(row).await
             });
         }
+        let mut sent = Vec::with_capacity(n);
         while let Some(done) = running.join_next().await {
             match done {
-                Ok(Ok(())) => {}
+                Ok(Ok(Some(id))) => sent.push(id),
+                Ok(Ok(None)) => {}
                 Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "recording a delivery"),
                 Err(e) => tracing::error!(error = %e, "delivery task failed"),
             }
         }
+        // successes are recorded together; if this fails the lease expires and the
+        // batch is sent again (at least once, never lost)
+        store::outbound::update_outbound_sent(&self.db, &sent)
+            .await
+            .context("recording deliveries")?;
         Ok(n)
     }
 
@@ -183,7 +170,9 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, row: Claimed) -> anyhow::Result<()> {
+    /// Sends one message; returns its id when the relay accepted it (the caller records
+    /// the batch's successes together) and records failures itself.
+    async fn deliver(&self, row: Claimed) -> anyhow::Result<Option<i64>> {
         match self
             .relay
             .send(&row.envelope_from, &row.recipient, &row.message)
@@ -191,7 +180,7 @@ impl Worker {
         {
             Ok(()) => {
                 tracing::debug!(id = row.id, to = %row.recipient, "delivered");
-                store::outbound::update_outbound_sent(&self.db, row.id).await?;
+                return Ok(Some(row.id));
             }
             Err(SendError::Permanent(reason)) => {
                 tracing::warn!(id = row.id, to = %row.recipient, %reason, "refused by the relay; giving up");
@@ -215,7 +204,7 @@ impl Worker {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Delivers until `stop` is set: woken by NOTIFY on `listd_outbound`, polling as a

@@ -138,8 +138,8 @@ async fn request(
             in_reply_to: None,
         };
         let done = match kind {
-            Kind::Join => state.app.request_subscription(&list_ref, req).await,
-            Kind::Leave => state.app.request_unsubscription(&list_ref, req).await,
+            Kind::Join => state.app.request_subscription(&list_info, req).await,
+            Kind::Leave => state.app.request_unsubscription(&list_info, req).await,
         };
         if let Err(e) = done {
             return unexpected(&state, &e);

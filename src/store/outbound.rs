@@ -34,27 +34,6 @@ pub async fn insert_outbound(
     .await
 }
 
-/// How many messages of the given purposes went to an address since `since`.
-pub async fn count_recent_to(
-    db: impl PgExecutor<'_>,
-    recipient: &str,
-    purposes: &[&str],
-    since: OffsetDateTime,
-) -> Result<i64, sqlx::Error> {
-    let purposes: Vec<String> = purposes.iter().map(|p| p.to_string()).collect();
-    sqlx::query_scalar!(
-        r#"
-        select count(*) as "n!" from outbound
-        where recipient_key = lower($1) and purpose = any($2) and created_at >= $3
-        "#,
-        recipient,
-        &purposes,
-        since
-    )
-    .fetch_one(db)
-    .await
-}
-
 /// A claimed message.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -95,10 +74,14 @@ pub async fn claim_due(
     .await
 }
 
-pub async fn update_outbound_sent(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+/// Marks messages as delivered (one statement for a whole batch).
+pub async fn update_outbound_sent(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update outbound set status = 'sent', sent_at = now(), locked_until = null, last_error = null where id = $1",
-        id
+        r#"
+        update outbound set status = 'sent', sent_at = now(), locked_until = null, last_error = null
+        where id = any($1)
+        "#,
+        ids
     )
     .execute(db)
     .await

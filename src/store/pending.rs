@@ -91,26 +91,52 @@ pub async fn update_pending_used(db: impl PgExecutor<'_>, id: Uuid) -> Result<()
     .map(|_| ())
 }
 
-/// How many requests of a kind an address made on a list since `since`.
+/// Recent activity for an address, for the per-address limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RecentCounts {
+    /// Requests of the kind on the list since `recent_since`.
+    pub recent: i64,
+    /// Requests of the kind on the list since `day_since`.
+    pub today: i64,
+    /// Messages of the given purposes to the address, any list, since `day_since`.
+    pub automatic_today: i64,
+}
+
+/// Counts an address's recent requests and automatic mail, in one round trip.
 pub async fn count_recent_requests(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     kind: &str,
     address: &EmailAddress,
-    since: OffsetDateTime,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
+    recent_since: OffsetDateTime,
+    day_since: OffsetDateTime,
+    automatic_purposes: &[&str],
+) -> Result<RecentCounts, sqlx::Error> {
+    let purposes: Vec<String> = automatic_purposes.iter().map(|p| p.to_string()).collect();
+    let r = sqlx::query!(
         r#"
-        select count(*) as "n!" from pending_request
-        where list_id = $1 and kind = $2 and address_key = $3 and requested_at >= $4
+        select
+            (select count(*) from pending_request
+             where list_id = $1 and kind = $2 and address_key = $3 and requested_at >= $4) as "recent!",
+            (select count(*) from pending_request
+             where list_id = $1 and kind = $2 and address_key = $3 and requested_at >= $5) as "today!",
+            (select count(*) from outbound
+             where recipient_key = $3 and purpose = any($6) and created_at >= $5) as "automatic!"
         "#,
         list_id,
         kind,
         address.key(),
-        since
+        recent_since,
+        day_since,
+        &purposes
     )
     .fetch_one(db)
-    .await
+    .await?;
+    Ok(RecentCounts {
+        recent: r.recent,
+        today: r.today,
+        automatic_today: r.automatic,
+    })
 }
 
 /// Serialises requests for one address on one list until the transaction ends.

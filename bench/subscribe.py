@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Web subscription benchmark.
+
+Starts a release build of listd on a private data directory (self-managed PostgreSQL,
+or DATABASE_URL when set) with an in-process SMTP sink as its relay, then measures:
+
+1. confirmation latency: 100 sequential subscribe POSTs, each timed from the request
+   until the sink has accepted the confirmation mail (median, p90, max);
+2. throughput: `wrk` posting subscribe requests for distinct addresses (requests/s,
+   median and p99 latency), with the per-IP limit off (LISTD_RATE_PER_IP=0).
+
+Usage: bench/subscribe.py [--duration 20] [--connections 32]
+Needs: cargo, wrk (Debian package `wrk`), PostgreSQL server binaries or DATABASE_URL.
+"""
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "listd")
+
+
+class Sink:
+    """A minimal SMTP server that records when each recipient's message arrived."""
+
+    def __init__(self):
+        self.arrivals = {}
+        self.count = 0
+        self.lock = threading.Lock()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait()
+
+    def _run(self, ready):
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._session, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _session(self, reader, writer):
+        writer.write(b"220 sink ESMTP\r\n")
+        rcpts = []
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            cmd = line[:4].upper()
+            if cmd == b"EHLO":
+                writer.write(b"250-sink\r\n250 8BITMIME\r\n")
+            elif cmd == b"RCPT":
+                rcpts.append(line[8:].strip().strip(b"<>").decode().lower())
+                writer.write(b"250 ok\r\n")
+            elif cmd == b"DATA":
+                writer.write(b"354 go\r\n")
+                while (await reader.readline()) != b".\r\n":
+                    pass
+                now = time.monotonic()
+                with self.lock:
+                    for r in rcpts:
+                        self.arrivals[r] = now
+                    self.count += 1
+                rcpts = []
+                writer.write(b"250 ok\r\n")
+            elif cmd == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=20)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    sink = Sink()
+    data = tempfile.mkdtemp(prefix="listd-bench-", dir="/tmp")
+    os.chmod(data, 0o755)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    env.update({
+        "LISTD_DATA_DIR": data,
+        "LISTD_HTTP_ADDR": f"127.0.0.1:{port}",
+        "LISTD_SMTP_ADDR": "off",
+        "LISTD_PUBLIC_URL": base,
+        "LISTD_RELAY_URL": f"smtp://127.0.0.1:{sink.port}",
+        "LISTD_RATE_PER_IP": "0",
+        "LISTD_LOG": "warn",
+    })
+    if env.get("DATABASE_URL"):
+        # a database of the benchmark's own on the given server
+        db = f"listd_bench_{os.getpid()}"
+        admin = re.sub(r"/[^/]*$", "/postgres", env["DATABASE_URL"])
+        subprocess.run(["psql", admin, "-qc", f"create database {db}"], check=True)
+        env["LISTD_DATABASE_URL"] = re.sub(r"/[^/]*$", f"/{db}", env["DATABASE_URL"])
+    server = subprocess.Popen([BIN, "serve"], env=env)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/readyz", timeout=1)
+                break
+            except Exception:
+                if time.time() > deadline:
+                    sys.exit("listd did not become ready")
+                time.sleep(0.1)
+        subprocess.run([BIN, "lists", "create", "bench@lists.example.org", "--name", "Bench"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        url = base + "/lists/bench.lists.example.org/subscribe"
+
+        # 1. confirmation latency
+        latencies = []
+        for i in range(100):
+            addr = f"latency{i}@example.net"
+            body = f"email={addr}".encode()
+            start = time.monotonic()
+            urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=10).read()
+            while True:
+                with sink.lock:
+                    got = sink.arrivals.get(addr)
+                if got is not None:
+                    latencies.append((got - start) * 1000)
+                    break
+                if time.monotonic() - start > 10:
+                    sys.exit(f"no confirmation for {addr} within 10 s")
+                time.sleep(0.0005)
+        latencies.sort()
+        print(f"confirmation latency, POST to relay (100 requests): median {statistics.median(latencies):.1f} ms, "
+              f"p90 {latencies[89]:.1f} ms, max {latencies[-1]:.1f} ms")
+
+        # 2. throughput with wrk
+        lua = os.path.join(data, "subscribe.lua")
+        with open(lua, "w") as f:
+            f.write("""
+local counter = 0
+local id = 0
+setup = function(thread) thread:set("id", id); id = id + 1 end
+request = function()
+  counter = counter + 1
+  local body = "email=wrk" .. id .. "-" .. counter .. "@example.net&name=Load"
+  return wrk.format("POST", nil, {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+end
+""")
+        before = sink.count
+        out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+                              "-s", lua, url], capture_output=True, text=True, check=True).stdout
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        p50 = re.search(r"50%\s+(\S+)", out).group(1)
+        p99 = re.search(r"99%\s+(\S+)", out).group(1)
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        print(f"subscribe throughput ({args.connections} connections, {args.duration} s): {rps:.0f} requests/s, "
+              f"median {p50}, p99 {p99}, non-2xx {non2xx.group(1) if non2xx else 0}")
+        time.sleep(2)
+        print(f"confirmations accepted by the relay during and just after the run: {sink.count - before}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
