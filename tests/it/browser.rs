@@ -175,8 +175,23 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // end the session so that chromedriver closes Chromium, then stop chromedriver
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://").to_string();
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = s.read_to_end(&mut Vec::new());
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // and whatever Chromium left behind with this test's profile
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        let _ = Command::new("pkill").arg("-f").arg(profile).status();
     }
 }
 
