@@ -44,6 +44,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "email/goodbye.txt",
         include_str!("../templates/email/goodbye.txt"),
     ),
+    (
+        "email/help.txt",
+        include_str!("../templates/email/help.txt"),
+    ),
 ];
 
 /// The template set of one process.

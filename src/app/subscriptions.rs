@@ -149,7 +149,11 @@ impl App {
         store::pending::lock_address(&mut *tx, list.id, &req.address).await?;
         let current =
             store::members::find_member(&mut *tx, list.id, Role::Member, &req.address).await?;
-        if !current.is_some_and(|m| m.status == MemberStatus::Subscribed) {
+        let is_member = current.is_some_and(|m| m.status == MemberStatus::Subscribed);
+        // By mail, members and non-members get the same confirmation (STANDARDS 18): it
+        // goes to the sender's own mailbox, and confirming does nothing for a stranger.
+        // The web form, which anyone can fill in for any address, sends nothing then.
+        if !is_member && req.source != Source::Mail {
             return Ok(RequestOutcome::NothingToDo);
         }
         if self

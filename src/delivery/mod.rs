@@ -14,7 +14,6 @@ use anyhow::Context;
 use lettre::address::Envelope;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -210,7 +209,7 @@ impl Worker {
     /// Delivers until `stop` is set: woken by NOTIFY on `listd_outbound`, polling as a
     /// fallback. In-flight deliveries finish before it returns.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut listener = self.listen().await;
+        let mut wakeup = store::wakeup::Wakeup::new(&self.db, "listd_outbound").await;
         loop {
             if *stop.borrow() {
                 return;
@@ -220,40 +219,13 @@ impl Worker {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = format!("{e:#}"), "delivery round failed"),
             }
+            // sleep until the next retry is due, a new message is queued, or POLL
             let wait = match store::outbound::seconds_until_next_due(&self.db).await {
                 Ok(Some(s)) if s > 0.0 => Duration::from_secs_f64(s.min(POLL.as_secs_f64())),
                 Ok(Some(_)) => Duration::from_millis(50),
                 _ => POLL,
             };
-            tokio::select! {
-                _ = stop.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
-                got = async {
-                    match listener.as_mut() { Some(l) => l.recv().await.map(|_| ()), None => std::future::pending().await }
-                } => {
-                    if got.is_err() {
-                        // the connection dropped; poll until it can be opened again
-                        listener = self.listen().await;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let mut l = match PgListener::connect_with(&self.db).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for new mail; polling instead");
-                return None;
-            }
-        };
-        match l.listen("listd_outbound").await {
-            Ok(()) => Some(l),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for new mail; polling instead");
-                None
-            }
+            wakeup.wait(wait, &mut stop).await;
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod address;
 pub mod headers;
 pub mod list;
 pub mod member;
+pub mod route;
 pub mod token;
 
 pub use address::{AddressError, EmailAddress, ListAddress, ListRef};

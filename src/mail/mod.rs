@@ -3,6 +3,8 @@
 //! Every header value that carries user input goes through mail-builder, which
 //! encodes and folds it, so nothing a requester types can add a header line.
 
+pub mod inbound;
+
 use crate::domain::ListAddress;
 use crate::domain::headers::list_id_header;
 use mail_builder::MessageBuilder;

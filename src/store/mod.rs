@@ -4,10 +4,12 @@
 //! `migrations/`, cached in `.sqlx/` for offline builds). Business rules live in
 //! `app`; the store only reads and writes what it is told.
 
+pub mod inbound;
 pub mod lists;
 pub mod members;
 pub mod outbound;
 pub mod pending;
+pub mod wakeup;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

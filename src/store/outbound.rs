@@ -162,3 +162,49 @@ pub async fn list_outbound(
     .fetch_all(db)
     .await
 }
+
+/// How many messages of the given purposes went to an address since `since`.
+pub async fn count_recent_to(
+    db: impl PgExecutor<'_>,
+    recipient: &str,
+    purposes: &[&str],
+    since: OffsetDateTime,
+) -> Result<i64, sqlx::Error> {
+    let purposes: Vec<String> = purposes.iter().map(|p| p.to_string()).collect();
+    sqlx::query_scalar!(
+        r#"
+        select count(*) as "n!" from outbound
+        where recipient_key = lower($1) and purpose = any($2) and created_at >= $3
+        "#,
+        recipient,
+        &purposes,
+        since
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Queues one copy of a prebuilt message per recipient (forwarding), in one statement.
+pub async fn insert_outbound_copies(
+    db: impl PgExecutor<'_>,
+    list_id: Option<Uuid>,
+    purpose: &str,
+    envelope_from: &str,
+    recipients: &[String],
+    message: &[u8],
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"
+        insert into outbound (list_id, purpose, envelope_from, recipient, recipient_key, message)
+        select $1, $2, $3, r, lower(r), $5 from unnest($4::text[]) as r
+        "#,
+        list_id,
+        purpose,
+        envelope_from,
+        recipients,
+        message
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}

@@ -1,0 +1,361 @@
+//! Mail to a list's addresses: resolving recipients at RCPT, storing the message
+//! before it is acknowledged, and processing it afterwards (STANDARDS §D-24…27, §E).
+//!
+//! Processing never answers or acts on automatic mail (bounces, auto-replies, list
+//! traffic), and answers a person at most ten times a day.
+
+use super::subscriptions::{
+    ConfirmOutcome, ConfirmVia, Request, RequestOutcome, UnsubscribeOutcome,
+};
+use super::{App, AppError};
+use crate::domain::route::{Action, readings};
+use crate::domain::{EmailAddress, Evidence, List, MemberStatus, Role, Source};
+use crate::mail::inbound::{Command, Incoming, find_command, find_token, read_incoming};
+use crate::mail::{Auto, system_envelope_from};
+use crate::store;
+use crate::store::inbound::{InboundRow, NewInbound};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+/// A recipient listd answers for: a list and what the mail asks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub list: List,
+    pub action: Action,
+}
+
+/// How a message arrived (kept with it).
+#[derive(Debug, Clone)]
+pub struct Arrival<'a> {
+    pub mail_from: Option<&'a str>,
+    pub helo: &'a str,
+    pub peer: Option<String>,
+    pub tls: bool,
+    pub lmtp: bool,
+}
+
+/// At most this many automatic replies to one address a day (STANDARDS 27).
+const REPLIES_PER_DAY: i64 = 10;
+/// A message that still fails after this many attempts is marked failed.
+const MAX_ATTEMPTS: i32 = 5;
+
+impl App {
+    /// Reads a RCPT TO address as a list and an action; `None` for anything that is
+    /// not exactly one of the forms of SPEC §2 for an existing list.
+    pub async fn resolve_recipient(&self, address: &str) -> Result<Option<Route>, AppError> {
+        let Ok(address) = EmailAddress::parse(address) else {
+            return Ok(None);
+        };
+        for (list_address, action) in readings(&address) {
+            if let Some(list) = store::lists::find_list(&self.db, &list_address.list_id()).await? {
+                return Ok(Some(Route { list, action }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores a received message durably; only then may the sender be told 250.
+    pub async fn receive_mail(
+        &self,
+        arrival: &Arrival<'_>,
+        recipients: &[(String, Route)],
+        raw: &[u8],
+    ) -> Result<i64, AppError> {
+        let recipients = json!(
+            recipients
+                .iter()
+                .map(|(address, r)| json!({
+                    "address": address,
+                    "list_id": r.list.address.list_id(),
+                    "action": r.action.name(),
+                    "token": r.action.token(),
+                }))
+                .collect::<Vec<_>>()
+        );
+        let row = NewInbound {
+            mail_from: arrival.mail_from,
+            recipients,
+            helo: arrival.helo,
+            peer: arrival.peer.clone(),
+            tls: arrival.tls,
+            protocol: if arrival.lmtp { "lmtp" } else { "smtp" },
+            raw,
+        };
+        Ok(store::inbound::insert_inbound(&self.db, &row).await?)
+    }
+
+    /// Processes a batch of stored messages; returns how many were claimed.
+    pub async fn process_inbound_batch(&self) -> Result<usize, AppError> {
+        let rows = store::inbound::claim_inbound(&self.db, 32, 300.0).await?;
+        let n = rows.len();
+        for row in rows {
+            match self.process_inbound(&row).await {
+                Ok(outcome) => {
+                    store::inbound::update_inbound_done(&self.db, row.id, &outcome).await?
+                }
+                Err(e) => {
+                    let give_up = row.attempts >= MAX_ATTEMPTS;
+                    tracing::error!(id = row.id, attempts = row.attempts, give_up, error = ?e, "processing received mail");
+                    store::inbound::update_inbound_error(
+                        &self.db,
+                        row.id,
+                        &format!("{e:#}"),
+                        give_up,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Processes received mail until `stop` is set, woken by NOTIFY on `listd_inbound`.
+    pub async fn run_inbound_worker(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut wakeup = store::wakeup::Wakeup::new(&self.db, "listd_inbound").await;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.process_inbound_batch().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = ?e, "processing received mail"),
+            }
+            wakeup
+                .wait(std::time::Duration::from_secs(5), &mut stop)
+                .await;
+        }
+    }
+
+    /// Processes everything stored now (tests use it to make processing deterministic).
+    pub async fn process_all_inbound(&self) -> Result<usize, AppError> {
+        let mut total = 0;
+        loop {
+            let n = self.process_inbound_batch().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Acts on one stored message, recipient by recipient; returns what was done.
+    async fn process_inbound(&self, row: &InboundRow) -> Result<String, AppError> {
+        let incoming = read_incoming(&row.raw, row.mail_from.as_deref());
+        let mut outcomes = Vec::new();
+        for rcpt in row.recipients.as_array().into_iter().flatten() {
+            let list_id = rcpt["list_id"].as_str().unwrap_or_default();
+            let token = rcpt["token"].as_str().map(str::to_string);
+            let Some(action) =
+                Action::from_parts(rcpt["action"].as_str().unwrap_or_default(), token)
+            else {
+                outcomes.push(format!("{list_id}: unknown action"));
+                continue;
+            };
+            let Some(list) = store::lists::find_list(&self.db, list_id).await? else {
+                outcomes.push(format!("{list_id}: the list no longer exists"));
+                continue;
+            };
+            let done = self
+                .act_on_mail(&list, &action, &incoming, &row.raw)
+                .await?;
+            outcomes.push(format!("{} {}: {done}", list.address, action.name()));
+        }
+        Ok(outcomes.join("; "))
+    }
+
+    async fn act_on_mail(
+        &self,
+        list: &List,
+        action: &Action,
+        incoming: &Incoming,
+        raw: &[u8],
+    ) -> Result<String, AppError> {
+        match action {
+            // posts and bounces are recorded here; relaying and bounce scoring are
+            // separate features that build on this record
+            Action::Post => {
+                return Ok("stored (relaying posts is not enabled in this version)".into());
+            }
+            Action::Bounces(_) => {
+                return Ok("stored (bounce processing is not enabled in this version)".into());
+            }
+            Action::Owner => return self.forward_to_owners(list, raw).await,
+            _ => {}
+        }
+        if incoming.automatic {
+            return Ok("ignored: automatic mail".into());
+        }
+        let Some(from) = incoming.from.clone() else {
+            return Ok("ignored: no usable From address".into());
+        };
+        match action {
+            Action::Subscribe => self.mail_request(list, from, incoming, true).await,
+            Action::Unsubscribe => self.mail_request(list, from, incoming, false).await,
+            Action::UnsubscribeToken(token) => self.mail_unsubscribe_token(list, token).await,
+            Action::Confirm(token) => self.mail_confirm(list, token, incoming).await,
+            Action::Help => self.send_help(list, &from, incoming).await,
+            Action::Request => match find_command(incoming) {
+                Some(Command::Subscribe) => self.mail_request(list, from, incoming, true).await,
+                Some(Command::Unsubscribe) => self.mail_request(list, from, incoming, false).await,
+                Some(Command::Confirm(token)) => self.mail_confirm(list, &token, incoming).await,
+                Some(Command::Help) | None => self.send_help(list, &from, incoming).await,
+            },
+            Action::Post | Action::Bounces(_) | Action::Owner => unreachable!("handled above"),
+        }
+    }
+
+    async fn mail_request(
+        &self,
+        list: &List,
+        from: EmailAddress,
+        incoming: &Incoming,
+        join: bool,
+    ) -> Result<String, AppError> {
+        let req = Request {
+            address: from,
+            name: None,
+            source: Source::Mail,
+            evidence: Evidence {
+                message_id: incoming.message_id.clone(),
+                ..Evidence::default()
+            },
+            in_reply_to: incoming.message_id.clone(),
+        };
+        let outcome = if join {
+            self.request_subscription(list, req).await?
+        } else {
+            self.request_unsubscription(list, req).await?
+        };
+        Ok(match outcome {
+            RequestOutcome::ConfirmationSent => "confirmation sent",
+            RequestOutcome::NothingToDo => "nothing to do",
+            RequestOutcome::RateLimited => "not answered: per-address limit",
+        }
+        .into())
+    }
+
+    async fn mail_confirm(
+        &self,
+        list: &List,
+        token: &str,
+        incoming: &Incoming,
+    ) -> Result<String, AppError> {
+        // a reply may reach the confirm address with a token of its own, or quote it
+        let token = if crate::domain::ConfirmToken::parse(token).is_some() {
+            token.to_string()
+        } else {
+            find_token(incoming).unwrap_or_default()
+        };
+        let via = ConfirmVia::Mail {
+            message_id: incoming.message_id.clone(),
+        };
+        Ok(match self.confirm(&token, via).await? {
+            ConfirmOutcome::Subscribed { list: l, .. } if l.id == list.id => "subscribed",
+            ConfirmOutcome::AwaitingApproval { .. } => "confirmed; awaiting an owner's approval",
+            ConfirmOutcome::Unsubscribed { .. } => "unsubscribed",
+            ConfirmOutcome::Subscribed { .. } => "subscribed (to the list the token names)",
+            ConfirmOutcome::Used { .. } => "token already used",
+            ConfirmOutcome::Expired { .. } => "token expired",
+            ConfirmOutcome::Unknown => "unknown token",
+        }
+        .into())
+    }
+
+    async fn mail_unsubscribe_token(&self, list: &List, token: &str) -> Result<String, AppError> {
+        Ok(match self.unsubscribe_with_token(token, "mail").await? {
+            UnsubscribeOutcome::Unsubscribed { list: l, .. } if l.id == list.id => "unsubscribed",
+            UnsubscribeOutcome::Unsubscribed { .. } => {
+                "unsubscribed (from the list the token names)"
+            }
+            UnsubscribeOutcome::AlreadyGone { .. } => "already unsubscribed",
+            UnsubscribeOutcome::InvalidToken => "invalid token",
+        }
+        .into())
+    }
+
+    async fn send_help(
+        &self,
+        list: &List,
+        to: &EmailAddress,
+        incoming: &Incoming,
+    ) -> Result<String, AppError> {
+        let mut tx = self.db.begin().await?;
+        let since = OffsetDateTime::now_utc() - Duration::DAY;
+        let sent = store::outbound::count_recent_to(
+            &mut *tx,
+            &to.to_string(),
+            super::subscriptions::AUTOMATIC_PURPOSES,
+            since,
+        )
+        .await?;
+        if sent >= REPLIES_PER_DAY {
+            return Ok("not answered: per-address limit".into());
+        }
+        let a = &list.address;
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "list_address": a.to_string(),
+            "list_url": self.list_url(list),
+            "subscribe_address": a.with_suffix("subscribe"),
+            "unsubscribe_address": a.with_suffix("unsubscribe"),
+            "owner_address": a.with_suffix("owner"),
+            "request_address": a.with_suffix("request"),
+        });
+        self.enqueue_mail(
+            &mut tx,
+            list,
+            "reply",
+            &to.to_string(),
+            "email/help.txt",
+            ctx,
+            Auto::Replied,
+            None,
+            incoming.message_id.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok("help sent".into())
+    }
+
+    /// Sends the message on to the list's owners, unchanged but for a loop marker.
+    async fn forward_to_owners(&self, list: &List, raw: &[u8]) -> Result<String, AppError> {
+        let marker = format!("X-Loop: {}", list.address.with_suffix("owner"));
+        let head_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        if String::from_utf8_lossy(&raw[..head_end])
+            .to_ascii_lowercase()
+            .contains(&marker.to_ascii_lowercase())
+        {
+            return Ok("not forwarded: it already went through this list's owner address".into());
+        }
+        let owners: Vec<String> = store::members::list_members(
+            &self.db,
+            list.id,
+            Some(Role::Owner),
+            Some(MemberStatus::Subscribed),
+        )
+        .await?
+        .into_iter()
+        .map(|m| m.address)
+        .collect();
+        if owners.is_empty() {
+            return Ok("not forwarded: the list has no owners".into());
+        }
+        let mut message = format!("{marker}\r\n").into_bytes();
+        message.extend_from_slice(raw);
+        let envelope_from = system_envelope_from(&list.address);
+        store::outbound::insert_outbound_copies(
+            &self.db,
+            Some(list.id),
+            "owner",
+            &envelope_from,
+            &owners,
+            &message,
+        )
+        .await?;
+        Ok(format!("forwarded to {} owner(s)", owners.len()))
+    }
+}

@@ -1,0 +1,196 @@
+//! Reading received mail: who sent it, what it says, and whether a machine sent it.
+
+use crate::domain::EmailAddress;
+use mail_parser::MessageParser;
+
+/// What listd needs from a received message.
+#[derive(Debug, Clone, Default)]
+pub struct Incoming {
+    /// The From: address, when it parses.
+    pub from: Option<EmailAddress>,
+    pub subject: String,
+    pub message_id: Option<String>,
+    /// Sent by a program (STANDARDS 24, 26, 32): never answered, never acted on.
+    pub automatic: bool,
+    /// The first text part, decoded.
+    pub text: String,
+}
+
+/// Parses a raw message; `mail_from` is the envelope sender (`None` for `<>`).
+pub fn read_incoming(raw: &[u8], mail_from: Option<&str>) -> Incoming {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Incoming {
+            automatic: mail_from.is_none(),
+            ..Incoming::default()
+        };
+    };
+    let from = msg
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .and_then(|a| EmailAddress::parse(a).ok());
+    let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
+    let auto_submitted = header("Auto-Submitted").is_some_and(|v| !v.starts_with("no"));
+    let precedence =
+        header("Precedence").is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list"));
+    let list_mail = msg.header_raw("List-Id").is_some();
+    let robot_sender = from.as_ref().is_some_and(|f| {
+        let local = f.local_part().to_ascii_lowercase();
+        local == "mailer-daemon"
+            || local.ends_with("-request")
+            || local.starts_with("owner-")
+            || local == "postmaster"
+    });
+    Incoming {
+        automatic: mail_from.is_none() || auto_submitted || precedence || list_mail || robot_sender,
+        from,
+        subject: msg.subject().unwrap_or("").to_string(),
+        message_id: msg.message_id().map(|id| format!("<{id}>")),
+        text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+    }
+}
+
+/// A command found in a mail to `-request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Subscribe,
+    Unsubscribe,
+    Confirm(String),
+    Help,
+}
+
+/// Finds the first command in the Subject, then in the first lines of the body
+/// (quoted lines and signatures ignored), as Mailman does.
+pub fn find_command(incoming: &Incoming) -> Option<Command> {
+    let lines = std::iter::once(incoming.subject.as_str()).chain(
+        incoming
+            .text
+            .lines()
+            .take_while(|l| l.trim_end() != "--")
+            .filter(|l| !l.trim_start().starts_with('>'))
+            .take(20),
+    );
+    lines.filter_map(parse_command).next()
+}
+
+fn parse_command(line: &str) -> Option<Command> {
+    let mut words = line.split_whitespace();
+    let mut first = words.next()?.to_ascii_lowercase();
+    // replies: "Re: confirm TOKEN", "AW: …", "Fwd: …"
+    while first.ends_with(':') && first.len() <= 4 {
+        first = words.next()?.to_ascii_lowercase();
+    }
+    match first.as_str() {
+        "subscribe" | "join" => Some(Command::Subscribe),
+        "unsubscribe" | "leave" => Some(Command::Unsubscribe),
+        "help" => Some(Command::Help),
+        "confirm" => words.next().map(|t| {
+            Command::Confirm(
+                t.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_')
+                    .to_string(),
+            )
+        }),
+        _ => None,
+    }
+}
+
+/// Finds a confirmation token (43 URL-safe characters) anywhere in the Subject or
+/// body: replies quote the request, whose subject and link carry it.
+pub fn find_token(incoming: &Incoming) -> Option<String> {
+    for text in [incoming.subject.as_str(), incoming.text.as_str()] {
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
+            if word.len() == 43 {
+                return Some(word.to_string());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(headers: &str, body: &str) -> Incoming {
+        read_incoming(
+            format!("{headers}\r\n\r\n{body}").as_bytes(),
+            Some("anne@example.net"),
+        )
+    }
+
+    #[test]
+    fn a_person_is_not_automatic() {
+        let i = incoming(
+            "From: Anne <anne@example.net>\r\nSubject: hi\r\nMessage-ID: <a@b>",
+            "hello",
+        );
+        assert!(!i.automatic);
+        assert_eq!(i.from.unwrap().to_string(), "anne@example.net");
+        assert_eq!(i.message_id.as_deref(), Some("<a@b>"));
+    }
+
+    #[test]
+    fn machines_are_recognised() {
+        for h in [
+            "From: a@example.net\r\nAuto-Submitted: auto-replied",
+            "From: a@example.net\r\nPrecedence: bulk",
+            "From: a@example.net\r\nPrecedence: list",
+            "From: a@example.net\r\nList-Id: <x.example.net>",
+            "From: MAILER-DAEMON@example.net",
+            "From: dev-request@example.net",
+            "From: owner-dev@example.net",
+        ] {
+            assert!(incoming(h, "x").automatic, "{h}");
+        }
+        assert!(!incoming("From: a@example.net\r\nAuto-Submitted: no", "x").automatic);
+        assert!(
+            read_incoming(b"From: a@example.net\r\n\r\nx", None).automatic,
+            "MAIL FROM:<>"
+        );
+    }
+
+    #[test]
+    fn commands_come_from_the_subject_or_the_body() {
+        assert_eq!(
+            find_command(&incoming("From: a@example.net\r\nSubject: subscribe", "")),
+            Some(Command::Subscribe)
+        );
+        assert_eq!(
+            find_command(&incoming(
+                "From: a@example.net\r\nSubject: Re: confirm abc_DEF",
+                ""
+            )),
+            Some(Command::Confirm("abc_DEF".into()))
+        );
+        assert_eq!(
+            find_command(&incoming(
+                "From: a@example.net\r\nSubject: question",
+                "\r\n> subscribe\r\nunsubscribe\r\n"
+            )),
+            Some(Command::Unsubscribe)
+        );
+        assert_eq!(
+            find_command(&incoming(
+                "From: a@example.net\r\nSubject: hello",
+                "how are you"
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn tokens_are_found_in_quoted_and_encoded_replies() {
+        let token = "vx5NlcHNmADXxOrM9Pm94FFKj0i1I9LcCe4GSdI6Hok";
+        let qp = "From: a@example.net\r\nSubject: =?us-ascii?Q?Re:_Confirm_(vx5NlcHNmADXxOrM9P?=\r\n =?us-ascii?Q?m94FFKj0i1I9LcCe4GSdI6Hok)?=\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable";
+        assert_eq!(find_token(&incoming(qp, "yes")).as_deref(), Some(token));
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("> http://x/confirm/{token}\r\n"),
+        );
+        let i = incoming(
+            "From: a@example.net\r\nSubject: ok\r\nContent-Transfer-Encoding: base64",
+            &b64,
+        );
+        assert_eq!(find_token(&i).as_deref(), Some(token));
+    }
+}

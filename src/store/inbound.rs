@@ -1,0 +1,133 @@
+//! The `inbound` table: received mail, stored before it is acknowledged.
+
+use sqlx::{PgExecutor, PgPool};
+
+/// A message as received.
+pub struct NewInbound<'a> {
+    pub mail_from: Option<&'a str>,
+    pub recipients: serde_json::Value,
+    pub helo: &'a str,
+    pub peer: Option<String>,
+    pub tls: bool,
+    pub protocol: &'a str,
+    pub raw: &'a [u8],
+}
+
+pub async fn insert_inbound(
+    db: impl PgExecutor<'_>,
+    m: &NewInbound<'_>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        insert into inbound (mail_from, recipients, helo, peer, tls, protocol, raw)
+        values ($1, $2, $3, $4, $5, $6, $7)
+        returning id
+        "#,
+        m.mail_from,
+        m.recipients,
+        m.helo,
+        m.peer,
+        m.tls,
+        m.protocol,
+        m.raw
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A claimed inbound message.
+#[derive(Debug, Clone)]
+pub struct InboundRow {
+    pub id: i64,
+    pub mail_from: Option<String>,
+    pub recipients: serde_json::Value,
+    pub raw: Vec<u8>,
+    pub attempts: i32,
+}
+
+/// Leases up to `limit` new messages (see `outbound::claim_due` for the pattern).
+pub async fn claim_inbound(
+    db: &PgPool,
+    limit: i64,
+    lease_secs: f64,
+) -> Result<Vec<InboundRow>, sqlx::Error> {
+    sqlx::query_as!(
+        InboundRow,
+        r#"
+        update inbound i set locked_until = now() + make_interval(secs => $2), attempts = i.attempts + 1
+        from (
+            select id from inbound
+            where status = 'new' and (locked_until is null or locked_until < now())
+            order by id
+            limit $1
+            for update skip locked
+        ) due
+        where i.id = due.id
+        returning i.id, i.mail_from, i.recipients, i.raw, i.attempts
+        "#,
+        limit,
+        lease_secs
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn update_inbound_done(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update inbound set status = 'done', outcome = $2, processed_at = now(), locked_until = null, last_error = null
+        where id = $1
+        "#,
+        id,
+        outcome
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Records a processing error; after `max_attempts` the message is marked failed.
+pub async fn update_inbound_error(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    error: &str,
+    give_up: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update inbound set last_error = $2,
+               status = case when $3 then 'failed' else status end,
+               locked_until = case when $3 then null else now() + interval '1 minute' end,
+               processed_at = case when $3 then now() else processed_at end
+        where id = $1
+        "#,
+        id,
+        error,
+        give_up
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// An inbound message, for operators and tests.
+#[derive(Debug, Clone)]
+pub struct InboundSummary {
+    pub id: i64,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub last_error: Option<String>,
+}
+
+pub async fn list_inbound(db: &PgPool) -> Result<Vec<InboundSummary>, sqlx::Error> {
+    sqlx::query_as!(
+        InboundSummary,
+        "select id, status, outcome, last_error from inbound order by id"
+    )
+    .fetch_all(db)
+    .await
+}
