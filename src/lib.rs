@@ -23,5 +23,6 @@ pub mod domain;
 pub mod http;
 pub mod mail;
 pub mod pg;
+pub mod smtp;
 pub mod store;
 pub mod templates;

@@ -108,8 +108,8 @@ impl App {
                 out.push((address.clone(), outcome));
                 continue;
             }
-            let mut tx = self.db.begin().await?;
-            store::pending::lock_address(&mut *tx, current_list.id, address).await?;
+            let mut tx =
+                store::pending::begin_for_address(&self.db, current_list.id, address).await?;
             let existing =
                 store::members::find_member(&mut *tx, current_list.id, role, address).await?;
             let outcome = match existing.map(|m| m.status) {

@@ -105,8 +105,7 @@ impl App {
         list: &List,
         req: Request,
     ) -> Result<RequestOutcome, AppError> {
-        let mut tx = self.db.begin().await?;
-        store::pending::lock_address(&mut *tx, list.id, &req.address).await?;
+        let mut tx = store::pending::begin_for_address(&self.db, list.id, &req.address).await?;
         let current =
             store::members::find_member(&mut *tx, list.id, Role::Member, &req.address).await?;
         if current
@@ -145,8 +144,7 @@ impl App {
         list: &List,
         req: Request,
     ) -> Result<RequestOutcome, AppError> {
-        let mut tx = self.db.begin().await?;
-        store::pending::lock_address(&mut *tx, list.id, &req.address).await?;
+        let mut tx = store::pending::begin_for_address(&self.db, list.id, &req.address).await?;
         let current =
             store::members::find_member(&mut *tx, list.id, Role::Member, &req.address).await?;
         let is_member = current.is_some_and(|m| m.status == MemberStatus::Subscribed);

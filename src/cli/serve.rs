@@ -55,7 +55,50 @@ async fn serve(args: &ServeArgs, config: &Config, db: &Database) -> Result<(), F
         });
     }
 
+    if !args.no_smtp {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::smtp::load_tls(cert, key)?),
+            _ => None,
+        };
+        let listeners = [
+            (
+                config.smtp_addr,
+                crate::smtp::Protocol::Smtp,
+                "SMTP",
+                "LISTD_SMTP_ADDR",
+            ),
+            (
+                config.lmtp_addr,
+                crate::smtp::Protocol::Lmtp,
+                "LMTP",
+                "LISTD_LMTP_ADDR",
+            ),
+        ];
+        for (addr, protocol, name, key) in listeners {
+            let Some(addr) = addr else { continue };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for {name} on {addr} ({key})"))?;
+            tracing::info!(%addr, "{name} listening");
+            let mut smtp = crate::smtp::SmtpConfig::new(config.hostname.clone(), protocol);
+            smtp.max_message_bytes = config.max_message_bytes as usize;
+            smtp.tls = tls.clone();
+            let backend = crate::smtp::AppBackend::new(app.clone());
+            let stop = stop_rx.clone();
+            tasks.spawn(async move {
+                crate::smtp::serve(listener, smtp, backend, stop).await;
+                Ok(())
+            });
+        }
+    }
+
     if !args.no_worker {
+        let inbound = app.clone();
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            inbound.run_inbound_worker(stop).await;
+            Ok(())
+        });
         let relay = crate::delivery::Relay::new(
             &config.relay_url,
             config.delivery_concurrency,

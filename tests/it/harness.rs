@@ -418,11 +418,14 @@ pub fn config(db: &TestDb, relay: &str, data_dir: &std::path::Path) -> Config {
 /// A running listd: HTTP on a real port, delivery to a capturing sink.
 pub struct TestServer {
     pub db: TestDb,
+    pub app: App,
     pub sink: SmtpSink,
     pub worker: Worker,
     pub base: String,
     pub data_dir: tempfile::TempDir,
     http: tokio::task::JoinHandle<()>,
+    smtp_addr: std::net::SocketAddr,
+    smtp_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl TestServer {
@@ -454,17 +457,32 @@ impl TestServer {
         );
         let relay = Relay::new(&config.relay_url, 4, "listd.test").unwrap();
         let worker = Worker::new(db.pool.clone(), relay, 4);
-        let state = AppState::new(app, &config);
+        let state = AppState::new(app.clone(), &config);
+        let smtp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let smtp_addr = smtp_listener.local_addr().unwrap();
+        let (smtp_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut smtp_config =
+            listd::smtp::SmtpConfig::new("listd.test", listd::smtp::Protocol::Smtp);
+        smtp_config.max_message_bytes = config.max_message_bytes as usize;
+        tokio::spawn(listd::smtp::serve(
+            smtp_listener,
+            smtp_config,
+            listd::smtp::AppBackend::new(app.clone()),
+            stop_rx,
+        ));
         let http = tokio::spawn(async move {
             let _ = listd::http::serve(listener, state, std::future::pending()).await;
         });
         TestServer {
             db,
+            app,
             sink,
             worker,
             base,
             data_dir,
             http,
+            smtp_addr,
+            smtp_stop,
         }
     }
 
@@ -474,6 +492,19 @@ impl TestServer {
             .dispatch_all_pending()
             .await
             .expect("delivery works")
+    }
+
+    /// Processes received mail, then delivers what that queued.
+    pub async fn process(&self) {
+        self.app
+            .process_all_inbound()
+            .await
+            .expect("processing received mail works");
+        self.deliver().await;
+    }
+
+    pub fn smtp_port(&self) -> u16 {
+        self.smtp_addr.port()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -489,6 +520,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.http.abort();
+        let _ = self.smtp_stop.send(true);
     }
 }
 

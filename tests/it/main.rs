@@ -5,4 +5,5 @@ mod compose;
 mod harness;
 mod lists;
 mod pg;
+mod smtp;
 mod subscribe;

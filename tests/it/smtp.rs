@@ -1,0 +1,469 @@
+//! Joining and leaving by mail, end to end: real TCP SMTP sessions from ordinary
+//! clients (Python's smtplib, swaks), mail processed from PostgreSQL, the answers read
+//! at the relay's sink and replied to by mail.
+
+use crate::harness::{TestServer, find_link};
+use std::process::Command;
+
+const LIST: &str = "dev@lists.example.org";
+
+async fn server() -> TestServer {
+    let s = TestServer::start().await;
+    assert_eq!(
+        s.cli(&[
+            "lists",
+            "create",
+            LIST,
+            "--name",
+            "Dev",
+            "--owner",
+            "owner@example.org"
+        ])
+        .code,
+        0
+    );
+    s
+}
+
+/// Sends one message with Python's smtplib; returns (code, text) of the failure, if any.
+fn smtplib(port: u16, mail_from: &str, rcpts: &[&str], message: &str) -> Result<(), String> {
+    let script = r#"
+import smtplib, sys, json
+port, mail_from, rcpts, msg = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.stdin.read()
+try:
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+        s.sendmail(mail_from, rcpts, msg.encode())
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = list(e.recipients.values())[0]
+    print(code, text.decode()); sys.exit(1)
+except smtplib.SMTPResponseException as e:
+    print(e.smtp_code, e.smtp_error.decode()); sys.exit(1)
+"#;
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &port.to_string(),
+            mail_from,
+            &serde_json::to_string(rcpts).unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+fn mail(from: &str, to: &str, subject: &str, extra_headers: &str, body: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}@example.net>\r\n{extra_headers}\r\n{body}\r\n",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_by_mail_and_confirming_by_reply() {
+    let s = server().await;
+    let port = s.smtp_port();
+    smtplib(
+        port,
+        "anne@example.net",
+        &["dev+subscribe@lists.example.org"],
+        &mail(
+            "Anne <anne@example.net>",
+            "dev+subscribe@lists.example.org",
+            "join",
+            "",
+            "",
+        ),
+    )
+    .unwrap();
+    s.process().await;
+    let confirmation = s.sink.to("anne@example.net");
+    assert_eq!(confirmation.len(), 1, "one confirmation (D-26)");
+    let c = &confirmation[0];
+    assert_eq!(
+        c.header("Auto-Submitted").as_deref(),
+        Some("auto-replied"),
+        "answering mail (D-25)"
+    );
+    let reply_to = c
+        .parsed()
+        .reply_to()
+        .unwrap()
+        .first()
+        .unwrap()
+        .address()
+        .unwrap()
+        .to_string();
+    assert!(reply_to.starts_with("dev+confirm+"), "{reply_to}");
+    assert!(c.header("In-Reply-To").is_some());
+
+    // a plain reply: "Re:" subject, quoted text, quoted-printable body
+    let quoted: String = c
+        .body_text()
+        .lines()
+        .map(|l| format!("> {l}\r\n"))
+        .collect();
+    let reply = mail(
+        "Anne <anne@example.net>",
+        &reply_to,
+        &format!("Re: {}", c.parsed().subject().unwrap()),
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n",
+        &format!("Yes please=21\r\n\r\n{quoted}"),
+    );
+    smtplib(port, "anne@example.net", &[&reply_to], &reply).unwrap();
+    s.process().await;
+    let members = s.cli(&["members", "ls", LIST, "--json"]).json();
+    assert_eq!(members[0]["address"], "anne@example.net");
+    let shown = s
+        .cli(&["members", "show", LIST, "anne@example.net", "--json"])
+        .json();
+    assert_eq!(shown["consent"]["request_source"], "mail");
+    assert_eq!(shown["consent"]["confirm_method"], "mail");
+    assert!(
+        shown["consent"]["request_message_id"]
+            .as_str()
+            .unwrap()
+            .contains("@example.net")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_joins_and_an_unknown_recipient_is_refused_with_550() {
+    let s = server().await;
+    let port = s.smtp_port().to_string();
+    let swaks = |args: &[&str]| {
+        let out = Command::new("swaks")
+            .args([
+                "--server",
+                &format!("127.0.0.1:{port}"),
+                "--hide-all",
+                "--timeout",
+                "20",
+            ])
+            .args(args)
+            .output();
+        match out {
+            Ok(o) => Some(o),
+            Err(_) => {
+                assert!(std::env::var_os("CI").is_none(), "CI must install swaks");
+                None
+            }
+        }
+    };
+    let Some(out) = swaks(&[
+        "--to",
+        "dev+subscribe@lists.example.org",
+        "--from",
+        "anne@example.net",
+    ]) else {
+        eprintln!("note: swaks is not installed; skipping");
+        return;
+    };
+    assert!(out.status.success(), "{out:?}");
+    s.process().await;
+    let c = s.sink.to("anne@example.net").pop().expect("a confirmation");
+    let token = find_link(&c.body_text(), &s.url("/confirm/"))
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = swaks(&[
+        "--to",
+        &format!("dev+confirm+{token}@lists.example.org"),
+        "--from",
+        "anne@example.net",
+        "--header",
+        "Subject: Re: confirm",
+    ])
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    s.process().await;
+    assert_eq!(
+        s.cli(&["members", "ls", LIST, "--json"]).json()[0]["address"],
+        "anne@example.net"
+    );
+
+    let refused = Command::new("swaks")
+        .args([
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--to",
+            "someone@elsewhere.example",
+            "--from",
+            "anne@example.net",
+            "--timeout",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let transcript = String::from_utf8_lossy(&refused.stdout);
+    assert!(transcript.contains("550 5.1.1"), "{transcript}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_mail_never_gets_an_answer() {
+    let s = server().await;
+    let port = s.smtp_port();
+    let to = "dev+subscribe@lists.example.org";
+    for (from, headers) in [
+        ("anne@example.net", "Auto-Submitted: auto-replied\r\n"),
+        ("anne@example.net", "Precedence: bulk\r\n"),
+        ("anne@example.net", "List-Id: <other.example.net>\r\n"),
+        ("MAILER-DAEMON@example.net", ""),
+        ("dev-request@example.net", ""),
+        ("owner-dev@example.net", ""),
+    ] {
+        smtplib(
+            port,
+            "anne@example.net",
+            &[to],
+            &mail(from, to, "join", headers, ""),
+        )
+        .unwrap();
+    }
+    smtplib(
+        port,
+        "",
+        &[to],
+        &mail("anne@example.net", to, "join", "", ""),
+    )
+    .unwrap(); // MAIL FROM:<>
+    s.process().await;
+    assert!(
+        s.sink.received().is_empty(),
+        "{:?}",
+        s.sink.received().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_to_request_and_help_are_answered_at_most_ten_times_a_day() {
+    let s = server().await;
+    let port = s.smtp_port();
+    smtplib(
+        port,
+        "bob@example.net",
+        &["dev-request@lists.example.org"],
+        &mail(
+            "bob@example.net",
+            "dev-request@lists.example.org",
+            "hello",
+            "",
+            "subscribe\r\n",
+        ),
+    )
+    .unwrap();
+    s.process().await;
+    let c = s.sink.to("bob@example.net").pop().expect("a confirmation");
+    let token = find_link(&c.body_text(), &s.url("/confirm/"))
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    smtplib(
+        port,
+        "bob@example.net",
+        &["dev-request@lists.example.org"],
+        &mail(
+            "bob@example.net",
+            "dev-request@lists.example.org",
+            &format!("confirm {token}"),
+            "",
+            "",
+        ),
+    )
+    .unwrap();
+    s.process().await;
+    assert_eq!(
+        s.cli(&["members", "ls", LIST, "--json"]).json()[0]["address"],
+        "bob@example.net"
+    );
+
+    for _ in 0..12 {
+        smtplib(
+            port,
+            "carol@example.net",
+            &["dev+help@lists.example.org"],
+            &mail(
+                "carol@example.net",
+                "dev+help@lists.example.org",
+                "help",
+                "",
+                "",
+            ),
+        )
+        .unwrap();
+    }
+    s.process().await;
+    let replies = s.sink.to("carol@example.net");
+    assert_eq!(
+        replies.len(),
+        10,
+        "at most 10 automatic replies a day (D-27)"
+    );
+    assert!(
+        replies[0]
+            .body_text()
+            .contains("dev+subscribe@lists.example.org")
+    );
+    assert_eq!(
+        replies[0].header("Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_by_mail_needs_a_confirmation_and_strangers_get_the_same() {
+    let s = server().await;
+    let port = s.smtp_port();
+    s.cli(&["members", "add", LIST, "anne@example.net"]);
+    for who in ["anne@example.net", "stranger@example.net"] {
+        smtplib(
+            port,
+            who,
+            &["dev-leave@lists.example.org"],
+            &mail(who, "dev-leave@lists.example.org", "leave", "", ""),
+        )
+        .unwrap();
+    }
+    s.process().await;
+    assert_eq!(s.sink.to("anne@example.net").len(), 1);
+    assert_eq!(
+        s.sink.to("stranger@example.net").len(),
+        1,
+        "STANDARDS 18: the same behaviour"
+    );
+    let shown = s
+        .cli(&["members", "show", LIST, "anne@example.net", "--json"])
+        .json();
+    assert_eq!(shown["status"], "subscribed", "not before she confirms");
+    let c = s.sink.to("anne@example.net").pop().unwrap();
+    let reply_to = c
+        .parsed()
+        .reply_to()
+        .unwrap()
+        .first()
+        .unwrap()
+        .address()
+        .unwrap()
+        .to_string();
+    smtplib(
+        port,
+        "anne@example.net",
+        &[&reply_to],
+        &mail("anne@example.net", &reply_to, "Re: ok", "", ""),
+    )
+    .unwrap();
+    s.process().await;
+    let shown = s
+        .cli(&["members", "show", LIST, "anne@example.net", "--json"])
+        .json();
+    assert_eq!(shown["status"], "unsubscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tokenized_unsubscribe_address_works_at_once() {
+    let s = server().await;
+    let port = s.smtp_port();
+    // a member who joined on the web gets a welcome with her token
+    let r = crate::harness::http()
+        .post(s.url("/lists/dev.lists.example.org/subscribe"))
+        .form(&[("email", "anne@example.net")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.deliver().await;
+    let link = find_link(
+        &s.sink.to("anne@example.net")[0].body_text(),
+        &s.url("/confirm/"),
+    )
+    .unwrap();
+    crate::harness::http().post(&link).send().await.unwrap();
+    s.deliver().await;
+    let welcome = s.sink.to("anne@example.net").pop().unwrap();
+    let token = find_link(&welcome.body_text(), &s.url("/unsubscribe/"))
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let to = format!("dev+unsubscribe+{token}@lists.example.org");
+    smtplib(
+        port,
+        "anne@example.net",
+        &[&to],
+        &mail("anne@example.net", &to, "unsubscribe", "", ""),
+    )
+    .unwrap();
+    s.process().await;
+    assert_eq!(
+        s.cli(&["members", "show", LIST, "anne@example.net", "--json"])
+            .json()["status"],
+        "unsubscribed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_the_owner_address_reaches_the_owners() {
+    let s = server().await;
+    let port = s.smtp_port();
+    smtplib(
+        port,
+        "anne@example.net",
+        &["dev+owner@lists.example.org"],
+        &mail(
+            "anne@example.net",
+            "dev+owner@lists.example.org",
+            "A question",
+            "",
+            "Hello owners",
+        ),
+    )
+    .unwrap();
+    s.process().await;
+    let got = s.sink.to("owner@example.org");
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].text().contains("Hello owners") && got[0].text().contains("Subject: A question")
+    );
+    assert_eq!(got[0].mail_from, "dev+bounces@lists.example.org");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_down_mail_is_refused_with_451_and_nothing_is_lost() {
+    let s = server().await;
+    let port = s.smtp_port();
+    s.db.pool.close().await;
+    let err = smtplib(
+        port,
+        "anne@example.net",
+        &["dev+subscribe@lists.example.org"],
+        &mail(
+            "anne@example.net",
+            "dev+subscribe@lists.example.org",
+            "join",
+            "",
+            "",
+        ),
+    )
+    .unwrap_err();
+    assert!(err.starts_with("451"), "{err}");
+}
