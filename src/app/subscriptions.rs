@@ -106,61 +106,44 @@ impl App {
         req: Request,
     ) -> Result<RequestOutcome, AppError> {
         let mut tx = store::pending::begin_for_address(&self.db, list.id, &req.address).await?;
-        let current =
-            store::members::find_member(&mut *tx, list.id, Role::Member, &req.address).await?;
-        if current
-            .as_ref()
-            .is_some_and(|m| m.status == MemberStatus::Subscribed)
-        {
+        let state = self
+            .request_state(&mut tx, list, "subscribe", &req.address)
+            .await?;
+        if state.member_status.as_deref() == Some(MemberStatus::Subscribed.as_str()) {
             return Ok(RequestOutcome::NothingToDo);
         }
-        if self
-            .rate_limited(&mut tx, list, "subscribe", &req.address)
-            .await?
-        {
+        if rate_limited(list, "subscribe", &state.counts) {
             return Ok(RequestOutcome::RateLimited);
         }
-        if current.is_none() {
-            store::members::insert_pending_member(
-                &mut *tx,
-                list.id,
-                &req.address,
-                req.name.as_deref(),
-                req.source,
-                &req.evidence,
-            )
-            .await?;
-        }
-        self.send_confirmation(&mut tx, list, "subscribe", &req)
+        let new_member = state.member_status.is_none();
+        self.send_confirmation(&mut tx, list, "subscribe", &req, new_member)
             .await?;
         tx.commit().await?;
         Ok(RequestOutcome::ConfirmationSent)
     }
 
-    /// Asks a member's mailbox to confirm leaving. Non-members get nothing, but the
-    /// caller cannot tell the difference.
+    /// Asks a member's mailbox to confirm leaving. Non-members get nothing from the web
+    /// form, but the caller cannot tell the difference.
     pub async fn request_unsubscription(
         &self,
         list: &List,
         req: Request,
     ) -> Result<RequestOutcome, AppError> {
         let mut tx = store::pending::begin_for_address(&self.db, list.id, &req.address).await?;
-        let current =
-            store::members::find_member(&mut *tx, list.id, Role::Member, &req.address).await?;
-        let is_member = current.is_some_and(|m| m.status == MemberStatus::Subscribed);
+        let state = self
+            .request_state(&mut tx, list, "unsubscribe", &req.address)
+            .await?;
+        let is_member = state.member_status.as_deref() == Some(MemberStatus::Subscribed.as_str());
         // By mail, members and non-members get the same confirmation (STANDARDS 18): it
         // goes to the sender's own mailbox, and confirming does nothing for a stranger.
         // The web form, which anyone can fill in for any address, sends nothing then.
         if !is_member && req.source != Source::Mail {
             return Ok(RequestOutcome::NothingToDo);
         }
-        if self
-            .rate_limited(&mut tx, list, "unsubscribe", &req.address)
-            .await?
-        {
+        if rate_limited(list, "unsubscribe", &state.counts) {
             return Ok(RequestOutcome::RateLimited);
         }
-        self.send_confirmation(&mut tx, list, "unsubscribe", &req)
+        self.send_confirmation(&mut tx, list, "unsubscribe", &req, false)
             .await?;
         tx.commit().await?;
         Ok(RequestOutcome::ConfirmationSent)
@@ -375,15 +358,15 @@ impl App {
             && member.subscribed_at.is_some()
     }
 
-    async fn rate_limited(
+    async fn request_state(
         &self,
         tx: &mut PgConnection,
         list: &List,
         kind: &str,
         address: &EmailAddress,
-    ) -> Result<bool, AppError> {
+    ) -> Result<store::pending::RequestState, AppError> {
         let now = OffsetDateTime::now_utc();
-        let counts = store::pending::count_recent_requests(
+        Ok(store::pending::find_request_state(
             &mut *tx,
             list.id,
             kind,
@@ -392,13 +375,7 @@ impl App {
             now - Duration::DAY,
             AUTOMATIC_PURPOSES,
         )
-        .await?;
-        let (recent, today, automatic) = (counts.recent, counts.today, counts.automatic_today);
-        let limited = recent >= 1 || today >= CONFIRMS_PER_DAY || automatic >= AUTOMATIC_PER_DAY;
-        if limited {
-            tracing::info!(list = %list.address, kind, "request not sent: per-address limit reached");
-        }
-        Ok(limited)
+        .await?)
     }
 
     async fn send_confirmation(
@@ -407,6 +384,7 @@ impl App {
         list: &List,
         kind: &str,
         req: &Request,
+        new_member: bool,
     ) -> Result<(), AppError> {
         let token = ConfirmToken::generate();
         let expires_at = OffsetDateTime::now_utc() + self.settings.confirm_expiry;
@@ -419,6 +397,7 @@ impl App {
             expires_at,
             source: req.source,
             evidence: &req.evidence,
+            new_member,
         };
         store::pending::insert_pending(&mut *tx, &pending).await?;
         // the requester's own words (the name field) are never put into the mail (STANDARDS 25)
@@ -565,4 +544,15 @@ impl App {
         .await?;
         Ok(())
     }
+}
+
+/// The per-address limits of STANDARDS 27.
+fn rate_limited(list: &List, kind: &str, counts: &store::pending::RecentCounts) -> bool {
+    let limited = counts.recent >= 1
+        || counts.today >= CONFIRMS_PER_DAY
+        || counts.automatic_today >= AUTOMATIC_PER_DAY;
+    if limited {
+        tracing::info!(list = %list.address, kind, "request not sent: per-address limit reached");
+    }
+    limited
 }

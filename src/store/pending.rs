@@ -32,6 +32,8 @@ pub struct NewPending<'a> {
     pub expires_at: OffsetDateTime,
     pub source: Source,
     pub evidence: &'a Evidence,
+    /// Also record the address as a `pending` member (it has no row yet).
+    pub new_member: bool,
 }
 
 pub async fn insert_pending(
@@ -40,6 +42,13 @@ pub async fn insert_pending(
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
+        with new_member as (
+            insert into member (list_id, address, address_key, name, role, status, requested_at, request_source,
+                                request_ip, request_user_agent, request_message_id, request_form_text)
+            select $1, $3, $4, $5, 'member', 'pending', now(), $8, $9, $10, $11, $12
+            where $13
+            on conflict on constraint member_list_role_address_key do nothing
+        )
         insert into pending_request (list_id, kind, address, address_key, name, token_hash, expires_at, source,
                                      ip, user_agent, message_id, form_text)
         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -56,6 +65,7 @@ pub async fn insert_pending(
         p.evidence.user_agent,
         p.evidence.message_id,
         p.evidence.form_text,
+        p.new_member,
     )
     .execute(db)
     .await
@@ -91,6 +101,14 @@ pub async fn update_pending_used(db: impl PgExecutor<'_>, id: Uuid) -> Result<()
     .map(|_| ())
 }
 
+/// Where an address stands on a list, and its recent activity (for the limits).
+#[derive(Debug, Clone)]
+pub struct RequestState {
+    /// The status of its `member` row, if it has one.
+    pub member_status: Option<String>,
+    pub counts: RecentCounts,
+}
+
 /// Recent activity for an address, for the per-address limits.
 #[derive(Debug, Clone, Copy)]
 pub struct RecentCounts {
@@ -102,8 +120,9 @@ pub struct RecentCounts {
     pub automatic_today: i64,
 }
 
-/// Counts an address's recent requests and automatic mail, in one round trip.
-pub async fn count_recent_requests(
+/// Reads an address's membership status and counts its recent requests and automatic
+/// mail, in one round trip.
+pub async fn find_request_state(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     kind: &str,
@@ -111,11 +130,13 @@ pub async fn count_recent_requests(
     recent_since: OffsetDateTime,
     day_since: OffsetDateTime,
     automatic_purposes: &[&str],
-) -> Result<RecentCounts, sqlx::Error> {
+) -> Result<RequestState, sqlx::Error> {
     let purposes: Vec<String> = automatic_purposes.iter().map(|p| p.to_string()).collect();
     let r = sqlx::query!(
         r#"
         select
+            (select status from member
+             where list_id = $1 and role = 'member' and address_key = $3) as member_status,
             (select count(*) from pending_request
              where list_id = $1 and kind = $2 and address_key = $3 and requested_at >= $4) as "recent!",
             (select count(*) from pending_request
@@ -132,10 +153,13 @@ pub async fn count_recent_requests(
     )
     .fetch_one(db)
     .await?;
-    Ok(RecentCounts {
-        recent: r.recent,
-        today: r.today,
-        automatic_today: r.automatic,
+    Ok(RequestState {
+        member_status: r.member_status,
+        counts: RecentCounts {
+            recent: r.recent,
+            today: r.today,
+            automatic_today: r.automatic,
+        },
     })
 }
 
