@@ -3,40 +3,10 @@
 use super::subscriptions::{Request, RequestOutcome};
 use super::{App, AppError};
 use crate::domain::{
-    Consent, Delivery, EmailAddress, Evidence, ListRef, Member, MemberStatus, Role, Source,
+    Delivery, EmailAddress, Evidence, ListRef, Member, MemberStatus, Role, Source,
 };
 use crate::store;
 use crate::store::members::NewMembership;
-use serde::Serialize;
-
-/// A member as shown to owners (`members ls`, `members show`).
-#[derive(Debug, Clone, Serialize)]
-pub struct MemberInfo {
-    pub address: String,
-    pub name: Option<String>,
-    pub role: Role,
-    pub status: MemberStatus,
-    pub delivery: Delivery,
-    pub bounce_score: i32,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub subscribed_at: Option<time::OffsetDateTime>,
-    pub consent: Consent,
-}
-
-impl From<Member> for MemberInfo {
-    fn from(m: Member) -> Self {
-        MemberInfo {
-            address: m.address,
-            name: m.name,
-            role: m.role,
-            status: m.status,
-            delivery: m.delivery,
-            bounce_score: m.bounce_score,
-            subscribed_at: m.subscribed_at,
-            consent: m.consent,
-        }
-    }
-}
 
 /// What `members add` did for one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +139,7 @@ impl App {
         list: &ListRef,
         role: Option<Role>,
         status: StatusFilter,
-    ) -> Result<Vec<MemberInfo>, AppError> {
+    ) -> Result<Vec<Member>, AppError> {
         let list = self.get_list(list).await?;
         let by_status = match status {
             StatusFilter::Status(s) => Some(s),
@@ -182,7 +152,6 @@ impl App {
             .filter(|m| {
                 status != StatusFilter::DeliveryDisabled || m.delivery == Delivery::Disabled
             })
-            .map(MemberInfo::from)
             .collect())
     }
 
@@ -191,7 +160,7 @@ impl App {
         &self,
         list: &ListRef,
         address: &EmailAddress,
-    ) -> Result<Vec<MemberInfo>, AppError> {
+    ) -> Result<Vec<Member>, AppError> {
         let l = self.get_list(list).await?;
         let roles = store::members::find_member_roles(&self.db, l.id, address).await?;
         if roles.is_empty() {
@@ -201,7 +170,7 @@ impl App {
                 role: "member".into(),
             });
         }
-        Ok(roles.into_iter().map(MemberInfo::from).collect())
+        Ok(roles)
     }
 
     /// Changes `delivery`, `name` or `role` of a member (`KEY=VALUE` pairs).
@@ -210,7 +179,7 @@ impl App {
         list: &ListRef,
         address: &EmailAddress,
         pairs: &[String],
-    ) -> Result<MemberInfo, AppError> {
+    ) -> Result<Member, AppError> {
         let l = self.get_list(list).await?;
         let mut tx = self.db.begin().await?;
         let roles = store::members::find_member_roles(&mut *tx, l.id, address).await?;
@@ -281,6 +250,6 @@ impl App {
             }
         }
         tx.commit().await?;
-        Ok(member.into())
+        Ok(member)
     }
 }

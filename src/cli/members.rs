@@ -3,8 +3,8 @@
 use super::lists::parse_ref;
 use super::{Failure, output};
 use crate::app::App;
-use crate::app::members::{AddOutcome, MemberInfo, StatusFilter};
-use crate::domain::{EmailAddress, Role};
+use crate::app::members::{AddOutcome, StatusFilter};
+use crate::domain::{EmailAddress, Member, Role};
 use clap::Subcommand;
 use time::format_description::well_known::Rfc3339;
 
@@ -212,7 +212,7 @@ fn parse_addresses(addresses: &[String]) -> Result<Vec<EmailAddress>, Failure> {
 }
 
 /// The stable fields of `members ls --json` (SPEC §5).
-fn summary(m: &MemberInfo) -> serde_json::Value {
+fn summary(m: &Member) -> serde_json::Value {
     serde_json::json!({
         "address": m.address,
         "name": m.name,
@@ -223,7 +223,7 @@ fn summary(m: &MemberInfo) -> serde_json::Value {
     })
 }
 
-fn write_csv(members: &[MemberInfo]) -> Result<(), Failure> {
+fn write_csv(members: &[Member]) -> Result<(), Failure> {
     let mut w = csv::Writer::from_writer(std::io::stdout().lock());
     let fail = |e: csv::Error| Failure::failed(format!("writing CSV: {e}"));
     w.write_record([
@@ -252,7 +252,7 @@ fn write_csv(members: &[MemberInfo]) -> Result<(), Failure> {
         .map_err(|e| Failure::failed(format!("writing CSV: {e}")))
 }
 
-fn show(m: &MemberInfo, roles: &[MemberInfo]) {
+fn show(m: &Member, roles: &[Member]) {
     let t = |v: Option<time::OffsetDateTime>| {
         v.and_then(|t| t.format(&Rfc3339).ok())
             .unwrap_or_else(|| "-".into())

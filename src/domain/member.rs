@@ -37,10 +37,13 @@ impl MemberStatus {
     }
 }
 
-/// One role of one address on one list, with its consent record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One role of one address on one list, with its consent record. Serialised as
+/// owners see it (`members show --json`), without the internal ids.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Member {
+    #[serde(skip)]
     pub id: uuid::Uuid,
+    #[serde(skip)]
     pub list_id: uuid::Uuid,
     pub address: String,
     pub name: Option<String>,
@@ -48,6 +51,7 @@ pub struct Member {
     pub status: MemberStatus,
     pub delivery: Delivery,
     pub bounce_score: i32,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub subscribed_at: Option<time::OffsetDateTime>,
     pub consent: Consent,
 }
