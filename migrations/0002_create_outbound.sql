@@ -26,13 +26,3 @@ create table outbound (
 create index outbound_due_idx on outbound (next_attempt_at) where status = 'queued';
 create index outbound_recipient_idx on outbound (recipient_key, created_at);
 
--- Wake the workers once per statement (a fan-out inserts many rows at once).
-create function outbound_notify() returns trigger language plpgsql as $$
-begin
-    perform pg_notify('listd_outbound', '');
-    return null;
-end;
-$$;
-
-create trigger outbound_notify after insert on outbound
-    for each statement execute function outbound_notify();

@@ -27,12 +27,3 @@ create table inbound (
 
 create index inbound_new_idx on inbound (id) where status = 'new';
 
-create function inbound_notify() returns trigger language plpgsql as $$
-begin
-    perform pg_notify('listd_inbound', '');
-    return null;
-end;
-$$;
-
-create trigger inbound_notify after insert on inbound
-    for each statement execute function inbound_notify();

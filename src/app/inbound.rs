@@ -81,7 +81,9 @@ impl App {
             protocol: if arrival.lmtp { "lmtp" } else { "smtp" },
             raw,
         };
-        Ok(store::inbound::insert_inbound(&self.db, &row).await?)
+        let id = store::inbound::insert_inbound(&self.db, &row).await?;
+        self.wakeups.inbound();
+        Ok(id)
     }
 
     /// Processes a batch of stored messages; returns how many were claimed.
@@ -111,7 +113,7 @@ impl App {
 
     /// Processes received mail until `stop` is set, woken by NOTIFY on `listd_inbound`.
     pub async fn run_inbound_worker(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut wakeup = store::wakeup::Wakeup::new(&self.db, "listd_inbound").await;
+        let mut wakeup = store::wakeup::Wakeup::new(&self.db, store::wakeup::INBOUND).await;
         loop {
             if *stop.borrow() {
                 return;
@@ -315,6 +317,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.wakeups.outbound();
         Ok("help sent".into())
     }
 
@@ -356,6 +359,7 @@ impl App {
             &message,
         )
         .await?;
+        self.wakeups.outbound();
         Ok(format!("forwarded to {} owner(s)", owners.len()))
     }
 }

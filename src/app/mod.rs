@@ -31,14 +31,18 @@ pub struct AppSettings {
 #[derive(Clone)]
 pub struct App {
     pub db: PgPool,
+    /// Wakes the workers after commits that queue work for them.
+    pub wakeups: crate::store::wakeup::Wakeups,
     pub settings: Arc<AppSettings>,
     pub templates: Arc<Templates>,
 }
 
 impl App {
     pub fn new(db: PgPool, settings: AppSettings, templates: Templates) -> Self {
+        let wakeups = crate::store::wakeup::Wakeups::start(db.clone());
         App {
             db,
+            wakeups,
             settings: Arc::new(settings),
             templates: Arc::new(templates),
         }

@@ -119,6 +119,7 @@ impl App {
         self.send_confirmation(&mut tx, list, "subscribe", &req, new_member)
             .await?;
         tx.commit().await?;
+        self.wakeups.outbound();
         Ok(RequestOutcome::ConfirmationSent)
     }
 
@@ -146,6 +147,7 @@ impl App {
         self.send_confirmation(&mut tx, list, "unsubscribe", &req, false)
             .await?;
         tx.commit().await?;
+        self.wakeups.outbound();
         Ok(RequestOutcome::ConfirmationSent)
     }
 
@@ -279,6 +281,7 @@ impl App {
             }
         };
         tx.commit().await?;
+        self.wakeups.outbound();
         Ok(outcome)
     }
 
@@ -332,6 +335,7 @@ impl App {
         self.enqueue_goodbye(&mut tx, &list, &member.address)
             .await?;
         tx.commit().await?;
+        self.wakeups.outbound();
         Ok(UnsubscribeOutcome::Unsubscribed {
             list,
             address: member.address,

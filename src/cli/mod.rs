@@ -125,7 +125,10 @@ where
             .await
             .map_err(|e| Failure::failed(format!("cannot apply migrations: {e}")))?;
         let app = build_app(config, db.pool.clone())?;
-        f(app).await
+        let done = f(app.clone()).await;
+        // a `serve` elsewhere delivers what this command queued: tell it now
+        app.wakeups.flush().await;
+        done
     }
     .await;
     db.close().await;

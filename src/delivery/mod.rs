@@ -209,7 +209,7 @@ impl Worker {
     /// Delivers until `stop` is set: woken by NOTIFY on `listd_outbound`, polling as a
     /// fallback. In-flight deliveries finish before it returns.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut wakeup = store::wakeup::Wakeup::new(&self.db, "listd_outbound").await;
+        let mut wakeup = store::wakeup::Wakeup::new(&self.db, store::wakeup::OUTBOUND).await;
         loop {
             if *stop.borrow() {
                 return;
