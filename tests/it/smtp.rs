@@ -467,3 +467,112 @@ async fn with_the_database_down_mail_is_refused_with_451_and_nothing_is_lost() {
     .unwrap_err();
     assert!(err.starts_with("451"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lmtp_answers_each_recipient_and_stores_the_mail_once() {
+    let s = server().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let config = listd::smtp::SmtpConfig::new("listd.test", listd::smtp::Protocol::Lmtp);
+    tokio::spawn(listd::smtp::serve(
+        listener,
+        config,
+        listd::smtp::AppBackend::new(s.app.clone()),
+        stop_rx,
+    ));
+
+    // Python's LMTP client, as Postfix's lmtp transport would talk
+    let script = r#"
+import smtplib, sys
+c = smtplib.LMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+msg = b"From: anne@example.net\r\nTo: dev+subscribe@lists.example.org\r\nSubject: join\r\nMessage-ID: <lmtp1@example.net>\r\n\r\nhi\r\n"
+refused = c.sendmail("anne@example.net", ["dev+subscribe@lists.example.org", "dev+help@lists.example.org", "nobody@lists.example.org"], msg)
+print(sorted(refused.items()))
+c.quit()
+"#;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        printed.contains("nobody@lists.example.org") && printed.contains("550"),
+        "{printed}"
+    );
+    s.process().await;
+    let stored = listd::store::inbound::list_inbound(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "one stored message for both recipients");
+    assert_eq!(stored[0].status, "done");
+    let got = s.sink.to("anne@example.net");
+    assert_eq!(got.len(), 2, "a confirmation and a help reply");
+    stop_tx.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_reply_to_a_confirmation_confirms_nothing() {
+    let s = server().await;
+    let port = s.smtp_port();
+    let to = "dev+subscribe@lists.example.org";
+    smtplib(
+        port,
+        "anne@example.net",
+        &[to],
+        &mail("anne@example.net", to, "join", "", ""),
+    )
+    .unwrap();
+    s.process().await;
+    let c = s.sink.to("anne@example.net").pop().unwrap();
+    let reply_to = c
+        .parsed()
+        .reply_to()
+        .unwrap()
+        .first()
+        .unwrap()
+        .address()
+        .unwrap()
+        .to_string();
+    for headers in ["Auto-Submitted: auto-replied\r\n", "Precedence: junk\r\n"] {
+        smtplib(
+            port,
+            "anne@example.net",
+            &[&reply_to],
+            &mail(
+                "anne@example.net",
+                &reply_to,
+                "Out of office",
+                headers,
+                "away",
+            ),
+        )
+        .unwrap();
+    }
+    smtplib(
+        port,
+        "",
+        &[&reply_to],
+        &mail("anne@example.net", &reply_to, "Undeliverable", "", ""),
+    )
+    .unwrap();
+    s.process().await;
+    assert!(
+        s.cli(&["members", "ls", LIST, "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "D-24"
+    );
+    assert_eq!(
+        s.sink.to("anne@example.net").len(),
+        1,
+        "and nothing answered them"
+    );
+}
