@@ -233,6 +233,10 @@ impl Config {
                 }
                 v.trim_end_matches('/').to_string()
             }
+            // links must name a reachable host: 0.0.0.0 and :: are not
+            None if http_addr.ip().is_unspecified() => {
+                format!("http://127.0.0.1:{}", http_addr.port())
+            }
             None => format!("http://{http_addr}"),
         };
 
@@ -676,6 +680,12 @@ mod tests {
             e.contains("LISTD_SECRET_KEY") && !e.contains("c2hvcnQ"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_default_public_url_never_names_an_unspecified_address() {
+        let c = Config::from_sources(None, &env(&[("LISTD_HTTP_ADDR", "0.0.0.0:9090")])).unwrap();
+        assert_eq!(c.public_url, "http://127.0.0.1:9090");
     }
 
     #[test]
