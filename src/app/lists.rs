@@ -55,7 +55,13 @@ impl App {
                 confirm_method: "admin",
                 confirm: &admin,
             };
-            store::members::upsert_subscribed_member(&mut *tx, list.id, &m).await?;
+            store::members::upsert_confirmed_member(
+                &mut *tx,
+                list.id,
+                &m,
+                crate::domain::MemberStatus::Subscribed,
+            )
+            .await?;
         }
         tx.commit().await?;
         self.list_info(&ListRef::Address(address.clone())).await

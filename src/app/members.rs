@@ -82,9 +82,19 @@ impl App {
                 store::pending::begin_for_address(&self.db, current_list.id, address).await?;
             let existing =
                 store::members::find_member(&mut *tx, current_list.id, role, address).await?;
-            let outcome = match existing.map(|m| m.status) {
-                Some(MemberStatus::Subscribed) => AddOutcome::AlreadyMember,
-                Some(s) if s.needs_new_consent() && !invite => AddOutcome::NeedsInvite(s),
+            let outcome = match existing.as_ref() {
+                Some(m) if m.status == MemberStatus::Subscribed => AddOutcome::AlreadyMember,
+                Some(m) if m.status.needs_new_consent() && !invite => {
+                    AddOutcome::NeedsInvite(m.status)
+                }
+                // confirmed by the mailbox, waiting for an owner (confirm-then-moderate):
+                // approving keeps that confirmation as the consent record
+                Some(m)
+                    if m.status == MemberStatus::Pending && m.consent.confirmed_at.is_some() =>
+                {
+                    store::members::update_member_approved(&mut *tx, m.id).await?;
+                    AddOutcome::Added
+                }
                 _ => {
                     let admin = Evidence::default();
                     let m = NewMembership {
@@ -97,7 +107,13 @@ impl App {
                         confirm_method: "admin",
                         confirm: &admin,
                     };
-                    store::members::upsert_subscribed_member(&mut *tx, current_list.id, &m).await?;
+                    store::members::upsert_confirmed_member(
+                        &mut *tx,
+                        current_list.id,
+                        &m,
+                        MemberStatus::Subscribed,
+                    )
+                    .await?;
                     AddOutcome::Added
                 }
             };

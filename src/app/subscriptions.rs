@@ -246,14 +246,23 @@ impl App {
                 form_text: p.form_text.clone(),
             };
             let source = p.source.parse::<Source>().unwrap_or(Source::Web);
+            let m = NewMembership {
+                address: &address,
+                name: p.name.as_deref(),
+                role: Role::Member,
+                request_source: source,
+                requested_at: Some(p.requested_at),
+                request: &request,
+                confirm_method: method,
+                confirm: &confirm,
+            };
             if list.settings.subscription == Subscription::ConfirmThenModerate {
-                store::members::insert_pending_member(
+                // the mailbox has confirmed; the membership waits for an owner
+                store::members::upsert_confirmed_member(
                     &mut *tx,
                     list.id,
-                    &address,
-                    p.name.as_deref(),
-                    source,
-                    &request,
+                    &m,
+                    MemberStatus::Pending,
                 )
                 .await?;
                 ConfirmOutcome::AwaitingApproval {
@@ -261,18 +270,13 @@ impl App {
                     address: p.address,
                 }
             } else {
-                let m = NewMembership {
-                    address: &address,
-                    name: p.name.as_deref(),
-                    role: Role::Member,
-                    request_source: source,
-                    requested_at: Some(p.requested_at),
-                    request: &request,
-                    confirm_method: method,
-                    confirm: &confirm,
-                };
-                let member =
-                    store::members::upsert_subscribed_member(&mut *tx, list.id, &m).await?;
+                let member = store::members::upsert_confirmed_member(
+                    &mut *tx,
+                    list.id,
+                    &m,
+                    MemberStatus::Subscribed,
+                )
+                .await?;
                 self.enqueue_welcome(&mut tx, &list, &member).await?;
                 ConfirmOutcome::Subscribed {
                     list,

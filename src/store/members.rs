@@ -180,12 +180,14 @@ pub struct NewMembership<'a> {
     pub confirm: &'a Evidence,
 }
 
-/// Makes an address a subscribed member: inserts the row, or turns an existing row
-/// (pending, or a past membership) into a new membership with fresh consent evidence.
-pub async fn upsert_subscribed_member(
+/// Records a confirmed membership: inserts the row, or turns an existing row (pending,
+/// or a past membership) into a new membership with fresh consent evidence. `status`
+/// is `subscribed`, or `pending` when an owner must still approve.
+pub async fn upsert_confirmed_member(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     m: &NewMembership<'_>,
+    status: MemberStatus,
 ) -> Result<Member, sqlx::Error> {
     sqlx::query_as!(
         MemberRow,
@@ -193,14 +195,14 @@ pub async fn upsert_subscribed_member(
         insert into member (list_id, address, address_key, name, role, status, delivery, subscribed_at,
                             requested_at, request_source, request_ip, request_user_agent, request_message_id,
                             request_form_text, confirmed_at, confirm_method, confirm_ip, confirm_message_id)
-        values ($1, $2, $3, $4, $5, 'subscribed', 'enabled', now(), coalesce($6, now()), $7, $8, $9, $10, $11,
+        values ($1, $2, $3, $4, $5, $15, 'enabled', case when $15 = 'subscribed' then now() end, coalesce($6, now()), $7, $8, $9, $10, $11,
                 now(), $12, $13, $14)
         on conflict on constraint member_list_role_address_key do update set
             address = excluded.address,
             name = coalesce(excluded.name, member.name),
-            status = 'subscribed',
+            status = excluded.status,
             delivery = 'enabled',
-            subscribed_at = now(),
+            subscribed_at = excluded.subscribed_at,
             requested_at = excluded.requested_at,
             request_source = excluded.request_source,
             request_ip = excluded.request_ip,
@@ -232,6 +234,7 @@ pub async fn upsert_subscribed_member(
         m.confirm_method,
         m.confirm.ip,
         m.confirm.message_id,
+        status.as_str(),
     )
     .fetch_one(db)
     .await?
@@ -319,6 +322,23 @@ pub async fn update_member_role(
         "update member set role = $2, updated_at = now() where id = $1",
         member_id,
         role.as_str()
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// An owner approves a membership the mailbox already confirmed (`confirm-then-moderate`).
+pub async fn update_member_approved(
+    db: impl PgExecutor<'_>,
+    member_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update member set status = 'subscribed', subscribed_at = now(), delivery = 'enabled', updated_at = now()
+        where id = $1 and status = 'pending' and confirmed_at is not null
+        "#,
+        member_id
     )
     .execute(db)
     .await

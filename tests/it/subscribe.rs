@@ -818,3 +818,50 @@ async fn two_workers_never_send_the_same_message_twice() {
     rcpts.dedup();
     assert_eq!(rcpts.len(), 40);
 }
+
+#[tokio::test]
+async fn confirm_then_moderate_waits_for_an_owner_and_keeps_the_mailbox_confirmation() {
+    let s = TestServer::start().await;
+    assert_eq!(
+        s.cli(&[
+            "lists",
+            "create",
+            LIST,
+            "--subscription",
+            "confirm-then-moderate"
+        ])
+        .code,
+        0
+    );
+    let m = request_and_get_confirmation(&s, "anne@example.net").await;
+    let link = find_link(&m.body_text(), &s.url("/confirm/")).unwrap();
+    let page = http().post(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("owners"));
+    assert_eq!(
+        member_status(&s, "anne@example.net").as_deref(),
+        Some("pending")
+    );
+    let pending = s
+        .cli(&["members", "ls", LIST, "--status", "pending", "--json"])
+        .json();
+    assert_eq!(pending[0]["address"], "anne@example.net");
+
+    assert_eq!(
+        s.cli(&["members", "add", LIST, "anne@example.net"]).code,
+        0,
+        "the owner approves"
+    );
+    let shown = s
+        .cli(&["members", "show", LIST, "anne@example.net", "--json"])
+        .json();
+    assert_eq!(shown["status"], "subscribed");
+    assert_eq!(
+        shown["consent"]["request_source"], "web",
+        "the request stays on record"
+    );
+    assert_eq!(
+        shown["consent"]["confirm_method"], "web",
+        "and so does the mailbox's confirmation"
+    );
+}
