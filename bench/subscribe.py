@@ -162,12 +162,14 @@ def main():
         lua = os.path.join(data, "subscribe.lua")
         with open(lua, "w") as f:
             f.write("""
+-- every request a new address: per-address limits must not turn the run into a test
+-- of lock waits. `tid` is set per thread by setup(); a local here would shadow it.
+local threads = 0
+setup = function(thread) thread:set("tid", threads); threads = threads + 1 end
 local counter = 0
-local id = 0
-setup = function(thread) thread:set("id", id); id = id + 1 end
 request = function()
   counter = counter + 1
-  local body = "email=wrk" .. id .. "-" .. counter .. "@example.net&name=Load"
+  local body = "email=wrk" .. tid .. "-" .. counter .. "@example.net&name=Load"
   return wrk.format("POST", nil, {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
 end
 """)

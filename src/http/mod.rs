@@ -99,6 +99,19 @@ pub(crate) fn page(
     }
 }
 
+/// Runs a use case to its end even if the client goes away. Dropping a request's
+/// future in the middle of a transaction would return its connection to the pool still
+/// inside the transaction, holding its locks until the connection is next used.
+pub(crate) async fn to_completion<T: Send + 'static>(
+    use_case: impl std::future::Future<Output = Result<T, crate::app::AppError>> + Send + 'static,
+) -> Result<T, crate::app::AppError> {
+    tokio::spawn(use_case).await.unwrap_or_else(|e| {
+        Err(crate::app::AppError::Unexpected(anyhow::anyhow!(
+            "the request's task failed: {e}"
+        )))
+    })
+}
+
 /// A page for an unexpected failure; the cause is logged once, here.
 pub(crate) fn unexpected(state: &AppState, e: &crate::app::AppError) -> Response {
     tracing::error!(error = ?e, "request failed");

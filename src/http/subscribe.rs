@@ -6,7 +6,7 @@
 
 use super::client::{FormFields, PeerAddr, client_ip, wants_json};
 use super::pages::{list_not_found, list_page_with};
-use super::{AppState, page, unexpected};
+use super::{AppState, page, to_completion, unexpected};
 use crate::app::AppError;
 use crate::app::subscriptions::{
     ConfirmOutcome, ConfirmVia, Request, TokenView, UnsubscribeOutcome,
@@ -138,8 +138,14 @@ async fn request(
             in_reply_to: None,
         };
         let done = match kind {
-            Kind::Join => state.app.request_subscription(&list_info, req).await,
-            Kind::Leave => state.app.request_unsubscription(&list_info, req).await,
+            Kind::Join => {
+                let (app, list) = (state.app.clone(), list_info.clone());
+                to_completion(async move { app.request_subscription(&list, req).await }).await
+            }
+            Kind::Leave => {
+                let (app, list) = (state.app.clone(), list_info.clone());
+                to_completion(async move { app.request_unsubscription(&list, req).await }).await
+            }
         };
         if let Err(e) = done {
             return unexpected(&state, &e);
@@ -254,10 +260,12 @@ async fn confirm(
     headers: HeaderMap,
 ) -> Response {
     let ip = client_ip(peer.0, &headers, &state.trusted_proxies).map(|i| i.to_string());
-    let outcome = match state.app.confirm(&token, ConfirmVia::Web { ip }).await {
-        Ok(o) => o,
-        Err(e) => return unexpected(&state, &e),
-    };
+    let (app, t) = (state.app.clone(), token.clone());
+    let outcome =
+        match to_completion(async move { app.confirm(&t, ConfirmVia::Web { ip }).await }).await {
+            Ok(o) => o,
+            Err(e) => return unexpected(&state, &e),
+        };
     match outcome {
         ConfirmOutcome::Subscribed { list, address } => done(
             &state,
@@ -343,7 +351,8 @@ async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<Strin
 /// RFC 8058: the body is `List-Unsubscribe=One-Click`, but any POST to a genuine
 /// token unsubscribes (the page's button posts the same field).
 async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match state.app.unsubscribe_with_token(&token, "one-click").await {
+    let (app, t) = (state.app.clone(), token.clone());
+    match to_completion(async move { app.unsubscribe_with_token(&t, "one-click").await }).await {
         Ok(
             UnsubscribeOutcome::Unsubscribed { list, address }
             | UnsubscribeOutcome::AlreadyGone { list, address },

@@ -21,7 +21,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// Opens a connection pool.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url)?.application_name("listd");
+    // a session left inside a transaction (a crashed or cancelled caller) must not hold
+    // its locks for long: the server ends it
+    let options = PgConnectOptions::from_str(url)?
+        .application_name("listd")
+        .options([("idle_in_transaction_session_timeout", "60s")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
