@@ -4,6 +4,7 @@
 //! encodes and folds it, so nothing a requester types can add a header line.
 
 pub mod inbound;
+pub mod rewrite;
 
 use crate::domain::ListAddress;
 use crate::domain::headers::list_id_header;
