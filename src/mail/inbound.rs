@@ -28,7 +28,8 @@ pub fn read_incoming(raw: &[u8], mail_from: Option<&str>) -> Incoming {
         .from()
         .and_then(|a| a.first())
         .and_then(|a| a.address())
-        .and_then(|a| EmailAddress::parse(a).ok());
+        .and_then(|a| EmailAddress::parse(a).ok())
+        .or_else(|| from_line(raw));
     let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
     let auto_submitted = header("Auto-Submitted").is_some_and(|v| !v.starts_with("no"));
     let precedence =
@@ -48,6 +49,31 @@ pub fn read_incoming(raw: &[u8], mail_from: Option<&str>) -> Incoming {
         message_id: msg.message_id().map(|id| format!("<{id}>")),
         text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
     }
+}
+
+/// Reads the From field on its own. mail-parser 0.11.9 can swallow the line after a
+/// Date that ends in an obsolete zone letter (`Z`, `UT`), hiding a From that follows it.
+fn from_line(raw: &[u8]) -> Option<EmailAddress> {
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..head_end]);
+    let mut lines = head.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        if line.len() >= 5 && line.is_char_boundary(5) && line[..5].eq_ignore_ascii_case("from:") {
+            let mut field = line.to_string();
+            while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+                field.push_str(next);
+                lines.next();
+            }
+            let alone = format!("{field}\r\n\r\n");
+            let msg = MessageParser::default().parse(alone.as_bytes())?;
+            let address = msg.from()?.first()?.address()?.to_string();
+            return EmailAddress::parse(&address).ok();
+        }
+    }
+    None
 }
 
 /// A command found in a mail to `-request`.
@@ -127,6 +153,18 @@ mod tests {
         assert!(!i.automatic);
         assert_eq!(i.from.unwrap().to_string(), "anne@example.net");
         assert_eq!(i.message_id.as_deref(), Some("<a@b>"));
+    }
+
+    #[test]
+    fn a_from_after_an_obsolete_date_zone_is_still_read() {
+        let i = incoming(
+            "Date: Mon, 6 Jan 2025 10:00:00 Z\r\nFrom: Anne <anne@example.net>\r\nSubject: join",
+            "",
+        );
+        assert_eq!(
+            i.from.map(|f| f.to_string()).as_deref(),
+            Some("anne@example.net")
+        );
     }
 
     #[test]
