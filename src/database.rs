@@ -50,6 +50,13 @@ impl Database {
         }
     }
 
+    /// Applies pending migrations (several processes starting at once are serialised).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        crate::store::migrate(&self.pool)
+            .await
+            .context("cannot apply migrations")
+    }
+
     /// Closes the pool and gives up this process's use of the self-managed cluster
     /// (stopping it when no other listd process uses it).
     pub async fn close(self) {

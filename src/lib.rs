@@ -23,6 +23,7 @@ pub mod domain;
 pub mod http;
 pub mod mail;
 pub mod pg;
+pub mod server;
 pub mod smtp;
 pub mod store;
 pub mod templates;

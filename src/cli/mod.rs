@@ -121,9 +121,7 @@ where
 {
     let db = Database::open(config, 4).await?;
     let result = async {
-        crate::store::migrate(&db.pool)
-            .await
-            .map_err(|e| Failure::failed(format!("cannot apply migrations: {e}")))?;
+        db.migrate().await?;
         let app = build_app(config, db.pool.clone())?;
         let done = f(app.clone()).await;
         // a `serve` elsewhere delivers what this command queued: tell it now

@@ -206,3 +206,54 @@ async fn readyz_is_503_when_the_database_is_gone() {
     let health = http().get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_serve_binary_answers_and_stops_cleanly_on_sigterm() {
+    let db = crate::harness::TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    let (http, smtp) = (free_port(), free_port());
+    let mut child = std::process::Command::new(crate::harness::listd_bin())
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("LISTD_DATABASE_URL", &db.url)
+        .env("LISTD_DATA_DIR", data.path())
+        .env("LISTD_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("LISTD_SMTP_ADDR", format!("127.0.0.1:{smtp}"))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ready = loop {
+        if let Ok(r) = http_client()
+            .get(format!("http://127.0.0.1:{http}/readyz"))
+            .send()
+            .await
+        {
+            break r.status();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve answers within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready, 200);
+    let greeting = tokio::net::TcpStream::connect(("127.0.0.1", smtp)).await;
+    assert!(greeting.is_ok(), "SMTP listens");
+    drop(greeting);
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM: finish and exit 0");
+}

@@ -1,0 +1,132 @@
+//! The composition root of `listd serve`: starts the chosen front ends (HTTP,
+//! SMTP, LMTP) and workers (inbound processing, delivery) around one `App`, and stops
+//! them together: on shutdown they stop accepting and finish what is in flight.
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http::AppState;
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+/// Which parts this process runs (`serve --no-http`, `--no-smtp`, `--no-worker`).
+#[derive(Debug, Clone, Copy)]
+pub struct Parts {
+    pub http: bool,
+    pub smtp: bool,
+    pub workers: bool,
+}
+
+/// Runs until `shutdown` resolves (or a part fails), then stops everything.
+pub async fn run(
+    config: &Config,
+    db: &PgPool,
+    app: App,
+    parts: Parts,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if !!parts.http {
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for HTTP on {} (LISTD_HTTP_ADDR)",
+                    config.http_addr
+                )
+            })?;
+        tracing::info!(addr = %config.http_addr, public_url = %config.public_url, "HTTP listening");
+        let state = AppState::new(app.clone(), config);
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            crate::http::serve(listener, state, stop)
+                .await
+                .context("HTTP server failed")
+        });
+    }
+
+    if !!parts.smtp {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::smtp::load_tls(cert, key)?),
+            _ => None,
+        };
+        let listeners = [
+            (
+                config.smtp_addr,
+                crate::smtp::Protocol::Smtp,
+                "SMTP",
+                "LISTD_SMTP_ADDR",
+            ),
+            (
+                config.lmtp_addr,
+                crate::smtp::Protocol::Lmtp,
+                "LMTP",
+                "LISTD_LMTP_ADDR",
+            ),
+        ];
+        for (addr, protocol, name, key) in listeners {
+            let Some(addr) = addr else { continue };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for {name} on {addr} ({key})"))?;
+            tracing::info!(%addr, "{name} listening");
+            let mut smtp = crate::smtp::SmtpConfig::new(config.hostname.clone(), protocol);
+            smtp.max_message_bytes = config.max_message_bytes as usize;
+            smtp.tls = tls.clone();
+            let backend = crate::smtp::AppBackend::new(app.clone());
+            let stop = stop_rx.clone();
+            tasks.spawn(async move {
+                crate::smtp::serve(listener, smtp, backend, stop).await;
+                Ok(())
+            });
+        }
+    }
+
+    if !!parts.workers {
+        let inbound = app.clone();
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            inbound.run_inbound_worker(stop).await;
+            Ok(())
+        });
+        let relay = crate::delivery::Relay::new(
+            &config.relay_url,
+            config.delivery_concurrency,
+            &config.hostname,
+        )?;
+        tracing::info!(relay = ?config.relay_url, "delivery workers running");
+        let worker = crate::delivery::Worker::new(db.clone(), relay, config.delivery_concurrency);
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            worker.run(stop).await;
+            Ok(())
+        });
+    }
+
+    let mut outcome = Ok(());
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down"),
+        Some(done) = tasks.join_next() => {
+            // a front end ended on its own: that is a failure
+            outcome = match done {
+                Ok(Ok(())) => Err(anyhow::anyhow!("a front end stopped unexpectedly")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("a front end crashed: {e}")),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::error!(error = format!("{e:#}"), "while stopping");
+        }
+    }
+    outcome
+}
+
+/// Resolves once `true` is sent on the channel (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
