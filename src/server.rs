@@ -28,7 +28,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
-    if !!parts.http {
+    if parts.http {
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .with_context(|| {
@@ -47,7 +47,7 @@ pub async fn run(
         });
     }
 
-    if !!parts.smtp {
+    if parts.smtp {
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(crate::smtp::load_tls(cert, key)?),
             _ => None,
@@ -84,7 +84,7 @@ pub async fn run(
         }
     }
 
-    if !!parts.workers {
+    if parts.workers {
         let inbound = app.clone();
         let stop = stop_rx.clone();
         tasks.spawn(async move {
