@@ -219,20 +219,20 @@ fn free_port() -> u16 {
 async fn the_serve_binary_answers_and_stops_cleanly_on_sigterm() {
     let db = crate::harness::TestDb::new().await;
     let data = tempfile::tempdir().unwrap();
-    let (http, smtp) = (free_port(), free_port());
+    let (http_port, smtp) = (free_port(), free_port());
     let mut child = std::process::Command::new(crate::harness::listd_bin())
         .arg("serve")
         .env_remove("DATABASE_URL")
         .env("LISTD_DATABASE_URL", &db.url)
         .env("LISTD_DATA_DIR", data.path())
-        .env("LISTD_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("LISTD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("LISTD_SMTP_ADDR", format!("127.0.0.1:{smtp}"))
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let ready = loop {
-        if let Ok(r) = http_client()
-            .get(format!("http://127.0.0.1:{http}/readyz"))
+        if let Ok(r) = http()
+            .get(format!("http://127.0.0.1:{http_port}/readyz"))
             .send()
             .await
         {
