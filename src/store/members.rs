@@ -241,38 +241,6 @@ pub async fn upsert_confirmed_member(
     .try_into()
 }
 
-/// Records a request for an address that has no row yet, as `pending`. An address
-/// with a row (a past membership) keeps it: the pending request holds the new evidence.
-pub async fn insert_pending_member(
-    db: impl PgExecutor<'_>,
-    list_id: Uuid,
-    address: &EmailAddress,
-    name: Option<&str>,
-    source: Source,
-    request: &Evidence,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"
-        insert into member (list_id, address, address_key, name, role, status, requested_at, request_source,
-                            request_ip, request_user_agent, request_message_id, request_form_text)
-        values ($1, $2, $3, $4, 'member', 'pending', now(), $5, $6, $7, $8, $9)
-        on conflict on constraint member_list_role_address_key do nothing
-        "#,
-        list_id,
-        address.to_string(),
-        address.key(),
-        name,
-        source.as_str(),
-        request.ip,
-        request.user_agent,
-        request.message_id,
-        request.form_text,
-    )
-    .execute(db)
-    .await
-    .map(|_| ())
-}
-
 /// Ends a membership, recording how. Returns false when the row was not subscribed.
 pub async fn update_member_left(
     db: impl PgExecutor<'_>,

@@ -135,34 +135,6 @@ pub async fn seconds_until_next_due(db: &PgPool) -> Result<Option<f64>, sqlx::Er
     .await
 }
 
-/// A queued or finished message, for operators and tests.
-#[derive(Debug, Clone)]
-pub struct OutboundRow {
-    pub id: i64,
-    pub purpose: String,
-    pub recipient: String,
-    pub status: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-}
-
-pub async fn list_outbound(
-    db: &PgPool,
-    list_id: Option<Uuid>,
-) -> Result<Vec<OutboundRow>, sqlx::Error> {
-    sqlx::query_as!(
-        OutboundRow,
-        r#"
-        select id, purpose, recipient, status, attempts, last_error from outbound
-        where $1::uuid is null or list_id = $1
-        order by id
-        "#,
-        list_id
-    )
-    .fetch_all(db)
-    .await
-}
-
 /// How many messages of the given purposes went to an address since `since`.
 pub async fn count_recent_to(
     db: impl PgExecutor<'_>,

@@ -236,6 +236,17 @@ impl Captured {
         self.headers(name).into_iter().next()
     }
 
+    /// The address in the Reply-To header (where a reply to the message goes).
+    pub fn reply_to_address(&self) -> String {
+        let parsed = self.parsed();
+        let reply_to = parsed.reply_to().expect("a Reply-To header");
+        reply_to
+            .first()
+            .and_then(|a| a.address())
+            .expect("an address in Reply-To")
+            .to_string()
+    }
+
     /// The decoded text body.
     pub fn body_text(&self) -> String {
         self.parsed()

@@ -257,3 +257,15 @@ async fn the_serve_binary_answers_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "SIGTERM: finish and exit 0");
 }
+
+#[tokio::test]
+async fn the_server_ends_sessions_left_inside_a_transaction() {
+    // a caller cancelled mid-transaction must not hold its locks for long
+    let db = crate::harness::TestDb::new().await;
+    let pool = listd::store::connect(&db.url, 1).await.unwrap();
+    let timeout: String = sqlx::query_scalar("show idle_in_transaction_session_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "1min");
+}

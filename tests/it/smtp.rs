@@ -99,15 +99,7 @@ async fn joining_by_mail_and_confirming_by_reply() {
         Some("auto-replied"),
         "answering mail (D-25)"
     );
-    let reply_to = c
-        .parsed()
-        .reply_to()
-        .unwrap()
-        .first()
-        .unwrap()
-        .address()
-        .unwrap()
-        .to_string();
+    let reply_to = c.reply_to_address();
     assert!(reply_to.starts_with("dev+confirm+"), "{reply_to}");
     assert!(c.header("In-Reply-To").is_some());
 
@@ -355,15 +347,7 @@ async fn leaving_by_mail_needs_a_confirmation_and_strangers_get_the_same() {
         .json();
     assert_eq!(shown["status"], "subscribed", "not before she confirms");
     let c = s.sink.to("anne@example.net").pop().unwrap();
-    let reply_to = c
-        .parsed()
-        .reply_to()
-        .unwrap()
-        .first()
-        .unwrap()
-        .address()
-        .unwrap()
-        .to_string();
+    let reply_to = c.reply_to_address();
     smtplib(
         port,
         "anne@example.net",
@@ -530,15 +514,7 @@ async fn an_automatic_reply_to_a_confirmation_confirms_nothing() {
     .unwrap();
     s.process().await;
     let c = s.sink.to("anne@example.net").pop().unwrap();
-    let reply_to = c
-        .parsed()
-        .reply_to()
-        .unwrap()
-        .first()
-        .unwrap()
-        .address()
-        .unwrap()
-        .to_string();
+    let reply_to = c.reply_to_address();
     for headers in ["Auto-Submitted: auto-replied\r\n", "Precedence: junk\r\n"] {
         smtplib(
             port,
