@@ -1,10 +1,11 @@
-//! Pure types and rules: addresses, list settings, member states, tokens.
+//! Pure types and rules: addresses, list settings, member states, tokens, DMARC records.
 //!
 //! Everything here is plain Rust with no I/O: the front ends parse input into these
 //! types, `app` decides with them, and `store` maps them to rows. Nothing in this
 //! module imports another part of the crate.
 
 pub mod address;
+pub mod dmarc;
 pub mod headers;
 pub mod list;
 pub mod member;

@@ -2,6 +2,7 @@
 
 mod browser;
 mod compose;
+mod dns;
 mod harness;
 mod lists;
 mod pg;
