@@ -97,7 +97,12 @@ pub async fn run(
             &config.hostname,
         )?;
         tracing::info!(relay = ?config.relay_url, "delivery workers running");
-        let worker = crate::delivery::Worker::new(db.clone(), relay, config.delivery_concurrency);
+        let copies = crate::delivery::CopySettings {
+            secret_key: app.settings.secret_key.clone(),
+            public_url: app.settings.public_url.clone(),
+        };
+        let worker =
+            crate::delivery::Worker::new(db.clone(), relay, config.delivery_concurrency, copies);
         let stop = stop_rx.clone();
         tasks.spawn(async move {
             worker.run(stop).await;

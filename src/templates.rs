@@ -48,6 +48,14 @@ const BUILTIN: &[(&str, &str)] = &[
         "email/help.txt",
         include_str!("../templates/email/help.txt"),
     ),
+    (
+        "email/held_notice.txt",
+        include_str!("../templates/email/held_notice.txt"),
+    ),
+    (
+        "email/post_rejected.txt",
+        include_str!("../templates/email/post_rejected.txt"),
+    ),
 ];
 
 /// The template set of one process.

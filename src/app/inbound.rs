@@ -4,6 +4,7 @@
 //! Processing never answers or acts on automatic mail (bounces, auto-replies, list
 //! traffic), and answers a person at most ten times a day.
 
+use super::posts::{PostOutcome, ReceivedPost};
 use super::subscriptions::{
     ConfirmOutcome, ConfirmVia, Request, RequestOutcome, UnsubscribeOutcome,
 };
@@ -158,9 +159,7 @@ impl App {
                 outcomes.push(format!("{list_id}: the list no longer exists"));
                 continue;
             };
-            let done = self
-                .act_on_mail(&list, &action, &incoming, &row.raw)
-                .await?;
+            let done = self.act_on_mail(&list, &action, &incoming, row).await?;
             outcomes.push(format!("{} {}: {done}", list.address, action.name()));
         }
         Ok(outcomes.join("; "))
@@ -171,14 +170,37 @@ impl App {
         list: &List,
         action: &Action,
         incoming: &Incoming,
-        raw: &[u8],
+        row: &InboundRow,
     ) -> Result<String, AppError> {
+        let raw = &row.raw[..];
         match action {
-            // posts and bounces are recorded here; relaying and bounce scoring are
-            // separate features that build on this record
             Action::Post => {
-                return Ok("stored (relaying posts is not enabled in this version)".into());
+                let post = ReceivedPost {
+                    inbound_id: Some(row.id),
+                    mail_from: row.mail_from.as_deref(),
+                    raw,
+                    incoming,
+                };
+                return Ok(match self.accept_post(list, post).await? {
+                    PostOutcome::Relayed { post_id, copies } => {
+                        format!("post {post_id} relayed to {copies} member(s)")
+                    }
+                    PostOutcome::Held { post_id, reason } => {
+                        format!("post {post_id} held: {reason}")
+                    }
+                    PostOutcome::Rejected { post_id, reason } => {
+                        format!("post {post_id} rejected: {reason}")
+                    }
+                    PostOutcome::Discarded { post_id, reason } => {
+                        format!("post {post_id} discarded: {reason}")
+                    }
+                    PostOutcome::Duplicate { post_id } => {
+                        format!("not relayed: a repeat of post {post_id}")
+                    }
+                });
             }
+            // bounces are recorded here; scoring them is a separate feature
+            // that builds on this record
             Action::Bounces(_) => {
                 return Ok("stored (bounce processing is not enabled in this version)".into());
             }

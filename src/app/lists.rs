@@ -17,6 +17,10 @@ pub struct ListInfo {
     pub settings: ListSettings,
     pub members: i64,
     pub pending: i64,
+    /// Accepted posts kept in the archive.
+    pub posts: i64,
+    /// Posts awaiting moderation.
+    pub held: i64,
     pub owners: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
@@ -73,7 +77,7 @@ impl App {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let owners = self.owner_addresses(&r.list).await?;
-            out.push(info(r.list, r.members, r.pending, owners));
+            out.push(info(r.list, r.counts, owners));
         }
         Ok(out)
     }
@@ -81,15 +85,9 @@ impl App {
     /// One list by address or list-id.
     pub async fn list_info(&self, list: &ListRef) -> Result<ListInfo, AppError> {
         let list = self.get_list(list).await?;
-        let members =
-            store::members::list_members(&self.db, list.id, Some(Role::Member), None).await?;
-        let count = |s| members.iter().filter(|m| m.status == s).count() as i64;
-        let (subscribed, pending) = (
-            count(crate::domain::MemberStatus::Subscribed),
-            count(crate::domain::MemberStatus::Pending),
-        );
+        let counts = store::lists::find_counts(&self.db, list.id).await?;
         let owners = self.owner_addresses(&list).await?;
-        Ok(info(list, subscribed, pending, owners))
+        Ok(info(list, counts, owners))
     }
 
     /// Changes settings given as `KEY=VALUE` pairs; all or nothing.
@@ -133,14 +131,16 @@ impl App {
     }
 }
 
-fn info(list: List, members: i64, pending: i64, owners: Vec<String>) -> ListInfo {
+fn info(list: List, counts: store::lists::Counts, owners: Vec<String>) -> ListInfo {
     ListInfo {
         address: list.address.to_string(),
         list_id: list.address.list_id(),
         warnings: list.settings.warnings(),
         settings: list.settings,
-        members,
-        pending,
+        members: counts.members,
+        pending: counts.pending,
+        posts: counts.posts,
+        held: counts.held,
         owners,
         created_at: list.created_at,
     }

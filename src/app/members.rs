@@ -189,7 +189,7 @@ impl App {
         Ok(roles)
     }
 
-    /// Changes `delivery`, `name` or `role` of a member (`KEY=VALUE` pairs).
+    /// Changes `delivery`, `name`, `role` or `own-posts` of a member (`KEY=VALUE` pairs).
     pub async fn update_member(
         &self,
         list: &ListRef,
@@ -236,10 +236,17 @@ impl App {
                     member.name = (!v.is_empty()).then(|| v.to_string());
                 }
                 "role" => new_role = Some(value.parse::<Role>().map_err(|e| bad(e.to_string()))?),
+                "own-posts" | "own_posts" => {
+                    member.own_posts = match value.trim().to_ascii_lowercase().as_str() {
+                        "enabled" | "true" | "yes" | "on" => true,
+                        "disabled" | "false" | "no" | "off" => false,
+                        _ => return Err(bad("must be `enabled` or `disabled`".into())),
+                    }
+                }
                 other => {
                     return Err(AppError::BadSetting(
                         crate::domain::SettingError::UnknownKey(format!(
-                            "{other}` (members have delivery, name and role`"
+                            "{other}` (members have delivery, name, role and own-posts`"
                         )),
                     ));
                 }
@@ -250,6 +257,7 @@ impl App {
             member.id,
             member.delivery,
             member.name.as_deref(),
+            member.own_posts,
         )
         .await?;
         if let Some(role) = new_role

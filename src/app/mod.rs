@@ -8,9 +8,11 @@
 pub mod inbound;
 pub mod lists;
 pub mod members;
+pub mod posts;
 pub mod subscriptions;
 
 use crate::domain::{AddressError, SecretKey, SettingError};
+use crate::mail::dmarc::DmarcResolver;
 use crate::templates::Templates;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -35,16 +37,24 @@ pub struct App {
     pub wakeups: crate::store::wakeup::Wakeups,
     pub settings: Arc<AppSettings>,
     pub templates: Arc<Templates>,
+    /// DMARC policy look-ups for From rewriting.
+    pub dmarc: DmarcResolver,
 }
 
 impl App {
-    pub fn new(db: PgPool, settings: AppSettings, templates: Templates) -> Self {
+    pub fn new(
+        db: PgPool,
+        settings: AppSettings,
+        templates: Templates,
+        dmarc: DmarcResolver,
+    ) -> Self {
         let wakeups = crate::store::wakeup::Wakeups::start(db.clone());
         App {
             db,
             wakeups,
             settings: Arc::new(settings),
             templates: Arc::new(templates),
+            dmarc,
         }
     }
 
@@ -72,6 +82,8 @@ pub enum AppError {
     BadAddress(#[from] AddressError),
     #[error(transparent)]
     BadSetting(#[from] SettingError),
+    #[error("there is no message {0}")]
+    NoSuchPost(i64),
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]

@@ -349,10 +349,10 @@ impl App {
     /// The token that unsubscribes this membership (for List-Unsubscribe and links).
     pub fn unsubscribe_token(&self, member: &crate::domain::Member) -> Option<UnsubscribeToken> {
         let since = member.subscribed_at?;
-        Some(UnsubscribeToken::sign(
+        Some(UnsubscribeToken::for_membership(
             &self.settings.secret_key,
             member.id,
-            since.unix_timestamp_nanos() / 1000,
+            since,
         ))
     }
 

@@ -202,6 +202,8 @@ fn show(info: &ListInfo) -> Result<(), Failure> {
         ("owners", info.owners.join(", ")),
         ("members", info.members.to_string()),
         ("pending", info.pending.to_string()),
+        ("posts", info.posts.to_string()),
+        ("held", info.held.to_string()),
         ("subscription", s.subscription.to_string()),
         ("posting", s.posting.to_string()),
         ("nonmember-action", s.nonmember_action.to_string()),

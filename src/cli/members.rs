@@ -49,7 +49,7 @@ pub enum MembersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a member: delivery=enabled|disabled, role=…, name=…
+    /// Change a member: delivery=enabled|disabled, role=…, name=…, own-posts=enabled|disabled
     Set {
         list: String,
         address: String,
@@ -273,6 +273,10 @@ fn show(m: &Member, roles: &[Member]) {
         ("status", m.status.to_string()),
         ("delivery", m.delivery.to_string()),
         ("bounce score", m.bounce_score.to_string()),
+        (
+            "own posts",
+            if m.own_posts { "enabled" } else { "disabled" }.to_string(),
+        ),
         ("subscribed", t(m.subscribed_at)),
         ("requested", t(c.requested_at)),
         (

@@ -4,6 +4,7 @@
 //! Errors are one sentence on stderr; exit codes are 0 (success), 1 (failure) and
 //! 2 (usage error: bad arguments, an unknown setting or value).
 
+mod held;
 mod lists;
 mod members;
 mod output;
@@ -12,6 +13,7 @@ mod serve;
 use crate::app::{App, AppError, AppSettings};
 use crate::config::Config;
 use crate::database::Database;
+use crate::mail::dmarc::DmarcResolver;
 use crate::templates::Templates;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -47,6 +49,11 @@ pub enum Command {
     Members {
         #[command(subcommand)]
         command: members::MembersCommand,
+    },
+    /// Moderate held posts
+    Held {
+        #[command(subcommand)]
+        command: held::HeldCommand,
     },
 }
 
@@ -103,6 +110,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         }
         Command::Lists { command } => with_app(&config, |app| lists::run(app, command)).await,
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
+        Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,10 +148,14 @@ pub(crate) fn build_app(config: &Config, pool: sqlx::PgPool) -> Result<App, Fail
         secret_key: config.secret_key_or_generate()?,
         confirm_expiry: config.confirm_expiry,
     };
+    let dmarc = DmarcResolver::new(config.dns_server).map_err(|e| {
+        Failure::failed(format!("setting up DNS look-ups (LISTD_DNS_SERVER): {e:#}"))
+    })?;
     Ok(App::new(
         pool,
         settings,
         Templates::new(config.template_dir.clone()),
+        dmarc,
     ))
 }
 

@@ -48,3 +48,9 @@ pub fn json(value: &impl Serialize) -> Result<(), super::Failure> {
     out(&text);
     Ok(())
 }
+
+/// A time as RFC 3339, the form every listing uses.
+pub fn time(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -6,8 +6,15 @@
 //! twice; a worker that dies leaves its lease to expire and the row is sent again.
 //! 4xx answers and connection failures are retried with exponential backoff for up
 //! to four days; a 5xx answer is final and its reason kept in `last_error`.
+//!
+//! A copy of a post is a row naming the post and the member; the worker builds it when
+//! it is sent: the member's VERP envelope sender and `List-Unsubscribe` lines, then the
+//! bytes every copy shares, read once per post and kept in a small cache. Copies for
+//! members who left before their turn came are cancelled, not sent.
 
 use crate::config::RelayUrl;
+use crate::domain::{ListAddress, MemberStatus, SecretKey, UnsubscribeToken, VerpToken};
+use crate::mail::rewrite::write_copy;
 use crate::store;
 use crate::store::outbound::Claimed;
 use anyhow::Context;
@@ -15,6 +22,7 @@ use lettre::address::Envelope;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
@@ -102,21 +110,122 @@ impl Relay {
     }
 }
 
+/// What building a member's copy of a post needs.
+#[derive(Clone)]
+pub struct CopySettings {
+    pub secret_key: SecretKey,
+    /// Base of the unsubscribe links, without a trailing slash.
+    pub public_url: String,
+}
+
+/// Posts whose copies are being sent, by id (a few at a time, so a small map).
+const CACHED_POSTS: usize = 16;
+
+/// What every copy of a post shares.
+struct SharedPost {
+    list: ListAddress,
+    shared: Vec<u8>,
+}
+
+/// The most recently used posts, by id.
+type PostCache = Mutex<Vec<(i64, Arc<SharedPost>)>>;
+
 /// A delivery worker of one process.
 #[derive(Clone)]
 pub struct Worker {
     db: PgPool,
     relay: Relay,
     concurrency: usize,
+    copies: Arc<CopySettings>,
+    posts: Arc<PostCache>,
+}
+
+/// A message ready for the relay, or why a queued row is not to be sent.
+enum Ready {
+    Send {
+        envelope_from: String,
+        message: Vec<u8>,
+    },
+    Cancel(&'static str),
 }
 
 impl Worker {
-    pub fn new(db: PgPool, relay: Relay, concurrency: usize) -> Self {
+    pub fn new(db: PgPool, relay: Relay, concurrency: usize, copies: CopySettings) -> Self {
         Worker {
             db,
             relay,
             concurrency: concurrency.max(1),
+            copies: Arc::new(copies),
+            posts: Arc::new(Mutex::new(Vec::with_capacity(CACHED_POSTS))),
         }
+    }
+
+    /// The bytes of a row: its own, or a member's copy of a post built now.
+    async fn ready(&self, row: &mut Claimed) -> anyhow::Result<Ready> {
+        if let (Some(message), Some(envelope_from)) = (row.message.take(), row.envelope_from.take())
+        {
+            return Ok(Ready::Send {
+                envelope_from,
+                message,
+            });
+        }
+        let (Some(post_id), Some(member_id)) = (row.post_id, row.member_id) else {
+            anyhow::bail!("queued row {} has neither a message nor a post", row.id);
+        };
+        let (Some(since), Some(status)) = (row.member_since, row.member_status.as_deref()) else {
+            return Ok(Ready::Cancel("the member no longer exists"));
+        };
+        if status != MemberStatus::Subscribed.as_str() {
+            return Ok(Ready::Cancel("the member left before the copy was sent"));
+        }
+        let Some(post) = self.shared_post(post_id).await? else {
+            return Ok(Ready::Cancel(
+                "the post no longer exists (its list was deleted)",
+            ));
+        };
+        let key = &self.copies.secret_key;
+        let token = UnsubscribeToken::for_membership(key, member_id, since);
+        let verp = VerpToken::sign(key, member_id);
+        let mut message = Vec::new();
+        write_copy(
+            &mut message,
+            &post.list,
+            &self.copies.public_url,
+            token.as_str(),
+            &post.shared,
+        );
+        Ok(Ready::Send {
+            envelope_from: post.list.with_suffix(&format!("bounces+{}", verp.as_str())),
+            message,
+        })
+    }
+
+    async fn shared_post(&self, post_id: i64) -> anyhow::Result<Option<Arc<SharedPost>>> {
+        let cached = |posts: &Vec<(i64, Arc<SharedPost>)>| {
+            posts
+                .iter()
+                .find(|(id, _)| *id == post_id)
+                .map(|(_, p)| p.clone())
+        };
+        if let Some(p) = cached(&self.posts.lock().expect("post cache")) {
+            return Ok(Some(p));
+        }
+        let Some(row) = store::posts::find_relayed_post(&self.db, post_id)
+            .await
+            .context("reading a post to send")?
+        else {
+            return Ok(None);
+        };
+        let post = Arc::new(SharedPost {
+            list: ListAddress::from_parts(&row.local_part, &row.domain),
+            shared: row.relayed,
+        });
+        let mut posts = self.posts.lock().expect("post cache");
+        if posts.len() >= CACHED_POSTS {
+            posts.remove(0);
+        }
+        posts.push((post_id, post.clone()));
+        Ok(Some(post))
     }
 
     /// Claims one batch of due messages and delivers it; returns how many were claimed.
@@ -171,10 +280,21 @@ impl Worker {
 
     /// Sends one message; returns its id when the relay accepted it (the caller records
     /// the batch's successes together) and records failures itself.
-    async fn deliver(&self, row: Claimed) -> anyhow::Result<Option<i64>> {
+    async fn deliver(&self, mut row: Claimed) -> anyhow::Result<Option<i64>> {
+        let (envelope_from, message) = match self.ready(&mut row).await? {
+            Ready::Send {
+                envelope_from,
+                message,
+            } => (envelope_from, message),
+            Ready::Cancel(reason) => {
+                tracing::info!(id = row.id, to = %row.recipient, reason, "not sent");
+                store::outbound::update_outbound_cancelled(&self.db, &[row.id], reason).await?;
+                return Ok(None);
+            }
+        };
         match self
             .relay
-            .send(&row.envelope_from, &row.recipient, &row.message)
+            .send(&envelope_from, &row.recipient, &message)
             .await
         {
             Ok(()) => {

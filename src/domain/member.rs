@@ -51,6 +51,8 @@ pub struct Member {
     pub status: MemberStatus,
     pub delivery: Delivery,
     pub bounce_score: i32,
+    /// Receives copies of their own posts (the default, as in Mailman).
+    pub own_posts: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub subscribed_at: Option<time::OffsetDateTime>,
     pub consent: Consent,

@@ -9,6 +9,7 @@ pub mod dmarc;
 pub mod headers;
 pub mod list;
 pub mod member;
+pub mod post;
 pub mod route;
 pub mod token;
 
@@ -17,7 +18,7 @@ pub use list::{
     Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError, Subscription,
 };
 pub use member::{Consent, Delivery, Evidence, Member, MemberStatus, Role, Source};
-pub use token::{ConfirmToken, SecretKey, TokenHash, UnsubscribeToken};
+pub use token::{ConfirmToken, SecretKey, TokenHash, UnsubscribeToken, VerpToken};
 
 /// Declares a closed set of text values (a policy or status) with its spelling.
 macro_rules! text_enum {

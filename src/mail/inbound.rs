@@ -12,6 +12,14 @@ pub struct Incoming {
     pub message_id: Option<String>,
     /// Sent by a program (STANDARDS 24, 26, 32): never answered, never acted on.
     pub automatic: bool,
+    /// Sent by a program for its own reasons (null sender, `Auto-Submitted`,
+    /// `Precedence: bulk|junk`, a robot's address), as opposed to relayed by another
+    /// list: such a post is never relayed unseen.
+    pub robot: bool,
+    /// The list-ids of the `List-Id` fields it carries, lower-case, without brackets.
+    pub list_ids: Vec<String>,
+    /// How many `Received` fields it carries (hops taken).
+    pub received: usize,
     /// The first text part, decoded.
     pub text: String,
 }
@@ -32,9 +40,26 @@ pub fn read_incoming(raw: &[u8], mail_from: Option<&str>) -> Incoming {
         .or_else(|| from_line(raw));
     let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
     let auto_submitted = header("Auto-Submitted").is_some_and(|v| !v.starts_with("no"));
-    let precedence =
-        header("Precedence").is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list"));
+    let precedence = header("Precedence");
+    let bulk = precedence
+        .as_deref()
+        .is_some_and(|v| matches!(v, "bulk" | "junk"));
+    let list_precedence = precedence.as_deref() == Some("list");
+    // read from the raw value: mail-parser takes List-Id for an address list
+    let list_ids: Vec<String> = msg
+        .headers()
+        .iter()
+        .filter(|h| h.name.as_str().eq_ignore_ascii_case("List-Id"))
+        .filter_map(|h| raw.get(h.offset_start as usize..h.offset_end as usize))
+        .filter_map(|v| {
+            let v = String::from_utf8_lossy(v);
+            let inner = v.rsplit_once('<')?.1;
+            let id = inner.split('>').next().unwrap_or_default().trim();
+            (!id.is_empty()).then(|| id.to_ascii_lowercase())
+        })
+        .collect();
     let list_mail = msg.header_raw("List-Id").is_some();
+    let received = msg.header_values("Received").count();
     let robot_sender = from.as_ref().is_some_and(|f| {
         let local = f.local_part().to_ascii_lowercase();
         local == "mailer-daemon"
@@ -42,8 +67,12 @@ pub fn read_incoming(raw: &[u8], mail_from: Option<&str>) -> Incoming {
             || local.starts_with("owner-")
             || local == "postmaster"
     });
+    let robot = mail_from.is_none() || auto_submitted || bulk || robot_sender;
     Incoming {
-        automatic: mail_from.is_none() || auto_submitted || precedence || list_mail || robot_sender,
+        automatic: robot || list_precedence || list_mail,
+        robot,
+        list_ids,
+        received,
         from,
         subject: msg.subject().unwrap_or("").to_string(),
         message_id: msg.message_id().map(|id| format!("<{id}>")),

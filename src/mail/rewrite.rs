@@ -99,9 +99,7 @@ impl Prepared {
     /// `List-Unsubscribe-Post` lines, then the shared header block and body. `token`
     /// is the member's unsubscribe token (URL-safe; anything else is percent-encoded).
     pub fn write_for_member(&self, out: &mut Vec<u8>, public_url: &str, token: &str) {
-        out.reserve(self.shared.len() + 160 + public_url.len() + 2 * token.len());
-        write_unsubscribe(out, &self.list, public_url, token);
-        out.extend_from_slice(&self.shared);
+        write_copy(out, &self.list, public_url, token, &self.shared);
     }
 
     /// One member's copy in a new buffer; see [`Prepared::write_for_member`].
@@ -109,6 +107,12 @@ impl Prepared {
         let mut out = Vec::new();
         self.write_for_member(&mut out, public_url, token);
         out
+    }
+
+    /// What every copy shares: the header lines after the member's own, the blank
+    /// line and the body. Stored with the post; [`write_copy`] makes a copy of it.
+    pub fn shared(&self) -> &[u8] {
+        &self.shared
     }
 
     /// The header lines every copy shares (after the per-member lines), without the
@@ -129,6 +133,20 @@ impl Prepared {
     pub fn message_id(&self) -> &str {
         &self.message_id
     }
+}
+
+/// Appends one member's copy of a post to `out`: the member's `List-Unsubscribe` and
+/// `List-Unsubscribe-Post` lines, then `shared` ([`Prepared::shared`]).
+pub fn write_copy(
+    out: &mut Vec<u8>,
+    list: &ListAddress,
+    public_url: &str,
+    token: &str,
+    shared: &[u8],
+) {
+    out.reserve(shared.len() + 160 + public_url.len() + 2 * token.len());
+    write_unsubscribe(out, list, public_url, token);
+    out.extend_from_slice(shared);
 }
 
 /// Rewrites `raw` for the list; see the module documentation for what changes.

@@ -133,14 +133,48 @@ pub async fn find_list_by_id(
     .transpose()
 }
 
+/// A list's head counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    /// Subscribed and pending members (role member).
+    pub members: i64,
+    pub pending: i64,
+    /// Accepted posts (the archive) and posts awaiting moderation.
+    pub posts: i64,
+    pub held: i64,
+}
+
 /// A list with its head counts.
 pub struct ListCounts {
     pub list: List,
-    pub members: i64,
-    pub pending: i64,
+    pub counts: Counts,
 }
 
-/// Every list, by address, with the number of subscribed and pending members.
+/// The head counts of one list.
+pub async fn find_counts(db: impl PgExecutor<'_>, list_id: Uuid) -> Result<Counts, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"
+        select
+          (select count(*) from member m
+           where m.list_id = $1 and m.role = 'member' and m.status = 'subscribed') as "members!",
+          (select count(*) from member m
+           where m.list_id = $1 and m.role = 'member' and m.status = 'pending') as "pending!",
+          (select count(*) from post p where p.list_id = $1 and p.status = 'accepted') as "posts!",
+          (select count(*) from post p where p.list_id = $1 and p.status = 'held') as "held!"
+        "#,
+        list_id
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Counts {
+        members: r.members,
+        pending: r.pending,
+        posts: r.posts,
+        held: r.held,
+    })
+}
+
+/// Every list, by address, with its head counts.
 pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCounts>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"
@@ -149,7 +183,9 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
                l.bounce_score_threshold, l.bounce_stale_days, l.bounce_warnings,
                l.bounce_warning_interval_days, l.created_at,
                count(m.id) filter (where m.role = 'member' and m.status = 'subscribed') as "members!",
-               count(m.id) filter (where m.role = 'member' and m.status = 'pending') as "pending!"
+               count(m.id) filter (where m.role = 'member' and m.status = 'pending') as "pending!",
+               (select count(*) from post p where p.list_id = l.id and p.status = 'accepted') as "posts!",
+               (select count(*) from post p where p.list_id = l.id and p.status = 'held') as "held!"
         from list l left join member m on m.list_id = l.id
         where l.advertised or not $1
         group by l.id
@@ -182,8 +218,12 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
             })?;
             Ok(ListCounts {
                 list,
-                members: r.members,
-                pending: r.pending,
+                counts: Counts {
+                    members: r.members,
+                    pending: r.pending,
+                    posts: r.posts,
+                    held: r.held,
+                },
             })
         })
         .collect()

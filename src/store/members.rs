@@ -18,6 +18,7 @@ struct MemberRow {
     status: String,
     delivery: String,
     bounce_score: i32,
+    own_posts: bool,
     subscribed_at: Option<OffsetDateTime>,
     requested_at: Option<OffsetDateTime>,
     request_source: Option<String>,
@@ -45,6 +46,7 @@ impl TryFrom<MemberRow> for Member {
             status: decode("status", &r.status)?,
             delivery: decode("delivery", &r.delivery)?,
             bounce_score: r.bounce_score,
+            own_posts: r.own_posts,
             subscribed_at: r.subscribed_at,
             consent: Consent {
                 requested_at: r.requested_at,
@@ -78,7 +80,7 @@ pub async fn find_member(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where list_id = $1 and role = $2 and address_key = $3
@@ -102,7 +104,7 @@ pub async fn find_member_roles(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where list_id = $1 and address_key = $2
@@ -126,7 +128,7 @@ pub async fn find_member_by_id_for_update(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where id = $1
@@ -150,7 +152,7 @@ pub async fn list_members(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member
@@ -216,7 +218,7 @@ pub async fn upsert_confirmed_member(
             unsubscribed_at = null,
             unsubscribe_method = null,
             updated_at = now()
-        returning id, list_id, address, name, role, status, delivery, bounce_score, subscribed_at, requested_at,
+        returning id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         "#,
@@ -262,18 +264,20 @@ pub async fn update_member_left(
     Ok(done.rows_affected() > 0)
 }
 
-/// Changes delivery, role-independent attributes of a member row.
+/// Changes the role-independent attributes of a member row.
 pub async fn update_member_attributes(
     db: impl PgExecutor<'_>,
     member_id: Uuid,
     delivery: Delivery,
     name: Option<&str>,
+    own_posts: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update member set delivery = $2, name = $3, updated_at = now() where id = $1",
+        "update member set delivery = $2, name = $3, own_posts = $4, updated_at = now() where id = $1",
         member_id,
         delivery.as_str(),
-        name
+        name,
+        own_posts
     )
     .execute(db)
     .await

@@ -9,6 +9,7 @@ pub mod lists;
 pub mod members;
 pub mod outbound;
 pub mod pending;
+pub mod posts;
 pub mod wakeup;
 
 use sqlx::PgPool;
@@ -45,6 +46,25 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
         .fetch_one(pool)
         .await
         .map(|_| ())
+}
+
+/// Begins a transaction that holds, until it ends, an advisory lock named by `name`
+/// (hashed), taken in the same round trip as `BEGIN`. Two transactions with the same
+/// name run one after the other.
+pub async fn begin_locked(
+    db: &PgPool,
+    name: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    let key = i64::from_be_bytes(key);
+    // `key` is a number formatted here: nothing from the caller reaches the SQL text
+    db.begin_with(sqlx::AssertSqlSafe(format!(
+        "begin; select pg_advisory_xact_lock({key})"
+    )))
+    .await
 }
 
 /// The name of the constraint a statement violated, if it was a unique violation.

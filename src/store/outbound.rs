@@ -34,15 +34,21 @@ pub async fn insert_outbound(
     .await
 }
 
-/// A claimed message.
+/// A claimed message: complete bytes, or a copy of a post to be built for its member.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: i64,
-    pub envelope_from: String,
     pub recipient: String,
-    pub message: Vec<u8>,
     pub attempts: i32,
     pub created_at: OffsetDateTime,
+    pub envelope_from: Option<String>,
+    pub message: Option<Vec<u8>>,
+    pub post_id: Option<i64>,
+    pub member_id: Option<Uuid>,
+    /// When the member's current membership began (for their unsubscribe token).
+    pub member_since: Option<OffsetDateTime>,
+    /// The member's status now (a member who left is not sent queued copies).
+    pub member_status: Option<String>,
 }
 
 /// Leases up to `limit` due messages for `lease_secs` seconds. Rows leased by a live
@@ -57,15 +63,18 @@ pub async fn claim_due(
         r#"
         update outbound o set locked_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
         from (
-            select id from outbound
+            select id, member_id from outbound
             where status = 'queued' and next_attempt_at <= now()
               and (locked_until is null or locked_until < now())
             order by next_attempt_at, id
             limit $1
             for update skip locked
         ) due
+        left join member m on m.id = due.member_id
         where o.id = due.id
-        returning o.id, o.envelope_from, o.recipient, o.message, o.attempts, o.created_at
+        returning o.id, o.recipient, o.attempts, o.created_at, o.envelope_from, o.message,
+                  o.post_id, o.member_id, m.subscribed_at as "member_since?",
+                  m.status as "member_status?"
         "#,
         limit,
         lease_secs
@@ -102,6 +111,22 @@ pub async fn update_outbound_retry(
         id,
         delay_secs,
         error
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Ends messages that are no longer to be sent, with the reason.
+pub async fn update_outbound_cancelled(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update outbound set status = 'cancelled', locked_until = null, last_error = $2 where id = any($1)",
+        ids,
+        reason
     )
     .execute(db)
     .await

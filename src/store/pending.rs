@@ -165,22 +165,10 @@ pub async fn find_request_state(
 
 /// Begins a transaction that holds, until it ends, a lock serialising requests for
 /// one address on one list (so two requests at once cannot both pass the limits).
-/// The lock is taken in the same round trip as `BEGIN`.
 pub async fn begin_for_address(
     db: &sqlx::PgPool,
     list_id: Uuid,
     address: &EmailAddress,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{list_id}/{}", address.key()).as_bytes());
-    let key = i64::from_be_bytes(
-        digest[..8]
-            .try_into()
-            .expect("a SHA-256 digest has 8 bytes"),
-    );
-    // `key` is a number we formatted ourselves: nothing from the request reaches the SQL text
-    db.begin_with(sqlx::AssertSqlSafe(format!(
-        "begin; select pg_advisory_xact_lock({key})"
-    )))
-    .await
+    super::begin_locked(db, &format!("{list_id}/{}", address.key())).await
 }

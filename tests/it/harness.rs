@@ -8,7 +8,7 @@
 
 use listd::app::{App, AppSettings};
 use listd::config::Config;
-use listd::delivery::{Relay, Worker};
+use listd::delivery::{CopySettings, Relay, Worker};
 use listd::domain::SecretKey;
 use listd::http::AppState;
 use listd::templates::Templates;
@@ -434,6 +434,8 @@ pub struct TestServer {
     pub worker: Worker,
     pub base: String,
     pub data_dir: tempfile::TempDir,
+    /// The DNS server DMARC look-ups go to (no record anywhere until a test adds one).
+    pub dns: crate::dns::DnsServer,
     http: tokio::task::JoinHandle<()>,
     smtp_addr: std::net::SocketAddr,
     smtp_stop: tokio::sync::watch::Sender<bool>,
@@ -452,8 +454,10 @@ impl TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let dns = crate::dns::start().await;
         let mut config = config(&db, &sink.url(), data_dir.path());
         config.public_url = base.clone();
+        config.dns_server = Some(dns.addr);
         adjust(&mut config);
         let settings = AppSettings {
             public_url: config.public_url.clone(),
@@ -465,9 +469,14 @@ impl TestServer {
             db.pool.clone(),
             settings,
             Templates::new(config.template_dir.clone()),
+            listd::mail::dmarc::DmarcResolver::new(config.dns_server).unwrap(),
         );
         let relay = Relay::new(&config.relay_url, 4, "listd.test").unwrap();
-        let worker = Worker::new(db.pool.clone(), relay, 4);
+        let copies = CopySettings {
+            secret_key: app.settings.secret_key.clone(),
+            public_url: app.settings.public_url.clone(),
+        };
+        let worker = Worker::new(db.pool.clone(), relay, 4, copies);
         let state = AppState::new(app.clone(), &config);
         let smtp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let smtp_addr = smtp_listener.local_addr().unwrap();
@@ -491,6 +500,7 @@ impl TestServer {
             worker,
             base,
             data_dir,
+            dns,
             http,
             smtp_addr,
             smtp_stop,
@@ -524,7 +534,14 @@ impl TestServer {
 
     /// Runs the `listd` binary against this server's database.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        run_cli(&self.db.url, self.data_dir.path(), &self.base, args)
+        let dns = self.dns.addr.to_string();
+        run_cli(
+            &self.db.url,
+            self.data_dir.path(),
+            &self.base,
+            &[("LISTD_DNS_SERVER", &dns)],
+            args,
+        )
     }
 }
 
@@ -558,6 +575,7 @@ pub fn run_cli(
     db_url: &str,
     data_dir: &std::path::Path,
     public_url: &str,
+    env: &[(&str, &str)],
     args: &[&str],
 ) -> CliOutput {
     let out = std::process::Command::new(listd_bin())
@@ -567,6 +585,7 @@ pub fn run_cli(
         .env("LISTD_DATA_DIR", data_dir)
         .env("LISTD_PUBLIC_URL", public_url)
         .env("LISTD_HOSTNAME", "listd.test")
+        .envs(env.iter().copied())
         .output()
         .expect("the listd binary runs");
     CliOutput {
@@ -593,4 +612,52 @@ pub fn http() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// Sends one message with Python's smtplib; returns (code, text) of the failure, if any.
+pub fn smtplib(port: u16, mail_from: &str, rcpts: &[&str], message: &str) -> Result<(), String> {
+    let script = r#"
+import smtplib, sys, json
+port, mail_from, rcpts, msg = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.stdin.read()
+try:
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+        s.sendmail(mail_from, rcpts, msg.encode())
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = list(e.recipients.values())[0]
+    print(code, text.decode()); sys.exit(1)
+except smtplib.SMTPResponseException as e:
+    print(e.smtp_code, e.smtp_error.decode()); sys.exit(1)
+"#;
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &port.to_string(),
+            mail_from,
+            &serde_json::to_string(rcpts).unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+pub fn mail(from: &str, to: &str, subject: &str, extra_headers: &str, body: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}@example.net>\r\n{extra_headers}\r\n{body}\r\n",
+        uuid::Uuid::new_v4().simple()
+    )
 }

@@ -6,5 +6,6 @@ mod dns;
 mod harness;
 mod lists;
 mod pg;
+mod posts;
 mod smtp;
 mod subscribe;

@@ -2,7 +2,7 @@
 //! clients (Python's smtplib, swaks), mail processed from PostgreSQL, the answers read
 //! at the relay's sink and replied to by mail.
 
-use crate::harness::{TestServer, find_link};
+use crate::harness::{TestServer, find_link, mail, smtplib};
 use std::process::Command;
 
 const LIST: &str = "dev@lists.example.org";
@@ -23,54 +23,6 @@ async fn server() -> TestServer {
         0
     );
     s
-}
-
-/// Sends one message with Python's smtplib; returns (code, text) of the failure, if any.
-fn smtplib(port: u16, mail_from: &str, rcpts: &[&str], message: &str) -> Result<(), String> {
-    let script = r#"
-import smtplib, sys, json
-port, mail_from, rcpts, msg = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.stdin.read()
-try:
-    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
-        s.sendmail(mail_from, rcpts, msg.encode())
-except smtplib.SMTPRecipientsRefused as e:
-    code, text = list(e.recipients.values())[0]
-    print(code, text.decode()); sys.exit(1)
-except smtplib.SMTPResponseException as e:
-    print(e.smtp_code, e.smtp_error.decode()); sys.exit(1)
-"#;
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            script,
-            &port.to_string(),
-            mail_from,
-            &serde_json::to_string(rcpts).unwrap(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-}
-
-fn mail(from: &str, to: &str, subject: &str, extra_headers: &str, body: &str) -> String {
-    format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}@example.net>\r\n{extra_headers}\r\n{body}\r\n",
-        uuid::Uuid::new_v4().simple()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

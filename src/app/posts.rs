@@ -1,0 +1,518 @@
+//! Posts to a list: the posting policy, moderation of held posts, and the fan-out of
+//! an accepted post to every member (SPEC §3, §5 `held`; STANDARDS §A, §B, §E 31–33).
+//!
+//! An accepted post is rewritten once (`mail::rewrite`), archived with the bytes all
+//! its copies share, and fanned out as one queued row per member in the transaction
+//! that accepts it. The delivery workers build each member's copy when they send it.
+
+use super::{App, AppError};
+use crate::domain::headers::ListHeaders;
+use crate::domain::post::{DUPLICATE_WINDOW_DAYS, PostFacts, Poster, Reason, Verdict, decide};
+use crate::domain::{Dmarc, EmailAddress, List, ListRef, MemberStatus, Posting, ReplyTo, Role};
+use crate::mail::Auto;
+use crate::mail::inbound::{Incoming, read_incoming};
+use crate::mail::rewrite::{FromMode, Prepared, Rewrite, prepare};
+use crate::store;
+use crate::store::posts::{NewPost, PostRow};
+use serde_json::json;
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+
+/// A post as it arrived, with what was read from it.
+pub struct ReceivedPost<'a> {
+    pub inbound_id: Option<i64>,
+    pub mail_from: Option<&'a str>,
+    pub raw: &'a [u8],
+    pub incoming: &'a Incoming,
+}
+
+/// What became of a post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostOutcome {
+    Relayed {
+        post_id: i64,
+        copies: u64,
+    },
+    Held {
+        post_id: i64,
+        reason: String,
+    },
+    Rejected {
+        post_id: i64,
+        reason: String,
+    },
+    Discarded {
+        post_id: i64,
+        reason: String,
+    },
+    /// The list already had a post with this Message-ID (a retried delivery).
+    Duplicate {
+        post_id: i64,
+    },
+}
+
+/// A moderator's decision on a held post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderation {
+    Approve,
+    /// Refused; the poster is told, with the reason when one is given.
+    Reject {
+        reason: Option<String>,
+    },
+    /// Dropped without a word to the poster.
+    Discard,
+}
+
+/// What a moderation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModerationOutcome {
+    Approved { copies: u64 },
+    Rejected,
+    Discarded,
+}
+
+/// A post as the moderation commands show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldPost {
+    pub id: i64,
+    /// The list's posting address.
+    pub list: String,
+    pub from: String,
+    pub subject: String,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// One post with everything kept of it.
+#[derive(Debug, Clone)]
+pub struct PostDetail {
+    pub post: HeldPost,
+    pub status: String,
+    pub mail_from: Option<String>,
+    pub decided_by: Option<String>,
+    pub copies: i32,
+    pub raw: Vec<u8>,
+}
+
+/// At most this many rejection notices to one address a day (STANDARDS 27).
+const NOTICES_PER_DAY: i64 = 10;
+
+impl App {
+    /// Decides on a received post and acts: relays it, holds it for the moderators,
+    /// rejects it (telling a human sender why) or discards it.
+    pub async fn accept_post(
+        &self,
+        list: &List,
+        post: ReceivedPost<'_>,
+    ) -> Result<PostOutcome, AppError> {
+        let incoming = post.incoming;
+        let facts = PostFacts {
+            poster: self.poster(list, incoming.from.as_ref()).await?,
+            carries_own_list_id: incoming.list_ids.contains(&list.address.list_id()),
+            received: incoming.received,
+            automatic: incoming.robot,
+        };
+        let mut verdict = decide(
+            list.settings.posting,
+            list.settings.nonmember_action,
+            &facts,
+        );
+        // the rewrite (and its DNS look-up) happens before the transaction opens
+        let mut prepared = None;
+        let mut unrelayable = None;
+        if verdict == Verdict::Accept {
+            match self.rewrite(list, post.raw, incoming.from.as_ref()).await {
+                Ok(p) => prepared = Some(p),
+                Err(e) => {
+                    unrelayable = Some(format!("the message cannot be relayed: {e}"));
+                    verdict = Verdict::Hold(Reason::Moderated);
+                }
+            }
+        }
+        let lock = format!(
+            "post/{}/{}",
+            list.id,
+            incoming.message_id.as_deref().unwrap_or("")
+        );
+        let mut tx = store::begin_locked(&self.db, &lock).await?;
+        if let Some(message_id) = incoming.message_id.as_deref() {
+            let since = OffsetDateTime::now_utc() - Duration::days(DUPLICATE_WINDOW_DAYS);
+            if let Some(post_id) =
+                store::posts::find_recent_post(&mut *tx, list.id, message_id, since).await?
+            {
+                return Ok(PostOutcome::Duplicate { post_id });
+            }
+        }
+        let (status, reason) = match verdict {
+            Verdict::Accept => ("accepted", None),
+            Verdict::Hold(r) => ("held", Some(unrelayable.unwrap_or_else(|| r.to_string()))),
+            Verdict::Reject(r) => ("rejected", Some(r.to_string())),
+            Verdict::Discard(r) => ("discarded", Some(r.to_string())),
+        };
+        let author = incoming.from.as_ref().map(|a| a.to_string());
+        let post_id = store::posts::insert_post(
+            &mut *tx,
+            &NewPost {
+                list_id: list.id,
+                inbound_id: post.inbound_id,
+                message_id: incoming.message_id.as_deref(),
+                mail_from: post.mail_from,
+                author: author.as_deref(),
+                subject: &incoming.subject,
+                raw: post.raw,
+                status,
+                reason: reason.as_deref(),
+                automatic: incoming.automatic,
+            },
+        )
+        .await?;
+        let reason = reason.unwrap_or_default();
+        let outcome = match (verdict, prepared) {
+            (Verdict::Accept, Some(prepared)) => {
+                let copies = self
+                    .fan_out(
+                        &mut tx,
+                        list,
+                        post_id,
+                        &prepared,
+                        incoming.from.as_ref(),
+                        "policy",
+                    )
+                    .await?;
+                PostOutcome::Relayed { post_id, copies }
+            }
+            (Verdict::Reject(_), _) => {
+                let row = held_view(list, post_id, &author, incoming, &reason);
+                if !incoming.automatic {
+                    self.notify_rejection(&mut tx, list, &row, incoming.message_id.as_deref())
+                        .await?;
+                }
+                PostOutcome::Rejected { post_id, reason }
+            }
+            (Verdict::Discard(_), _) => PostOutcome::Discarded { post_id, reason },
+            _ => {
+                let row = held_view(list, post_id, &author, incoming, &reason);
+                self.notify_moderators(&mut tx, list, &row).await?;
+                PostOutcome::Held { post_id, reason }
+            }
+        };
+        tx.commit().await?;
+        self.wakeups.outbound();
+        Ok(outcome)
+    }
+
+    /// Held posts, oldest first: of one list, or of every list.
+    pub async fn held_posts(&self, list: Option<&ListRef>) -> Result<Vec<HeldPost>, AppError> {
+        let list = match list {
+            Some(l) => Some(self.get_list(l).await?),
+            None => None,
+        };
+        let rows = store::posts::list_held(&self.db, list.as_ref().map(|l| l.id)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| HeldPost {
+                id: r.id,
+                list: format!("{}@{}", r.local_part, r.domain),
+                from: r.author.or(r.mail_from).unwrap_or_default(),
+                subject: r.subject,
+                reason: r.reason.unwrap_or_default(),
+                received_at: r.received_at,
+            })
+            .collect())
+    }
+
+    /// One post, held or decided, with its raw message.
+    pub async fn post_detail(&self, id: i64) -> Result<PostDetail, AppError> {
+        let post = store::posts::find_post(&self.db, id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        let list = store::lists::find_list_by_id(&self.db, post.list_id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        Ok(PostDetail {
+            post: row_view(&list, &post),
+            status: post.status,
+            mail_from: post.mail_from,
+            decided_by: post.decided_by,
+            copies: post.copies,
+            raw: post.raw,
+        })
+    }
+
+    /// Approves, rejects or discards a held post. Approval relays it as if the policy
+    /// had accepted it; a post that is no longer held is refused with what became of it.
+    pub async fn moderate(
+        &self,
+        id: i64,
+        decision: Moderation,
+        by: &str,
+    ) -> Result<ModerationOutcome, AppError> {
+        let peek = store::posts::find_post(&self.db, id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        let list = store::lists::find_list_by_id(&self.db, peek.list_id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        let incoming = read_incoming(&peek.raw, peek.mail_from.as_deref());
+        let prepared = match decision {
+            Moderation::Approve => Some(
+                self.rewrite(&list, &peek.raw, incoming.from.as_ref())
+                    .await
+                    .map_err(|e| {
+                        AppError::Refused(format!("message {id} cannot be relayed: {e}"))
+                    })?,
+            ),
+            _ => None,
+        };
+        let mut tx = self.db.begin().await?;
+        let post = store::posts::find_post(&mut *tx, id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        if post.status != "held" {
+            return Err(AppError::Refused(format!(
+                "message {id} is not held: it was {}{}",
+                post.status,
+                post.decided_by
+                    .as_deref()
+                    .map(|b| format!(" (by {b})"))
+                    .unwrap_or_default()
+            )));
+        }
+        let outcome = match (decision, prepared) {
+            (Moderation::Approve, Some(prepared)) => {
+                let copies = self
+                    .fan_out(&mut tx, &list, id, &prepared, incoming.from.as_ref(), by)
+                    .await?;
+                ModerationOutcome::Approved { copies }
+            }
+            (Moderation::Reject { reason }, _) => {
+                let reason = reason
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "a moderator declined it".to_string());
+                store::posts::update_post_decided(&mut *tx, id, "rejected", Some(&reason), by)
+                    .await?;
+                if !post.automatic {
+                    let row = HeldPost {
+                        reason,
+                        ..row_view(&list, &post)
+                    };
+                    self.notify_rejection(&mut tx, &list, &row, post.message_id.as_deref())
+                        .await?;
+                }
+                ModerationOutcome::Rejected
+            }
+            _ => {
+                store::posts::update_post_decided(&mut *tx, id, "discarded", None, by).await?;
+                ModerationOutcome::Discarded
+            }
+        };
+        tx.commit().await?;
+        self.wakeups.outbound();
+        Ok(outcome)
+    }
+
+    /// Who the author is to the list.
+    async fn poster(&self, list: &List, from: Option<&EmailAddress>) -> Result<Poster, AppError> {
+        let Some(from) = from else {
+            return Ok(Poster::Stranger);
+        };
+        let rows = store::members::find_member_roles(&self.db, list.id, from).await?;
+        let subscribed = |role: Role| {
+            rows.iter()
+                .any(|m| m.role == role && m.status == MemberStatus::Subscribed)
+        };
+        Ok(if subscribed(Role::Owner) || subscribed(Role::Moderator) {
+            Poster::Privileged
+        } else if subscribed(Role::Member) {
+            Poster::Member
+        } else {
+            Poster::Stranger
+        })
+    }
+
+    /// Rewrites a post for the list, deciding the From treatment (STANDARDS §B).
+    async fn rewrite(
+        &self,
+        list: &List,
+        raw: &[u8],
+        author: Option<&EmailAddress>,
+    ) -> Result<Prepared, crate::mail::rewrite::RewriteError> {
+        let from_mode = match list.settings.dmarc {
+            Dmarc::Never => FromMode::Keep,
+            Dmarc::Always => FromMode::Munge,
+            Dmarc::Wrap => FromMode::Wrap,
+            Dmarc::WhenNeeded => match author {
+                Some(a) if self.dmarc.requires_from_rewrite(a.domain()).await => FromMode::Munge,
+                _ => FromMode::Keep,
+            },
+        };
+        let list_url = self.list_url(list);
+        let rw = Rewrite {
+            headers: ListHeaders {
+                list: &list.address,
+                list_name: &list.settings.name,
+                list_url: &list_url,
+                announce_only: list.settings.posting == Posting::Announce,
+                archive_url: None,
+            },
+            subject_prefix: &list.settings.subject_prefix,
+            reply_to_list: list.settings.reply_to == ReplyTo::List,
+            from_mode,
+            hostname: &self.settings.hostname,
+        };
+        prepare(raw, &rw)
+    }
+
+    /// Queues a copy for every member and marks the post accepted, in `tx`.
+    async fn fan_out(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        post_id: i64,
+        prepared: &Prepared,
+        author: Option<&EmailAddress>,
+        by: &str,
+    ) -> Result<u64, AppError> {
+        let author_key = author.map(|a| a.key());
+        let copies =
+            store::posts::insert_post_copies(&mut *tx, list.id, post_id, author_key.as_deref())
+                .await?;
+        store::posts::update_post_accepted(
+            &mut *tx,
+            post_id,
+            prepared.shared(),
+            i32::try_from(copies).unwrap_or(i32::MAX),
+            by,
+        )
+        .await?;
+        tracing::info!(list = %list.address, post_id, copies, "post accepted");
+        Ok(copies)
+    }
+
+    /// One notice per held post to every owner and moderator: what it is, why it was
+    /// held, and how to act on it.
+    async fn notify_moderators(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        held: &HeldPost,
+    ) -> Result<(), AppError> {
+        let mut moderators = Vec::new();
+        for role in [Role::Owner, Role::Moderator] {
+            moderators.extend(
+                store::members::list_members(
+                    &mut *tx,
+                    list.id,
+                    Some(role),
+                    Some(MemberStatus::Subscribed),
+                )
+                .await?,
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        moderators.retain(|m| seen.insert(m.address.to_ascii_lowercase()));
+        if moderators.is_empty() {
+            tracing::warn!(list = %list.address, id = held.id, "a post is held but the list has no owners or moderators to tell");
+        }
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "list_address": list.address.to_string(),
+            "id": held.id,
+            "from": held.from,
+            "subject": held.subject,
+            "reason": held.reason,
+        });
+        for m in moderators {
+            self.enqueue_mail(
+                tx,
+                list,
+                "notice",
+                &m.address,
+                "email/held_notice.txt",
+                ctx.clone(),
+                Auto::Generated,
+                None,
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells a poster their post was rejected, within the daily limit per address.
+    async fn notify_rejection(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        post: &HeldPost,
+        in_reply_to: Option<&str>,
+    ) -> Result<(), AppError> {
+        let Ok(to) = EmailAddress::parse(&post.from) else {
+            return Ok(());
+        };
+        let since = OffsetDateTime::now_utc() - Duration::DAY;
+        let sent = store::outbound::count_recent_to(
+            &mut *tx,
+            &to.to_string(),
+            super::subscriptions::AUTOMATIC_PURPOSES,
+            since,
+        )
+        .await?;
+        if sent >= NOTICES_PER_DAY {
+            tracing::info!(list = %list.address, "rejection not told: per-address limit reached");
+            return Ok(());
+        }
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "list_address": list.address.to_string(),
+            "subject": post.subject,
+            "reason": post.reason,
+            "owner_address": list.address.with_suffix("owner"),
+        });
+        self.enqueue_mail(
+            tx,
+            list,
+            "reply",
+            &to.to_string(),
+            "email/post_rejected.txt",
+            ctx,
+            Auto::Replied,
+            None,
+            in_reply_to,
+        )
+        .await
+    }
+}
+
+fn held_view(
+    list: &List,
+    id: i64,
+    author: &Option<String>,
+    incoming: &Incoming,
+    reason: &str,
+) -> HeldPost {
+    HeldPost {
+        id,
+        list: list.address.to_string(),
+        from: author.clone().unwrap_or_default(),
+        subject: incoming.subject.clone(),
+        reason: reason.to_string(),
+        received_at: OffsetDateTime::now_utc(),
+    }
+}
+
+fn row_view(list: &List, post: &PostRow) -> HeldPost {
+    HeldPost {
+        id: post.id,
+        list: list.address.to_string(),
+        from: post
+            .author
+            .clone()
+            .or(post.mail_from.clone())
+            .unwrap_or_default(),
+        subject: post.subject.clone(),
+        reason: post.reason.clone().unwrap_or_default(),
+        received_at: post.received_at,
+    }
+}

@@ -1,0 +1,240 @@
+//! The `post` table (held and accepted posts, the archive) and the fan-out of an
+//! accepted post into one `outbound` row per member.
+
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A post to record.
+pub struct NewPost<'a> {
+    pub list_id: Uuid,
+    pub inbound_id: Option<i64>,
+    pub message_id: Option<&'a str>,
+    pub mail_from: Option<&'a str>,
+    pub author: Option<&'a str>,
+    pub subject: &'a str,
+    pub raw: &'a [u8],
+    /// `held`, `accepted`, `rejected` or `discarded`.
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+    pub automatic: bool,
+}
+
+pub async fn insert_post(db: impl PgExecutor<'_>, p: &NewPost<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        insert into post (list_id, inbound_id, message_id, mail_from, author, subject, raw, status,
+                          reason, automatic, decided_at, decided_by)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                case when $8 = 'held' then null else now() end,
+                case when $8 = 'held' then null else 'policy' end)
+        returning id
+        "#,
+        p.list_id,
+        p.inbound_id,
+        p.message_id,
+        p.mail_from,
+        p.author,
+        p.subject,
+        p.raw,
+        p.status,
+        p.reason,
+        p.automatic
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Whether a post with this Message-ID reached the list since `since`.
+pub async fn find_recent_post(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    message_id: &str,
+    since: OffsetDateTime,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select id from post where list_id = $1 and message_id = $2 and received_at >= $3 limit 1",
+        list_id,
+        message_id,
+        since
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A post as the moderation commands see it.
+#[derive(Debug, Clone)]
+pub struct PostRow {
+    pub id: i64,
+    pub list_id: Uuid,
+    pub message_id: Option<String>,
+    pub mail_from: Option<String>,
+    pub author: Option<String>,
+    pub subject: String,
+    pub raw: Vec<u8>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub automatic: bool,
+    pub received_at: OffsetDateTime,
+    pub decided_at: Option<OffsetDateTime>,
+    pub decided_by: Option<String>,
+    pub copies: i32,
+}
+
+/// A post by id. Inside a transaction the row stays locked until it ends (two
+/// moderators acting on one post at once: the second sees the first one's decision).
+pub async fn find_post(db: impl PgExecutor<'_>, id: i64) -> Result<Option<PostRow>, sqlx::Error> {
+    sqlx::query_as!(
+        PostRow,
+        r#"
+        select id, list_id, message_id, mail_from, author, subject, raw, status, reason, automatic,
+               received_at, decided_at, decided_by, copies
+        from post where id = $1 for update
+        "#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A held post in a listing (without its bytes).
+#[derive(Debug, Clone)]
+pub struct HeldRow {
+    pub id: i64,
+    /// The list's posting address, in parts.
+    pub local_part: String,
+    pub domain: String,
+    pub author: Option<String>,
+    pub mail_from: Option<String>,
+    pub subject: String,
+    pub reason: Option<String>,
+    pub received_at: OffsetDateTime,
+}
+
+/// Held posts, oldest first; of one list, or of every list.
+pub async fn list_held(
+    db: impl PgExecutor<'_>,
+    list_id: Option<Uuid>,
+) -> Result<Vec<HeldRow>, sqlx::Error> {
+    sqlx::query_as!(
+        HeldRow,
+        r#"
+        select p.id, l.local_part, l.domain, p.author, p.mail_from, p.subject, p.reason, p.received_at
+        from post p join list l on l.id = p.list_id
+        where p.status = 'held' and ($1::uuid is null or p.list_id = $1)
+        order by p.received_at, p.id
+        "#,
+        list_id
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Records a moderator's decision to reject or discard.
+pub async fn update_post_decided(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    status: &str,
+    reason: Option<&str>,
+    decided_by: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update post set status = $2, reason = coalesce($3, reason), decided_at = now(), decided_by = $4
+        where id = $1
+        "#,
+        id,
+        status,
+        reason,
+        decided_by
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Marks a post accepted with the bytes its copies share.
+pub async fn update_post_accepted(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    relayed: &[u8],
+    copies: i32,
+    decided_by: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update post set status = 'accepted', relayed = $2, copies = $3, decided_at = now(),
+                        decided_by = $4
+        where id = $1
+        "#,
+        id,
+        relayed,
+        copies,
+        decided_by
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// The fan-out: queues one copy of the post for every subscribed member of the list
+/// with delivery enabled, in one statement; the author is left out when they turned
+/// their own posts off. Returns how many copies were queued.
+pub async fn insert_post_copies(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    post_id: i64,
+    author_key: Option<&str>,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"
+        insert into outbound (list_id, purpose, recipient, recipient_key, post_id, member_id)
+        select m.list_id, 'post', m.address, m.address_key, $2, m.id
+        from member m
+        where m.list_id = $1 and m.role = 'member' and m.status = 'subscribed'
+          and m.delivery = 'enabled'
+          and (m.own_posts or m.address_key is distinct from $3)
+        "#,
+        list_id,
+        post_id,
+        author_key
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// What every copy of an accepted post shares, for the delivery workers.
+#[derive(Debug, Clone)]
+pub struct RelayedPost {
+    pub local_part: String,
+    pub domain: String,
+    pub relayed: Vec<u8>,
+}
+
+pub async fn find_relayed_post(
+    db: impl PgExecutor<'_>,
+    post_id: i64,
+) -> Result<Option<RelayedPost>, sqlx::Error> {
+    sqlx::query_as!(
+        RelayedPost,
+        r#"
+        select l.local_part, l.domain, p.relayed as "relayed!"
+        from post p join list l on l.id = p.list_id
+        where p.id = $1 and p.relayed is not null
+        "#,
+        post_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// How many posts a list has archived (accepted).
+pub async fn count_archived(db: impl PgExecutor<'_>, list_id: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from post where list_id = $1 and status = 'accepted'"#,
+        list_id
+    )
+    .fetch_one(db)
+    .await
+}

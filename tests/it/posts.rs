@@ -1,0 +1,564 @@
+//! Posting to a list, end to end: posts sent with Python's smtplib over real TCP,
+//! processed from PostgreSQL, fanned out by the delivery worker to a capturing SMTP
+//! sink, and the copies read with a real MIME parser. One test per rule of
+//! STANDARDS §A, §E and §H that posting covers, and the moderation commands.
+
+use crate::harness::{Captured, TestServer, find_link, http, mail, smtplib};
+use std::collections::HashSet;
+
+const LIST: &str = "dev@lists.example.org";
+const OWNER: &str = "owner@example.org";
+
+async fn server(extra: &[&str]) -> TestServer {
+    let s = TestServer::start().await;
+    let mut args = vec!["lists", "create", LIST, "--name", "Dev", "--owner", OWNER];
+    args.extend_from_slice(extra);
+    let out = s.cli(&args);
+    assert_eq!(out.code, 0, "{out:?}");
+    s
+}
+
+fn add_members(s: &TestServer, addresses: &[&str]) {
+    let mut args = vec!["members", "add", LIST];
+    args.extend_from_slice(addresses);
+    let out = s.cli(&args);
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+/// A post with a known body, sent over SMTP; returns the raw message.
+fn post(s: &TestServer, from: &str, subject: &str, extra_headers: &str) -> String {
+    let body = format!("Hello all,\r\n\r\nthis is {subject}.\r\n-- \r\n{from}\r\n");
+    let message = mail(from, LIST, subject, extra_headers, &body);
+    let envelope = from
+        .rsplit_once('<')
+        .map_or(from, |(_, a)| a.trim_end_matches('>'));
+    smtplib(s.smtp_port(), envelope, &[LIST], &message).expect("the post is accepted (250)");
+    message
+}
+
+/// Copies of posts (not notices) captured for one address.
+fn copies_to(s: &TestServer, rcpt: &str) -> Vec<Captured> {
+    s.sink
+        .to(rcpt)
+        .into_iter()
+        .filter(|c| c.mail_from.contains("+bounces+"))
+        .collect()
+}
+
+fn held_ls(s: &TestServer) -> serde_json::Value {
+    let out = s.cli(&["held", "ls", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    out.json()
+}
+
+/// The body of a raw message (after the first blank line).
+fn body_of(raw: &[u8]) -> &[u8] {
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header section");
+    &raw[at + 4..]
+}
+
+/// Checks every item of STANDARDS §A on one copy; returns its unsubscribe URL.
+fn assert_list_headers(s: &TestServer, copy: &Captured, subject: &str) -> String {
+    let count = |name: &str| copy.headers(name).len();
+    // A-1
+    assert_eq!(
+        copy.headers("List-Id"),
+        [r#""Dev" <dev.lists.example.org>"#]
+    );
+    // A-2
+    for name in [
+        "List-Help",
+        "List-Subscribe",
+        "List-Unsubscribe",
+        "List-Post",
+        "List-Owner",
+        "List-Unsubscribe-Post",
+        "Precedence",
+    ] {
+        assert_eq!(count(name), 1, "exactly one {name}");
+    }
+    assert_eq!(
+        copy.header("List-Help").unwrap(),
+        "<mailto:dev+help@lists.example.org>"
+    );
+    assert_eq!(
+        copy.header("List-Owner").unwrap(),
+        "<mailto:dev+owner@lists.example.org>"
+    );
+    // A-3
+    assert_eq!(
+        copy.header("List-Post").unwrap(),
+        "<mailto:dev@lists.example.org>"
+    );
+    // A-4
+    let subscribe = copy.header("List-Subscribe").unwrap();
+    assert!(subscribe.contains("<mailto:dev+subscribe@lists.example.org>"));
+    assert!(subscribe.contains(&format!("<{}>", s.url("/lists/dev.lists.example.org"))));
+    // A-5: one web URI with an opaque token, and the tokenized mailto
+    let unsubscribe = copy.header("List-Unsubscribe").unwrap();
+    let uris: Vec<&str> = unsubscribe
+        .split(", ")
+        .map(|u| u.trim_matches(|c| c == '<' || c == '>'))
+        .collect();
+    assert_eq!(uris.len(), 2, "{unsubscribe}");
+    let url = uris[0];
+    assert!(url.starts_with(&s.url("/unsubscribe/")), "{url}");
+    let token = url.rsplit('/').next().unwrap();
+    assert!(token.len() >= 22, "at least 128 bits");
+    for rcpt in &copy.rcpt_to {
+        assert!(
+            !url.contains(rcpt.split('@').next().unwrap()),
+            "no address in the token"
+        );
+    }
+    assert_eq!(
+        uris[1],
+        format!("mailto:dev+unsubscribe+{token}@lists.example.org")
+    );
+    assert!(
+        copy.text()
+            .contains("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+        "byte-exact one-click header"
+    );
+    // A-7
+    assert_eq!(copy.header("Precedence").as_deref(), Some("list"));
+    assert_eq!(
+        count("Auto-Submitted"),
+        0,
+        "a human post is not auto-submitted"
+    );
+    // A-8
+    for line in copy.data.split(|&b| b == b'\n') {
+        assert!(line.len() <= 999, "a line over 998 octets");
+        assert!(
+            line.is_empty()
+                || line.ends_with(b"\r")
+                || line == copy.data.rsplit(|&b| b == b'\n').next().unwrap()
+        );
+    }
+    assert!(
+        !copy.data.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
+        "CRLF only"
+    );
+    for name in ["From", "Date", "Message-ID"] {
+        assert_eq!(count(name), 1, "exactly one {name}");
+    }
+    // A-9
+    assert!(
+        copy.mail_from.starts_with("dev+bounces+")
+            && copy.mail_from.ends_with("@lists.example.org"),
+        "{}",
+        copy.mail_from
+    );
+    // A-10 and the parse by a real parser
+    assert_eq!(copy.parsed().subject(), Some(subject));
+    url.to_string()
+}
+
+/// Subscribes an address through the web form and the confirmation link.
+async fn join_by_web(s: &TestServer, email: &str) {
+    let r = http()
+        .post(s.url("/lists/dev.lists.example.org/subscribe"))
+        .form(&[("email", email), ("website", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.deliver().await;
+    let confirmation = s.sink.to(email).pop().expect("a confirmation");
+    let link = find_link(&confirmation.body_text(), &s.url("/confirm/")).expect("a link");
+    assert_eq!(http().post(&link).send().await.unwrap().status(), 200);
+}
+
+/// Subscribes an address by mail and a reply to the confirmation.
+async fn join_by_mail(s: &TestServer, email: &str) {
+    let to = "dev+subscribe@lists.example.org";
+    smtplib(
+        s.smtp_port(),
+        email,
+        &[to],
+        &mail(email, to, "join", "", ""),
+    )
+    .unwrap();
+    s.process().await;
+    let confirmation = s.sink.to(email).pop().expect("a confirmation");
+    let reply_to = confirmation.reply_to_address();
+    let reply = mail(email, &reply_to, "Re: confirm", "", "yes");
+    smtplib(s.smtp_port(), email, &[&reply_to], &reply).unwrap();
+    s.process().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_reaches_every_member_once_with_the_list_headers_and_one_click_works() {
+    let s = server(&[]).await;
+    for who in ["anne@example.net", "bob@example.com", "carol@example.org"] {
+        join_by_web(&s, who).await;
+    }
+    join_by_mail(&s, "dave@example.net").await;
+    let members = s.cli(&["members", "ls", LIST, "--json"]).json();
+    assert_eq!(members.as_array().unwrap().len(), 4, "{members}");
+
+    let sent = post(&s, "Anne <anne@example.net>", "Hello", "");
+    s.process().await;
+    let everyone = [
+        "anne@example.net",
+        "bob@example.com",
+        "carol@example.org",
+        "dave@example.net",
+    ];
+    let mut urls = HashSet::new();
+    let mut senders = HashSet::new();
+    for who in everyone {
+        let copies = copies_to(&s, who);
+        assert_eq!(copies.len(), 1, "{who} gets the post once");
+        let copy = &copies[0];
+        assert_eq!(copy.rcpt_to, [who], "one member per transaction (H-49)");
+        urls.insert(assert_list_headers(&s, copy, "[dev] Hello"));
+        senders.insert(copy.mail_from.clone());
+        assert_eq!(
+            body_of(&copy.data),
+            body_of(sent.as_bytes()),
+            "body bytes unchanged"
+        );
+        assert_eq!(
+            copy.parsed().from().unwrap().first().unwrap().address(),
+            Some("anne@example.net"),
+            "no DMARC policy published: From unchanged"
+        );
+    }
+    assert_eq!(urls.len(), 4, "an unsubscribe URL per member");
+    assert_eq!(senders.len(), 4, "a VERP sender per member");
+
+    // one click from Bob's copy, as a mailbox provider makes it (RFC 8058)
+    let bob_url = assert_list_headers(&s, &copies_to(&s, "bob@example.com")[0], "[dev] Hello");
+    let r = http()
+        .post(&bob_url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    post(&s, "Carol <carol@example.org>", "Second", "");
+    s.process().await;
+    assert_eq!(
+        copies_to(&s, "bob@example.com").len(),
+        1,
+        "Bob left: nothing new"
+    );
+    for who in ["anne@example.net", "carol@example.org", "dave@example.net"] {
+        assert_eq!(copies_to(&s, who).len(), 2, "{who} gets the second post");
+    }
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(info["posts"], 2, "both posts archived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_from_a_stranger_is_held_and_approval_releases_it() {
+    let s = server(&[]).await;
+    add_members(&s, &["anne@example.net", "bob@example.com"]);
+    post(&s, "Mallory <mallory@example.com>", "Buy now", "");
+    s.process().await;
+    assert!(
+        copies_to(&s, "anne@example.net").is_empty(),
+        "nothing relayed"
+    );
+
+    let held = held_ls(&s);
+    let held = held.as_array().unwrap();
+    assert_eq!(held.len(), 1);
+    let item = &held[0];
+    assert_eq!(item["list"], LIST);
+    assert_eq!(item["from"], "mallory@example.com");
+    assert_eq!(item["subject"], "Buy now");
+    assert!(item["reason"].as_str().unwrap().contains("not a member"));
+    assert!(item["received_at"].as_str().unwrap().contains('T'));
+    let id = item["id"].as_i64().unwrap().to_string();
+
+    // one notice to the owner: subject, sender, reason, how to act
+    let notices = s.sink.to(OWNER);
+    assert_eq!(notices.len(), 1);
+    let notice = notices[0].body_text();
+    for needle in [
+        "Buy now",
+        "mallory@example.com",
+        "not a member",
+        &format!("listd held approve {id}"),
+    ] {
+        assert!(notice.contains(needle), "{needle} in {notice}");
+    }
+    assert_eq!(
+        notices[0].header("Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    assert!(
+        copies_to(&s, "mallory@example.com").is_empty(),
+        "the stranger is not told"
+    );
+
+    let shown = s.cli(&["held", "show", &id]);
+    assert_eq!(shown.code, 0, "{shown:?}");
+    assert!(shown.stdout.contains("Buy now") && shown.stdout.contains("Hello all"));
+
+    let approved = s.cli(&["held", "approve", &id]);
+    assert_eq!(approved.code, 0, "{approved:?}");
+    s.deliver().await;
+    for who in ["anne@example.net", "bob@example.com"] {
+        let copies = copies_to(&s, who);
+        assert_eq!(copies.len(), 1, "{who} gets the approved post");
+        assert_list_headers(&s, &copies[0], "[dev] Buy now");
+    }
+    assert!(held_ls(&s).as_array().unwrap().is_empty());
+    let again = s.cli(&["held", "approve", &id]);
+    assert_eq!(again.code, 1, "approving twice fails: {again:?}");
+    assert!(again.stderr.contains("not held"), "{}", again.stderr);
+    let unknown = s.cli(&["held", "discard", "999999"]);
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no message 999999"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejecting_tells_the_poster_why_and_discarding_says_nothing() {
+    let s = server(&["--posting", "moderated"]).await;
+    add_members(&s, &["anne@example.net", "bob@example.com"]);
+    post(&s, "Anne <anne@example.net>", "First", "");
+    post(&s, "Anne <anne@example.net>", "Second", "");
+    s.process().await;
+    let held = held_ls(&s);
+    let ids: Vec<String> = held
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_i64().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "a moderated list holds members' posts too");
+    assert!(held[0]["reason"].as_str().unwrap().contains("moderated"));
+    assert_eq!(s.sink.to(OWNER).len(), 2, "one notice per held post");
+
+    let out = s.cli(&["held", "reject", &ids[0], "--reason", "off topic here"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = s.cli(&["held", "discard", &ids[1]]);
+    assert_eq!(out.code, 0, "{out:?}");
+    s.deliver().await;
+    let told: Vec<Captured> = s
+        .sink
+        .to("anne@example.net")
+        .into_iter()
+        .filter(|c| !c.mail_from.contains("+bounces+"))
+        .collect();
+    assert_eq!(told.len(), 1, "one rejection notice, none for the discard");
+    let text = told[0].body_text();
+    assert!(
+        text.contains("off topic here") && text.contains("First"),
+        "{text}"
+    );
+    assert_eq!(
+        told[0].header("Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert!(copies_to(&s, "bob@example.com").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonmember_posts_are_rejected_or_discarded_as_the_list_says() {
+    let s = server(&["--nonmember-action", "reject"]).await;
+    add_members(&s, &["anne@example.net"]);
+    post(&s, "Zed <zed@example.com>", "Hi there", "");
+    // an automatic message is never answered (E-32)
+    post(
+        &s,
+        "Robot <robot@example.com>",
+        "Out of office",
+        "Auto-Submitted: auto-replied\r\n",
+    );
+    s.process().await;
+    assert!(held_ls(&s).as_array().unwrap().is_empty(), "nothing held");
+    let told = s.sink.to("zed@example.com");
+    assert_eq!(told.len(), 1, "the stranger is told");
+    assert!(told[0].body_text().contains("not a member"));
+    assert!(
+        s.sink.to("robot@example.com").is_empty(),
+        "automatic mail is not answered"
+    );
+    assert!(copies_to(&s, "anne@example.net").is_empty());
+
+    let out = s.cli(&["lists", "set", LIST, "nonmember-action=discard"]);
+    assert_eq!(out.code, 0);
+    post(&s, "Zed <zed@example.com>", "Again", "");
+    s.process().await;
+    assert_eq!(
+        s.sink.to("zed@example.com").len(),
+        1,
+        "a discard says nothing"
+    );
+    assert!(copies_to(&s, "anne@example.net").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_lists_relay_only_owners_and_say_list_post_no() {
+    let s = server(&["--posting", "announce"]).await;
+    add_members(&s, &["anne@example.net", OWNER]);
+    post(&s, "Anne <anne@example.net>", "Me too", "");
+    s.process().await;
+    assert!(copies_to(&s, OWNER).is_empty(), "a member's post is held");
+    assert_eq!(held_ls(&s).as_array().unwrap().len(), 1);
+    post(&s, &format!("Owner <{OWNER}>"), "News", "");
+    s.process().await;
+    let copies = copies_to(&s, "anne@example.net");
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].header("List-Post").as_deref(), Some("NO"), "A-3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loops_are_held_not_relayed() {
+    let s = server(&["--posting", "open"]).await;
+    add_members(&s, &["anne@example.net"]);
+    // a copy of our own post coming back (E-31)
+    post(
+        &s,
+        "Anne <anne@example.net>",
+        "Echo",
+        "List-Id: \"Dev\" <dev.lists.example.org>\r\n",
+    );
+    let hops: String = (0..31)
+        .map(|i| format!("Received: from hop{i}.example.net by hop{}.example.net; Mon, 6 Jan 2025 10:00:00 +0000\r\n", i + 1))
+        .collect();
+    post(&s, "Anne <anne@example.net>", "Round and round", &hops);
+    // another list's List-Id is not a loop: umbrella lists relay each other
+    post(
+        &s,
+        "Anne <anne@example.net>",
+        "From elsewhere",
+        "List-Id: <other.example.com>\r\n",
+    );
+    s.process().await;
+    let held = held_ls(&s);
+    let reasons: Vec<&str> = held
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].contains("List-Id"), "{}", reasons[0]);
+    assert!(reasons[1].contains("31 Received"), "{}", reasons[1]);
+    let copies = copies_to(&s, "anne@example.net");
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].parsed().subject(), Some("[dev] From elsewhere"));
+    assert_eq!(
+        copies[0].headers("List-Id").len(),
+        1,
+        "the poster's List-Id is replaced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_message_id_is_accepted_but_relayed_once() {
+    let s = server(&[]).await;
+    add_members(&s, &["anne@example.net", "bob@example.com"]);
+    let message = mail("Anne <anne@example.net>", LIST, "Once", "", "only once");
+    // the sending MTA missed our 250 and tries again (E-33)
+    for _ in 0..2 {
+        smtplib(s.smtp_port(), "anne@example.net", &[LIST], &message).expect("250 both times");
+    }
+    s.process().await;
+    assert_eq!(copies_to(&s, "bob@example.com").len(), 1);
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(info["posts"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_posters_list_headers_never_survive_and_the_prefix_is_added_once() {
+    let s = server(&["--set", "reply-to=list"]).await;
+    add_members(&s, &["anne@example.net", "bob@example.com"]);
+    let forged = "List-Unsubscribe: <https://evil.example.com/u>\r\n\
+        List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\
+        List-Help: <mailto:evil@example.com>\r\n\
+        Archived-At: <https://evil.example.com/a>\r\n\
+        Precedence: bulk-ish\r\n";
+    post(&s, "Anne <anne@example.net>", "Re: [dev] Hello", forged);
+    s.process().await;
+    let copies = copies_to(&s, "bob@example.com");
+    assert_eq!(copies.len(), 1);
+    let copy = &copies[0];
+    assert_list_headers(&s, copy, "Re: [dev] Hello");
+    assert!(!copy.text().contains("evil.example.com"), "A-6");
+    assert!(copy.headers("Archived-At").is_empty());
+    assert_eq!(
+        copy.reply_to_address(),
+        LIST,
+        "reply-to=list sets Reply-To to the list"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_subscribed_members_with_delivery_on_get_copies() {
+    let s = server(&[]).await;
+    add_members(
+        &s,
+        &["anne@example.net", "bob@example.com", "carol@example.org"],
+    );
+    let set = |who: &str, kv: &str| {
+        let out = s.cli(&["members", "set", LIST, who, kv]);
+        assert_eq!(out.code, 0, "{out:?}");
+    };
+    set("bob@example.com", "delivery=disabled");
+    set("anne@example.net", "own-posts=disabled");
+    // a pending subscriber gets nothing
+    let r = http()
+        .post(s.url("/lists/dev.lists.example.org/subscribe"))
+        .form(&[("email", "pat@example.com"), ("website", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    post(&s, "Anne <anne@example.net>", "Quiet", "");
+    s.process().await;
+    assert!(
+        copies_to(&s, "bob@example.com").is_empty(),
+        "delivery disabled"
+    );
+    assert!(
+        copies_to(&s, "anne@example.net").is_empty(),
+        "own posts turned off"
+    );
+    assert!(copies_to(&s, "pat@example.com").is_empty(), "unconfirmed");
+    assert_eq!(copies_to(&s, "carol@example.org").len(), 1);
+    assert_eq!(
+        copies_to(&s, OWNER).len(),
+        0,
+        "owners get posts only as members"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_share_a_fan_out_without_sending_a_copy_twice() {
+    let s = server(&["--posting", "open"]).await;
+    let members: Vec<String> = (0..120).map(|i| format!("m{i}@example.net")).collect();
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    add_members(&s, &refs);
+    post(&s, "Anne <anne@example.net>", "Shared", "");
+    s.app.process_all_inbound().await.unwrap();
+    // three workers of three processes on one database, racing (H-50)
+    let workers: Vec<_> = (0..3).map(|_| s.worker.clone()).collect();
+    let runs = workers
+        .into_iter()
+        .map(|w| tokio::spawn(async move { w.dispatch_all_pending().await.unwrap() }));
+    let mut total = 0;
+    for r in runs {
+        total += r.await.unwrap();
+    }
+    assert_eq!(total, 120, "every copy claimed once");
+    let received = s.sink.received();
+    let rcpts: HashSet<&String> = received.iter().flat_map(|c| &c.rcpt_to).collect();
+    assert_eq!(received.len(), 120, "no copy sent twice");
+    assert_eq!(rcpts.len(), 120);
+}
