@@ -562,3 +562,140 @@ async fn several_workers_share_a_fan_out_without_sending_a_copy_twice() {
     assert_eq!(received.len(), 120, "no copy sent twice");
     assert_eq!(rcpts.len(), 120);
 }
+
+/// The From and Reply-To addresses of a copy, and its Cc.
+fn addresses(copy: &Captured, header: &str) -> Vec<String> {
+    let parsed = copy.parsed();
+    let list = match header {
+        "From" => parsed.from(),
+        "Reply-To" => parsed.reply_to(),
+        _ => parsed.cc(),
+    };
+    list.map(|l| {
+        l.iter()
+            .filter_map(|a| a.address().map(str::to_string))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_is_rewritten_only_for_authors_whose_domain_asks_for_it() {
+    let s = server(&[]).await;
+    add_members(
+        &s,
+        &[
+            "anne@strict.example",
+            "bob@sub.relaxed.example",
+            "carol@example.org",
+        ],
+    );
+    s.dns.set_txt(
+        "_dmarc.strict.example",
+        &["v=DMARC1; p=reject; rua=mailto:d@strict.example"],
+    );
+    // found at the organizational domain, with a subdomain policy (B-11)
+    s.dns.set_txt(
+        "_dmarc.relaxed.example",
+        &["v=DMARC1; p=none; sp=quarantine"],
+    );
+    s.dns.set_txt("_dmarc.example.org", &["v=DMARC1; p=none"]);
+
+    post(&s, "Anne Author <anne@strict.example>", "Strict", "");
+    s.process().await;
+    let copy = &copies_to(&s, "carol@example.org")[0];
+    assert_eq!(addresses(copy, "From"), [LIST]);
+    let from = copy
+        .parsed()
+        .from()
+        .unwrap()
+        .first()
+        .unwrap()
+        .name()
+        .unwrap()
+        .to_string();
+    assert_eq!(from, "Anne Author via Dev");
+    assert_eq!(addresses(copy, "Reply-To"), ["anne@strict.example"]);
+
+    post(&s, "Bob <bob@sub.relaxed.example>", "Sub", "");
+    s.process().await;
+    let copy = &copies_to(&s, "carol@example.org")[1];
+    assert_eq!(
+        addresses(copy, "From"),
+        [LIST],
+        "sp=quarantine applies to subdomains"
+    );
+
+    post(&s, "Carol <carol@example.org>", "Relaxed", "");
+    s.process().await;
+    let copy = &copies_to(&s, "anne@strict.example")[2];
+    assert_eq!(
+        addresses(copy, "From"),
+        ["carol@example.org"],
+        "p=none: From unchanged"
+    );
+    assert!(copy.headers("Reply-To").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_that_replies_to_itself_puts_a_rewritten_author_in_cc() {
+    let s = server(&[
+        "--set",
+        "reply-to=list",
+        "--dmarc",
+        "always",
+        "--posting",
+        "open",
+    ])
+    .await;
+    add_members(&s, &["bob@example.com"]);
+    post(&s, "Anne <anne@example.net>", "Always", "");
+    s.process().await;
+    let copy = &copies_to(&s, "bob@example.com")[0];
+    assert_eq!(
+        addresses(copy, "From"),
+        [LIST],
+        "always: every copy rewritten (B-12)"
+    );
+    assert_eq!(addresses(copy, "Reply-To"), [LIST]);
+    assert_eq!(addresses(copy, "Cc"), ["anne@example.net"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrap_sends_the_original_whole_inside_a_message_from_the_list() {
+    let s = server(&["--dmarc", "wrap", "--posting", "open"]).await;
+    add_members(&s, &["bob@example.com"]);
+    let sent = post(&s, "Anne <anne@strict.example>", "Wrapped", "");
+    s.process().await;
+    let copy = &copies_to(&s, "bob@example.com")[0];
+    assert_eq!(addresses(copy, "From"), [LIST]);
+    let parsed = copy.parsed();
+    let inner = parsed
+        .attachments()
+        .find_map(|p| p.message())
+        .expect("a message/rfc822 part");
+    assert_eq!(inner.subject(), Some("Wrapped"));
+    assert!(
+        copy.data.windows(sent.len()).any(|w| w == sent.as_bytes()),
+        "the original travels byte for byte"
+    );
+    assert_list_headers(&s, copy, "[dev] Wrapped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_keeps_from_and_lists_show_warns_about_the_prefix() {
+    let s = server(&["--dmarc", "never"]).await;
+    add_members(&s, &["anne@strict.example", "bob@example.com"]);
+    s.dns
+        .set_txt("_dmarc.strict.example", &["v=DMARC1; p=reject"]);
+    post(&s, "Anne <anne@strict.example>", "Never", "");
+    s.process().await;
+    let copy = &copies_to(&s, "bob@example.com")[0];
+    assert_eq!(addresses(copy, "From"), ["anne@strict.example"]);
+    let show = s.cli(&["lists", "show", LIST]);
+    assert!(
+        show.stdout.contains("warning:") && show.stdout.contains("DKIM"),
+        "B-13: {}",
+        show.stdout
+    );
+}
