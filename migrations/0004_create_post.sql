@@ -35,7 +35,9 @@ create index post_held_idx on post (received_at) where status = 'held';
 create index post_list_status_idx on post (list_id, status);
 
 -- A post copy names its post and member; VERP sender and unsubscribe token are made
--- when it is sent. Other messages keep carrying their complete bytes.
+-- when it is sent. Other messages keep carrying their complete bytes. Post copies
+-- leave list_id empty (the post names the list): its foreign-key check, once per
+-- member, would double the cost of a fan-out.
 alter table outbound
     add column post_id bigint,
     add column member_id uuid,
@@ -49,6 +51,12 @@ alter table outbound
         or (post_id is not null and member_id is not null)
     );
 
+-- claims take the oldest due rows in (next_attempt_at, id) order: with id in the index
+-- a claim reads its batch from the index instead of sorting every queued row (a
+-- fan-out queues one row per member at once, all due at the same instant)
+drop index outbound_due_idx;
+create index outbound_due_idx on outbound (next_attempt_at, id) where status = 'queued';
+
 -- the per-address limit on automatic mail never looks at post copies: keep them out
 -- of this index so a fan-out writes one index less per member
 drop index outbound_recipient_idx;
@@ -56,3 +64,7 @@ create index outbound_recipient_idx on outbound (recipient_key, created_at) wher
 
 -- members receive their own posts unless they turn it off (as in Mailman)
 alter table member add column own_posts boolean not null default true;
+
+-- claiming a row changes only its lease and attempt count: with room left on each
+-- page that update stays on the page and touches no index (a HOT update)
+alter table outbound set (fillfactor = 50);

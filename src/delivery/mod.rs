@@ -21,15 +21,21 @@ use anyhow::Context;
 use lettre::address::Envelope;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use sqlx::PgPool;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use std::time::Instant;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// How long a claimed row stays reserved for the worker that claimed it.
 const LEASE_SECS: f64 = 300.0;
 /// How long a message is retried before it is given up.
 const GIVE_UP_AFTER: time::Duration = time::Duration::days(4);
+/// Deliveries are recorded in batches of this many, or after this long.
+const RECORD_BATCH: usize = 128;
+const RECORD_EVERY: Duration = Duration::from_millis(50);
 /// Polling interval when no notification arrives (a lost NOTIFY, a retry coming due).
 const POLL: Duration = Duration::from_secs(5);
 
@@ -228,54 +234,78 @@ impl Worker {
         Ok(Some(post))
     }
 
-    /// Claims one batch of due messages and delivers it; returns how many were claimed.
-    pub async fn dispatch_due(&self) -> anyhow::Result<usize> {
-        let batch = store::outbound::claim_due(&self.db, (self.concurrency * 8) as i64, LEASE_SECS)
-            .await
-            .context("claiming queued mail")?;
-        let n = batch.len();
-        let permits = Arc::new(Semaphore::new(self.concurrency));
-        let mut running = tokio::task::JoinSet::new();
-        for row in batch {
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .context("delivery semaphore")?;
-            let me = self.clone();
-            running.spawn(async move {
-                let _permit = permit;
-                me.deliver(row).await
-            });
-        }
-        let mut sent = Vec::with_capacity(n);
-        while let Some(done) = running.join_next().await {
-            match done {
-                Ok(Ok(Some(id))) => sent.push(id),
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "recording a delivery"),
-                Err(e) => tracing::error!(error = %e, "delivery task failed"),
-            }
-        }
-        // successes are recorded together; if this fails the lease expires and the
-        // batch is sent again (at least once, never lost)
-        store::outbound::update_outbound_sent(&self.db, &sent)
-            .await
-            .context("recording deliveries")?;
-        Ok(n)
-    }
-
-    /// Delivers everything due now, batch after batch (tests use it to make delivery
-    /// deterministic; messages scheduled for a later retry are left alone).
+    /// Delivers everything due now and returns how many rows it claimed. Sending never
+    /// waits for the database: the next batch is claimed while the current one is
+    /// being sent, `concurrency` messages are in flight at any time, and successes are
+    /// recorded in batches in the background. Tests use it to make delivery
+    /// deterministic (messages scheduled for a later retry are left alone).
     pub async fn dispatch_all_pending(&self) -> anyhow::Result<usize> {
+        let batch = (self.concurrency * 16) as i64;
+        let mut queue: VecDeque<Claimed> = VecDeque::new();
+        let mut sending = JoinSet::new();
+        let mut recording = JoinSet::new();
+        let mut claiming: Option<JoinHandle<Result<Vec<Claimed>, sqlx::Error>>> = None;
+        let mut exhausted = false;
+        let mut sent = Vec::new();
+        let mut last_record = Instant::now();
         let mut total = 0;
         loop {
-            let n = self.dispatch_due().await?;
-            if n == 0 {
-                return Ok(total);
+            if claiming.is_none() && !exhausted && queue.len() < self.concurrency * 8 {
+                let db = self.db.clone();
+                claiming = Some(tokio::spawn(async move {
+                    store::outbound::claim_due(&db, batch, LEASE_SECS).await
+                }));
             }
-            total += n;
+            while sending.len() < self.concurrency
+                && let Some(row) = queue.pop_front()
+            {
+                let me = self.clone();
+                sending.spawn(async move { me.deliver(row).await });
+            }
+            if sending.is_empty() && queue.is_empty() && claiming.is_none() {
+                break;
+            }
+            tokio::select! {
+                Some(done) = sending.join_next() => match done {
+                    Ok(Ok(Some(id))) => sent.push(id),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "recording a delivery"),
+                    Err(e) => tracing::error!(error = %e, "delivery task failed"),
+                },
+                claimed = async { claiming.as_mut().expect("a claim is running").await },
+                    if claiming.is_some() =>
+                {
+                    claiming = None;
+                    let rows = claimed
+                        .context("claiming queued mail")?
+                        .context("claiming queued mail")?;
+                    exhausted = rows.is_empty();
+                    total += rows.len();
+                    queue.extend(rows);
+                }
+            }
+            if sent.len() >= RECORD_BATCH
+                || (!sent.is_empty() && last_record.elapsed() >= RECORD_EVERY)
+            {
+                let ids = std::mem::take(&mut sent);
+                let db = self.db.clone();
+                recording
+                    .spawn(async move { store::outbound::update_outbound_sent(&db, &ids).await });
+                last_record = Instant::now();
+            }
         }
+        if !sent.is_empty() {
+            store::outbound::update_outbound_sent(&self.db, &sent)
+                .await
+                .context("recording deliveries")?;
+        }
+        // if recording fails the leases expire and those copies are sent again: at
+        // least once, never lost
+        while let Some(done) = recording.join_next().await {
+            done.context("recording deliveries")?
+                .context("recording deliveries")?;
+        }
+        Ok(total)
     }
 
     /// Sends one message; returns its id when the relay accepted it (the caller records
@@ -334,7 +364,7 @@ impl Worker {
             if *stop.borrow() {
                 return;
             }
-            match self.dispatch_due().await {
+            match self.dispatch_all_pending().await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = format!("{e:#}"), "delivery round failed"),

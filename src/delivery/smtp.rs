@@ -5,12 +5,22 @@
 //! with Nagle's algorithm on, the second waits for the receiver's delayed ACK, about
 //! 40 ms per message. Idle connections are reused without lettre's NOOP probe: a
 //! reused connection that turns out dead is replaced once, transparently.
+//!
+//! When the relay offers PIPELINING (RFC 2920), `MAIL`, `RCPT` and `DATA` go out in
+//! one write and their three replies are read after it: two round trips per message
+//! instead of four. lettre does not pipeline, but its connection sends any command
+//! text and reads replies one by one, which is all pipelining needs. lettre does not
+//! keep the PIPELINING keyword either, so a second EHLO after connecting reads it.
+//!
+//! The socket is [`Corked`]: what lettre writes is held until it waits for a reply,
+//! so a message and its final `CRLF.CRLF` (two writes in lettre) leave in one segment.
 
 use super::SendError;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -35,10 +45,74 @@ pub struct RelayTarget {
     pub hello: String,
 }
 
+/// A connection to the relay and whether it takes pipelined commands.
+struct Connection {
+    conn: AsyncSmtpConnection,
+    pipelining: bool,
+}
+
+impl Connection {
+    async fn send(&mut self, envelope: &Envelope, body: &[u8]) -> Result<(), Failure> {
+        let info = self.conn.server_info();
+        let eight_bit = !body.is_ascii();
+        let utf8 = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        // anything unusual goes through lettre's own checks and errors
+        if !self.pipelining
+            || envelope.to().len() != 1
+            || (eight_bit && !info.supports_feature(Extension::EightBitMime))
+            || (utf8 && !info.supports_feature(Extension::SmtpUtfEight))
+        {
+            return timed(self.conn.send(envelope, body)).await.map(|_| ());
+        }
+        let mut params = Vec::new();
+        if utf8 {
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        if eight_bit {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let group = format!(
+            "{}{}{}",
+            Mail::new(envelope.from().cloned(), params),
+            Rcpt::new(envelope.to()[0].clone(), vec![]),
+            Data
+        );
+        // all three replies are read whatever they say, so the stream stays in step
+        let mail = timed(self.conn.command(group)).await;
+        if mail.as_ref().is_err_and(Failure::is_broken) {
+            return mail.map(|_| ());
+        }
+        let rcpt = timed(self.conn.read_response()).await;
+        if rcpt.as_ref().is_err_and(Failure::is_broken) {
+            return rcpt.map(|_| ());
+        }
+        let data = timed(self.conn.read_response()).await;
+        match (mail, rcpt, data) {
+            (Ok(_), Ok(_), Ok(_)) => timed(self.conn.message(body)).await.map(|_| ()),
+            (mail, rcpt, data) => {
+                if data.is_ok() {
+                    // the relay waits for a message we will not send: give the
+                    // connection up rather than send it an empty one
+                    self.conn.abort().await;
+                }
+                Err([mail.err(), rcpt.err(), data.err()]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .unwrap_or(Failure::Timeout))
+            }
+        }
+    }
+}
+
 /// A bounded pool of SMTP connections to one relay.
 pub struct SmtpPool {
     target: RelayTarget,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
     slots: Semaphore,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -75,16 +149,12 @@ impl SmtpPool {
             Some(c) => (c, true),
             None => (self.connect().await?, false),
         };
-        let mut result = timed(conn.send(envelope, body)).await;
-        if reused
-            && result
-                .as_ref()
-                .is_err_and(|e| !e.is_permanent() && !e.is_transient())
-        {
+        let mut result = conn.send(envelope, body).await;
+        if reused && result.as_ref().is_err_and(Failure::is_broken) {
             // the idle connection had been closed by the relay: try once on a new one
-            conn.abort().await;
+            conn.conn.abort().await;
             conn = self.connect().await?;
-            result = timed(conn.send(envelope, body)).await;
+            result = conn.send(envelope, body).await;
         }
         match result {
             Ok(_) => {
@@ -94,17 +164,14 @@ impl SmtpPool {
             Err(e) => {
                 let text = e.to_string();
                 let permanent = e.is_permanent();
-                if conn.has_broken() || !(permanent || e.is_transient()) {
-                    conn.abort().await;
+                if conn.conn.has_broken() || e.is_broken() {
+                    conn.conn.abort().await;
                 } else {
                     // a refused transaction leaves the connection usable after RSET
-                    if timed(conn.command(lettre::transport::smtp::commands::Rset))
-                        .await
-                        .is_ok()
-                    {
+                    if timed(conn.conn.command(Rset)).await.is_ok() {
                         self.put_idle(conn);
                     } else {
-                        conn.abort().await;
+                        conn.conn.abort().await;
                     }
                 }
                 Err(if permanent {
@@ -116,18 +183,18 @@ impl SmtpPool {
         }
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < IDLE_LIMIT && !conn.has_broken() {
+            if since.elapsed() < IDLE_LIMIT && !conn.conn.has_broken() {
                 return Some(conn);
             }
         }
         None
     }
 
-    fn put_idle(&self, conn: AsyncSmtpConnection) {
-        if !conn.has_broken() {
+    fn put_idle(&self, conn: Connection) {
+        if !conn.conn.has_broken() {
             self.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -135,7 +202,7 @@ impl SmtpPool {
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let t = &self.target;
         let transient = |what: &str, e: &dyn std::fmt::Display| {
             SendError::Transient(format!("{what} {}:{}: {e}", t.host, t.port))
@@ -157,12 +224,12 @@ impl SmtpPool {
                         SendError::Permanent(format!("relay host name {}: {e}", t.host))
                     })?;
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, tcp)
+                    .connect(name, Corked::new(tcp))
                     .await
                     .map_err(|e| transient("TLS with", &e))?;
                 Box::new(TlsStream(tls))
             }
-            None => Box::new(tcp),
+            None => Box::new(Corked::new(tcp)),
         };
         let mut conn = timed(AsyncSmtpConnection::connect_with_transport(stream, &hello))
             .await
@@ -174,6 +241,16 @@ impl SmtpPool {
                 .await
                 .map_err(|e| transient("STARTTLS with", &e))?;
         }
+        // lettre keeps no PIPELINING keyword: ask again (before AUTH, which an EHLO
+        // would not survive on every server)
+        let ehlo = timed(conn.command(Ehlo::new(hello.clone())))
+            .await
+            .map_err(|e| transient("EHLO to", &e))?;
+        let pipelining = ehlo.message().any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+        });
         if let Some((user, pass)) = &t.credentials {
             let creds = Credentials::new(user.clone(), pass.clone());
             timed(conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds))
@@ -186,7 +263,7 @@ impl SmtpPool {
                     }
                 })?;
         }
-        Ok(conn)
+        Ok(Connection { conn, pipelining })
     }
 }
 
@@ -205,6 +282,10 @@ impl Failure {
     /// The relay answered 4xx.
     fn is_transient(&self) -> bool {
         matches!(self, Failure::Smtp(e) if e.is_transient())
+    }
+    /// Not an answer: the connection is gone or out of step.
+    fn is_broken(&self) -> bool {
+        !self.is_permanent() && !self.is_transient()
     }
 }
 
@@ -226,9 +307,95 @@ async fn timed<T>(
     }
 }
 
+/// Writes held back until there is something to wait for.
+const CORK_LIMIT: usize = 64 * 1024;
+
+/// A socket that holds what is written until the next read (or until a large
+/// message fills [`CORK_LIMIT`]), then sends it in as few segments as possible.
+/// A conversation always reads a reply after what it wrote, so nothing waits for
+/// long; shutting down sends what is held first.
+#[derive(Debug)]
+struct Corked {
+    tcp: TcpStream,
+    held: Vec<u8>,
+}
+
+impl Corked {
+    fn new(tcp: TcpStream) -> Self {
+        Corked {
+            tcp,
+            held: Vec::new(),
+        }
+    }
+
+    /// Sends everything held.
+    fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.held.is_empty() {
+            match Pin::new(&mut self.tcp).poll_write(cx, &self.held) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.held.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for Corked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.poll_release(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut self.tcp).poll_read(cx, buf),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Corked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.held.len() + buf.len() <= CORK_LIMIT {
+            self.held.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        match self.poll_release(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut self.tcp).poll_write(cx, buf),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+    /// Holds on: what is written goes out when a reply is awaited.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.poll_release(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut self.tcp).poll_shutdown(cx),
+            other => other,
+        }
+    }
+}
+
+impl AsyncTokioStream for Corked {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.tcp.peer_addr()
+    }
+}
+
 /// A client TLS stream lettre can drive (implicit TLS, `smtps://`).
 #[derive(Debug)]
-struct TlsStream(tokio_rustls::client::TlsStream<TcpStream>);
+struct TlsStream(tokio_rustls::client::TlsStream<Corked>);
 
 impl AsyncRead for TlsStream {
     fn poll_read(
@@ -258,6 +425,6 @@ impl AsyncWrite for TlsStream {
 
 impl AsyncTokioStream for TlsStream {
     fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.get_ref().0.peer_addr()
+        self.0.get_ref().0.tcp.peer_addr()
     }
 }

@@ -263,6 +263,10 @@ pub struct SmtpSink {
     pub addr: std::net::SocketAddr,
     pub messages: Arc<Mutex<Vec<Captured>>>,
     pub rcpt_replies: Arc<Mutex<HashMap<String, String>>>,
+    /// Whether EHLO offers PIPELINING (on unless a test turns it off).
+    pub offer_pipelining: Arc<std::sync::atomic::AtomicBool>,
+    /// How many transactions arrived with RCPT already sent behind MAIL.
+    pub pipelined: Arc<std::sync::atomic::AtomicUsize>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
@@ -273,15 +277,22 @@ impl SmtpSink {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let rcpt_replies: Arc<Mutex<HashMap<String, String>>> =
             Arc::new(Mutex::new(HashMap::new()));
-        let (m, r) = (messages.clone(), rcpt_replies.clone());
+        let offer_pipelining = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let pipelined = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let shared = SinkShared {
+            messages: messages.clone(),
+            rcpt_replies: rcpt_replies.clone(),
+            offer_pipelining: offer_pipelining.clone(),
+            pipelined: pipelined.clone(),
+        };
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (m, r) = (m.clone(), r.clone());
+                let shared = shared.clone();
                 tokio::spawn(async move {
-                    let _ = sink_session(sock, m, r).await;
+                    let _ = sink_session(sock, shared).await;
                 });
             }
         });
@@ -289,6 +300,8 @@ impl SmtpSink {
             addr,
             messages,
             rcpt_replies,
+            offer_pipelining,
+            pipelined,
             task: Arc::new(task),
         }
     }
@@ -330,11 +343,22 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn sink_session(
-    sock: tokio::net::TcpStream,
+#[derive(Clone)]
+struct SinkShared {
     messages: Arc<Mutex<Vec<Captured>>>,
     rcpt_replies: Arc<Mutex<HashMap<String, String>>>,
-) -> std::io::Result<()> {
+    offer_pipelining: Arc<std::sync::atomic::AtomicBool>,
+    pipelined: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn sink_session(sock: tokio::net::TcpStream, shared: SinkShared) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    let SinkShared {
+        messages,
+        rcpt_replies,
+        offer_pipelining,
+        pipelined,
+    } = shared;
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
     w.write_all(b"220 sink.test ESMTP\r\n").await?;
@@ -356,10 +380,17 @@ async fn sink_session(
                 .to_string()
         };
         let reply: String = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".into()
+            if offer_pipelining.load(Ordering::SeqCst) {
+                "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".into()
+            } else {
+                "250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".into()
+            }
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
             "250 ok\r\n".into()
         } else if upper.starts_with("MAIL FROM:") {
+            if r.buffer().starts_with(b"RCPT") {
+                pipelined.fetch_add(1, Ordering::SeqCst);
+            }
             from = arg("MAIL FROM:");
             rcpts.clear();
             "250 ok\r\n".into()

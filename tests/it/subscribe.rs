@@ -759,7 +759,19 @@ async fn admin_add_is_immediate_but_someone_who_left_needs_an_invitation() {
 
 #[tokio::test]
 async fn a_relay_answering_4xx_is_retried_and_5xx_is_final() {
+    relay_answers_4xx_and_5xx(true).await;
+}
+
+#[tokio::test]
+async fn a_relay_without_pipelining_gets_one_command_at_a_time() {
+    relay_answers_4xx_and_5xx(false).await;
+}
+
+/// Refusals at RCPT, with the commands pipelined (RFC 2920) or not, as the relay offers.
+async fn relay_answers_4xx_and_5xx(pipelining: bool) {
+    use std::sync::atomic::Ordering;
     let s = server_with_list().await;
+    s.sink.offer_pipelining.store(pipelining, Ordering::SeqCst);
     s.sink
         .rcpt_replies
         .lock()
@@ -794,6 +806,15 @@ async fn a_relay_answering_4xx_is_retried_and_5xx_is_final() {
     s.deliver().await;
     assert_eq!(s.sink.to("later@example.net").len(), 1);
     assert!(s.sink.to("never@example.net").is_empty());
+    let pipelined = s.sink.pipelined.load(Ordering::SeqCst);
+    if pipelining {
+        assert!(
+            pipelined >= 3,
+            "MAIL, RCPT and DATA in one write: {pipelined}"
+        );
+    } else {
+        assert_eq!(pipelined, 0, "no pipelining unless offered");
+    }
 }
 
 #[tokio::test]
