@@ -699,3 +699,34 @@ async fn never_keeps_from_and_lists_show_warns_about_the_prefix() {
         show.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_mid_fan_out_costs_at_most_its_copies_in_flight() {
+    let s = server(&["--posting", "open"]).await;
+    let members: Vec<String> = (0..40).map(|i| format!("m{i}@example.net")).collect();
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    add_members(&s, &refs);
+    post(&s, "Anne <anne@example.net>", "Interrupted", "");
+    s.app.process_all_inbound().await.unwrap();
+    // a worker claims ten copies and dies before sending them (H-50)
+    let claimed = listd::store::outbound::claim_due(&s.db.pool, 10, 300.0)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 10);
+    s.deliver().await;
+    assert_eq!(
+        s.sink.received().len(),
+        30,
+        "the claimed copies wait for their lease"
+    );
+    // the lease runs out: the copies are due again and go, once
+    sqlx::query("update outbound set locked_until = now() - interval '1 second' where locked_until is not null")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    s.deliver().await;
+    let received = s.sink.received();
+    let rcpts: HashSet<&String> = received.iter().flat_map(|c| &c.rcpt_to).collect();
+    assert_eq!(received.len(), 40, "no copy sent twice");
+    assert_eq!(rcpts.len(), 40, "every member got the post");
+}
