@@ -31,6 +31,8 @@ create table post (
 );
 
 create index post_list_message_id_idx on post (list_id, message_id, received_at);
+-- a received message is one post per list, even when its processing is repeated
+create unique index post_list_inbound_key on post (list_id, inbound_id);
 create index post_held_idx on post (received_at) where status = 'held';
 create index post_list_status_idx on post (list_id, status);
 
@@ -58,7 +60,8 @@ drop index outbound_due_idx;
 create index outbound_due_idx on outbound (next_attempt_at, id) where status = 'queued';
 
 -- the per-address limit on automatic mail never looks at post copies: keep them out
--- of this index so a fan-out writes one index less per member
+-- of this index so a fan-out writes one index less per member (queries that count
+-- automatic mail say `post_id is null` so that they can use it)
 drop index outbound_recipient_idx;
 create index outbound_recipient_idx on outbound (recipient_key, created_at) where post_id is null;
 

@@ -53,6 +53,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/email/held_notice.txt"),
     ),
     (
+        "email/post_held.txt",
+        include_str!("../templates/email/post_held.txt"),
+    ),
+    (
         "email/post_rejected.txt",
         include_str!("../templates/email/post_rejected.txt"),
     ),

@@ -7,7 +7,9 @@
 
 use super::{App, AppError};
 use crate::domain::headers::ListHeaders;
-use crate::domain::post::{DUPLICATE_WINDOW_DAYS, PostFacts, Poster, Reason, Verdict, decide};
+use crate::domain::post::{
+    DUPLICATE_WINDOW_DAYS, PostFacts, PostStatus, Poster, Reason, Verdict, decide,
+};
 use crate::domain::{Dmarc, EmailAddress, List, ListRef, MemberStatus, Posting, ReplyTo, Role};
 use crate::mail::Auto;
 use crate::mail::inbound::{Incoming, read_incoming};
@@ -52,13 +54,11 @@ pub enum PostOutcome {
 }
 
 /// A moderator's decision on a held post.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moderation {
     Approve,
     /// Refused; the poster is told, with the reason when one is given.
-    Reject {
-        reason: Option<String>,
-    },
+    Reject,
     /// Dropped without a word to the poster.
     Discard,
 }
@@ -95,8 +95,15 @@ pub struct PostDetail {
     pub raw: Vec<u8>,
 }
 
-/// At most this many rejection notices to one address a day (STANDARDS 27).
+/// At most this many automatic mails to one address a day (STANDARDS 27).
 const NOTICES_PER_DAY: i64 = 10;
+
+/// What a poster is told.
+#[derive(Debug, Clone, Copy)]
+enum Notice {
+    Held,
+    Rejected,
+}
 
 impl App {
     /// Decides on a received post and acts: relays it, holds it for the moderators,
@@ -125,7 +132,10 @@ impl App {
             match self.rewrite(list, post.raw, incoming.from.as_ref()).await {
                 Ok(p) => prepared = Some(p),
                 Err(e) => {
-                    unrelayable = Some(format!("the message cannot be relayed: {e}"));
+                    // held for the record; only reject or discard can end it
+                    unrelayable = Some(format!(
+                        "the message cannot be relayed as it is ({e}); reject or discard it"
+                    ));
                     verdict = Verdict::Hold(Reason::Moderated);
                 }
             }
@@ -136,6 +146,13 @@ impl App {
             incoming.message_id.as_deref().unwrap_or("")
         );
         let mut tx = store::begin_locked(&self.db, &lock).await?;
+        // processing repeated after a crash: the message already became a post
+        if let Some(inbound_id) = post.inbound_id
+            && let Some(post_id) =
+                store::posts::find_post_by_inbound(&mut *tx, list.id, inbound_id).await?
+        {
+            return Ok(PostOutcome::Duplicate { post_id });
+        }
         if let Some(message_id) = incoming.message_id.as_deref() {
             let since = OffsetDateTime::now_utc() - Duration::days(DUPLICATE_WINDOW_DAYS);
             if let Some(post_id) =
@@ -145,10 +162,13 @@ impl App {
             }
         }
         let (status, reason) = match verdict {
-            Verdict::Accept => ("accepted", None),
-            Verdict::Hold(r) => ("held", Some(unrelayable.unwrap_or_else(|| r.to_string()))),
-            Verdict::Reject(r) => ("rejected", Some(r.to_string())),
-            Verdict::Discard(r) => ("discarded", Some(r.to_string())),
+            Verdict::Accept => (PostStatus::Accepted, None),
+            Verdict::Hold(r) => (
+                PostStatus::Held,
+                Some(unrelayable.unwrap_or_else(|| r.to_string())),
+            ),
+            Verdict::Reject(r) => (PostStatus::Rejected, Some(r.to_string())),
+            Verdict::Discard(r) => (PostStatus::Discarded, Some(r.to_string())),
         };
         let author = incoming.from.as_ref().map(|a| a.to_string());
         let post_id = store::posts::insert_post(
@@ -178,6 +198,7 @@ impl App {
                         &prepared,
                         incoming.from.as_ref(),
                         "policy",
+                        None,
                     )
                     .await?;
                 PostOutcome::Relayed { post_id, copies }
@@ -185,8 +206,14 @@ impl App {
             (Verdict::Reject(_), _) => {
                 let row = held_view(list, post_id, &author, incoming, &reason);
                 if !incoming.automatic {
-                    self.notify_rejection(&mut tx, list, &row, incoming.message_id.as_deref())
-                        .await?;
+                    self.notify_poster(
+                        &mut tx,
+                        list,
+                        &row,
+                        Notice::Rejected,
+                        incoming.message_id.as_deref(),
+                    )
+                    .await?;
                 }
                 PostOutcome::Rejected { post_id, reason }
             }
@@ -194,6 +221,16 @@ impl App {
             _ => {
                 let row = held_view(list, post_id, &author, incoming, &reason);
                 self.notify_moderators(&mut tx, list, &row).await?;
+                if !incoming.automatic {
+                    self.notify_poster(
+                        &mut tx,
+                        list,
+                        &row,
+                        Notice::Held,
+                        incoming.message_id.as_deref(),
+                    )
+                    .await?;
+                }
                 PostOutcome::Held { post_id, reason }
             }
         };
@@ -232,7 +269,7 @@ impl App {
             .ok_or(AppError::NoSuchPost(id))?;
         Ok(PostDetail {
             post: row_view(&list, &post),
-            status: post.status,
+            status: post.status.to_string(),
             mail_from: post.mail_from,
             decided_by: post.decided_by,
             copies: post.copies,
@@ -240,14 +277,18 @@ impl App {
         })
     }
 
-    /// Approves, rejects or discards a held post. Approval relays it as if the policy
-    /// had accepted it; a post that is no longer held is refused with what became of it.
+    /// Approves, rejects or discards a held post, with the moderator's reason (told to
+    /// the poster on rejection, kept with the post otherwise). Approval relays it as
+    /// if the policy had accepted it; a post that is no longer held is refused with
+    /// what became of it.
     pub async fn moderate(
         &self,
         id: i64,
         decision: Moderation,
+        reason: Option<&str>,
         by: &str,
     ) -> Result<ModerationOutcome, AppError> {
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let peek = store::posts::find_post(&self.db, id)
             .await?
             .ok_or(AppError::NoSuchPost(id))?;
@@ -269,7 +310,7 @@ impl App {
         let post = store::posts::find_post(&mut *tx, id)
             .await?
             .ok_or(AppError::NoSuchPost(id))?;
-        if post.status != "held" {
+        if post.status != PostStatus::Held {
             return Err(AppError::Refused(format!(
                 "message {id} is not held: it was {}{}",
                 post.status,
@@ -282,28 +323,47 @@ impl App {
         let outcome = match (decision, prepared) {
             (Moderation::Approve, Some(prepared)) => {
                 let copies = self
-                    .fan_out(&mut tx, &list, id, &prepared, incoming.from.as_ref(), by)
+                    .fan_out(
+                        &mut tx,
+                        &list,
+                        id,
+                        &prepared,
+                        incoming.from.as_ref(),
+                        by,
+                        reason,
+                    )
                     .await?;
                 ModerationOutcome::Approved { copies }
             }
-            (Moderation::Reject { reason }, _) => {
-                let reason = reason
-                    .filter(|r| !r.trim().is_empty())
-                    .unwrap_or_else(|| "a moderator declined it".to_string());
-                store::posts::update_post_decided(&mut *tx, id, "rejected", Some(&reason), by)
-                    .await?;
+            (Moderation::Reject, _) => {
+                let reason = reason.unwrap_or("a moderator declined it");
+                store::posts::update_post_decided(
+                    &mut *tx,
+                    id,
+                    PostStatus::Rejected,
+                    Some(reason),
+                    by,
+                )
+                .await?;
                 if !post.automatic {
                     let row = HeldPost {
-                        reason,
+                        reason: reason.to_string(),
                         ..row_view(&list, &post)
                     };
-                    self.notify_rejection(&mut tx, &list, &row, post.message_id.as_deref())
-                        .await?;
+                    self.notify_poster(
+                        &mut tx,
+                        &list,
+                        &row,
+                        Notice::Rejected,
+                        post.message_id.as_deref(),
+                    )
+                    .await?;
                 }
                 ModerationOutcome::Rejected
             }
             _ => {
-                store::posts::update_post_decided(&mut *tx, id, "discarded", None, by).await?;
+                store::posts::update_post_decided(&mut *tx, id, PostStatus::Discarded, reason, by)
+                    .await?;
                 ModerationOutcome::Discarded
             }
         };
@@ -373,6 +433,7 @@ impl App {
         prepared: &Prepared,
         author: Option<&EmailAddress>,
         by: &str,
+        note: Option<&str>,
     ) -> Result<u64, AppError> {
         let author_key = author.map(|a| a.key());
         let copies =
@@ -384,6 +445,7 @@ impl App {
             prepared.shared(),
             i32::try_from(copies).unwrap_or(i32::MAX),
             by,
+            note,
         )
         .await?;
         tracing::info!(list = %list.address, post_id, copies, "post accepted");
@@ -440,12 +502,14 @@ impl App {
         Ok(())
     }
 
-    /// Tells a poster their post was rejected, within the daily limit per address.
-    async fn notify_rejection(
+    /// Tells a poster their post was rejected or awaits a moderator, within the
+    /// daily limit of automatic mail per address.
+    async fn notify_poster(
         &self,
         tx: &mut PgConnection,
         list: &List,
         post: &HeldPost,
+        notice: Notice,
         in_reply_to: Option<&str>,
     ) -> Result<(), AppError> {
         let Ok(to) = EmailAddress::parse(&post.from) else {
@@ -460,7 +524,7 @@ impl App {
         )
         .await?;
         if sent >= NOTICES_PER_DAY {
-            tracing::info!(list = %list.address, "rejection not told: per-address limit reached");
+            tracing::info!(list = %list.address, "poster not told: per-address limit reached");
             return Ok(());
         }
         let ctx = json!({
@@ -475,7 +539,10 @@ impl App {
             list,
             "reply",
             &to.to_string(),
-            "email/post_rejected.txt",
+            match notice {
+                Notice::Held => "email/post_held.txt",
+                Notice::Rejected => "email/post_rejected.txt",
+            },
             ctx,
             Auto::Replied,
             None,

@@ -26,6 +26,9 @@ pub enum HeldCommand {
     Approve {
         #[arg(required = true)]
         ids: Vec<i64>,
+        /// A note kept with the message
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Refuse held messages; the sender is told, with the reason
     Reject {
@@ -38,6 +41,9 @@ pub enum HeldCommand {
     Discard {
         #[arg(required = true)]
         ids: Vec<i64>,
+        /// A note kept with the message
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -103,19 +109,28 @@ pub async fn run(app: App, command: HeldCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        HeldCommand::Approve { ids } => moderate(&app, ids, Moderation::Approve).await,
-        HeldCommand::Reject { ids, reason } => {
-            moderate(&app, ids, Moderation::Reject { reason }).await
+        HeldCommand::Approve { ids, reason } => {
+            moderate(&app, ids, Moderation::Approve, reason).await
         }
-        HeldCommand::Discard { ids } => moderate(&app, ids, Moderation::Discard).await,
+        HeldCommand::Reject { ids, reason } => {
+            moderate(&app, ids, Moderation::Reject, reason).await
+        }
+        HeldCommand::Discard { ids, reason } => {
+            moderate(&app, ids, Moderation::Discard, reason).await
+        }
     }
 }
 
 /// Acts on every id; reports each, and fails (exit 1) if any could not be done.
-async fn moderate(app: &App, ids: Vec<i64>, decision: Moderation) -> Result<(), Failure> {
+async fn moderate(
+    app: &App,
+    ids: Vec<i64>,
+    decision: Moderation,
+    reason: Option<String>,
+) -> Result<(), Failure> {
     let mut failures = Vec::new();
     for id in ids {
-        match app.moderate(id, decision.clone(), "cli").await {
+        match app.moderate(id, decision, reason.as_deref(), "cli").await {
             Ok(ModerationOutcome::Approved { copies }) => {
                 println!("message {id} approved: relayed to {copies} member(s)")
             }

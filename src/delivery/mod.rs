@@ -13,7 +13,7 @@
 //! members who left before their turn came are cancelled, not sent.
 
 use crate::config::RelayUrl;
-use crate::domain::{ListAddress, MemberStatus, SecretKey, UnsubscribeToken, VerpToken};
+use crate::domain::{Delivery, ListAddress, MemberStatus, SecretKey, UnsubscribeToken, VerpToken};
 use crate::mail::rewrite::write_copy;
 use crate::store;
 use crate::store::outbound::Claimed;
@@ -29,8 +29,9 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-/// How long a claimed row stays reserved for the worker that claimed it.
-const LEASE_SECS: f64 = 300.0;
+/// How long a claimed row stays reserved for the worker that claimed it: longer than
+/// any one send may take (`smtp::SEND_LIMIT`), so a row is not sent twice at once.
+const LEASE: Duration = Duration::from_secs(900);
 /// How long a message is retried before it is given up.
 const GIVE_UP_AFTER: time::Duration = time::Duration::days(4);
 /// Deliveries are recorded in batches of this many, or after this long.
@@ -184,6 +185,11 @@ impl Worker {
         if status != MemberStatus::Subscribed.as_str() {
             return Ok(Ready::Cancel("the member left before the copy was sent"));
         }
+        if row.member_delivery.as_deref() == Some(Delivery::Disabled.as_str()) {
+            return Ok(Ready::Cancel(
+                "the member turned delivery off before the copy was sent",
+            ));
+        }
         let Some(post) = self.shared_post(post_id).await? else {
             return Ok(Ready::Cancel(
                 "the post no longer exists (its list was deleted)",
@@ -234,31 +240,52 @@ impl Worker {
         Ok(Some(post))
     }
 
-    /// Delivers everything due now and returns how many rows it claimed. Sending never
-    /// waits for the database: the next batch is claimed while the current one is
-    /// being sent, `concurrency` messages are in flight at any time, and successes are
-    /// recorded in batches in the background. Tests use it to make delivery
-    /// deterministic (messages scheduled for a later retry are left alone).
+    /// Delivers everything due now and returns how many rows it claimed (tests use it
+    /// to make delivery deterministic; messages scheduled for a later retry are left
+    /// alone).
     pub async fn dispatch_all_pending(&self) -> anyhow::Result<usize> {
-        let batch = (self.concurrency * 16) as i64;
-        let mut queue: VecDeque<Claimed> = VecDeque::new();
+        self.drain(None).await
+    }
+
+    /// Sends until nothing is due (or `stop` is set). Sending never waits for the
+    /// database: the next batch is claimed while the current one is being sent,
+    /// `concurrency` messages are in flight at any time, and successes are recorded in
+    /// batches in the background. A claimed row that waited too long in this process
+    /// is left for its lease to expire rather than sent late, so a row is never sent
+    /// under a lease that another worker may already have taken over.
+    async fn drain(&self, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<usize> {
+        let batch = (self.concurrency * 4) as i64;
+        let mut queue: VecDeque<(Instant, Claimed)> = VecDeque::new();
         let mut sending = JoinSet::new();
         let mut recording = JoinSet::new();
         let mut claiming: Option<JoinHandle<Result<Vec<Claimed>, sqlx::Error>>> = None;
         let mut exhausted = false;
+        let mut failure = None;
         let mut sent = Vec::new();
         let mut last_record = Instant::now();
         let mut total = 0;
         loop {
-            if claiming.is_none() && !exhausted && queue.len() < self.concurrency * 8 {
+            let stopping = stop.is_some_and(|s| *s.borrow());
+            if stopping {
+                // what is claimed but not started waits for its lease, sent elsewhere
+                queue.clear();
+            }
+            if claiming.is_none() && !exhausted && !stopping && queue.len() < self.concurrency * 2 {
                 let db = self.db.clone();
                 claiming = Some(tokio::spawn(async move {
-                    store::outbound::claim_due(&db, batch, LEASE_SECS).await
+                    store::outbound::claim_due(&db, batch, LEASE.as_secs_f64()).await
                 }));
             }
             while sending.len() < self.concurrency
-                && let Some(row) = queue.pop_front()
+                && let Some((claimed_at, row)) = queue.pop_front()
             {
+                if claimed_at.elapsed() > LEASE / 3 {
+                    tracing::warn!(
+                        id = row.id,
+                        "claimed too long ago; left for its lease to expire"
+                    );
+                    continue;
+                }
                 let me = self.clone();
                 sending.spawn(async move { me.deliver(row).await });
             }
@@ -276,12 +303,19 @@ impl Worker {
                     if claiming.is_some() =>
                 {
                     claiming = None;
-                    let rows = claimed
-                        .context("claiming queued mail")?
-                        .context("claiming queued mail")?;
-                    exhausted = rows.is_empty();
-                    total += rows.len();
-                    queue.extend(rows);
+                    match claimed.map_err(anyhow::Error::new).and_then(|r| r.map_err(Into::into)) {
+                        Ok(rows) => {
+                            exhausted = rows.is_empty();
+                            total += rows.len();
+                            let now = Instant::now();
+                            queue.extend(rows.into_iter().map(|r| (now, r)));
+                        }
+                        Err(e) => {
+                            // finish and record what is under way before reporting it
+                            exhausted = true;
+                            failure = Some(e.context("claiming queued mail"));
+                        }
+                    }
                 }
             }
             if sent.len() >= RECORD_BATCH
@@ -305,7 +339,10 @@ impl Worker {
             done.context("recording deliveries")?
                 .context("recording deliveries")?;
         }
-        Ok(total)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
     }
 
     /// Sends one message; returns its id when the relay accepted it (the caller records
@@ -364,7 +401,7 @@ impl Worker {
             if *stop.borrow() {
                 return;
             }
-            match self.dispatch_all_pending().await {
+            match self.drain(Some(&stop)).await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = format!("{e:#}"), "delivery round failed"),

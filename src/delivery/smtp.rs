@@ -19,7 +19,7 @@ use super::SendError;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Noop, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,10 @@ use tokio::sync::Semaphore;
 use tokio_rustls::rustls;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// One command's reply (RFC 5321 §4.5.3.2 asks for minutes; 3 is the shortest it names).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+/// One whole message, connecting included; the queue's lease is longer.
+pub const SEND_LIMIT: Duration = Duration::from_secs(600);
 /// Idle connections older than this are closed rather than reused.
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
@@ -49,10 +52,35 @@ pub struct RelayTarget {
 struct Connection {
     conn: AsyncSmtpConnection,
     pipelining: bool,
+    /// Out of step with the relay (it waits for data we will not send): never reused.
+    spoiled: bool,
+}
+
+/// A failed send, and whether the message may have reached the relay anyway (the
+/// reply to its final dot was lost): such a send is not repeated on another
+/// connection at once (RFC 1047), only retried later like any 4xx.
+struct SendFailure {
+    failure: Failure,
+    maybe_delivered: bool,
+}
+
+impl SendFailure {
+    fn before_data(failure: Failure) -> Self {
+        SendFailure {
+            failure,
+            maybe_delivered: false,
+        }
+    }
+    fn after_data(failure: Failure) -> Self {
+        SendFailure {
+            failure,
+            maybe_delivered: true,
+        }
+    }
 }
 
 impl Connection {
-    async fn send(&mut self, envelope: &Envelope, body: &[u8]) -> Result<(), Failure> {
+    async fn send(&mut self, envelope: &Envelope, body: &[u8]) -> Result<(), SendFailure> {
         let info = self.conn.server_info();
         let eight_bit = !body.is_ascii();
         let utf8 = envelope
@@ -60,13 +88,17 @@ impl Connection {
             .into_iter()
             .chain(envelope.to())
             .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
-        // anything unusual goes through lettre's own checks and errors
+        // anything unusual goes through lettre's own checks and errors; lettre's send
+        // does not say how far it got, so its failures count as after the data
         if !self.pipelining
             || envelope.to().len() != 1
             || (eight_bit && !info.supports_feature(Extension::EightBitMime))
             || (utf8 && !info.supports_feature(Extension::SmtpUtfEight))
         {
-            return timed(self.conn.send(envelope, body)).await.map(|_| ());
+            return timed(self.conn.send(envelope, body))
+                .await
+                .map(|_| ())
+                .map_err(SendFailure::after_data);
         }
         let mut params = Vec::new();
         if utf8 {
@@ -84,28 +116,37 @@ impl Connection {
         // all three replies are read whatever they say, so the stream stays in step
         let mail = timed(self.conn.command(group)).await;
         if mail.as_ref().is_err_and(Failure::is_broken) {
-            return mail.map(|_| ());
+            return mail.map(|_| ()).map_err(SendFailure::before_data);
         }
         let rcpt = timed(self.conn.read_response()).await;
         if rcpt.as_ref().is_err_and(Failure::is_broken) {
-            return rcpt.map(|_| ());
+            self.spoiled = true;
+            return rcpt.map(|_| ()).map_err(SendFailure::before_data);
         }
         let data = timed(self.conn.read_response()).await;
         match (mail, rcpt, data) {
-            (Ok(_), Ok(_), Ok(_)) => timed(self.conn.message(body)).await.map(|_| ()),
+            (Ok(_), Ok(_), Ok(_)) => timed(self.conn.message(body))
+                .await
+                .map(|_| ())
+                .map_err(SendFailure::after_data),
             (mail, rcpt, data) => {
-                if data.is_ok() {
-                    // the relay waits for a message we will not send: give the
-                    // connection up rather than send it an empty one
-                    self.conn.abort().await;
-                }
-                Err([mail.err(), rcpt.err(), data.err()]
-                    .into_iter()
-                    .flatten()
-                    .next()
-                    .unwrap_or(Failure::Timeout))
+                // a relay that says 354 after refusing the recipient waits for data
+                // we will not send: the connection is given up, not reused
+                self.spoiled = data.is_ok() || data.as_ref().is_err_and(Failure::is_broken);
+                Err(SendFailure::before_data(
+                    [mail.err(), rcpt.err(), data.err()]
+                        .into_iter()
+                        .flatten()
+                        .next()
+                        .unwrap_or(Failure::Timeout),
+                ))
             }
         }
+    }
+
+    /// Whether the connection can carry another message.
+    fn reusable(&self) -> bool {
+        !self.spoiled && !self.conn.has_broken()
     }
 }
 
@@ -138,41 +179,51 @@ impl SmtpPool {
         })
     }
 
-    /// Sends one message on a pooled connection.
+    /// Sends one message on a pooled connection, within [`SEND_LIMIT`].
     pub async fn send(&self, envelope: &Envelope, body: &[u8]) -> Result<(), SendError> {
+        match tokio::time::timeout(SEND_LIMIT, self.send_now(envelope, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Transient(
+                "the relay took too long over the message".into(),
+            )),
+        }
+    }
+
+    async fn send_now(&self, envelope: &Envelope, body: &[u8]) -> Result<(), SendError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| SendError::Transient("the relay pool is closed".into()))?;
-        let (mut conn, reused) = match self.take_idle() {
+        let (mut conn, reused) = match self.take_idle().await {
             Some(c) => (c, true),
             None => (self.connect().await?, false),
         };
         let mut result = conn.send(envelope, body).await;
-        if reused && result.as_ref().is_err_and(Failure::is_broken) {
-            // the idle connection had been closed by the relay: try once on a new one
-            conn.conn.abort().await;
+        if reused
+            && let Err(f) = &result
+            && f.failure.is_broken()
+            && !f.maybe_delivered
+        {
+            // the idle connection had been closed by the relay before it saw the
+            // message: try once on a new one (dropping a connection closes it)
             conn = self.connect().await?;
             result = conn.send(envelope, body).await;
         }
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 self.put_idle(conn);
                 Ok(())
             }
-            Err(e) => {
-                let text = e.to_string();
-                let permanent = e.is_permanent();
-                if conn.conn.has_broken() || e.is_broken() {
-                    conn.conn.abort().await;
-                } else {
-                    // a refused transaction leaves the connection usable after RSET
-                    if timed(conn.conn.command(Rset)).await.is_ok() {
-                        self.put_idle(conn);
-                    } else {
-                        conn.conn.abort().await;
-                    }
+            Err(SendFailure { failure, .. }) => {
+                let text = failure.to_string();
+                let permanent = failure.is_permanent();
+                // a refused transaction leaves the connection usable after RSET
+                if conn.reusable()
+                    && !failure.is_broken()
+                    && timed(conn.conn.command(Rset)).await.is_ok()
+                {
+                    self.put_idle(conn);
                 }
                 Err(if permanent {
                     SendError::Permanent(text)
@@ -183,18 +234,23 @@ impl SmtpPool {
         }
     }
 
-    fn take_idle(&self) -> Option<Connection> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < IDLE_LIMIT && !conn.conn.has_broken() {
+    /// An idle connection that still works. A pipelining one shows a closed socket
+    /// at its first reply, before any message data (and is then replaced); others are
+    /// asked with NOOP first, since lettre's send does not say how far it got.
+    async fn take_idle(&self) -> Option<Connection> {
+        loop {
+            let (mut conn, since) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if since.elapsed() >= IDLE_LIMIT || !conn.reusable() {
+                continue;
+            }
+            if conn.pipelining || timed(conn.conn.command(Noop)).await.is_ok() {
                 return Some(conn);
             }
         }
-        None
     }
 
     fn put_idle(&self, conn: Connection) {
-        if !conn.conn.has_broken() {
+        if conn.reusable() {
             self.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -263,7 +319,11 @@ impl SmtpPool {
                     }
                 })?;
         }
-        Ok(Connection { conn, pipelining })
+        Ok(Connection {
+            conn,
+            pipelining,
+            spoiled: false,
+        })
     }
 }
 

@@ -1,8 +1,13 @@
 //! What happens to a post: the posting policies of SPEC §3 and the loop rules of
 //! STANDARDS §E 31–32, as one pure function of what is known about the post.
 
-use super::{NonmemberAction, Posting};
+use super::{NonmemberAction, Posting, text_enum};
 use std::fmt;
+
+text_enum! {
+    /// Where a post stands.
+    PostStatus { Held = "held", Accepted = "accepted", Rejected = "rejected", Discarded = "discarded" }
+}
 
 /// More `Received` fields than this and a post is taken for a loop (RFC 5321 §6.3).
 pub const MAX_RECEIVED: usize = 30;

@@ -47,8 +47,10 @@ pub struct Claimed {
     pub member_id: Option<Uuid>,
     /// When the member's current membership began (for their unsubscribe token).
     pub member_since: Option<OffsetDateTime>,
-    /// The member's status now (a member who left is not sent queued copies).
+    /// The member's status and delivery setting now (a member who left or turned
+    /// delivery off is not sent the copies still queued).
     pub member_status: Option<String>,
+    pub member_delivery: Option<String>,
 }
 
 /// Leases up to `limit` due messages for `lease_secs` seconds. Rows leased by a live
@@ -74,7 +76,7 @@ pub async fn claim_due(
         where o.id = due.id
         returning o.id, o.recipient, o.attempts, o.created_at, o.envelope_from, o.message,
                   o.post_id, o.member_id, m.subscribed_at as "member_since?",
-                  m.status as "member_status?"
+                  m.status as "member_status?", m.delivery as "member_delivery?"
         "#,
         limit,
         lease_secs
@@ -88,7 +90,7 @@ pub async fn update_outbound_sent(db: impl PgExecutor<'_>, ids: &[i64]) -> Resul
     sqlx::query!(
         r#"
         update outbound set status = 'sent', sent_at = now(), locked_until = null, last_error = null
-        where id = any($1)
+        where id = any($1) and status = 'queued'
         "#,
         ids
     )
@@ -106,7 +108,7 @@ pub async fn update_outbound_retry(
     sqlx::query!(
         r#"
         update outbound set next_attempt_at = now() + make_interval(secs => $2), locked_until = null, last_error = $3
-        where id = $1
+        where id = $1 and status = 'queued'
         "#,
         id,
         delay_secs,
@@ -124,7 +126,7 @@ pub async fn update_outbound_cancelled(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update outbound set status = 'cancelled', locked_until = null, last_error = $2 where id = any($1)",
+        "update outbound set status = 'cancelled', locked_until = null, last_error = $2 where id = any($1) and status = 'queued'",
         ids,
         reason
     )
@@ -139,7 +141,7 @@ pub async fn update_outbound_failed(
     error: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update outbound set status = 'failed', locked_until = null, last_error = $2 where id = $1",
+        "update outbound set status = 'failed', locked_until = null, last_error = $2 where id = $1 and status = 'queued'",
         id,
         error
     )
@@ -172,6 +174,7 @@ pub async fn count_recent_to(
         r#"
         select count(*) as "n!" from outbound
         where recipient_key = lower($1) and purpose = any($2) and created_at >= $3
+          and post_id is null
         "#,
         recipient,
         &purposes,

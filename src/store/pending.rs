@@ -142,7 +142,8 @@ pub async fn find_request_state(
             (select count(*) from pending_request
              where list_id = $1 and kind = $2 and address_key = $3 and requested_at >= $5) as "today!",
             (select count(*) from outbound
-             where recipient_key = $3 and purpose = any($6) and created_at >= $5) as "automatic!"
+             where recipient_key = $3 and purpose = any($6) and created_at >= $5
+               and post_id is null) as "automatic!"
         "#,
         list_id,
         kind,

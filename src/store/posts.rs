@@ -1,6 +1,8 @@
 //! The `post` table (held and accepted posts, the archive) and the fan-out of an
 //! accepted post into one `outbound` row per member.
 
+use super::decode;
+use crate::domain::post::PostStatus;
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -14,8 +16,7 @@ pub struct NewPost<'a> {
     pub author: Option<&'a str>,
     pub subject: &'a str,
     pub raw: &'a [u8],
-    /// `held`, `accepted`, `rejected` or `discarded`.
-    pub status: &'a str,
+    pub status: PostStatus,
     pub reason: Option<&'a str>,
     pub automatic: bool,
 }
@@ -37,11 +38,26 @@ pub async fn insert_post(db: impl PgExecutor<'_>, p: &NewPost<'_>) -> Result<i64
         p.author,
         p.subject,
         p.raw,
-        p.status,
+        p.status.as_str(),
         p.reason,
         p.automatic
     )
     .fetch_one(db)
+    .await
+}
+
+/// The post a received message already became on a list (processing repeated).
+pub async fn find_post_by_inbound(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    inbound_id: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select id from post where list_id = $1 and inbound_id = $2",
+        list_id,
+        inbound_id
+    )
+    .fetch_optional(db)
     .await
 }
 
@@ -72,7 +88,7 @@ pub struct PostRow {
     pub author: Option<String>,
     pub subject: String,
     pub raw: Vec<u8>,
-    pub status: String,
+    pub status: PostStatus,
     pub reason: Option<String>,
     pub automatic: bool,
     pub received_at: OffsetDateTime,
@@ -84,8 +100,7 @@ pub struct PostRow {
 /// A post by id. Inside a transaction the row stays locked until it ends (two
 /// moderators acting on one post at once: the second sees the first one's decision).
 pub async fn find_post(db: impl PgExecutor<'_>, id: i64) -> Result<Option<PostRow>, sqlx::Error> {
-    sqlx::query_as!(
-        PostRow,
+    let Some(r) = sqlx::query!(
         r#"
         select id, list_id, message_id, mail_from, author, subject, raw, status, reason, automatic,
                received_at, decided_at, decided_by, copies
@@ -94,7 +109,26 @@ pub async fn find_post(db: impl PgExecutor<'_>, id: i64) -> Result<Option<PostRo
         id
     )
     .fetch_optional(db)
-    .await
+    .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(PostRow {
+        id: r.id,
+        list_id: r.list_id,
+        message_id: r.message_id,
+        mail_from: r.mail_from,
+        author: r.author,
+        subject: r.subject,
+        raw: r.raw,
+        status: decode("post status", &r.status)?,
+        reason: r.reason,
+        automatic: r.automatic,
+        received_at: r.received_at,
+        decided_at: r.decided_at,
+        decided_by: r.decided_by,
+        copies: r.copies,
+    }))
 }
 
 /// A held post in a listing (without its bytes).
@@ -134,7 +168,7 @@ pub async fn list_held(
 pub async fn update_post_decided(
     db: impl PgExecutor<'_>,
     id: i64,
-    status: &str,
+    status: PostStatus,
     reason: Option<&str>,
     decided_by: &str,
 ) -> Result<(), sqlx::Error> {
@@ -144,7 +178,7 @@ pub async fn update_post_decided(
         where id = $1
         "#,
         id,
-        status,
+        status.as_str(),
         reason,
         decided_by
     )
@@ -160,17 +194,19 @@ pub async fn update_post_accepted(
     relayed: &[u8],
     copies: i32,
     decided_by: &str,
+    note: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
         update post set status = 'accepted', relayed = $2, copies = $3, decided_at = now(),
-                        decided_by = $4
+                        decided_by = $4, reason = coalesce($5, reason)
         where id = $1
         "#,
         id,
         relayed,
         copies,
-        decided_by
+        decided_by,
+        note
     )
     .execute(db)
     .await
