@@ -98,6 +98,13 @@ pub struct PostDetail {
 /// At most this many automatic mails to one address a day (STANDARDS 27).
 const NOTICES_PER_DAY: i64 = 10;
 
+/// Who accepted a post (`policy` or a moderator), and their note.
+#[derive(Debug, Clone, Copy)]
+struct Decided<'a> {
+    by: &'a str,
+    note: Option<&'a str>,
+}
+
 /// What a poster is told.
 #[derive(Debug, Clone, Copy)]
 enum Notice {
@@ -197,8 +204,10 @@ impl App {
                         post_id,
                         &prepared,
                         incoming.from.as_ref(),
-                        "policy",
-                        None,
+                        Decided {
+                            by: "policy",
+                            note: None,
+                        },
                     )
                     .await?;
                 PostOutcome::Relayed { post_id, copies }
@@ -329,8 +338,7 @@ impl App {
                         id,
                         &prepared,
                         incoming.from.as_ref(),
-                        by,
-                        reason,
+                        Decided { by, note: reason },
                     )
                     .await?;
                 ModerationOutcome::Approved { copies }
@@ -432,8 +440,7 @@ impl App {
         post_id: i64,
         prepared: &Prepared,
         author: Option<&EmailAddress>,
-        by: &str,
-        note: Option<&str>,
+        decided: Decided<'_>,
     ) -> Result<u64, AppError> {
         let author_key = author.map(|a| a.key());
         let copies =
@@ -444,8 +451,8 @@ impl App {
             post_id,
             prepared.shared(),
             i32::try_from(copies).unwrap_or(i32::MAX),
-            by,
-            note,
+            decided.by,
+            decided.note,
         )
         .await?;
         tracing::info!(list = %list.address, post_id, copies, "post accepted");
