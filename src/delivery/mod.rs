@@ -21,13 +21,11 @@ use anyhow::Context;
 use lettre::address::Envelope;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use sqlx::PgPool;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::{mpsc, watch};
 
 /// How long a claimed row stays reserved for the worker that claimed it: longer than
 /// any one send may take (`smtp::SEND_LIMIT`), so a row is not sent twice at once.
@@ -247,101 +245,109 @@ impl Worker {
         self.drain(None).await
     }
 
-    /// Sends until nothing is due (or `stop` is set). Sending never waits for the
-    /// database: the next batch is claimed while the current one is being sent,
-    /// `concurrency` messages are in flight at any time, and successes are recorded in
-    /// batches in the background. A claimed row that waited too long in this process
-    /// is left for its lease to expire rather than sent late, so a row is never sent
-    /// under a lease that another worker may already have taken over.
+    /// Sends until nothing is due (or `stop` is set). Three parts run at once: a
+    /// feeder claims batches into a bounded channel (the next batch is claimed while
+    /// the current one is being sent), `concurrency` senders take rows from it, and a
+    /// recorder writes successes in batches. A claimed row that waited too long in
+    /// this process is left for its lease to expire rather than sent late, so a row is
+    /// never sent under a lease that another worker may already have taken over.
     async fn drain(&self, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<usize> {
-        let batch = (self.concurrency * 4) as i64;
-        let mut queue: VecDeque<(Instant, Claimed)> = VecDeque::new();
-        let mut sending = JoinSet::new();
-        let mut recording = JoinSet::new();
-        let mut claiming: Option<JoinHandle<Result<Vec<Claimed>, sqlx::Error>>> = None;
-        let mut exhausted = false;
-        let mut failure = None;
-        let mut sent = Vec::new();
-        let mut last_record = Instant::now();
-        let mut total = 0;
-        loop {
-            let stopping = stop.is_some_and(|s| *s.borrow());
-            if stopping {
-                // what is claimed but not started waits for its lease, sent elsewhere
-                queue.clear();
-            }
-            if claiming.is_none() && !exhausted && !stopping && queue.len() < self.concurrency * 2 {
-                let db = self.db.clone();
-                claiming = Some(tokio::spawn(async move {
-                    store::outbound::claim_due(&db, batch, LEASE.as_secs_f64()).await
-                }));
-            }
-            while sending.len() < self.concurrency
-                && let Some((claimed_at, row)) = queue.pop_front()
-            {
-                if claimed_at.elapsed() > LEASE / 3 {
-                    tracing::warn!(
-                        id = row.id,
-                        "claimed too long ago; left for its lease to expire"
-                    );
-                    continue;
+        let batch = self.concurrency * 16;
+        let (rows_tx, rows_rx) = mpsc::channel::<(Instant, Claimed)>(batch);
+        let rows_rx = Arc::new(tokio::sync::Mutex::new(rows_rx));
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<i64>();
+        // owns the sending side: when it ends, the channel closes and the senders
+        // stop once they have emptied it
+        let feeder = async move {
+            let rows_tx = rows_tx;
+            let mut total = 0;
+            loop {
+                if stop.is_some_and(|s| *s.borrow()) {
+                    return Ok(total);
                 }
-                let me = self.clone();
-                sending.spawn(async move { me.deliver(row).await });
-            }
-            if sending.is_empty() && queue.is_empty() && claiming.is_none() {
-                break;
-            }
-            tokio::select! {
-                Some(done) = sending.join_next() => match done {
-                    Ok(Ok(Some(id))) => sent.push(id),
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "recording a delivery"),
-                    Err(e) => tracing::error!(error = %e, "delivery task failed"),
-                },
-                claimed = async { claiming.as_mut().expect("a claim is running").await },
-                    if claiming.is_some() =>
-                {
-                    claiming = None;
-                    match claimed.map_err(anyhow::Error::new).and_then(|r| r.map_err(Into::into)) {
-                        Ok(rows) => {
-                            exhausted = rows.is_empty();
-                            total += rows.len();
-                            let now = Instant::now();
-                            queue.extend(rows.into_iter().map(|r| (now, r)));
-                        }
-                        Err(e) => {
-                            // finish and record what is under way before reporting it
-                            exhausted = true;
-                            failure = Some(e.context("claiming queued mail"));
-                        }
+                let rows = store::outbound::claim_due(&self.db, batch as i64, LEASE.as_secs_f64())
+                    .await
+                    .context("claiming queued mail")?;
+                if rows.is_empty() {
+                    return Ok(total);
+                }
+                total += rows.len();
+                let now = Instant::now();
+                for row in rows {
+                    if rows_tx.send((now, row)).await.is_err() {
+                        return Ok(total);
                     }
                 }
             }
-            if sent.len() >= RECORD_BATCH
-                || (!sent.is_empty() && last_record.elapsed() >= RECORD_EVERY)
-            {
-                let ids = std::mem::take(&mut sent);
-                let db = self.db.clone();
-                recording
-                    .spawn(async move { store::outbound::update_outbound_sent(&db, &ids).await });
-                last_record = Instant::now();
-            }
-        }
-        if !sent.is_empty() {
-            store::outbound::update_outbound_sent(&self.db, &sent)
-                .await
-                .context("recording deliveries")?;
-        }
+        };
+        let stopped = stop.cloned();
+        let senders: Vec<_> = (0..self.concurrency)
+            .map(|_| {
+                let (rows_rx, done_tx) = (rows_rx.clone(), done_tx.clone());
+                let (me, stop) = (self.clone(), stopped.clone());
+                // tasks of their own, so that copies are built and sent on every core
+                tokio::spawn(async move {
+                    loop {
+                        let next = rows_rx.lock().await.recv().await;
+                        let Some((claimed_at, row)) = next else {
+                            return;
+                        };
+                        if claimed_at.elapsed() > LEASE / 3
+                            || stop.as_ref().is_some_and(|s| *s.borrow())
+                        {
+                            // left for its lease to expire; sent by whoever claims it next
+                            continue;
+                        }
+                        match me.deliver(row).await {
+                            Ok(Some(id)) => {
+                                let _ = done_tx.send(id);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::error!(error = format!("{e:#}"), "recording a delivery")
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(done_tx);
+        let (claimed, (), recorded) = tokio::join!(
+            feeder,
+            async {
+                for sender in senders {
+                    if let Err(e) = sender.await {
+                        tracing::error!(error = %e, "a delivery task failed");
+                    }
+                }
+            },
+            self.record(done_rx)
+        );
         // if recording fails the leases expire and those copies are sent again: at
         // least once, never lost
-        while let Some(done) = recording.join_next().await {
-            done.context("recording deliveries")?
-                .context("recording deliveries")?;
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(total),
+        recorded?;
+        claimed
+    }
+
+    /// Records successes as they come, in batches of [`RECORD_BATCH`] or every
+    /// [`RECORD_EVERY`], until every sender is done.
+    async fn record(&self, mut done: mpsc::UnboundedReceiver<i64>) -> anyhow::Result<()> {
+        let mut sent = Vec::with_capacity(RECORD_BATCH);
+        loop {
+            let next = tokio::time::timeout(RECORD_EVERY, done.recv()).await;
+            let finished = matches!(next, Ok(None));
+            if let Ok(Some(id)) = next {
+                sent.push(id);
+            }
+            if !sent.is_empty() && (finished || next.is_err() || sent.len() >= RECORD_BATCH) {
+                store::outbound::update_outbound_sent(&self.db, &sent)
+                    .await
+                    .context("recording deliveries")?;
+                sent.clear();
+            }
+            if finished {
+                return Ok(());
+            }
         }
     }
 
