@@ -71,3 +71,13 @@ alter table member add column own_posts boolean not null default true;
 -- claiming a row changes only its lease and attempt count: with room left on each
 -- page that update stays on the page and touches no index (a HOT update)
 alter table outbound set (fillfactor = 50);
+
+-- Member look-ups name the list and the address (and often the role). With the role
+-- second in the unique index, a look-up without the role read every member of the
+-- list; and with a second index leading with the list, the planner (on a table whose
+-- statistics were stale) could answer a look-up by reading the whole list through it.
+-- One index now serves both the look-ups and the listings: the address comes second,
+-- and the status index is gone (a listing or a fan-out reads the whole list anyway).
+alter table member drop constraint member_list_role_address_key;
+alter table member add constraint member_list_address_role_key unique (list_id, address_key, role);
+drop index member_list_status_idx;

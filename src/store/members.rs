@@ -199,7 +199,7 @@ pub async fn upsert_confirmed_member(
                             request_form_text, confirmed_at, confirm_method, confirm_ip, confirm_message_id)
         values ($1, $2, $3, $4, $5, $15, 'enabled', case when $15 = 'subscribed' then now() end, coalesce($6, now()), $7, $8, $9, $10, $11,
                 now(), $12, $13, $14)
-        on conflict on constraint member_list_role_address_key do update set
+        on conflict on constraint member_list_address_role_key do update set
             address = excluded.address,
             name = coalesce(excluded.name, member.name),
             status = excluded.status,

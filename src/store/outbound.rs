@@ -150,12 +150,16 @@ pub async fn update_outbound_failed(
     .map(|_| ())
 }
 
-/// Seconds until the next queued message is due (`None` when nothing is queued).
+/// Seconds until the next queued message that nobody holds is due (`None` when there
+/// is none). Read from the queue's index: the first row in due order that is not
+/// leased. Rows held by a live worker are its business; an expired lease is found by
+/// the polling that follows.
 pub async fn seconds_until_next_due(db: &PgPool) -> Result<Option<f64>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"
-        select extract(epoch from min(greatest(next_attempt_at, coalesce(locked_until, next_attempt_at))) - now())::float8
-        from outbound where status = 'queued'
+        select extract(epoch from min(next_attempt_at) - now())::float8
+        from outbound
+        where status = 'queued' and (locked_until is null or locked_until < now())
         "#
     )
     .fetch_one(db)

@@ -47,7 +47,7 @@ pub async fn insert_pending(
                                 request_ip, request_user_agent, request_message_id, request_form_text)
             select $1, $3, $4, $5, 'member', 'pending', now(), $8, $9, $10, $11, $12
             where $13
-            on conflict on constraint member_list_role_address_key do nothing
+            on conflict on constraint member_list_address_role_key do nothing
         )
         insert into pending_request (list_id, kind, address, address_key, name, token_hash, expires_at, source,
                                      ip, user_agent, message_id, form_text)
