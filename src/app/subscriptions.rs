@@ -407,7 +407,6 @@ impl App {
             evidence: &req.evidence,
             new_member,
         };
-        store::pending::insert_pending(&mut *tx, &pending).await?;
         // the requester's own words (the name field) are never put into the mail (STANDARDS 25)
         let ctx = json!({
             "list_name": list.settings.name,
@@ -430,18 +429,26 @@ impl App {
         } else {
             Auto::Generated
         };
-        self.enqueue_mail(
-            tx,
+        let to = req.address.to_string();
+        let (envelope_from, message) = self.compose_mail(
             list,
-            "confirm",
-            &req.address.to_string(),
+            &to,
             template,
             ctx,
             auto,
             Some(&reply_to),
             req.in_reply_to.as_deref(),
-        )
-        .await
+        )?;
+        let mail = NewOutbound {
+            list_id: Some(list.id),
+            purpose: "confirm",
+            envelope_from: &envelope_from,
+            recipient: &to,
+            message: &message,
+        };
+        // the request and its mail in one statement: this runs for every form post
+        store::pending::insert_pending(&mut *tx, &pending, &mail).await?;
+        Ok(())
     }
 
     async fn enqueue_welcome(
@@ -523,6 +530,35 @@ impl App {
         reply_to: Option<&str>,
         in_reply_to: Option<&str>,
     ) -> Result<(), AppError> {
+        let (envelope_from, message) =
+            self.compose_mail(list, to, template, ctx, auto, reply_to, in_reply_to)?;
+        store::outbound::insert_outbound(
+            &mut *tx,
+            &NewOutbound {
+                list_id: Some(list.id),
+                purpose,
+                envelope_from: &envelope_from,
+                recipient: to,
+                message: &message,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Renders a mail template into a message from the list: its envelope sender and
+    /// its bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn compose_mail(
+        &self,
+        list: &List,
+        to: &str,
+        template: &str,
+        ctx: serde_json::Value,
+        auto: Auto,
+        reply_to: Option<&str>,
+        in_reply_to: Option<&str>,
+    ) -> Result<(String, Vec<u8>), AppError> {
         let text = self
             .templates
             .render_mail(template, ctx)
@@ -538,19 +574,7 @@ impl App {
             in_reply_to,
             hostname: &self.settings.hostname,
         });
-        let envelope_from = system_envelope_from(&list.address);
-        store::outbound::insert_outbound(
-            &mut *tx,
-            &NewOutbound {
-                list_id: Some(list.id),
-                purpose,
-                envelope_from: &envelope_from,
-                recipient: to,
-                message: &message,
-            },
-        )
-        .await?;
-        Ok(())
+        Ok((system_envelope_from(&list.address), message))
     }
 }
 

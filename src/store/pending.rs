@@ -1,5 +1,6 @@
 //! The `pending_request` table: requests waiting for the mailbox to confirm.
 
+use super::outbound::NewOutbound;
 use crate::domain::{EmailAddress, Evidence, Source, TokenHash};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
@@ -36,9 +37,11 @@ pub struct NewPending<'a> {
     pub new_member: bool,
 }
 
+/// Records a request and queues its confirmation mail, in one statement.
 pub async fn insert_pending(
     db: impl PgExecutor<'_>,
     p: &NewPending<'_>,
+    mail: &NewOutbound<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
@@ -48,6 +51,10 @@ pub async fn insert_pending(
             select $1, $3, $4, $5, 'member', 'pending', now(), $8, $9, $10, $11, $12
             where $13
             on conflict on constraint member_list_address_role_key do nothing
+        ),
+        mail as (
+            insert into outbound (list_id, purpose, envelope_from, recipient, recipient_key, message)
+            values ($14, $15, $16, $17, lower($17), $18)
         )
         insert into pending_request (list_id, kind, address, address_key, name, token_hash, expires_at, source,
                                      ip, user_agent, message_id, form_text)
@@ -66,6 +73,11 @@ pub async fn insert_pending(
         p.evidence.message_id,
         p.evidence.form_text,
         p.new_member,
+        mail.list_id,
+        mail.purpose,
+        mail.envelope_from,
+        mail.recipient,
+        mail.message,
     )
     .execute(db)
     .await
