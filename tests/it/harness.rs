@@ -267,7 +267,20 @@ pub struct SmtpSink {
     pub offer_pipelining: Arc<std::sync::atomic::AtomicBool>,
     /// How many transactions arrived with RCPT already sent behind MAIL.
     pub pipelined: Arc<std::sync::atomic::AtomicUsize>,
+    /// How many connections were opened to it.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Misbehaviour a test asks for.
+    pub quirks: Arc<Mutex<SinkQuirks>>,
     task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+/// Ways the sink can misbehave, as broken or unlucky relays do.
+#[derive(Debug, Default)]
+pub struct SinkQuirks {
+    /// Answer 354 to DATA even when every recipient was refused.
+    pub data_after_refusal: bool,
+    /// Keep the message for these recipients, then hang up instead of answering 250.
+    pub hang_up_after_data_for: std::collections::HashSet<String>,
 }
 
 impl SmtpSink {
@@ -279,7 +292,11 @@ impl SmtpSink {
             Arc::new(Mutex::new(HashMap::new()));
         let offer_pipelining = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let pipelined = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let quirks = Arc::new(Mutex::new(SinkQuirks::default()));
         let shared = SinkShared {
+            connections: connections.clone(),
+            quirks: quirks.clone(),
             messages: messages.clone(),
             rcpt_replies: rcpt_replies.clone(),
             offer_pipelining: offer_pipelining.clone(),
@@ -302,6 +319,8 @@ impl SmtpSink {
             rcpt_replies,
             offer_pipelining,
             pipelined,
+            connections,
+            quirks,
             task: Arc::new(task),
         }
     }
@@ -349,6 +368,8 @@ struct SinkShared {
     rcpt_replies: Arc<Mutex<HashMap<String, String>>>,
     offer_pipelining: Arc<std::sync::atomic::AtomicBool>,
     pipelined: Arc<std::sync::atomic::AtomicUsize>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    quirks: Arc<Mutex<SinkQuirks>>,
 }
 
 async fn sink_session(sock: tokio::net::TcpStream, shared: SinkShared) -> std::io::Result<()> {
@@ -358,7 +379,10 @@ async fn sink_session(sock: tokio::net::TcpStream, shared: SinkShared) -> std::i
         rcpt_replies,
         offer_pipelining,
         pipelined,
+        connections,
+        quirks,
     } = shared;
+    connections.fetch_add(1, Ordering::SeqCst);
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
     w.write_all(b"220 sink.test ESMTP\r\n").await?;
@@ -404,7 +428,7 @@ async fn sink_session(sock: tokio::net::TcpStream, shared: SinkShared) -> std::i
                 }
             }
         } else if upper.starts_with("DATA") {
-            if rcpts.is_empty() {
+            if rcpts.is_empty() && !quirks.lock().unwrap().data_after_refusal {
                 "554 no valid recipients\r\n".into()
             } else {
                 w.write_all(b"354 go ahead\r\n").await?;
@@ -422,12 +446,26 @@ async fn sink_session(sock: tokio::net::TcpStream, shared: SinkShared) -> std::i
                     }
                     data.extend_from_slice(&l);
                 }
-                messages.lock().unwrap().push(Captured {
-                    mail_from: from.clone(),
-                    rcpt_to: rcpts.clone(),
-                    data,
-                });
-                "250 queued\r\n".into()
+                if rcpts.is_empty() {
+                    "554 no valid recipients\r\n".into()
+                } else {
+                    messages.lock().unwrap().push(Captured {
+                        mail_from: from.clone(),
+                        rcpt_to: rcpts.clone(),
+                        data,
+                    });
+                    let hang_up = rcpts.iter().any(|r| {
+                        quirks
+                            .lock()
+                            .unwrap()
+                            .hang_up_after_data_for
+                            .contains(&r.to_ascii_lowercase())
+                    });
+                    if hang_up {
+                        return Ok(());
+                    }
+                    "250 queued\r\n".into()
+                }
             }
         } else if upper.starts_with("RSET") {
             rcpts.clear();

@@ -748,3 +748,74 @@ async fn processing_a_post_again_does_not_relay_it_again() {
     s.process().await;
     assert_eq!(copies_to(&s, "bob@example.com").len(), 1, "relayed once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_says_354_after_refusing_the_recipient_is_left_not_fed() {
+    let s = server(&["--posting", "open"]).await;
+    add_members(&s, &["gone@example.net", "bob@example.com"]);
+    s.sink
+        .rcpt_replies
+        .lock()
+        .unwrap()
+        .insert("gone@example.net".into(), "550 5.1.1 no such user".into());
+    s.sink.quirks.lock().unwrap().data_after_refusal = true;
+    post(&s, "Anne <anne@example.net>", "Quirky", "");
+    s.app.process_all_inbound().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.deliver())
+        .await
+        .expect("delivery does not wait on a relay expecting data");
+    assert_eq!(copies_to(&s, "bob@example.com").len(), 1);
+    assert!(
+        s.sink.to("gone@example.net").is_empty(),
+        "no empty message sent"
+    );
+    let (status, error): (String, String) = sqlx::query_as(
+        "select status, last_error from outbound where recipient = 'gone@example.net'",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "failed", "the 550 is final");
+    assert!(error.contains("no such user"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_after_the_data_is_not_resent_at_once() {
+    let s = server(&["--posting", "open"]).await;
+    add_members(&s, &["bob@example.com"]);
+    s.sink
+        .quirks
+        .lock()
+        .unwrap()
+        .hang_up_after_data_for
+        .insert("bob@example.com".into());
+    post(&s, "Anne <anne@example.net>", "Lost reply", "");
+    s.process().await;
+    // the relay may have the message: a new connection does not repeat it (RFC 1047),
+    // the copy waits for its retry like any 4xx
+    assert_eq!(copies_to(&s, "bob@example.com").len(), 1);
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("select status, attempts from outbound where post_id is not null")
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("queued", 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_posts_are_relayed_byte_for_byte() {
+    let s = server(&["--posting", "open"]).await;
+    add_members(&s, &["bob@example.com", "carol@example.org"]);
+    // far past the socket's 64 KB hold-back, with lines that need dot-stuffing
+    let line: String = ".leading dot and some text to make a long enough line of mail\r\n".into();
+    let body = line.repeat(3000);
+    let message = mail("Anne <anne@example.net>", LIST, "Large", "", &body);
+    smtplib(s.smtp_port(), "anne@example.net", &[LIST], &message).unwrap();
+    s.process().await;
+    for who in ["bob@example.com", "carol@example.org"] {
+        let copies = copies_to(&s, who);
+        assert_eq!(copies.len(), 1);
+        assert_eq!(body_of(&copies[0].data), body_of(message.as_bytes()));
+    }
+    assert!(s.sink.connections.load(std::sync::atomic::Ordering::SeqCst) <= 4);
+}
