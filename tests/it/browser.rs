@@ -191,7 +191,10 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         // and whatever Chromium left behind with this test's profile
         let profile = format!("--user-data-dir={}", self._profile.path().display());
-        let _ = Command::new("pkill").arg("-f").arg(profile).status();
+        let _ = Command::new("pkill")
+            .args(["-f", "--"])
+            .arg(profile)
+            .status();
     }
 }
 
