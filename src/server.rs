@@ -9,6 +9,9 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+/// How often `serve` runs the maintenance (bounce warnings and removals, old rows).
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Which parts this process runs (`serve --no-http`, `--no-smtp`, `--no-worker`).
 #[derive(Debug, Clone, Copy)]
 pub struct Parts {
@@ -89,6 +92,12 @@ pub async fn run(
         let stop = stop_rx.clone();
         tasks.spawn(async move {
             inbound.run_inbound_worker(stop).await;
+            Ok(())
+        });
+        let maintenance = app.clone();
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            maintenance.run_maintenance(MAINTENANCE_EVERY, stop).await;
             Ok(())
         });
         let relay = crate::delivery::Relay::new(

@@ -17,6 +17,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("web/list.html", include_str!("../templates/web/list.html")),
     (
+        "web/resume.html",
+        include_str!("../templates/web/resume.html"),
+    ),
+    (
         "web/message.html",
         include_str!("../templates/web/message.html"),
     ),
@@ -47,6 +51,18 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "email/help.txt",
         include_str!("../templates/email/help.txt"),
+    ),
+    (
+        "email/bounce_disabled.txt",
+        include_str!("../templates/email/bounce_disabled.txt"),
+    ),
+    (
+        "email/bounce_warning.txt",
+        include_str!("../templates/email/bounce_warning.txt"),
+    ),
+    (
+        "email/policy_alert.txt",
+        include_str!("../templates/email/policy_alert.txt"),
     ),
     (
         "email/held_notice.txt",

@@ -119,7 +119,12 @@ impl App {
             if *stop.borrow() {
                 return;
             }
-            match self.process_inbound_batch().await {
+            let processed = self.process_inbound_batch().await;
+            // bounces recorded by that batch or by the delivery workers (relay 5xx)
+            if let Err(e) = self.judge_bounces(OffsetDateTime::now_utc()).await {
+                tracing::error!(error = ?e, "judging bounces");
+            }
+            match processed {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = ?e, "processing received mail"),
@@ -199,10 +204,11 @@ impl App {
                     }
                 });
             }
-            // bounces are recorded here; scoring them is a separate feature
-            // that builds on this record
-            Action::Bounces(_) => {
-                return Ok("stored (bounce processing is not enabled in this version)".into());
+            // recorded here, judged by `judge_bounces` after the batch
+            Action::Bounces(verp) => {
+                return self
+                    .record_bounce_mail(list, verp.as_deref(), raw, row.id)
+                    .await;
             }
             Action::Owner => return self.forward_to_owners(list, raw).await,
             _ => {}

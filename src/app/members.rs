@@ -211,6 +211,7 @@ impl App {
                 role: "member".into(),
             });
         };
+        let before = member.clone();
         let mut new_role = None;
         for pair in pairs {
             let (key, value) = pair.split_once('=').ok_or_else(|| {
@@ -252,6 +253,7 @@ impl App {
                 }
             }
         }
+        let resumed = before.delivery == Delivery::Disabled && member.delivery == Delivery::Enabled;
         store::members::update_member_attributes(
             &mut *tx,
             member.id,
@@ -260,6 +262,11 @@ impl App {
             member.own_posts,
         )
         .await?;
+        if resumed {
+            // an owner turning delivery back on forgets the bounces that turned it off
+            store::bounces::update_member_bounces_cleared(&mut *tx, member.id).await?;
+            member.bounce_score = 0;
+        }
         if let Some(role) = new_role
             && role != member.role
         {

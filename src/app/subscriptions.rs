@@ -346,6 +346,39 @@ impl App {
         })
     }
 
+    /// Turns delivery back on with a member's own token (the link in the notice sent
+    /// when bounces turned it off); forgets the bounces. `None` for a bad token or a
+    /// membership that ended.
+    pub async fn resume_delivery_with_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(List, String)>, AppError> {
+        let Some(id) = UnsubscribeToken::claimed_member(token) else {
+            return Ok(None);
+        };
+        let mut tx = self.db.begin().await?;
+        let Some(member) = store::members::find_member_by_id_for_update(&mut *tx, id).await? else {
+            return Ok(None);
+        };
+        if !self.token_matches(token, &member) || member.status != MemberStatus::Subscribed {
+            return Ok(None);
+        }
+        let Some(list) = store::lists::find_list_by_id(&mut *tx, member.list_id).await? else {
+            return Ok(None);
+        };
+        store::members::update_member_attributes(
+            &mut *tx,
+            member.id,
+            crate::domain::Delivery::Enabled,
+            member.name.as_deref(),
+            member.own_posts,
+        )
+        .await?;
+        store::bounces::update_member_bounces_cleared(&mut *tx, member.id).await?;
+        tx.commit().await?;
+        Ok(Some((list, member.address)))
+    }
+
     /// The token that unsubscribes this membership (for List-Unsubscribe and links).
     pub fn unsubscribe_token(&self, member: &crate::domain::Member) -> Option<UnsubscribeToken> {
         let since = member.subscribed_at?;

@@ -175,14 +175,38 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
                 .find(|m| m.role == Role::Member)
                 .unwrap_or(&roles[0])
                 .clone();
+            let bounces = app.member_bounces(&main).await?;
             if json {
                 let mut v =
                     serde_json::to_value(&main).map_err(|e| Failure::failed(e.to_string()))?;
                 v["roles"] =
                     serde_json::json!(roles.iter().map(|m| m.role.as_str()).collect::<Vec<_>>());
+                v["bounces"] =
+                    serde_json::to_value(&bounces).map_err(|e| Failure::failed(e.to_string()))?;
                 return output::json(&v);
             }
             show(&main, &roles);
+            if !bounces.is_empty() {
+                println!();
+                let rows: Vec<Vec<String>> = bounces
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            output::time(b.received_at),
+                            b.class.clone(),
+                            b.status.clone().unwrap_or_else(|| "-".into()),
+                            b.source.clone(),
+                            b.diagnostic
+                                .clone()
+                                .unwrap_or_default()
+                                .chars()
+                                .take(80)
+                                .collect(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["BOUNCED", "CLASS", "STATUS", "FROM", "DIAGNOSTIC"], &rows);
+            }
             Ok(())
         }
         MembersCommand::Set {

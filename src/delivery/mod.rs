@@ -13,6 +13,7 @@
 //! members who left before their turn came are cancelled, not sent.
 
 use crate::config::RelayUrl;
+use crate::domain::bounce::{classify, find_status_code};
 use crate::domain::{Delivery, ListAddress, MemberStatus, SecretKey, UnsubscribeToken, VerpToken};
 use crate::mail::rewrite::write_copy;
 use crate::store;
@@ -377,6 +378,19 @@ impl Worker {
             Err(SendError::Permanent(reason)) => {
                 tracing::warn!(id = row.id, to = %row.recipient, %reason, "refused by the relay; giving up");
                 store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
+                if row.member_id.is_some() {
+                    // a member's copy refused for good counts like a bounce (STANDARDS 49)
+                    let class = classify(None, None, &reason);
+                    let status = find_status_code(&reason);
+                    store::bounces::insert_relay_bounce(
+                        &self.db,
+                        row.id,
+                        class.as_str(),
+                        status.as_deref(),
+                        &reason,
+                    )
+                    .await?;
+                }
             }
             Err(SendError::Transient(reason)) => {
                 if time::OffsetDateTime::now_utc() - row.created_at > GIVE_UP_AFTER {

@@ -5,6 +5,7 @@
 //! module imports another part of the crate.
 
 pub mod address;
+pub mod bounce;
 pub mod dmarc;
 pub mod headers;
 pub mod list;

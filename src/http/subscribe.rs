@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
             "/unsubscribe/{token}",
             get(unsubscribe_page).post(unsubscribe),
         )
+        .route("/resume/{token}", get(resume_page).post(resume))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -342,6 +343,40 @@ async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<Strin
             json!({"title": format!("Leave {}", list.settings.name),
                    "message": format!("Press the button to unsubscribe {address} from {} <{}>.", list.settings.name, list.address),
                    "action": format!("/unsubscribe/{token}")}),
+        ),
+        Ok(None) => bad_unsubscribe_token(&state),
+        Err(e) => unexpected(&state, &e),
+    }
+}
+
+/// The link in the notice sent when bounces turned a member's delivery off: a page
+/// with one button (GET changes nothing, as for every link in mail).
+async fn resume_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.app.inspect_unsubscribe_token(&token).await {
+        Ok(Some((list, address))) => page(
+            &state,
+            StatusCode::OK,
+            "web/resume.html",
+            json!({"title": format!("Receive {} again", list.settings.name),
+                   "message": format!("Messages from {} <{}> to {address} stopped because they bounced. Press the button to receive them again.", list.settings.name, list.address),
+                   "action": format!("/resume/{token}")}),
+        ),
+        Ok(None) => bad_unsubscribe_token(&state),
+        Err(e) => unexpected(&state, &e),
+    }
+}
+
+async fn resume(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let (app, t) = (state.app.clone(), token.clone());
+    match to_completion(async move { app.resume_delivery_with_token(&t).await }).await {
+        Ok(Some((list, address))) => done(
+            &state,
+            &list,
+            "Delivery is on again",
+            &format!(
+                "{address} will receive messages from {} again.",
+                list.settings.name
+            ),
         ),
         Ok(None) => bad_unsubscribe_token(&state),
         Err(e) => unexpected(&state, &e),

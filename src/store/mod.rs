@@ -4,6 +4,7 @@
 //! `migrations/`, cached in `.sqlx/` for offline builds). Business rules live in
 //! `app`; the store only reads and writes what it is told.
 
+pub mod bounces;
 pub mod inbound;
 pub mod lists;
 pub mod members;
@@ -55,16 +56,37 @@ pub async fn begin_locked(
     db: &PgPool,
     name: &str,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(name.as_bytes());
-    let mut key = [0u8; 8];
-    key.copy_from_slice(&digest[..8]);
-    let key = i64::from_be_bytes(key);
+    let key = lock_key(name);
     // `key` is a number formatted here: nothing from the caller reaches the SQL text
     db.begin_with(sqlx::AssertSqlSafe(format!(
         "begin; select pg_advisory_xact_lock({key})"
     )))
     .await
+}
+
+/// Begins a transaction holding the advisory lock named by `name`, or returns `None`
+/// at once when another transaction holds it.
+pub async fn begin_try_locked(
+    db: &PgPool,
+    name: &str,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let got: bool = sqlx::query_scalar!(
+        r#"select pg_try_advisory_xact_lock($1) as "got!""#,
+        lock_key(name)
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(got.then_some(tx))
+}
+
+/// The advisory lock number for a name.
+fn lock_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(key)
 }
 
 /// The name of the constraint a statement violated, if it was a unique violation.

@@ -1,0 +1,364 @@
+//! Bounces (STANDARDS §F): recording what comes back, judging it, and the periodic
+//! maintenance that follows a member whose delivery bounces turned off.
+//!
+//! A bounce is first recorded (from a report mailed to `L+bounces+VERP@D`, or a 5xx
+//! from the relay), then judged by [`App::judge_bounces`] with one clock: hard bounces
+//! score at most once a day, a score goes stale after `bounce-stale-days` quiet days,
+//! at `bounce-score-threshold` delivery is turned off and the member told; then
+//! [`App::maintain`] sends `bounce-warnings` warnings, one every
+//! `bounce-warning-interval-days`, and removes the member after the last. Soft,
+//! policy and unknown bounces never count against a member (a DMARC rejection is the
+//! list's problem); policy bounces alert the owners once a day per receiving domain;
+//! a complaint unsubscribes at once. Nothing here ever writes to a bounce's sender.
+
+use super::{App, AppError};
+use crate::domain::bounce::BounceClass;
+use crate::domain::{EmailAddress, List, MemberStatus, Role, VerpToken};
+use crate::mail::Auto;
+use crate::mail::bounce::read_bounce;
+use crate::store;
+use crate::store::bounces::{NewBounce, UnjudgedBounce};
+use serde_json::json;
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+pub use crate::store::bounces::BounceRecord;
+
+/// How many of a member's bounces `members show` lists.
+const SHOWN_BOUNCES: i64 = 10;
+
+/// Bounces judged per transaction.
+const JUDGE_BATCH: i64 = 64;
+/// Queue rows and expired requests are kept this long.
+const KEEP_ROWS: Duration = Duration::days(30);
+
+/// What one run of the maintenance did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Another process was running it.
+    pub skipped: bool,
+    pub warnings_sent: usize,
+    pub members_removed: usize,
+    pub scores_reset: u64,
+    pub rows_deleted: u64,
+}
+
+impl App {
+    /// Records the reports in a mail to the list's bounce address. Each is attributed
+    /// to the member it names, or else to the member the VERP token names (a report
+    /// may name nobody, or a forwarding address). Returns a summary for the record.
+    pub(crate) async fn record_bounce_mail(
+        &self,
+        list: &List,
+        verp: Option<&str>,
+        raw: &[u8],
+        inbound_id: i64,
+    ) -> Result<String, AppError> {
+        let verp_member = match verp.and_then(|t| VerpToken::verify(&self.settings.secret_key, t)) {
+            Some(id) => store::members::find_member_by_id_for_update(&self.db, id)
+                .await?
+                .filter(|m| m.list_id == list.id && m.role == Role::Member),
+            None => None,
+        };
+        let reports = read_bounce(raw);
+        let mut recorded = Vec::new();
+        for report in &reports {
+            let named = match report
+                .recipient
+                .as_deref()
+                .and_then(|a| EmailAddress::parse(a).ok())
+            {
+                Some(address) => {
+                    store::members::find_member(&self.db, list.id, Role::Member, &address).await?
+                }
+                None => None,
+            };
+            let member = named.or_else(|| verp_member.clone());
+            let address = report
+                .recipient
+                .clone()
+                .or_else(|| member.as_ref().map(|m| m.address.clone()));
+            store::bounces::insert_bounce(
+                &self.db,
+                &NewBounce {
+                    list_id: list.id,
+                    member_id: member.as_ref().map(|m| m.id),
+                    address: address.as_deref(),
+                    class: report.class.as_str(),
+                    status: report.status.as_deref(),
+                    diagnostic: report.diagnostic.as_deref(),
+                    source: "report",
+                    inbound_id: Some(inbound_id),
+                },
+            )
+            .await?;
+            recorded.push(format!(
+                "{} {} for {}",
+                report.class,
+                report.status.as_deref().unwrap_or("-"),
+                member
+                    .as_ref()
+                    .map_or("no member".to_string(), |m| m.address.clone())
+            ));
+        }
+        if recorded.is_empty() {
+            return Ok("no delivery report found".into());
+        }
+        Ok(format!("bounces recorded: {}", recorded.join(", ")))
+    }
+
+    /// A member's most recent bounces, newest first.
+    pub async fn member_bounces(
+        &self,
+        member: &crate::domain::Member,
+    ) -> Result<Vec<BounceRecord>, AppError> {
+        Ok(store::bounces::list_member_bounces(&self.db, member.id, SHOWN_BOUNCES).await?)
+    }
+
+    /// Applies the bounce rules, as of `now`, to every bounce recorded and not yet
+    /// judged. Returns how many were judged.
+    pub async fn judge_bounces(&self, now: OffsetDateTime) -> Result<usize, AppError> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.db.begin().await?;
+            let batch = store::bounces::claim_unjudged(&mut *tx, JUDGE_BATCH).await?;
+            let n = batch.len();
+            for bounce in batch {
+                let outcome = self.judge(&mut tx, &bounce, now).await?;
+                store::bounces::update_bounce_judged(&mut *tx, bounce.id, now, &outcome).await?;
+            }
+            tx.commit().await?;
+            self.wakeups.outbound();
+            total += n;
+            if n < JUDGE_BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn judge(
+        &self,
+        tx: &mut PgConnection,
+        bounce: &UnjudgedBounce,
+        now: OffsetDateTime,
+    ) -> Result<String, AppError> {
+        let Some(member_id) = bounce.member_id else {
+            return Ok("no member to attribute it to".into());
+        };
+        let Some(list) = store::lists::find_list_by_id(&mut *tx, bounce.list_id).await? else {
+            return Ok("the list no longer exists".into());
+        };
+        let Some(state) = store::bounces::find_bounce_state_for_update(&mut *tx, member_id).await?
+        else {
+            return Ok("the member no longer exists".into());
+        };
+        if state.status != MemberStatus::Subscribed.as_str() {
+            return Ok("the member is no longer subscribed".into());
+        }
+        let class: BounceClass = bounce.class.parse().unwrap_or(BounceClass::Unknown);
+        let s = &list.settings;
+        Ok(match class {
+            BounceClass::Hard => {
+                let stale = Duration::days(s.bounce_stale_days.into());
+                if state.scored_at.is_some_and(|t| now - t < Duration::DAY) {
+                    return Ok(format!(
+                        "not scored: already counted today (score {})",
+                        state.score
+                    ));
+                }
+                let base = match state.scored_at {
+                    Some(t) if now - t < stale => state.score,
+                    _ => 0,
+                };
+                let score = base + 1;
+                store::bounces::update_member_score(&mut *tx, member_id, score, now).await?;
+                if score >= s.bounce_score_threshold
+                    && state.delivery == "enabled"
+                    && state.disabled_at.is_none()
+                {
+                    store::bounces::update_member_bounce_disabled(&mut *tx, member_id, now).await?;
+                    self.tell_member(
+                        tx,
+                        &list,
+                        member_id,
+                        &state.address,
+                        "email/bounce_disabled.txt",
+                    )
+                    .await?;
+                    format!("score {score}: delivery disabled, member told")
+                } else {
+                    format!("score {score}")
+                }
+            }
+            BounceClass::Policy => {
+                let domain = state
+                    .address
+                    .rsplit_once('@')
+                    .map_or("", |(_, d)| d)
+                    .to_string();
+                if store::bounces::insert_policy_alert(&mut *tx, list.id, &domain, now).await? {
+                    self.alert_owners(tx, &list, &domain, bounce).await?;
+                    "policy bounce: not scored, owners alerted".into()
+                } else {
+                    "policy bounce: not scored (owners already alerted today)".into()
+                }
+            }
+            BounceClass::Complaint => {
+                store::members::update_member_left(
+                    &mut *tx,
+                    member_id,
+                    MemberStatus::Complained,
+                    "complaint",
+                )
+                .await?;
+                "complaint: unsubscribed".into()
+            }
+            BounceClass::Soft | BounceClass::Unknown => format!("{class} bounce: not scored"),
+        })
+    }
+
+    /// The periodic work of `serve`, as of `now`: bounce judging, warnings and
+    /// removals of members whose delivery bounces turned off, stale scores, and old
+    /// queue rows and requests. One process at a time (an advisory lock); the others
+    /// skip.
+    pub async fn maintain(&self, now: OffsetDateTime) -> Result<Maintenance, AppError> {
+        let Some(mut tx) = store::begin_try_locked(&self.db, "listd maintenance").await? else {
+            return Ok(Maintenance {
+                skipped: true,
+                ..Maintenance::default()
+            });
+        };
+        self.judge_bounces(now).await?;
+        let mut done = Maintenance::default();
+        for m in store::bounces::list_due_for_warning(&mut *tx, now).await? {
+            let Some(list) = store::lists::find_list_by_id(&mut *tx, m.list_id).await? else {
+                continue;
+            };
+            if m.warnings_sent < m.warnings {
+                self.tell_member(
+                    &mut tx,
+                    &list,
+                    m.member_id,
+                    &m.address,
+                    "email/bounce_warning.txt",
+                )
+                .await?;
+                store::bounces::update_member_warned(&mut *tx, m.member_id, now).await?;
+                done.warnings_sent += 1;
+            } else {
+                store::members::update_member_left(
+                    &mut *tx,
+                    m.member_id,
+                    MemberStatus::Bounced,
+                    "bounces",
+                )
+                .await?;
+                done.members_removed += 1;
+                tracing::info!(list = %list.address, member = %m.address, "removed after bounces");
+            }
+        }
+        done.scores_reset = store::bounces::update_stale_scores(&mut *tx, now).await?;
+        done.rows_deleted = store::bounces::delete_old_rows(&mut tx, now - KEEP_ROWS).await?;
+        tx.commit().await?;
+        self.wakeups.outbound();
+        Ok(done)
+    }
+
+    /// Runs [`App::maintain`] every `every` until `stop` is set.
+    pub async fn run_maintenance(
+        self,
+        every: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            match self.maintain(OffsetDateTime::now_utc()).await {
+                Ok(m) if m != Maintenance::default() => tracing::info!(?m, "maintenance"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = ?e, "maintenance"),
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// A notice to a member about their delivery (turned off, or a warning).
+    async fn tell_member(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        member_id: Uuid,
+        address: &str,
+        template: &str,
+    ) -> Result<(), AppError> {
+        let member = store::members::find_member_by_id_for_update(&mut *tx, member_id).await?;
+        let resume_url = member
+            .as_ref()
+            .and_then(|m| self.unsubscribe_token(m))
+            .map(|t| format!("{}/resume/{}", self.settings.public_url, t.as_str()));
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "list_address": list.address.to_string(),
+            "address": address,
+            "resume_url": resume_url,
+            "owner_address": list.address.with_suffix("owner"),
+            "warnings": list.settings.bounce_warnings,
+            "interval_days": list.settings.bounce_warning_interval_days,
+        });
+        self.enqueue_mail(
+            tx,
+            list,
+            "notice",
+            address,
+            template,
+            ctx,
+            Auto::Generated,
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// Tells the owners that a receiving domain refuses the list's mail for policy
+    /// reasons (DMARC, spam filtering): their problem to look into, not the member's.
+    async fn alert_owners(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        domain: &str,
+        bounce: &UnjudgedBounce,
+    ) -> Result<(), AppError> {
+        let owners = store::members::list_members(
+            &mut *tx,
+            list.id,
+            Some(Role::Owner),
+            Some(MemberStatus::Subscribed),
+        )
+        .await?;
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "list_address": list.address.to_string(),
+            "domain": domain,
+            "address": bounce.address,
+            "status": bounce.status,
+            "diagnostic": bounce.diagnostic,
+        });
+        for owner in owners {
+            self.enqueue_mail(
+                tx,
+                list,
+                "notice",
+                &owner.address,
+                "email/policy_alert.txt",
+                ctx.clone(),
+                Auto::Generated,
+                None,
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,294 @@
+//! Bounce processing, end to end (STANDARDS §F): posts relayed to a sink that refuses
+//! some recipients, delivery status reports mailed back over SMTP to the copies'
+//! VERP addresses, and the score and time rules driven by a clock the test sets.
+
+use crate::harness::{Captured, TestServer, find_link, http, mail, smtplib};
+use time::{Duration, OffsetDateTime};
+
+const LIST: &str = "dev@lists.example.org";
+const OWNER: &str = "owner@example.org";
+
+async fn server() -> TestServer {
+    let s = TestServer::start().await;
+    let out = s.cli(&[
+        "lists",
+        "create",
+        LIST,
+        "--name",
+        "Dev",
+        "--owner",
+        OWNER,
+        "--posting",
+        "open",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = s.cli(&[
+        "members",
+        "add",
+        LIST,
+        "anne@example.net",
+        "bob@example.com",
+        "carol@example.org",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    s
+}
+
+/// Posts and delivers; returns the copies by recipient.
+async fn post(s: &TestServer, subject: &str) {
+    let m = mail("Poster <poster@example.net>", LIST, subject, "", "hello");
+    smtplib(s.smtp_port(), "poster@example.net", &[LIST], &m).unwrap();
+    s.process().await;
+}
+
+fn copies_to(s: &TestServer, rcpt: &str) -> Vec<Captured> {
+    s.sink
+        .to(rcpt)
+        .into_iter()
+        .filter(|c| c.mail_from.contains("+bounces+"))
+        .collect()
+}
+
+fn notices_to(s: &TestServer, rcpt: &str) -> Vec<Captured> {
+    s.sink
+        .to(rcpt)
+        .into_iter()
+        .filter(|c| !c.mail_from.contains("+bounces+"))
+        .collect()
+}
+
+/// A delivery status report as an MTA sends it: from MAILER-DAEMON with a null
+/// sender, to the VERP address of the copy that failed.
+fn dsn(to: &str, final_recipient: &str, status: &str, diagnostic: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n\
+To: {to}\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+Message-ID: <{id}@mx.example.net>\r\n\
+Auto-Submitted: auto-replied\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+\r\n\
+--B\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+Your message could not be delivered.\r\n\
+--B\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.example.net\r\n\
+\r\n\
+Final-Recipient: rfc822; {final_recipient}\r\n\
+Action: failed\r\n\
+Status: {status}\r\n\
+Diagnostic-Code: smtp; {diagnostic}\r\n\
+\r\n\
+--B--\r\n",
+        id = uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn send_dsn(s: &TestServer, to: &str, message: &str) {
+    smtplib(s.smtp_port(), "", &[to], message).expect("the bounce is accepted (250)");
+}
+
+fn show(s: &TestServer, who: &str) -> serde_json::Value {
+    let out = s.cli(&["members", "show", LIST, who, "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    out.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounces_are_attributed_scored_once_a_day_and_disable_at_the_threshold() {
+    let s = server().await;
+    let t0 = OffsetDateTime::now_utc();
+    s.sink.rcpt_replies.lock().unwrap().insert(
+        "bob@example.com".into(),
+        "550 5.1.1 <bob@example.com>: no such user".into(),
+    );
+    post(&s, "First").await;
+    let carol_verp = copies_to(&s, "carol@example.org")[0].mail_from.clone();
+    assert!(carol_verp.starts_with("dev+bounces+"), "{carol_verp}");
+
+    // carol's mail is forwarded; the report names the forwarding address (F-34)
+    let report = dsn(
+        &carol_verp,
+        "carol.forwarded@elsewhere.example",
+        "5.1.1",
+        "550 5.1.1 user unknown",
+    );
+    send_dsn(&s, &carol_verp, &report);
+    s.app.process_all_inbound().await.unwrap();
+    s.app.judge_bounces(t0).await.unwrap();
+
+    for who in ["bob@example.com", "carol@example.org"] {
+        let shown = show(&s, who);
+        assert_eq!(shown["bounce_score"], 1, "{who}: {shown}");
+        let bounces = shown["bounces"].as_array().unwrap();
+        assert_eq!(bounces.len(), 1, "{who}");
+        assert_eq!(bounces[0]["status"], "5.1.1");
+        assert_eq!(bounces[0]["class"], "hard");
+    }
+    assert_eq!(show(&s, "bob@example.com")["bounces"][0]["source"], "relay");
+    assert_eq!(
+        show(&s, "carol@example.org")["bounces"][0]["source"],
+        "report"
+    );
+    assert!(
+        s.sink.to("MAILER-DAEMON@mx.example.net").is_empty(),
+        "a bounce is never answered (F-39)"
+    );
+
+    // a second hard bounce the same day does not count (F-37)
+    send_dsn(&s, &carol_verp, &report);
+    s.app.process_all_inbound().await.unwrap();
+    s.app.judge_bounces(t0 + Duration::hours(3)).await.unwrap();
+    assert_eq!(show(&s, "carol@example.org")["bounce_score"], 1);
+
+    // one a day until the threshold (5)
+    for day in 1..=4 {
+        send_dsn(&s, &carol_verp, &report);
+        s.app.process_all_inbound().await.unwrap();
+        s.app.judge_bounces(t0 + Duration::days(day)).await.unwrap();
+    }
+    s.deliver().await;
+    let shown = show(&s, "carol@example.org");
+    assert_eq!(shown["bounce_score"], 5);
+    assert_eq!(shown["delivery"], "disabled");
+    let told = notices_to(&s, "carol@example.org");
+    assert_eq!(told.len(), 1, "one notice");
+    assert!(told[0].header("Subject").unwrap().contains("paused"));
+    let disabled = s
+        .cli(&["members", "ls", LIST, "--status", "disabled", "--json"])
+        .json();
+    assert_eq!(disabled[0]["address"], "carol@example.org");
+
+    post(&s, "Second").await;
+    assert_eq!(copies_to(&s, "carol@example.org").len(), 1, "skipped");
+    assert_eq!(copies_to(&s, "anne@example.net").len(), 2);
+
+    // the notice's link turns delivery back on, after a button press
+    let link = find_link(&told[0].body_text(), &s.url("/resume/")).expect("a resume link");
+    assert_eq!(http().get(&link).send().await.unwrap().status(), 200);
+    assert_eq!(
+        show(&s, "carol@example.org")["delivery"],
+        "disabled",
+        "GET changes nothing"
+    );
+    assert_eq!(http().post(&link).send().await.unwrap().status(), 200);
+    let shown = show(&s, "carol@example.org");
+    assert_eq!(shown["delivery"], "enabled");
+    assert_eq!(shown["bounce_score"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dmarc_rejection_changes_no_score_and_alerts_the_owners_once_a_day() {
+    let s = server().await;
+    let t0 = OffsetDateTime::now_utc();
+    post(&s, "Hello").await;
+    let anne_verp = copies_to(&s, "anne@example.net")[0].mail_from.clone();
+    let report = dsn(
+        &anne_verp,
+        "anne@example.net",
+        "5.7.1",
+        "550 5.7.1 Unauthenticated email from example.net is not accepted due to domain's DMARC policy",
+    );
+    for _ in 0..2 {
+        send_dsn(&s, &anne_verp, &report);
+        s.app.process_all_inbound().await.unwrap();
+        s.app.judge_bounces(t0).await.unwrap();
+    }
+    s.deliver().await;
+    let shown = show(&s, "anne@example.net");
+    assert_eq!(shown["bounce_score"], 0, "F-38: not the member's problem");
+    assert_eq!(shown["delivery"], "enabled");
+    assert_eq!(shown["bounces"][0]["class"], "policy");
+    let alerts = notices_to(&s, OWNER);
+    assert_eq!(alerts.len(), 1, "once a day per receiving domain");
+    assert!(alerts[0].body_text().contains("example.net"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_unsubscribes_at_once() {
+    let s = server().await;
+    post(&s, "Hello").await;
+    let bob_verp = copies_to(&s, "bob@example.com")[0].mail_from.clone();
+    let arf = format!(
+        "From: feedback@isp.example\r\nTo: {bob_verp}\r\nSubject: complaint\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n\
+--F\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n\
+--F\r\nContent-Type: message/feedback-report\r\n\r\n\
+Feedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\nVersion: 1\r\n\r\n\
+--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: x@y\r\n\r\nbody\r\n--F--\r\n"
+    );
+    send_dsn(&s, &bob_verp, &arf);
+    s.app.process_all_inbound().await.unwrap();
+    s.app
+        .judge_bounces(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(show(&s, "bob@example.com")["status"], "complained");
+    s.deliver().await;
+    assert!(
+        notices_to(&s, "bob@example.com").is_empty(),
+        "no mail after a complaint"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weekly_warnings_then_removal_and_quiet_days_reset_scores() {
+    let s = server().await;
+    let t0 = OffsetDateTime::now_utc();
+    let out = s.cli(&["lists", "set", LIST, "bounce-score-threshold=2"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    post(&s, "Hello").await;
+    let verp = |who: &str| copies_to(&s, who)[0].mail_from.clone();
+    let (bob, carol) = (verp("bob@example.com"), verp("carol@example.org"));
+    let hard = |to: &str| dsn(to, "x@elsewhere.example", "5.1.1", "550 5.1.1 unknown");
+
+    // carol: one bounce, then 8 quiet days: the score goes stale (F-37)
+    send_dsn(&s, &carol, &hard(&carol));
+    s.app.process_all_inbound().await.unwrap();
+    s.app.judge_bounces(t0).await.unwrap();
+    assert_eq!(show(&s, "carol@example.org")["bounce_score"], 1);
+    s.app.maintain(t0 + Duration::days(8)).await.unwrap();
+    assert_eq!(show(&s, "carol@example.org")["bounce_score"], 0);
+
+    // bob: two days of bounces, disabled; then three weekly warnings and removal
+    for day in 0..2 {
+        send_dsn(&s, &bob, &hard(&bob));
+        s.app.process_all_inbound().await.unwrap();
+        s.app.judge_bounces(t0 + Duration::days(day)).await.unwrap();
+    }
+    assert_eq!(show(&s, "bob@example.com")["delivery"], "disabled");
+    let disabled_at = t0 + Duration::days(1);
+    let m = s
+        .app
+        .maintain(disabled_at + Duration::days(3))
+        .await
+        .unwrap();
+    assert_eq!(m.warnings_sent, 0, "not a week yet");
+    for week in 1..=3 {
+        let m = s
+            .app
+            .maintain(disabled_at + Duration::days(7 * week) + Duration::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(m.warnings_sent, 1, "week {week}");
+    }
+    assert_eq!(show(&s, "bob@example.com")["status"], "subscribed");
+    let m = s
+        .app
+        .maintain(disabled_at + Duration::days(28) + Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(m.members_removed, 1);
+    assert_eq!(show(&s, "bob@example.com")["status"], "bounced");
+    s.deliver().await;
+    let told = notices_to(&s, "bob@example.com");
+    assert_eq!(told.len(), 4, "the notice and three warnings");
+    // re-adding someone removed for bounces needs their consent again (SPEC §5)
+    let out = s.cli(&["members", "add", LIST, "bob@example.com"]);
+    assert_ne!(out.code, 0, "{out:?}");
+}
