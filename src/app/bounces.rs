@@ -62,30 +62,44 @@ impl App {
             None => None,
         };
         let reports = read_bounce(raw);
+        let mut tx = self.db.begin().await?;
+        if store::bounces::find_recorded(&mut *tx, inbound_id).await? {
+            return Ok("bounces recorded already".into());
+        }
         let mut recorded = Vec::new();
         for report in &reports {
-            let named = match report
-                .recipient
-                .as_deref()
-                .and_then(|a| EmailAddress::parse(a).ok())
-            {
-                Some(address) => {
-                    store::members::find_member(&self.db, list.id, Role::Member, &address).await?
-                }
-                None => None,
+            // the signed VERP address says whose copy this was; the address a report
+            // names can be a forwarding address, another member, or forged
+            let member = match &verp_member {
+                Some(m) => Some(m.clone()),
+                None => match report
+                    .recipient
+                    .as_deref()
+                    .and_then(|a| EmailAddress::parse(a).ok())
+                {
+                    Some(address) => {
+                        store::members::find_member(&mut *tx, list.id, Role::Member, &address)
+                            .await?
+                    }
+                    None => None,
+                },
             };
-            let member = named.or_else(|| verp_member.clone());
+            // a complaint unsubscribes at once: only when the VERP address vouches for it
+            let class = match report.class {
+                BounceClass::Complaint if verp_member.is_none() => BounceClass::Unknown,
+                c => c,
+            };
             let address = report
                 .recipient
                 .clone()
                 .or_else(|| member.as_ref().map(|m| m.address.clone()));
             store::bounces::insert_bounce(
-                &self.db,
+                &mut *tx,
                 &NewBounce {
                     list_id: list.id,
                     member_id: member.as_ref().map(|m| m.id),
                     address: address.as_deref(),
-                    class: report.class.as_str(),
+                    class: class.as_str(),
                     status: report.status.as_deref(),
                     diagnostic: report.diagnostic.as_deref(),
                     source: "report",
@@ -94,14 +108,14 @@ impl App {
             )
             .await?;
             recorded.push(format!(
-                "{} {} for {}",
-                report.class,
+                "{class} {} for {}",
                 report.status.as_deref().unwrap_or("-"),
                 member
                     .as_ref()
                     .map_or("no member".to_string(), |m| m.address.clone())
             ));
         }
+        tx.commit().await?;
         if recorded.is_empty() {
             return Ok("no delivery report found".into());
         }
@@ -122,10 +136,25 @@ impl App {
         let mut total = 0;
         loop {
             let mut tx = self.db.begin().await?;
-            let batch = store::bounces::claim_unjudged(&mut *tx, JUDGE_BATCH).await?;
+            let mut batch = store::bounces::claim_unjudged(&mut *tx, JUDGE_BATCH).await?;
             let n = batch.len();
+            // members are locked in one order by every judge: no deadlock between them
+            batch.sort_by_key(|b| (b.member_id, b.id));
             for bounce in batch {
-                let outcome = self.judge(&mut tx, &bounce, now).await?;
+                // one bounce that cannot be judged (a broken template, say) is recorded
+                // as such and does not hold up the others
+                let mut one = sqlx::Acquire::begin(&mut *tx).await?;
+                let outcome = match self.judge(&mut one, &bounce, now).await {
+                    Ok(outcome) => {
+                        one.commit().await?;
+                        outcome
+                    }
+                    Err(e) => {
+                        one.rollback().await?;
+                        tracing::error!(id = bounce.id, error = ?e, "judging a bounce");
+                        format!("error: {e:#}")
+                    }
+                };
                 store::bounces::update_bounce_judged(&mut *tx, bounce.id, now, &outcome).await?;
             }
             tx.commit().await?;

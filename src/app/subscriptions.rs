@@ -363,6 +363,13 @@ impl App {
         if !self.token_matches(token, &member) || member.status != MemberStatus::Subscribed {
             return Ok(None);
         }
+        // only delivery that bounces turned off: an owner's decision stays the owner's
+        let bounced = store::bounces::find_bounce_state_for_update(&mut *tx, member.id)
+            .await?
+            .is_some_and(|b| b.disabled_at.is_some());
+        if !bounced {
+            return Ok(None);
+        }
         let Some(list) = store::lists::find_list_by_id(&mut *tx, member.list_id).await? else {
             return Ok(None);
         };

@@ -151,6 +151,8 @@ fn feedback_report(body: &[u8]) -> BounceReport {
 /// A notice in prose: its status code, the line that carries it, and the recipients
 /// the MTA names as failed.
 fn plain_notice(text: &str, failed: Vec<Option<String>>) -> Vec<BounceReport> {
+    // the copy of the original may quote anything, status codes included
+    let text = own_text(text);
     let diagnostic = text
         .lines()
         .find(|l| find_status_code(l).is_some())
@@ -168,7 +170,7 @@ fn plain_notice(text: &str, failed: Vec<Option<String>>) -> Vec<BounceReport> {
     let class = classify(status.as_deref(), None, diagnostic.as_deref().unwrap_or(""));
     let mut recipients = failed;
     if recipients.is_empty() {
-        recipients = named_recipients(text);
+        recipients = named_recipients(&text);
     }
     if recipients.is_empty() {
         recipients.push(None);
@@ -185,17 +187,33 @@ fn plain_notice(text: &str, failed: Vec<Option<String>>) -> Vec<BounceReport> {
         .collect()
 }
 
-/// Recipients an MTA names as failed, in the notice's own text (scanning stops where
-/// the copy of the original begins): `RCPT TO:<a@b>` (Exim and others), `<a@b>:` at
-/// the start of a line (Postfix, qmail), and the address under Gmail's "failed
-/// permanently:". Never any other address of the text.
+/// Lines that start the copy of the original message in a notice.
+const ORIGINAL: &[&str] = &[
+    "--- below this line is a copy",
+    "------ this is a copy",
+    "----- original message",
+    "original message follows",
+    "-----original message-----",
+];
+
+/// A notice's own words: its text up to where the copy of the original begins.
+fn own_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let lower = line.to_ascii_lowercase();
+        if ORIGINAL.iter().any(|m| lower.contains(m)) {
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Recipients an MTA names as failed, in the notice's own text: `RCPT TO:<a@b>`
+/// (Exim and others), `<a@b>:` at the start of a line (Postfix, qmail), and the
+/// address under Gmail's "failed permanently:". Never any other address of the text.
 fn named_recipients(text: &str) -> Vec<Option<String>> {
-    const ORIGINAL: &[&str] = &[
-        "--- below this line is a copy",
-        "------ this is a copy",
-        "----- original message",
-        "original message follows",
-    ];
     let mut out: Vec<Option<String>> = Vec::new();
     let mut push = |a: &str| {
         let a = a.trim().to_string();
@@ -206,9 +224,6 @@ fn named_recipients(text: &str) -> Vec<Option<String>> {
     let mut after_gmail_intro = false;
     for line in text.lines() {
         let lower = line.to_ascii_lowercase();
-        if ORIGINAL.iter().any(|m| lower.contains(m)) {
-            break;
-        }
         let upper = line.to_ascii_uppercase();
         if let Some(at) = upper.find("RCPT TO:<") {
             let rest = &line[at + 9..];
@@ -326,6 +341,18 @@ From: Carol <carol@example.org>\r\n";
         assert_eq!(r[0].recipient.as_deref(), Some("anne@example.net"));
         assert_eq!(r[0].status.as_deref(), Some("5.1.1"));
         assert_eq!(r[0].class, BounceClass::Hard);
+    }
+
+    #[test]
+    fn codes_in_the_quoted_original_do_not_count() {
+        let notice = "From: Mailer-Daemon@mx.example.net\r\nSubject: Mail delivery failed\r\n\r\n\
+A message that you sent could not be delivered: mailbox is full, try later.\r\n\r\n\
+------ This is a copy of the message, including all the headers. ------\r\n\
+From: Carol <carol@example.org>\r\n\r\nI got 550 5.1.1 no such user yesterday.\r\n";
+        let r = read_bounce(notice.as_bytes());
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].status, None);
+        assert_ne!(r[0].class, BounceClass::Hard);
     }
 
     #[test]

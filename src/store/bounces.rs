@@ -77,6 +77,17 @@ pub struct UnjudgedBounce {
     pub diagnostic: Option<String>,
 }
 
+/// Whether the bounces of a received message were recorded already (its processing
+/// is being repeated).
+pub async fn find_recorded(db: impl PgExecutor<'_>, inbound_id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from bounce where inbound_id = $1) as "found!""#,
+        inbound_id
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// The oldest bounces not yet judged, locked so two workers do not judge one twice.
 pub async fn claim_unjudged(
     db: impl PgExecutor<'_>,
@@ -287,7 +298,7 @@ pub async fn insert_policy_alert(
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query!(
         r#"
-        insert into policy_alert (list_id, domain, day) values ($1, lower($2), ($3::timestamptz)::date)
+        insert into policy_alert (list_id, domain, day) values ($1, lower($2), (($3::timestamptz) at time zone 'UTC')::date)
         on conflict do nothing
         "#,
         list_id,
@@ -331,8 +342,8 @@ pub async fn list_member_bounces(
     .await
 }
 
-/// Old rows the queue and the inbox no longer need: sent or ended copies and
-/// processed received mail older than `before`, expired requests long past.
+/// Old rows no longer needed: queued mail that was sent or ended, and requests that
+/// expired, before `before`.
 pub async fn delete_old_rows(
     db: &mut sqlx::PgConnection,
     before: OffsetDateTime,

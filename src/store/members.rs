@@ -217,6 +217,12 @@ pub async fn upsert_confirmed_member(
             confirm_message_id = excluded.confirm_message_id,
             unsubscribed_at = null,
             unsubscribe_method = null,
+            -- a new membership starts with no bounces
+            bounce_score = 0,
+            bounce_scored_at = null,
+            bounce_disabled_at = null,
+            bounce_warnings_sent = 0,
+            bounce_warned_at = null,
             updated_at = now()
         returning id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,

@@ -292,3 +292,97 @@ async fn weekly_warnings_then_removal_and_quiet_days_reset_scores() {
     let out = s.cli(&["members", "add", LIST, "bob@example.com"]);
     assert_ne!(out.code, 0, "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verp_address_decides_whose_bounce_it_is_and_vouches_for_complaints() {
+    let s = server().await;
+    let t0 = OffsetDateTime::now_utc();
+    post(&s, "Hello").await;
+    let carol = copies_to(&s, "carol@example.org")[0].mail_from.clone();
+    // a report to carol's VERP address that names anne: carol's copy bounced (F-34)
+    send_dsn(
+        &s,
+        &carol,
+        &dsn(&carol, "anne@example.net", "5.1.1", "550 5.1.1 unknown"),
+    );
+    // an abuse report to the plain bounce address, naming bob: nothing vouches for it
+    let plain = "dev+bounces@lists.example.org";
+    let arf = format!(
+        "From: someone@example.com\r\nTo: {plain}\r\nSubject: report\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n\
+--F\r\nContent-Type: message/feedback-report\r\n\r\n\
+Feedback-Type: abuse\r\nOriginal-Rcpt-To: <bob@example.com>\r\n\r\n--F--\r\n"
+    );
+    send_dsn(&s, plain, &arf);
+    s.app.process_all_inbound().await.unwrap();
+    s.app.judge_bounces(t0).await.unwrap();
+    assert_eq!(show(&s, "carol@example.org")["bounce_score"], 1);
+    assert_eq!(show(&s, "anne@example.net")["bounce_score"], 0);
+    assert_eq!(show(&s, "bob@example.com")["status"], "subscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_bounces_can_be_resumed_and_a_new_membership_starts_clean() {
+    let s = server().await;
+    let t0 = OffsetDateTime::now_utc();
+    assert_eq!(
+        s.cli(&["lists", "set", LIST, "bounce-score-threshold=1"])
+            .code,
+        0
+    );
+    post(&s, "Hello").await;
+    let carol = copies_to(&s, "carol@example.org")[0].mail_from.clone();
+    let bounce = || dsn(&carol, "x@elsewhere.example", "5.1.1", "550 5.1.1 unknown");
+    send_dsn(&s, &carol, &bounce());
+    s.app.process_all_inbound().await.unwrap();
+    s.app.judge_bounces(t0).await.unwrap();
+    assert_eq!(show(&s, "carol@example.org")["delivery"], "disabled");
+
+    // an owner's own decision to stop delivery is not undone by the member's link
+    let unsubscribe = copies_to(&s, "anne@example.net")[0]
+        .header("List-Unsubscribe")
+        .unwrap();
+    let anne_token = find_link(&unsubscribe, &s.url("/unsubscribe/"))
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = s.cli(&[
+        "members",
+        "set",
+        LIST,
+        "anne@example.net",
+        "delivery=disabled",
+    ]);
+    assert_eq!(out.code, 0);
+    let resume = s.url(&format!("/resume/{anne_token}"));
+    assert_eq!(http().post(&resume).send().await.unwrap().status(), 404);
+    assert_eq!(show(&s, "anne@example.net")["delivery"], "disabled");
+
+    // removed and added again: the old bounces are gone, and new ones count again
+    assert_eq!(
+        s.cli(&["members", "remove", LIST, "carol@example.org"])
+            .code,
+        0
+    );
+    assert_eq!(
+        s.cli(&["members", "add", LIST, "carol@example.org"]).code,
+        0
+    );
+    let shown = show(&s, "carol@example.org");
+    assert_eq!(
+        (shown["bounce_score"].clone(), shown["delivery"].clone()),
+        (0.into(), "enabled".into())
+    );
+    post(&s, "Again").await;
+    let carol = copies_to(&s, "carol@example.org").pop().unwrap().mail_from;
+    send_dsn(
+        &s,
+        &carol,
+        &dsn(&carol, "x@elsewhere.example", "5.1.1", "550 5.1.1 unknown"),
+    );
+    s.app.process_all_inbound().await.unwrap();
+    s.app.judge_bounces(t0 + Duration::days(1)).await.unwrap();
+    assert_eq!(show(&s, "carol@example.org")["delivery"], "disabled");
+}
