@@ -386,3 +386,82 @@ async fn only_bounces_can_be_resumed_and_a_new_membership_starts_clean() {
     s.app.judge_bounces(t0 + Duration::days(1)).await.unwrap();
     assert_eq!(show(&s, "carol@example.org")["delivery"], "disabled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_bounces_never_disable_and_the_list_settings_set_the_pace() {
+    let s = server().await;
+    let t0 = OffsetDateTime::now_utc();
+    let out = s.cli(&[
+        "lists",
+        "set",
+        LIST,
+        "bounce-score-threshold=1",
+        "bounce-warnings=1",
+        "bounce-warning-interval-days=2",
+        "bounce-stale-days=3",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    post(&s, "Hello").await;
+    let verp = |who: &str| copies_to(&s, who)[0].mail_from.clone();
+    let (anne, bob) = (verp("anne@example.net"), verp("bob@example.com"));
+
+    // a week of full mailboxes and delays: recorded, never counted (F-38)
+    for day in 0..7 {
+        for (status, text) in [
+            ("4.2.2", "452 4.2.2 mailbox full"),
+            ("5.2.2", "552 5.2.2 over quota"),
+        ] {
+            send_dsn(&s, &anne, &dsn(&anne, "anne@example.net", status, text));
+        }
+        s.app.process_all_inbound().await.unwrap();
+        s.app.judge_bounces(t0 + Duration::days(day)).await.unwrap();
+    }
+    let shown = show(&s, "anne@example.net");
+    assert_eq!(
+        (shown["bounce_score"].clone(), shown["delivery"].clone()),
+        (0.into(), "enabled".into())
+    );
+    assert_eq!(
+        shown["bounces"].as_array().unwrap().len(),
+        10,
+        "the last ten are shown"
+    );
+
+    // bob: threshold 1, one warning after 2 days, removal 2 days later
+    send_dsn(
+        &s,
+        &bob,
+        &dsn(&bob, "bob@example.com", "5.1.1", "550 5.1.1 unknown"),
+    );
+    s.app.process_all_inbound().await.unwrap();
+    s.app.judge_bounces(t0).await.unwrap();
+    assert_eq!(show(&s, "bob@example.com")["delivery"], "disabled");
+    let m = s
+        .app
+        .maintain(t0 + Duration::days(2) + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!((m.warnings_sent, m.members_removed), (1, 0));
+    let m = s
+        .app
+        .maintain(t0 + Duration::days(4) + Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!((m.warnings_sent, m.members_removed), (0, 1));
+    assert_eq!(show(&s, "bob@example.com")["status"], "bounced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_runs_in_one_process_at_a_time() {
+    let s = server().await;
+    // another process is in the middle of it
+    let held = listd::store::begin_try_locked(&s.db.pool, "listd maintenance")
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    let m = s.app.maintain(OffsetDateTime::now_utc()).await.unwrap();
+    assert!(m.skipped);
+    held.rollback().await.unwrap();
+    let m = s.app.maintain(OffsetDateTime::now_utc()).await.unwrap();
+    assert!(!m.skipped);
+}
