@@ -57,6 +57,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/email/bounce_disabled.txt"),
     ),
     (
+        "email/bounce_owner.txt",
+        include_str!("../templates/email/bounce_owner.txt"),
+    ),
+    (
         "email/bounce_warning.txt",
         include_str!("../templates/email/bounce_warning.txt"),
     ),

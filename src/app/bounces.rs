@@ -284,6 +284,9 @@ impl App {
                 )
                 .await?;
                 done.members_removed += 1;
+                let ctx = json!({"address": m.address, "removed": true});
+                self.tell_owners(&mut tx, &list, "email/bounce_owner.txt", ctx)
+                    .await?;
                 tracing::info!(list = %list.address, member = %m.address, "removed after bounces");
             }
         }
@@ -359,6 +362,25 @@ impl App {
         domain: &str,
         bounce: &UnjudgedBounce,
     ) -> Result<(), AppError> {
+        let ctx = json!({
+            "domain": domain,
+            "address": bounce.address,
+            "status": bounce.status,
+            "diagnostic": bounce.diagnostic,
+        });
+        self.tell_owners(tx, list, "email/policy_alert.txt", ctx)
+            .await
+    }
+
+    /// A notice to every owner of the list (as Mailman 3 tells owners when bounces
+    /// turn a member's delivery off or remove them).
+    async fn tell_owners(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        template: &str,
+        mut ctx: serde_json::Value,
+    ) -> Result<(), AppError> {
         let owners = store::members::list_members(
             &mut *tx,
             list.id,
@@ -366,21 +388,15 @@ impl App {
             Some(MemberStatus::Subscribed),
         )
         .await?;
-        let ctx = json!({
-            "list_name": list.settings.name,
-            "list_address": list.address.to_string(),
-            "domain": domain,
-            "address": bounce.address,
-            "status": bounce.status,
-            "diagnostic": bounce.diagnostic,
-        });
+        ctx["list_name"] = json!(list.settings.name);
+        ctx["list_address"] = json!(list.address.to_string());
         for owner in owners {
             self.enqueue_mail(
                 tx,
                 list,
                 "notice",
                 &owner.address,
-                "email/policy_alert.txt",
+                template,
                 ctx.clone(),
                 Auto::Generated,
                 None,

@@ -158,6 +158,9 @@ async fn bounces_are_attributed_scored_once_a_day_and_disable_at_the_threshold()
     let told = notices_to(&s, "carol@example.org");
     assert_eq!(told.len(), 1, "one notice");
     assert!(told[0].header("Subject").unwrap().contains("paused"));
+    let owners_told = notices_to(&s, OWNER);
+    assert_eq!(owners_told.len(), 1, "the owners hear of it too");
+    assert!(owners_told[0].body_text().contains("carol@example.org"));
     let disabled = s
         .cli(&["members", "ls", LIST, "--status", "disabled", "--json"])
         .json();
