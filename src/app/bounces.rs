@@ -215,6 +215,9 @@ impl App {
                         "email/bounce_disabled.txt",
                     )
                     .await?;
+                    let ctx = json!({"address": state.address, "removed": false, "score": score});
+                    self.tell_owners(tx, &list, "email/bounce_owner.txt", ctx)
+                        .await?;
                     format!("score {score}: delivery disabled, member told")
                 } else {
                     format!("score {score}")
