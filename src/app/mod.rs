@@ -10,6 +10,7 @@ pub mod inbound;
 pub mod lists;
 pub mod members;
 pub mod posts;
+pub mod roster;
 pub mod subscriptions;
 
 use crate::domain::{AddressError, SecretKey, SettingError};

@@ -10,6 +10,26 @@ use time::format_description::well_known::Rfc3339;
 
 #[derive(Debug, Subcommand)]
 pub enum MembersCommand {
+    /// Add the members listed in a file (`-` for standard input), as an owner's add
+    Import {
+        list: String,
+        file: String,
+        /// csv (a header naming an `email` column, optional `name`) | lines (`Name <addr>`
+        /// or an address per line) | google-groups (Google Groups' members export)
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Send a confirmation to addresses that left the list, instead of skipping them
+        #[arg(long)]
+        invite: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the subscribed members and their consent records as CSV (stdout)
+    Export {
+        list: String,
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
     /// List members (by default: subscribed members)
     Ls {
         list: String,
@@ -209,6 +229,22 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
+        MembersCommand::Import {
+            list,
+            file,
+            format,
+            invite,
+            json,
+        } => import(&app, &list, &file, &format, invite, json).await,
+        MembersCommand::Export { list, format } => {
+            if format != "csv" {
+                return Err(Failure::usage(format!(
+                    "`{format}` is not an export format; use csv"
+                )));
+            }
+            let members = app.export_members(&parse_ref(&list)?).await?;
+            write_export(&members)
+        }
         MembersCommand::Set {
             list,
             address,
@@ -320,4 +356,124 @@ fn show(m: &Member, roles: &[Member]) {
         ("left", t(c.unsubscribed_at)),
         ("left by", s(&c.unsubscribe_method)),
     ]);
+}
+
+/// `members import`: reads the file row by row, reports bad rows by line number (on
+/// stderr) and imports the rest; a progress bar on a terminal.
+async fn import(
+    app: &App,
+    list: &str,
+    file: &str,
+    format: &str,
+    invite: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    use crate::domain::roster::{RosterFormat, read_roster};
+    use std::io::IsTerminal;
+    let list = parse_ref(list)?;
+    let format: RosterFormat = format.parse().map_err(Failure::usage)?;
+    let input: Box<dyn std::io::BufRead> = if file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(file)
+            .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows read ({per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let bad = std::cell::RefCell::new(Vec::new());
+    let entries = read_roster(format, input).filter_map(|r| match r {
+        Ok(e) => Some(e),
+        Err(e) => {
+            bad.borrow_mut().push(e);
+            None
+        }
+    });
+    let report = app
+        .import_members(&list, entries, invite, |n| {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        })
+        .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let bad = bad.into_inner();
+    for e in &bad {
+        eprintln!("line {}: {}", e.line, e.reason);
+    }
+    if json {
+        let mut v = serde_json::to_value(&report).map_err(|e| Failure::failed(e.to_string()))?;
+        v["invalid_lines"] = serde_json::json!(bad.iter().map(|e| e.line).collect::<Vec<_>>());
+        return output::json(&v);
+    }
+    println!(
+        "{} added, {} already members, {} left before ({}), {} invalid line(s)",
+        report.added,
+        report.already_members,
+        report.left,
+        if invite {
+            format!("{} invited", report.invited)
+        } else {
+            "skipped; --invite sends them a confirmation".to_string()
+        },
+        bad.len()
+    );
+    Ok(())
+}
+
+/// The export: what `import --format csv` reads, plus the consent record.
+fn write_export(members: &[Member]) -> Result<(), Failure> {
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    let fail = |e: csv::Error| Failure::failed(format!("writing CSV: {e}"));
+    let t = |v: Option<time::OffsetDateTime>| {
+        v.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
+    };
+    w.write_record([
+        "email",
+        "name",
+        "status",
+        "delivery",
+        "subscribed_at",
+        "requested_at",
+        "request_source",
+        "request_ip",
+        "request_user_agent",
+        "request_message_id",
+        "confirmed_at",
+        "confirm_method",
+        "confirm_ip",
+        "confirm_message_id",
+    ])
+    .map_err(fail)?;
+    for m in members {
+        let c = &m.consent;
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        w.write_record([
+            m.address.clone(),
+            o(&m.name),
+            m.status.to_string(),
+            m.delivery.to_string(),
+            t(m.subscribed_at),
+            t(c.requested_at),
+            c.request_source.map(|s| s.to_string()).unwrap_or_default(),
+            o(&c.request_ip),
+            o(&c.request_user_agent),
+            o(&c.request_message_id),
+            t(c.confirmed_at),
+            o(&c.confirm_method),
+            o(&c.confirm_ip),
+            o(&c.confirm_message_id),
+        ])
+        .map_err(fail)?;
+    }
+    w.flush()
+        .map_err(|e| Failure::failed(format!("writing CSV: {e}")))
 }

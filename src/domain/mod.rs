@@ -11,6 +11,7 @@ pub mod headers;
 pub mod list;
 pub mod member;
 pub mod post;
+pub mod roster;
 pub mod route;
 pub mod token;
 

@@ -11,6 +11,7 @@ pub mod members;
 pub mod outbound;
 pub mod pending;
 pub mod posts;
+pub mod roster;
 pub mod wakeup;
 
 use sqlx::PgPool;

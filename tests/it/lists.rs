@@ -269,3 +269,135 @@ async fn the_server_ends_sessions_left_inside_a_transaction() {
         .unwrap();
     assert_eq!(timeout, "1min");
 }
+
+mod import {
+    use crate::harness::TestServer;
+
+    const LIST: &str = "sig@lists.example.org";
+
+    async fn server() -> TestServer {
+        let s = TestServer::start().await;
+        assert_eq!(s.cli(&["lists", "create", LIST, "--name", "SIG"]).code, 0);
+        s
+    }
+
+    fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_google_groups_export_imports_with_its_bad_lines_reported() {
+        let s = server().await;
+        let mut text = String::from(
+            "Members for group sig@googlegroups.com\nEmail address,Nickname,Group status,Email status,Email preference,Posting permissions,Join year,Join month,Join day,Join hour,Join minute\n",
+        );
+        let mut bad_lines = Vec::new();
+        for i in 0..1000 {
+            let line = i + 3;
+            if [100, 500, 900].contains(&i) {
+                text.push_str(&format!(
+                    "not-an-address-{i},Bad,member,,email,allowed,2020,1,1,1,1\n"
+                ));
+                bad_lines.push(line);
+            } else {
+                text.push_str(&format!(
+                    "member{i}@example.net,Member {i},member,,email,allowed,2020,1,1,1,1\n"
+                ));
+            }
+        }
+        let file = write(s.data_dir.path(), "gg.csv", &text);
+        let out = s.cli(&[
+            "members",
+            "import",
+            LIST,
+            &file,
+            "--format",
+            "google-groups",
+            "--json",
+        ]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let report = out.json();
+        assert_eq!(report["added"], 997);
+        assert_eq!(report["invalid_lines"], serde_json::json!(bad_lines));
+        for line in &bad_lines {
+            assert!(
+                out.stderr.contains(&format!("line {line}:")),
+                "{}",
+                out.stderr
+            );
+        }
+        let members = s.cli(&["members", "ls", LIST, "--json"]).json();
+        assert_eq!(members.as_array().unwrap().len(), 997);
+        let shown = s
+            .cli(&["members", "show", LIST, "member1@example.net", "--json"])
+            .json();
+        assert_eq!(shown["name"], "Member 1");
+        assert_eq!(shown["consent"]["request_source"], "import");
+
+        // the same import again changes nothing
+        let again = s.cli(&[
+            "members",
+            "import",
+            LIST,
+            &file,
+            "--format",
+            "google-groups",
+            "--json",
+        ]);
+        assert_eq!(again.json()["added"], 0);
+        assert_eq!(again.json()["already_members"], 997);
+    }
+
+    #[tokio::test]
+    async fn people_who_left_are_skipped_and_export_reimports() {
+        let s = server().await;
+        assert_eq!(s.cli(&["members", "add", LIST, "gone@example.net"]).code, 0);
+        assert_eq!(
+            s.cli(&["members", "remove", LIST, "gone@example.net"]).code,
+            0
+        );
+        let file = write(
+            s.data_dir.path(),
+            "lines.txt",
+            "Anne Example <anne@example.net>\nbob@example.com\ngone@example.net\nnonsense\nanne@example.net\n",
+        );
+        let out = s.cli(&[
+            "members", "import", LIST, &file, "--format", "lines", "--json",
+        ]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let r = out.json();
+        assert_eq!(
+            (r["added"].clone(), r["left"].clone()),
+            (2.into(), 1.into()),
+            "{r}"
+        );
+        assert_eq!(r["invalid_lines"], serde_json::json!([4]));
+        let shown = s
+            .cli(&["members", "show", LIST, "gone@example.net", "--json"])
+            .json();
+        assert_ne!(shown["status"], "subscribed", "STANDARDS 30");
+
+        // export, then import into another list
+        let export = s.cli(&["members", "export", LIST]);
+        assert_eq!(export.code, 0);
+        assert!(export.stdout.starts_with("email,name,"));
+        assert!(export.stdout.contains("confirm_method"));
+        assert_eq!(
+            s.cli(&["lists", "create", "other@lists.example.org"]).code,
+            0
+        );
+        let file = write(s.data_dir.path(), "export.csv", &export.stdout);
+        let out = s.cli(&[
+            "members",
+            "import",
+            "other@lists.example.org",
+            &file,
+            "--json",
+        ]);
+        assert_eq!(out.json()["added"], 2, "{out:?}");
+        let bad = s.cli(&["members", "import", LIST, &file, "--format", "xml"]);
+        assert_eq!(bad.code, 2);
+    }
+}

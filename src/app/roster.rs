@@ -1,0 +1,96 @@
+//! Bringing members over from elsewhere, and taking them away again (SPEC §5
+//! `members import` / `members export`).
+//!
+//! An import is an owner's admin add of many addresses at once: the rows stream into
+//! a staging table (`COPY`) and one set-based statement adds the new ones, in one
+//! transaction. Running the same import again changes nothing. Addresses that left
+//! the list (unsubscribed, removed, bounced out, complained) are skipped: only their
+//! own new confirmation brings them back (STANDARDS 30), which `--invite` sends.
+
+use super::members::AddOutcome;
+use super::{App, AppError};
+use crate::domain::roster::RosterEntry;
+use crate::domain::{EmailAddress, ListRef, Role};
+use crate::store;
+
+/// Rows sent to PostgreSQL per `COPY` chunk.
+const COPY_CHUNK: usize = 5_000;
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    /// Rows read (valid addresses), repeats within the file included.
+    pub read: u64,
+    pub added: u64,
+    pub already_members: u64,
+    /// Left the list before: skipped (or invited with `--invite`).
+    pub left: u64,
+    pub invited: u64,
+}
+
+impl App {
+    /// Imports members; `progress` is told how many rows have been staged so far.
+    pub async fn import_members(
+        &self,
+        list: &ListRef,
+        entries: impl Iterator<Item = RosterEntry>,
+        invite: bool,
+        progress: impl Fn(u64),
+    ) -> Result<ImportReport, AppError> {
+        let list = self.get_list(list).await?;
+        let mut tx = self.db.begin().await?;
+        store::roster::create_staging(&mut tx).await?;
+        let mut report = ImportReport::default();
+        let mut chunk = Vec::with_capacity(COPY_CHUNK);
+        for entry in entries {
+            chunk.push(entry);
+            if chunk.len() == COPY_CHUNK {
+                report.read += store::roster::copy_into_staging(&mut tx, &chunk).await?;
+                chunk.clear();
+                progress(report.read);
+            }
+        }
+        report.read += store::roster::copy_into_staging(&mut tx, &chunk).await?;
+        progress(report.read);
+        let counts = store::roster::insert_staged_members(&mut tx, list.id).await?;
+        report.added = counts.added;
+        report.already_members = counts.already;
+        let left = store::roster::list_staged_left(&mut tx, list.id).await?;
+        report.left = left.len() as u64;
+        tx.commit().await?;
+        if invite && !left.is_empty() {
+            let addresses: Vec<EmailAddress> = left
+                .iter()
+                .filter_map(|a| EmailAddress::parse(a).ok())
+                .collect();
+            let outcomes = self
+                .add_members(
+                    &ListRef::Address(list.address.clone()),
+                    &addresses,
+                    Role::Member,
+                    true,
+                )
+                .await?;
+            report.invited = outcomes
+                .iter()
+                .filter(|(_, o)| *o == AddOutcome::Invited)
+                .count() as u64;
+        }
+        Ok(report)
+    }
+
+    /// Every subscribed member of a list with their consent record, for export.
+    pub async fn export_members(
+        &self,
+        list: &ListRef,
+    ) -> Result<Vec<crate::domain::Member>, AppError> {
+        let list = self.get_list(list).await?;
+        Ok(store::members::list_members(
+            &self.db,
+            list.id,
+            Some(Role::Member),
+            Some(crate::domain::MemberStatus::Subscribed),
+        )
+        .await?)
+    }
+}

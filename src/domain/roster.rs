@@ -1,0 +1,267 @@
+//! Reading member lists brought from elsewhere (SPEC §5 `members import`): a CSV with
+//! an `email` (or `address`) column and an optional `name`, Mailman's `addmembers`
+//! lines (`Name <addr>` or a bare address), and the members CSV Google Groups
+//! exports. Rows are read one at a time (a million-row file never sits in memory);
+//! a bad row is reported with its line number and the rest go on.
+
+use super::EmailAddress;
+use std::io::BufRead;
+
+/// The formats `members import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RosterFormat {
+    Csv,
+    Lines,
+    GoogleGroups,
+}
+
+impl std::str::FromStr for RosterFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "csv" => Ok(RosterFormat::Csv),
+            "lines" => Ok(RosterFormat::Lines),
+            "google-groups" => Ok(RosterFormat::GoogleGroups),
+            _ => Err(format!(
+                "`{s}` is not an import format; use csv, lines or google-groups"
+            )),
+        }
+    }
+}
+
+/// One member read from a roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    pub line: u64,
+    pub address: EmailAddress,
+    pub name: Option<String>,
+}
+
+/// A row that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterError {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Reads a roster row by row. A file-level problem (no address column) is one error
+/// for line 1 and ends the reading.
+pub fn read_roster<R: BufRead + 'static>(
+    format: RosterFormat,
+    input: R,
+) -> Box<dyn Iterator<Item = Result<RosterEntry, RosterError>>> {
+    match format {
+        RosterFormat::Lines => Box::new(read_lines(input)),
+        RosterFormat::Csv => read_csv(input, &["email", "address", "email address"], &["name"]),
+        RosterFormat::GoogleGroups => read_csv(
+            input,
+            &["email address", "email"],
+            &["nickname", "display name", "name"],
+        ),
+    }
+}
+
+fn read_lines<R: BufRead>(input: R) -> impl Iterator<Item = Result<RosterEntry, RosterError>> {
+    input.lines().enumerate().filter_map(|(i, line)| {
+        let line_no = i as u64 + 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                return Some(Err(RosterError {
+                    line: line_no,
+                    reason: format!("cannot be read: {e}"),
+                }));
+            }
+        };
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            return None;
+        }
+        let (name, address) = match text.rsplit_once('<') {
+            Some((name, rest)) => (
+                Some(name.trim().trim_matches('"').trim()),
+                rest.trim_end().strip_suffix('>').unwrap_or(rest),
+            ),
+            None => (None, text),
+        };
+        Some(entry(line_no, address, name))
+    })
+}
+
+fn read_csv<R: BufRead + 'static>(
+    input: R,
+    address_columns: &'static [&'static str],
+    name_columns: &'static [&'static str],
+) -> Box<dyn Iterator<Item = Result<RosterEntry, RosterError>>> {
+    let reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input);
+    let mut records = reader.into_records_with_lines();
+    // the header is the first row that names an address column (Google Groups may
+    // put a title line above it)
+    let mut header = None;
+    for next in records.by_ref() {
+        match next {
+            Ok((_, record)) => {
+                let names: Vec<String> = record
+                    .iter()
+                    .map(|c| c.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+                    .collect();
+                if let Some(at) = address_columns
+                    .iter()
+                    .find_map(|a| names.iter().position(|n| n == a))
+                {
+                    let name_at = name_columns
+                        .iter()
+                        .find_map(|a| names.iter().position(|n| n == a));
+                    header = Some((at, name_at));
+                    break;
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    let Some((address_at, name_at)) = header else {
+        return Box::new(std::iter::once(Err(RosterError {
+            line: 1,
+            reason: format!("no header row naming a column `{}`", address_columns[0]),
+        })));
+    };
+    Box::new(records.filter_map(move |next| match next {
+        Ok((line, record)) => {
+            if record.iter().all(|c| c.trim().is_empty()) {
+                return None;
+            }
+            let address = record.get(address_at).unwrap_or("");
+            let name = name_at.and_then(|i| record.get(i));
+            Some(entry(line, address, name))
+        }
+        Err(e) => Some(Err(RosterError {
+            line: e.position().map_or(0, |p| p.line()),
+            reason: format!("not valid CSV: {e}"),
+        })),
+    }))
+}
+
+fn entry(line: u64, address: &str, name: Option<&str>) -> Result<RosterEntry, RosterError> {
+    let address = EmailAddress::parse(address.trim()).map_err(|e| RosterError {
+        line,
+        reason: e.to_string(),
+    })?;
+    let name = name
+        .map(|n| {
+            n.split(|c: char| c.is_whitespace() || c.is_control())
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|n| !n.is_empty())
+        .map(|n| n.chars().take(200).collect());
+    Ok(RosterEntry {
+        line,
+        address,
+        name,
+    })
+}
+
+/// The csv crate's records with the line each starts on.
+trait WithLines<R> {
+    fn into_records_with_lines(self) -> RecordsWithLines<R>;
+}
+
+struct RecordsWithLines<R> {
+    reader: csv::Reader<R>,
+}
+
+impl<R: std::io::Read> WithLines<R> for csv::Reader<R> {
+    fn into_records_with_lines(self) -> RecordsWithLines<R> {
+        RecordsWithLines { reader: self }
+    }
+}
+
+impl<R: std::io::Read> Iterator for RecordsWithLines<R> {
+    type Item = Result<(u64, csv::StringRecord), csv::Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut record = csv::StringRecord::new();
+        match self.reader.read_record(&mut record) {
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| p.line());
+                Some(Ok((line, record)))
+            }
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows read (line, address, name) and the lines refused.
+    type Read = (Vec<(u64, String, Option<String>)>, Vec<u64>);
+
+    fn read(format: RosterFormat, text: &'static str) -> Read {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for r in read_roster(format, std::io::Cursor::new(text.as_bytes())) {
+            match r {
+                Ok(e) => ok.push((e.line, e.address.to_string(), e.name)),
+                Err(e) => bad.push(e.line),
+            }
+        }
+        (ok, bad)
+    }
+
+    #[test]
+    fn csv_with_an_email_column() {
+        let (ok, bad) = read(
+            RosterFormat::Csv,
+            "name,email,other\nAnne,anne@example.net,x\n,not an address,\n\"Bob, Jr\",bob@example.com,\n",
+        );
+        assert_eq!(
+            ok,
+            vec![
+                (2, "anne@example.net".into(), Some("Anne".into())),
+                (4, "bob@example.com".into(), Some("Bob, Jr".into())),
+            ]
+        );
+        assert_eq!(bad, vec![3]);
+        let (_, bad) = read(RosterFormat::Csv, "who,what\nx,y\n");
+        assert_eq!(bad, vec![1], "no address column");
+    }
+
+    #[test]
+    fn mailman_lines() {
+        let (ok, bad) = read(
+            RosterFormat::Lines,
+            "# members\nAnne Example <anne@example.net>\nbob@example.com\n\n\"Carol\" <carol@example.org>\nnonsense\n",
+        );
+        assert_eq!(
+            ok,
+            vec![
+                (2, "anne@example.net".into(), Some("Anne Example".into())),
+                (3, "bob@example.com".into(), None),
+                (5, "carol@example.org".into(), Some("Carol".into())),
+            ]
+        );
+        assert_eq!(bad, vec![6]);
+    }
+
+    #[test]
+    fn google_groups_export_with_a_title_line() {
+        let (ok, bad) = read(
+            RosterFormat::GoogleGroups,
+            "Members for group sig@googlegroups.com\n\
+Email address,Nickname,Group status,Email status,Email preference,Posting permissions,Join year,Join month,Join day,Join hour,Join minute\n\
+anne@example.net,Anne,member,,email,allowed,2020,1,2,3,4\n\
+broken@,B,member,,email,allowed,2020,1,2,3,4\n",
+        );
+        assert_eq!(
+            ok,
+            vec![(3, "anne@example.net".into(), Some("Anne".into()))]
+        );
+        assert_eq!(bad, vec![4]);
+    }
+}
