@@ -87,6 +87,8 @@ pub async fn run(
         }
     }
 
+    // counters are recorded from the start, whichever parts run here
+    let _ = crate::http::metrics::handle();
     if parts.workers {
         let inbound = app.clone();
         let stop = stop_rx.clone();

@@ -89,6 +89,7 @@ impl App {
                 BounceClass::Complaint if verp_member.is_none() => BounceClass::Unknown,
                 c => c,
             };
+            metrics::counter!("listd_bounces_total", "class" => class.as_str()).increment(1);
             let address = report
                 .recipient
                 .clone()

@@ -60,6 +60,11 @@ impl App {
         }
     }
 
+    /// The queues at a glance (for `/metrics`).
+    pub async fn queue_stats(&self) -> Result<crate::store::outbound::QueueStats, AppError> {
+        Ok(crate::store::outbound::find_queue_stats(&self.db).await?)
+    }
+
     /// Whether the database answers.
     pub async fn ready(&self) -> bool {
         crate::store::ping(&self.db).await.is_ok()

@@ -105,6 +105,8 @@ impl App {
         list: &List,
         req: Request,
     ) -> Result<RequestOutcome, AppError> {
+        metrics::counter!("listd_subscription_requests_total", "source" => req.source.as_str())
+            .increment(1);
         let mut tx = store::pending::begin_for_address(&self.db, list.id, &req.address).await?;
         let state = self
             .request_state(&mut tx, list, "subscribe", &req.address)

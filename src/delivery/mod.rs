@@ -361,6 +361,7 @@ impl Worker {
                 message,
             } => (envelope_from, message),
             Ready::Cancel(reason) => {
+                metrics::counter!("listd_deliveries_total", "outcome" => "cancelled").increment(1);
                 tracing::info!(id = row.id, to = %row.recipient, reason, "not sent");
                 store::outbound::update_outbound_cancelled(&self.db, &[row.id], reason).await?;
                 return Ok(None);
@@ -372,10 +373,12 @@ impl Worker {
             .await
         {
             Ok(()) => {
+                metrics::counter!("listd_deliveries_total", "outcome" => "sent").increment(1);
                 tracing::debug!(id = row.id, to = %row.recipient, "delivered");
                 return Ok(Some(row.id));
             }
             Err(SendError::Permanent(reason)) => {
+                metrics::counter!("listd_deliveries_total", "outcome" => "failed").increment(1);
                 tracing::warn!(id = row.id, to = %row.recipient, %reason, "refused by the relay; giving up");
                 store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
                 if row.member_id.is_some() {
@@ -398,6 +401,7 @@ impl Worker {
                 }
             }
             Err(SendError::Transient(reason)) => {
+                metrics::counter!("listd_deliveries_total", "outcome" => "deferred").increment(1);
                 if time::OffsetDateTime::now_utc() - row.created_at > GIVE_UP_AFTER {
                     let reason = format!("gave up after {} attempts: {reason}", row.attempts);
                     tracing::warn!(id = row.id, to = %row.recipient, %reason, "giving up");

@@ -4,6 +4,7 @@
 //! JSON body. Pages are server-rendered templates that work without JavaScript.
 
 mod client;
+pub mod metrics;
 mod pages;
 mod subscribe;
 
@@ -39,7 +40,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(subscribe::router())
+        .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(not_found)
+        .route_layer(axum::middleware::from_fn(metrics::count_requests))
         .with_state(state)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

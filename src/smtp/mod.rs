@@ -226,6 +226,7 @@ pub async fn serve<B: Backend>(
                 }
                 let session = Session::new(stream, config.clone(), backend.clone(), Some(peer))
                     .stop_on(stop.clone());
+                metrics::counter!("listd_smtp_sessions_total").increment(1);
                 sessions.spawn(async move {
                     session.run().await;
                     drop(permit);

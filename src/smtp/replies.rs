@@ -155,6 +155,7 @@ pub(super) fn helo(out: &mut Vec<u8>, hostname: &str) {
 
 /// Appends one reply to the session's output.
 pub(super) fn reply<T: Display>(out: &mut Vec<u8>, reply: &Response<T>) {
+    metrics::counter!("listd_smtp_replies_total", "code" => reply.code.to_string()).increment(1);
     push(out, |out| reply.write(out));
 }
 

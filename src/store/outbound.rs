@@ -212,3 +212,40 @@ pub async fn insert_outbound_copies(
     .await?
     .rows_affected())
 }
+
+/// The queues at a glance, for monitoring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Messages waiting to be sent (leased or not).
+    pub queued: i64,
+    /// Of those, the ones due now.
+    pub due: i64,
+    /// How long the oldest due message has been due (0 when none is).
+    pub oldest_due_seconds: f64,
+    /// Received mail not yet processed.
+    pub inbound_waiting: i64,
+    pub held: i64,
+}
+
+pub async fn find_queue_stats(db: &PgPool) -> Result<QueueStats, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"
+        select
+          (select count(*) from outbound where status = 'queued') as "queued!",
+          (select count(*) from outbound where status = 'queued' and next_attempt_at <= now()) as "due!",
+          (select coalesce(extract(epoch from now() - min(next_attempt_at)), 0)::float8
+             from outbound where status = 'queued' and next_attempt_at <= now()) as "oldest!",
+          (select count(*) from inbound where status = 'new') as "inbound!",
+          (select count(*) from post where status = 'held') as "held!"
+        "#
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(QueueStats {
+        queued: r.queued,
+        due: r.due,
+        oldest_due_seconds: r.oldest,
+        inbound_waiting: r.inbound,
+        held: r.held,
+    })
+}

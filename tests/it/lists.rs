@@ -401,3 +401,51 @@ mod import {
         assert_eq!(bad.code, 2);
     }
 }
+
+#[tokio::test]
+async fn metrics_show_the_queue_and_the_requests_by_route() {
+    let s = TestServer::start().await;
+    assert_eq!(s.cli(&["lists", "create", "m@lists.example.org"]).code, 0);
+    let scrape = || async {
+        let r = crate::harness::http()
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    scrape().await; // the recorder is installed by the first scrape in this process
+    let r = crate::harness::http()
+        .post(s.url("/lists/m.lists.example.org/subscribe"))
+        .form(&[("email", "metrics@example.net"), ("website", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = scrape().await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(
+        value("listd_queue_depth") >= 1.0,
+        "the confirmation waits in the queue"
+    );
+    assert!(text.contains("listd_queue_oldest_due_seconds"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("listd_http_requests_total")
+                && l.contains("route=\"/lists/{list}/subscribe\"")
+                && l.contains("status=\"200\"")),
+        "{text}"
+    );
+    assert!(text.contains("listd_subscription_requests_total"));
+    assert!(
+        !text.contains("metrics@example.net"),
+        "no addresses in metrics"
+    );
+}
