@@ -10,9 +10,12 @@ mod subscribe;
 
 use crate::app::App;
 use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use std::time::Duration;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -57,7 +60,36 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(30),
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
-        .layer(TraceLayer::new_for_http())
+        // every request gets an id (or keeps the one a proxy gave it), on every log
+        // line of the request and in the response's x-request-id
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    request_id = %id,
+                    method = %request.method(),
+                    path = %loggable_path(request.uri().path()),
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// A path fit for logs: the tokens of confirmation, unsubscribe and resume links are
+/// secrets and stay out of them.
+fn loggable_path(path: &str) -> String {
+    for prefix in ["/confirm/", "/unsubscribe/", "/resume/"] {
+        if path.starts_with(prefix) {
+            return format!("{prefix}…");
+        }
+    }
+    path.to_string()
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.

@@ -423,6 +423,10 @@ async fn metrics_show_the_queue_and_the_requests_by_route() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("x-request-id").is_some(),
+        "every response names its request"
+    );
     let text = scrape().await;
     let value = |name: &str| -> f64 {
         text.lines()
