@@ -171,6 +171,39 @@ impl App {
             .collect())
     }
 
+    /// One page of members of a role, and the cursor of the next page (`None` on the
+    /// last). The cursor is the last address key of the page.
+    pub async fn members_page(
+        &self,
+        list: &ListRef,
+        role: Role,
+        status: StatusFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Member>, Option<String>), AppError> {
+        let list = self.get_list(list).await?;
+        let (by_status, disabled_only) = match status {
+            StatusFilter::Status(s) => (Some(s), false),
+            StatusFilter::DeliveryDisabled => (Some(MemberStatus::Subscribed), true),
+            StatusFilter::All => (None, false),
+        };
+        let limit = limit.clamp(1, 1000);
+        let rows = store::members::list_members_page(
+            &self.db,
+            list.id,
+            role,
+            by_status,
+            disabled_only,
+            after,
+            limit as i64 + 1,
+        )
+        .await?;
+        let more = rows.len() > limit;
+        let page: Vec<(String, Member)> = rows.into_iter().take(limit).collect();
+        let next = more.then(|| page.last().map(|(k, _)| k.clone())).flatten();
+        Ok((page.into_iter().map(|(_, m)| m).collect(), next))
+    }
+
     /// Every role an address holds on a list, with its consent record.
     pub async fn member(
         &self,

@@ -5,6 +5,7 @@
 //! A use case reads and writes through `store`, in one transaction, and enqueues the
 //! mail it causes in that same transaction; it never talks SMTP itself.
 
+pub mod api_tokens;
 pub mod bounces;
 pub mod inbound;
 pub mod lists;

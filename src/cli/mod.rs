@@ -4,6 +4,7 @@
 //! Errors are one sentence on stderr; exit codes are 0 (success), 1 (failure) and
 //! 2 (usage error: bad arguments, an unknown setting or value).
 
+mod api_tokens;
 mod held;
 mod lists;
 mod members;
@@ -54,6 +55,11 @@ pub enum Command {
     Held {
         #[command(subcommand)]
         command: held::HeldCommand,
+    },
+    /// Bearer tokens for the admin API
+    ApiTokens {
+        #[command(subcommand)]
+        command: api_tokens::ApiTokensCommand,
     },
 }
 
@@ -111,6 +117,9 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Lists { command } => with_app(&config, |app| lists::run(app, command)).await,
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
         Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
+        Command::ApiTokens { command } => {
+            with_app(&config, |app| api_tokens::run(app, command)).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

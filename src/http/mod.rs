@@ -3,6 +3,7 @@
 //! Handlers translate a request into one `app` call and its outcome into a page or a
 //! JSON body. Pages are server-rendered templates that work without JavaScript.
 
+pub mod api;
 mod client;
 pub mod metrics;
 mod pages;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(subscribe::router())
+        .merge(api::router(state.clone()))
         .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(not_found)
         .route_layer(axum::middleware::from_fn(metrics::count_requests))

@@ -95,6 +95,71 @@ pub async fn find_member(
     .transpose()
 }
 
+/// One page of a list's members of one role, in address order, after the address
+/// key `after` (keyset pagination: every page costs the same, however deep).
+pub async fn list_members_page(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    role: Role,
+    status: Option<MemberStatus>,
+    delivery_disabled_only: bool,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(String, Member)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"
+        select id, list_id, address, address_key, name, role, status, delivery, bounce_score, own_posts,
+               subscribed_at, requested_at, request_source, request_ip, request_user_agent,
+               request_message_id, request_form_text, confirmed_at, confirm_method, confirm_ip,
+               confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member
+        where list_id = $1 and role = $2 and ($3::text is null or status = $3)
+          and (not $4 or delivery = 'disabled')
+          and ($5::text is null or address_key > $5)
+        order by address_key
+        limit $6
+        "#,
+        list_id,
+        role.as_str(),
+        status.map(MemberStatus::as_str),
+        delivery_disabled_only,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let key = r.address_key.clone();
+            Member::try_from(MemberRow {
+                id: r.id,
+                list_id: r.list_id,
+                address: r.address,
+                name: r.name,
+                role: r.role,
+                status: r.status,
+                delivery: r.delivery,
+                bounce_score: r.bounce_score,
+                own_posts: r.own_posts,
+                subscribed_at: r.subscribed_at,
+                requested_at: r.requested_at,
+                request_source: r.request_source,
+                request_ip: r.request_ip,
+                request_user_agent: r.request_user_agent,
+                request_message_id: r.request_message_id,
+                request_form_text: r.request_form_text,
+                confirmed_at: r.confirmed_at,
+                confirm_method: r.confirm_method,
+                confirm_ip: r.confirm_ip,
+                confirm_message_id: r.confirm_message_id,
+                unsubscribed_at: r.unsubscribed_at,
+                unsubscribe_method: r.unsubscribe_method,
+            })
+            .map(|m| (key, m))
+        })
+        .collect()
+}
+
 /// Every role an address holds on a list.
 pub async fn find_member_roles(
     db: impl PgExecutor<'_>,

@@ -4,6 +4,7 @@
 //! `migrations/`, cached in `.sqlx/` for offline builds). Business rules live in
 //! `app`; the store only reads and writes what it is told.
 
+pub mod api_tokens;
 pub mod bounces;
 pub mod inbound;
 pub mod lists;

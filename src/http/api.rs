@@ -1,0 +1,447 @@
+//! The JSON admin API under `/api/v1` (SPEC §4): the CLI's operations on lists,
+//! members and held posts, for `Authorization: Bearer <token>` (tokens from
+//! `listd api-tokens create`). Errors are `{"error": {"code": …, "message": …}}`.
+
+use super::AppState;
+use crate::app::AppError;
+use crate::app::members::StatusFilter;
+use crate::app::posts::{Moderation, ModerationOutcome};
+use crate::domain::{EmailAddress, ListAddress, ListRef, ListSettings, Member, Role};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Every route of the API, as the OpenAPI document lists them (a test holds the two
+/// together).
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/api/v1/lists", &["get", "post"]),
+    ("/api/v1/lists/{list}", &["get", "patch", "delete"]),
+    ("/api/v1/lists/{list}/members", &["get", "post"]),
+    ("/api/v1/lists/{list}/members/{address}", &["get", "delete"]),
+    ("/api/v1/held", &["get"]),
+    ("/api/v1/held/{id}", &["get"]),
+    ("/api/v1/held/{id}/{decision}", &["post"]),
+];
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let guarded = Router::new()
+        .route("/api/v1/lists", get(lists).post(create_list))
+        .route(
+            "/api/v1/lists/{list}",
+            get(show_list).patch(update_list).delete(delete_list),
+        )
+        .route(
+            "/api/v1/lists/{list}/members",
+            get(members).post(add_members),
+        )
+        .route(
+            "/api/v1/lists/{list}/members/{address}",
+            get(show_member).delete(remove_member),
+        )
+        .route("/api/v1/held", get(held))
+        .route("/api/v1/held/{id}", get(show_held))
+        .route("/api/v1/held/{id}/{decision}", post(moderate))
+        .route_layer(axum::middleware::from_fn_with_state(state, authorize));
+    Router::new()
+        .merge(guarded)
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// An API error: a status, a stable code and a sentence.
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(json!({"error": {"code": self.1, "message": self.2}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let (status, code) = match &e {
+            AppError::NoSuchList(_) | AppError::NoSuchMember { .. } | AppError::NoSuchPost(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            AppError::ListExists(_) => (StatusCode::CONFLICT, "exists"),
+            AppError::BadAddress(_) | AppError::BadSetting(_) => {
+                (StatusCode::BAD_REQUEST, "invalid")
+            }
+            AppError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            AppError::Unexpected(_) => {
+                tracing::error!(error = ?e, "API request failed");
+                return ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong; it has been logged".into(),
+                );
+            }
+        };
+        ApiError(status, code, e.to_string())
+    }
+}
+
+fn invalid(field: &str, problem: impl std::fmt::Display) -> ApiError {
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        format!("`{field}`: {problem}"),
+    )
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    match state.app.check_api_token(token).await {
+        Ok(Some(_)) => next.run(request).await,
+        Ok(None) => {
+            let mut r = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid `Authorization: Bearer <token>` header is required (listd api-tokens create)"
+                    .into(),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("a header value"),
+            );
+            r
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+fn list_ref(list: &str) -> Result<ListRef, ApiError> {
+    ListRef::parse(list).map_err(|e| invalid("list", e))
+}
+
+fn address(text: &str, field: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(text).map_err(|e| invalid(field, e))
+}
+
+async fn lists(State(state): State<AppState>) -> ApiResult {
+    Ok(Json(state.app.lists(false).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewList {
+    address: String,
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    owners: Vec<String>,
+    /// Other settings, as for `lists set` (`"posting": "open"`).
+    #[serde(default)]
+    settings: serde_json::Map<String, Value>,
+}
+
+async fn create_list(State(state): State<AppState>, body: Json<Value>) -> ApiResult {
+    let new: NewList = serde_json::from_value(body.0).map_err(|e| invalid("body", e))?;
+    let list_address = ListAddress::parse(&new.address).map_err(|e| invalid("address", e))?;
+    let mut settings = ListSettings::defaults_for(&list_address);
+    let mut pairs = settings_pairs(&new.settings)?;
+    if let Some(n) = new.name {
+        pairs.push(("name".into(), n));
+    }
+    if let Some(d) = new.description {
+        pairs.push(("description".into(), d));
+    }
+    for (key, value) in &pairs {
+        settings.apply(key, value).map_err(AppError::from)?;
+    }
+    let owners = new
+        .owners
+        .iter()
+        .map(|o| address(o, "owners"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let info = state
+        .app
+        .create_list(&list_address, &settings, &owners)
+        .await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// `{"posting": "open", "bounce-score-threshold": 3}` as (key, value) pairs.
+fn settings_pairs(map: &serde_json::Map<String, Value>) -> Result<Vec<(String, String)>, ApiError> {
+    map.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), s.clone())),
+            Value::Number(n) => Ok((k.clone(), n.to_string())),
+            Value::Bool(b) => Ok((k.clone(), b.to_string())),
+            _ => Err(invalid(k, "must be a string, a number or a boolean")),
+        })
+        .collect()
+}
+
+async fn show_list(State(state): State<AppState>, Path(list): Path<String>) -> ApiResult {
+    Ok(Json(state.app.list_info(&list_ref(&list)?).await?).into_response())
+}
+
+async fn update_list(
+    State(state): State<AppState>,
+    Path(list): Path<String>,
+    body: Json<Value>,
+) -> ApiResult {
+    let Value::Object(map) = body.0 else {
+        return Err(invalid("body", "must be an object of settings"));
+    };
+    let pairs: Vec<String> = settings_pairs(&map)?
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Ok(Json(state.app.update_list(&list_ref(&list)?, &pairs).await?).into_response())
+}
+
+async fn delete_list(State(state): State<AppState>, Path(list): Path<String>) -> ApiResult {
+    state.app.delete_list(&list_ref(&list)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberQuery {
+    role: Option<String>,
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The stable fields of a member in listings (as `members ls --json`).
+fn summary(m: &Member) -> Value {
+    json!({
+        "address": m.address,
+        "name": m.name,
+        "role": m.role,
+        "status": m.status,
+        "delivery": m.delivery,
+        "subscribed_at": m.subscribed_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+    })
+}
+
+async fn members(
+    State(state): State<AppState>,
+    Path(list): Path<String>,
+    query: Result<Query<MemberQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| invalid("query", e.body_text()))?;
+    let role: Role = q
+        .role
+        .as_deref()
+        .unwrap_or("member")
+        .parse()
+        .map_err(|e| invalid("role", e))?;
+    let status: StatusFilter = q
+        .status
+        .as_deref()
+        .unwrap_or("subscribed")
+        .parse()
+        .map_err(|e: String| invalid("status", e))?;
+    let (page, next) = state
+        .app
+        .members_page(
+            &list_ref(&list)?,
+            role,
+            status,
+            q.cursor.as_deref(),
+            q.limit.unwrap_or(100),
+        )
+        .await?;
+    Ok(Json(json!({
+        "members": page.iter().map(summary).collect::<Vec<_>>(),
+        "next_cursor": next,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMembers {
+    addresses: Vec<String>,
+    role: Option<String>,
+    #[serde(default)]
+    invite: bool,
+}
+
+async fn add_members(
+    State(state): State<AppState>,
+    Path(list): Path<String>,
+    body: Json<Value>,
+) -> ApiResult {
+    let new: NewMembers = serde_json::from_value(body.0).map_err(|e| invalid("body", e))?;
+    let role: Role = new
+        .role
+        .as_deref()
+        .unwrap_or("member")
+        .parse()
+        .map_err(|e| invalid("role", e))?;
+    let addresses = new
+        .addresses
+        .iter()
+        .map(|a| address(a, "addresses"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes = state
+        .app
+        .add_members(&list_ref(&list)?, &addresses, role, new.invite)
+        .await?;
+    let results: Vec<Value> = outcomes
+        .iter()
+        .map(|(a, o)| json!({"address": a.to_string(), "outcome": format!("{o:?}")}))
+        .collect();
+    Ok(Json(json!({ "results": results })).into_response())
+}
+
+async fn show_member(
+    State(state): State<AppState>,
+    Path((list, addr)): Path<(String, String)>,
+) -> ApiResult {
+    let roles = state
+        .app
+        .member(&list_ref(&list)?, &address(&addr, "address")?)
+        .await?;
+    let main = roles
+        .iter()
+        .find(|m| m.role == Role::Member)
+        .unwrap_or(&roles[0]);
+    let mut v = serde_json::to_value(main).map_err(|e| AppError::Unexpected(e.into()))?;
+    v["roles"] = json!(roles.iter().map(|m| m.role.as_str()).collect::<Vec<_>>());
+    v["bounces"] = serde_json::to_value(state.app.member_bounces(main).await?)
+        .map_err(|e| AppError::Unexpected(e.into()))?;
+    Ok(Json(v).into_response())
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    Path((list, addr)): Path<(String, String)>,
+) -> ApiResult {
+    let address = address(&addr, "address")?;
+    let done = state
+        .app
+        .remove_members(&list_ref(&list)?, std::slice::from_ref(&address))
+        .await?;
+    if done.iter().any(|(_, removed)| *removed) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{address} is not a member of {list}"),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeldQuery {
+    list: Option<String>,
+}
+
+async fn held(
+    State(state): State<AppState>,
+    query: Result<Query<HeldQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| invalid("query", e.body_text()))?;
+    let list = q.list.as_deref().map(list_ref).transpose()?;
+    Ok(Json(state.app.held_posts(list.as_ref()).await?).into_response())
+}
+
+async fn show_held(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult {
+    let d = state.app.post_detail(id).await?;
+    let mut v = serde_json::to_value(&d.post).map_err(|e| AppError::Unexpected(e.into()))?;
+    v["status"] = json!(d.status);
+    v["copies"] = json!(d.copies);
+    v["message"] = json!(String::from_utf8_lossy(&d.raw));
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    reason: Option<String>,
+}
+
+async fn moderate(
+    State(state): State<AppState>,
+    Path((id, decision)): Path<(i64, String)>,
+    body: Option<Json<Value>>,
+) -> ApiResult {
+    let d: Decision = match body {
+        Some(Json(v)) => serde_json::from_value(v).map_err(|e| invalid("body", e))?,
+        None => Decision::default(),
+    };
+    let decision = match decision.as_str() {
+        "approve" => Moderation::Approve,
+        "reject" => Moderation::Reject,
+        "discard" => Moderation::Discard,
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("`{other}` is not a decision; use approve, reject or discard"),
+            ));
+        }
+    };
+    let outcome = state
+        .app
+        .moderate(id, decision, d.reason.as_deref(), "api")
+        .await?;
+    let v = match outcome {
+        ModerationOutcome::Approved { copies } => json!({"outcome": "approved", "copies": copies}),
+        ModerationOutcome::Rejected => json!({"outcome": "rejected"}),
+        ModerationOutcome::Discarded => json!({"outcome": "discarded"}),
+    };
+    Ok(Json(v).into_response())
+}
+
+/// The OpenAPI 3.1 document of this API, built from [`ROUTES`].
+async fn openapi() -> Response {
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let mut paths = serde_json::Map::new();
+    for (path, methods) in ROUTES {
+        let mut ops = serde_json::Map::new();
+        for m in *methods {
+            ops.insert(
+                m.to_string(),
+                json!({
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": {"description": "success"},
+                        "401": {"description": "no valid token", "content": {"application/json": {"schema": error}}},
+                        "4XX": {"description": "refused", "content": {"application/json": {"schema": error}}}
+                    }
+                }),
+            );
+        }
+        paths.insert(path.to_string(), Value::Object(ops));
+    }
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": {"title": "listd admin API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {
+                "type": "object",
+                "properties": {"error": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}}}}
+            }}
+        }
+    }))
+    .into_response()
+}
