@@ -409,24 +409,80 @@ async fn moderate(
     Ok(Json(v).into_response())
 }
 
-/// The OpenAPI 3.1 document of this API, built from [`ROUTES`].
+/// The request body of an operation, as a JSON schema (the same fields the handlers'
+/// `deny_unknown_fields` structs accept).
+fn request_schema(path: &str, method: &str) -> Option<Value> {
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let settings = json!({"type": "object", "description": "settings as for `listd lists set` (posting, nonmember-action, subject-prefix, reply-to, dmarc, advertised, bounce-*, name, description)",
+                          "additionalProperties": {"type": ["string", "number", "boolean"]}});
+    Some(match (path, method) {
+        ("/api/v1/lists", "post") => {
+            json!({"type": "object", "required": ["address"], "additionalProperties": false,
+            "properties": {"address": {"type": "string"}, "name": {"type": "string"},
+                           "description": {"type": "string"}, "owners": strings, "settings": settings}})
+        }
+        ("/api/v1/lists/{list}", "patch") => settings,
+        ("/api/v1/lists/{list}/members", "post") => {
+            json!({"type": "object", "required": ["addresses"],
+            "additionalProperties": false,
+            "properties": {"addresses": strings, "role": {"enum": ["member", "owner", "moderator"]},
+                           "invite": {"type": "boolean"}}})
+        }
+        ("/api/v1/held/{id}/{decision}", "post") => {
+            json!({"type": "object", "additionalProperties": false,
+            "properties": {"reason": {"type": "string"}}})
+        }
+        _ => return None,
+    })
+}
+
+/// The query parameters of an operation.
+fn query_parameters(path: &str, method: &str) -> Vec<Value> {
+    let q = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}});
+    match (path, method) {
+        ("/api/v1/lists/{list}/members", "get") => vec![
+            q("role", "member (default), owner or moderator"),
+            q(
+                "status",
+                "subscribed (default), pending, unsubscribed, removed, bounced, complained, disabled or all",
+            ),
+            q("limit", "page size, 1 to 1000 (default 100)"),
+            q("cursor", "the next_cursor of the previous page"),
+        ],
+        ("/api/v1/held", "get") => vec![q("list", "only this list (address or list-id)")],
+        _ => Vec::new(),
+    }
+}
+
+/// The OpenAPI 3.1 document of this API, built from [`ROUTES`]: path parameters from
+/// the templates, query parameters and request bodies from the functions above.
 async fn openapi() -> Response {
     let error = json!({"$ref": "#/components/schemas/Error"});
     let mut paths = serde_json::Map::new();
     for (path, methods) in ROUTES {
+        let path_parameters: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
         let mut ops = serde_json::Map::new();
         for m in *methods {
-            ops.insert(
-                m.to_string(),
-                json!({
-                    "security": [{"bearer": []}],
-                    "responses": {
-                        "200": {"description": "success"},
-                        "401": {"description": "no valid token", "content": {"application/json": {"schema": error}}},
-                        "4XX": {"description": "refused", "content": {"application/json": {"schema": error}}}
-                    }
-                }),
-            );
+            let mut parameters = path_parameters.clone();
+            parameters.extend(query_parameters(path, m));
+            let mut op = json!({
+                "security": [{"bearer": []}],
+                "parameters": parameters,
+                "responses": {
+                    "200": {"description": "success", "content": {"application/json": {}}},
+                    "401": {"description": "no valid token", "content": {"application/json": {"schema": error}}},
+                    "4XX": {"description": "refused", "content": {"application/json": {"schema": error}}}
+                }
+            });
+            if let Some(schema) = request_schema(path, m) {
+                op["requestBody"] =
+                    json!({"required": true, "content": {"application/json": {"schema": schema}}});
+            }
+            ops.insert(m.to_string(), op);
         }
         paths.insert(path.to_string(), Value::Object(ops));
     }

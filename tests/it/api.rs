@@ -253,6 +253,15 @@ async fn the_openapi_document_names_exactly_the_routes_that_answer() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(paths.len(), listd::http::api::ROUTES.len());
+    let listing = &paths["/api/v1/lists/{list}/members"]["get"]["parameters"];
+    assert!(
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "cursor")
+    );
+    assert!(paths["/api/v1/lists"]["post"]["requestBody"].is_object());
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
             // every documented route is routed: unknown ids give the API's own 404
