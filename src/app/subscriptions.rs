@@ -296,19 +296,10 @@ impl App {
         &self,
         token: &str,
     ) -> Result<Option<(List, String)>, AppError> {
-        let Some(id) = UnsubscribeToken::claimed_member(token) else {
-            return Ok(None);
-        };
         let mut tx = self.db.begin().await?;
-        let Some(member) = store::members::find_member_by_id_for_update(&mut *tx, id).await? else {
-            return Ok(None);
-        };
+        let found = self.member_for_token(&mut tx, token).await?;
         tx.rollback().await?;
-        if !self.token_matches(token, &member) {
-            return Ok(None);
-        }
-        let list = store::lists::find_list_by_id(&self.db, member.list_id).await?;
-        Ok(list.map(|l| (l, member.address)))
+        Ok(found.map(|(list, member)| (list, member.address)))
     }
 
     /// Unsubscribes at once with a member's token (the List-Unsubscribe one-click).
@@ -317,17 +308,8 @@ impl App {
         token: &str,
         method: &str,
     ) -> Result<UnsubscribeOutcome, AppError> {
-        let Some(id) = UnsubscribeToken::claimed_member(token) else {
-            return Ok(UnsubscribeOutcome::InvalidToken);
-        };
         let mut tx = self.db.begin().await?;
-        let Some(member) = store::members::find_member_by_id_for_update(&mut *tx, id).await? else {
-            return Ok(UnsubscribeOutcome::InvalidToken);
-        };
-        if !self.token_matches(token, &member) {
-            return Ok(UnsubscribeOutcome::InvalidToken);
-        }
-        let Some(list) = store::lists::find_list_by_id(&mut *tx, member.list_id).await? else {
+        let Some((list, member)) = self.member_for_token(&mut tx, token).await? else {
             return Ok(UnsubscribeOutcome::InvalidToken);
         };
         if member.status != MemberStatus::Subscribed {
@@ -348,31 +330,27 @@ impl App {
         })
     }
 
+    /// Whether a member's token may resume their delivery: the token is genuine, the
+    /// membership lasts, and bounces (not an owner) turned delivery off.
+    pub async fn inspect_resume_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(List, String)>, AppError> {
+        let mut tx = self.db.begin().await?;
+        let found = self.member_paused_by_bounces(&mut tx, token).await?;
+        tx.rollback().await?;
+        Ok(found.map(|(list, member)| (list, member.address)))
+    }
+
     /// Turns delivery back on with a member's own token (the link in the notice sent
-    /// when bounces turned it off); forgets the bounces. `None` for a bad token or a
-    /// membership that ended.
+    /// when bounces turned it off); forgets the bounces. `None` unless
+    /// [`App::inspect_resume_token`] would accept the token.
     pub async fn resume_delivery_with_token(
         &self,
         token: &str,
     ) -> Result<Option<(List, String)>, AppError> {
-        let Some(id) = UnsubscribeToken::claimed_member(token) else {
-            return Ok(None);
-        };
         let mut tx = self.db.begin().await?;
-        let Some(member) = store::members::find_member_by_id_for_update(&mut *tx, id).await? else {
-            return Ok(None);
-        };
-        if !self.token_matches(token, &member) || member.status != MemberStatus::Subscribed {
-            return Ok(None);
-        }
-        // only delivery that bounces turned off: an owner's decision stays the owner's
-        let bounced = store::bounces::find_bounce_state_for_update(&mut *tx, member.id)
-            .await?
-            .is_some_and(|b| b.disabled_at.is_some());
-        if !bounced {
-            return Ok(None);
-        }
-        let Some(list) = store::lists::find_list_by_id(&mut *tx, member.list_id).await? else {
+        let Some((list, member)) = self.member_paused_by_bounces(&mut tx, token).await? else {
             return Ok(None);
         };
         store::members::update_member_attributes(
@@ -386,6 +364,44 @@ impl App {
         store::bounces::update_member_bounces_cleared(&mut *tx, member.id).await?;
         tx.commit().await?;
         Ok(Some((list, member.address)))
+    }
+
+    /// The member (locked) and list a token belongs to, when its signature holds.
+    async fn member_for_token(
+        &self,
+        tx: &mut PgConnection,
+        token: &str,
+    ) -> Result<Option<(List, crate::domain::Member)>, AppError> {
+        let Some(id) = UnsubscribeToken::claimed_member(token) else {
+            return Ok(None);
+        };
+        let Some(member) = store::members::find_member_by_id_for_update(&mut *tx, id).await? else {
+            return Ok(None);
+        };
+        if !self.token_matches(token, &member) {
+            return Ok(None);
+        }
+        let list = store::lists::find_list_by_id(&mut *tx, member.list_id).await?;
+        Ok(list.map(|l| (l, member)))
+    }
+
+    /// [`App::member_for_token`], for a subscribed member whose delivery bounces paused
+    /// (an owner's decision stays the owner's).
+    async fn member_paused_by_bounces(
+        &self,
+        tx: &mut PgConnection,
+        token: &str,
+    ) -> Result<Option<(List, crate::domain::Member)>, AppError> {
+        let Some((list, member)) = self.member_for_token(tx, token).await? else {
+            return Ok(None);
+        };
+        if member.status != MemberStatus::Subscribed {
+            return Ok(None);
+        }
+        let paused = store::bounces::find_bounce_state_for_update(&mut *tx, member.id)
+            .await?
+            .is_some_and(|b| b.disabled_at.is_some());
+        Ok(paused.then_some((list, member)))
     }
 
     /// The token that unsubscribes this membership (for List-Unsubscribe and links).

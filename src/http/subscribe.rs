@@ -335,34 +335,55 @@ fn spent(state: &AppState, list: Option<&List>) -> Response {
 }
 
 async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match state.app.inspect_unsubscribe_token(&token).await {
-        Ok(Some((list, address))) => page(
-            &state,
-            StatusCode::OK,
-            "web/unsubscribe.html",
-            json!({"title": format!("Leave {}", list.settings.name),
-                   "message": format!("Press the button to unsubscribe {address} from {} <{}>.", list.settings.name, list.address),
-                   "action": format!("/unsubscribe/{token}")}),
-        ),
-        Ok(None) => bad_unsubscribe_token(&state),
-        Err(e) => unexpected(&state, &e),
-    }
+    let found = state.app.inspect_unsubscribe_token(&token).await;
+    button_page(&state, found, "web/unsubscribe.html", |list, address| {
+        (
+            format!("Leave {}", list.settings.name),
+            format!(
+                "Press the button to unsubscribe {address} from {} <{}>.",
+                list.settings.name, list.address
+            ),
+            format!("/unsubscribe/{token}"),
+        )
+    })
 }
 
 /// The link in the notice sent when bounces turned a member's delivery off: a page
 /// with one button (GET changes nothing, as for every link in mail).
 async fn resume_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match state.app.inspect_unsubscribe_token(&token).await {
-        Ok(Some((list, address))) => page(
-            &state,
-            StatusCode::OK,
-            "web/resume.html",
-            json!({"title": format!("Receive {} again", list.settings.name),
-                   "message": format!("Messages from {} <{}> to {address} stopped because they bounced. Press the button to receive them again.", list.settings.name, list.address),
-                   "action": format!("/resume/{token}")}),
-        ),
-        Ok(None) => bad_unsubscribe_token(&state),
-        Err(e) => unexpected(&state, &e),
+    let found = state.app.inspect_resume_token(&token).await;
+    button_page(&state, found, "web/resume.html", |list, address| {
+        (
+            format!("Receive {} again", list.settings.name),
+            format!(
+                "Messages from {} <{}> to {address} stopped because they bounced. Press the button to receive them again.",
+                list.settings.name, list.address
+            ),
+            format!("/resume/{token}"),
+        )
+    })
+}
+
+/// The page of a member's link: one button that posts back to it. `text` gives the
+/// title, the message and the form's action.
+fn button_page(
+    state: &AppState,
+    found: Result<Option<(List, String)>, AppError>,
+    template: &str,
+    text: impl FnOnce(&List, &str) -> (String, String, String),
+) -> Response {
+    match found {
+        Ok(Some((list, address))) => {
+            let (title, message, action) = text(&list, &address);
+            page(
+                state,
+                StatusCode::OK,
+                template,
+                json!({"title": title, "message": message, "action": action}),
+            )
+        }
+        Ok(None) => bad_unsubscribe_token(state),
+        Err(e) => unexpected(state, &e),
     }
 }
 

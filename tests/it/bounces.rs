@@ -360,6 +360,11 @@ async fn only_bounces_can_be_resumed_and_a_new_membership_starts_clean() {
     ]);
     assert_eq!(out.code, 0);
     let resume = s.url(&format!("/resume/{anne_token}"));
+    assert_eq!(
+        http().get(&resume).send().await.unwrap().status(),
+        404,
+        "no button to press"
+    );
     assert_eq!(http().post(&resume).send().await.unwrap().status(), 404);
     assert_eq!(show(&s, "anne@example.net")["delivery"], "disabled");
 
