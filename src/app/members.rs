@@ -22,6 +22,16 @@ pub enum AddOutcome {
     NeedsInvite(MemberStatus),
 }
 
+/// A member as `members show --json` (and the API) prints it: the membership's
+/// fields, then `roles` and `bounces`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberDetail {
+    #[serde(flatten)]
+    pub member: Member,
+    pub roles: Vec<Role>,
+    pub bounces: Vec<super::bounces::BounceRecord>,
+}
+
 /// Filter for `members ls`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
@@ -199,9 +209,34 @@ impl App {
         )
         .await?;
         let more = rows.len() > limit;
-        let page: Vec<(String, Member)> = rows.into_iter().take(limit).collect();
-        let next = more.then(|| page.last().map(|(k, _)| k.clone())).flatten();
-        Ok((page.into_iter().map(|(_, m)| m).collect(), next))
+        let page: Vec<Member> = rows.into_iter().take(limit).collect();
+        // the cursor is the last member's comparison key, the column pages are ordered by
+        let next = more
+            .then(|| page.last().and_then(|m| EmailAddress::parse(&m.address).ok()))
+            .flatten()
+            .map(|a| a.key());
+        Ok((page, next))
+    }
+
+    /// What `members show` tells of an address: its membership (the member role when
+    /// it has one), every role it holds, and its last bounces.
+    pub async fn member_detail(
+        &self,
+        list: &ListRef,
+        address: &EmailAddress,
+    ) -> Result<MemberDetail, AppError> {
+        let roles = self.member(list, address).await?;
+        let member = roles
+            .iter()
+            .find(|m| m.role == Role::Member)
+            .unwrap_or(&roles[0])
+            .clone();
+        let bounces = self.member_bounces(&member).await?;
+        Ok(MemberDetail {
+            roles: roles.iter().map(|m| m.role).collect(),
+            member,
+            bounces,
+        })
     }
 
     /// Every role an address holds on a list, with its consent record.

@@ -95,7 +95,7 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
                 .map_err(|e| Failure::usage(format!("--status: {e}")))?;
             let members = app.members(&parse_ref(&list)?, Some(role), status).await?;
             if json {
-                let rows: Vec<_> = members.iter().map(summary).collect();
+                let rows: Vec<_> = members.iter().map(Member::summary).collect();
                 return output::json(&rows);
             }
             if csv {
@@ -189,26 +189,15 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
         } => {
             let address =
                 EmailAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
-            let roles = app.member(&parse_ref(&list)?, &address).await?;
-            let main = roles
-                .iter()
-                .find(|m| m.role == Role::Member)
-                .unwrap_or(&roles[0])
-                .clone();
-            let bounces = app.member_bounces(&main).await?;
+            let detail = app.member_detail(&parse_ref(&list)?, &address).await?;
             if json {
-                let mut v =
-                    serde_json::to_value(&main).map_err(|e| Failure::failed(e.to_string()))?;
-                v["roles"] =
-                    serde_json::json!(roles.iter().map(|m| m.role.as_str()).collect::<Vec<_>>());
-                v["bounces"] =
-                    serde_json::to_value(&bounces).map_err(|e| Failure::failed(e.to_string()))?;
-                return output::json(&v);
+                return output::json(&detail);
             }
-            show(&main, &roles);
-            if !bounces.is_empty() {
+            show(&detail.member, &detail.roles);
+            if !detail.bounces.is_empty() {
                 println!();
-                let rows: Vec<Vec<String>> = bounces
+                let rows: Vec<Vec<String>> = detail
+                    .bounces
                     .iter()
                     .map(|b| {
                         vec![
@@ -271,18 +260,6 @@ fn parse_addresses(addresses: &[String]) -> Result<Vec<EmailAddress>, Failure> {
         .collect()
 }
 
-/// The stable fields of `members ls --json` (SPEC §5).
-fn summary(m: &Member) -> serde_json::Value {
-    serde_json::json!({
-        "address": m.address,
-        "name": m.name,
-        "role": m.role,
-        "status": m.status,
-        "delivery": m.delivery,
-        "subscribed_at": m.subscribed_at.and_then(|t| t.format(&Rfc3339).ok()),
-    })
-}
-
 fn write_csv(members: &[Member]) -> Result<(), Failure> {
     let mut w = csv::Writer::from_writer(std::io::stdout().lock());
     let fail = |e: csv::Error| Failure::failed(format!("writing CSV: {e}"));
@@ -312,7 +289,7 @@ fn write_csv(members: &[Member]) -> Result<(), Failure> {
         .map_err(|e| Failure::failed(format!("writing CSV: {e}")))
 }
 
-fn show(m: &Member, roles: &[Member]) {
+fn show(m: &Member, roles: &[Role]) {
     let t = |v: Option<time::OffsetDateTime>| {
         v.and_then(|t| t.format(&Rfc3339).ok())
             .unwrap_or_else(|| "-".into())
@@ -326,7 +303,7 @@ fn show(m: &Member, roles: &[Member]) {
             "roles",
             roles
                 .iter()
-                .map(|r| r.role.as_str())
+                .map(|r| r.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
         ),

@@ -58,6 +58,32 @@ pub struct Member {
     pub consent: Consent,
 }
 
+/// The stable fields of a member in listings (`members ls --json`, SPEC §5, and the
+/// API's member pages).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberSummary<'a> {
+    pub address: &'a str,
+    pub name: Option<&'a str>,
+    pub role: Role,
+    pub status: MemberStatus,
+    pub delivery: Delivery,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub subscribed_at: Option<time::OffsetDateTime>,
+}
+
+impl Member {
+    pub fn summary(&self) -> MemberSummary<'_> {
+        MemberSummary {
+            address: &self.address,
+            name: self.name.as_deref(),
+            role: self.role,
+            status: self.status,
+            delivery: self.delivery,
+            subscribed_at: self.subscribed_at,
+        }
+    }
+}
+
 /// How the membership came about and ended (STANDARDS 29).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Consent {

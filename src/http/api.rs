@@ -223,18 +223,6 @@ struct MemberQuery {
     limit: Option<usize>,
 }
 
-/// The stable fields of a member in listings (as `members ls --json`).
-fn summary(m: &Member) -> Value {
-    json!({
-        "address": m.address,
-        "name": m.name,
-        "role": m.role,
-        "status": m.status,
-        "delivery": m.delivery,
-        "subscribed_at": m.subscribed_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-    })
-}
-
 async fn members(
     State(state): State<AppState>,
     Path(list): Path<String>,
@@ -264,7 +252,7 @@ async fn members(
         )
         .await?;
     Ok(Json(json!({
-        "members": page.iter().map(summary).collect::<Vec<_>>(),
+        "members": page.iter().map(Member::summary).collect::<Vec<_>>(),
         "next_cursor": next,
     }))
     .into_response())
@@ -311,19 +299,11 @@ async fn show_member(
     State(state): State<AppState>,
     Path((list, addr)): Path<(String, String)>,
 ) -> ApiResult {
-    let roles = state
+    let detail = state
         .app
-        .member(&list_ref(&list)?, &address(&addr, "address")?)
+        .member_detail(&list_ref(&list)?, &address(&addr, "address")?)
         .await?;
-    let main = roles
-        .iter()
-        .find(|m| m.role == Role::Member)
-        .unwrap_or(&roles[0]);
-    let mut v = serde_json::to_value(main).map_err(|e| AppError::Unexpected(e.into()))?;
-    v["roles"] = json!(roles.iter().map(|m| m.role.as_str()).collect::<Vec<_>>());
-    v["bounces"] = serde_json::to_value(state.app.member_bounces(main).await?)
-        .map_err(|e| AppError::Unexpected(e.into()))?;
-    Ok(Json(v).into_response())
+    Ok(Json(detail).into_response())
 }
 
 async fn remove_member(

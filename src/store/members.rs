@@ -95,8 +95,8 @@ pub async fn find_member(
     .transpose()
 }
 
-/// One page of a list's members of one role, in address order, after the address
-/// key `after` (keyset pagination: every page costs the same, however deep).
+/// One page of a list's members of one role, in address-key order, after the key
+/// `after` (keyset pagination: every page costs the same, however deep).
 pub async fn list_members_page(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
@@ -105,13 +105,13 @@ pub async fn list_members_page(
     delivery_disabled_only: bool,
     after: Option<&str>,
     limit: i64,
-) -> Result<Vec<(String, Member)>, sqlx::Error> {
-    let rows = sqlx::query!(
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
         r#"
-        select id, list_id, address, address_key, name, role, status, delivery, bounce_score, own_posts,
-               subscribed_at, requested_at, request_source, request_ip, request_user_agent,
-               request_message_id, request_form_text, confirmed_at, confirm_method, confirm_ip,
-               confirm_message_id, unsubscribed_at, unsubscribe_method
+        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member
         where list_id = $1 and role = $2 and ($3::text is null or status = $3)
           and (not $4 or delivery = 'disabled')
@@ -127,37 +127,10 @@ pub async fn list_members_page(
         limit
     )
     .fetch_all(db)
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            let key = r.address_key.clone();
-            Member::try_from(MemberRow {
-                id: r.id,
-                list_id: r.list_id,
-                address: r.address,
-                name: r.name,
-                role: r.role,
-                status: r.status,
-                delivery: r.delivery,
-                bounce_score: r.bounce_score,
-                own_posts: r.own_posts,
-                subscribed_at: r.subscribed_at,
-                requested_at: r.requested_at,
-                request_source: r.request_source,
-                request_ip: r.request_ip,
-                request_user_agent: r.request_user_agent,
-                request_message_id: r.request_message_id,
-                request_form_text: r.request_form_text,
-                confirmed_at: r.confirmed_at,
-                confirm_method: r.confirm_method,
-                confirm_ip: r.confirm_ip,
-                confirm_message_id: r.confirm_message_id,
-                unsubscribed_at: r.unsubscribed_at,
-                unsubscribe_method: r.unsubscribe_method,
-            })
-            .map(|m| (key, m))
-        })
-        .collect()
+    .await?
+    .into_iter()
+    .map(Member::try_from)
+    .collect()
 }
 
 /// Every role an address holds on a list.
