@@ -212,7 +212,10 @@ impl App {
         let page: Vec<Member> = rows.into_iter().take(limit).collect();
         // the cursor is the last member's comparison key, the column pages are ordered by
         let next = more
-            .then(|| page.last().and_then(|m| EmailAddress::parse(&m.address).ok()))
+            .then(|| {
+                page.last()
+                    .and_then(|m| EmailAddress::parse(&m.address).ok())
+            })
             .flatten()
             .map(|a| a.key());
         Ok((page, next))

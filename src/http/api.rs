@@ -99,6 +99,26 @@ fn invalid(field: &str, problem: impl std::fmt::Display) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// A JSON request body; anything that is not (a missing or wrong Content-Type,
+/// malformed JSON) gets the API's error body rather than axum's plain text.
+struct Body(Value);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(invalid("body", e.body_text())),
+        }
+    }
+}
+
+/// A held post's id from the path.
+fn post_id(text: &str) -> Result<i64, ApiError> {
+    text.parse()
+        .map_err(|_| invalid("id", format!("`{text}` is not a message id")))
+}
+
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let token = request
         .headers()
@@ -152,8 +172,8 @@ struct NewList {
     settings: serde_json::Map<String, Value>,
 }
 
-async fn create_list(State(state): State<AppState>, body: Json<Value>) -> ApiResult {
-    let new: NewList = serde_json::from_value(body.0).map_err(|e| invalid("body", e))?;
+async fn create_list(State(state): State<AppState>, Body(body): Body) -> ApiResult {
+    let new: NewList = serde_json::from_value(body).map_err(|e| invalid("body", e))?;
     let list_address = ListAddress::parse(&new.address).map_err(|e| invalid("address", e))?;
     let mut settings = ListSettings::defaults_for(&list_address);
     let mut pairs = settings_pairs(&new.settings)?;
@@ -197,9 +217,9 @@ async fn show_list(State(state): State<AppState>, Path(list): Path<String>) -> A
 async fn update_list(
     State(state): State<AppState>,
     Path(list): Path<String>,
-    body: Json<Value>,
+    Body(body): Body,
 ) -> ApiResult {
-    let Value::Object(map) = body.0 else {
+    let Value::Object(map) = body else {
         return Err(invalid("body", "must be an object of settings"));
     };
     let pairs: Vec<String> = settings_pairs(&map)?
@@ -270,9 +290,9 @@ struct NewMembers {
 async fn add_members(
     State(state): State<AppState>,
     Path(list): Path<String>,
-    body: Json<Value>,
+    Body(body): Body,
 ) -> ApiResult {
-    let new: NewMembers = serde_json::from_value(body.0).map_err(|e| invalid("body", e))?;
+    let new: NewMembers = serde_json::from_value(body).map_err(|e| invalid("body", e))?;
     let role: Role = new
         .role
         .as_deref()
@@ -341,8 +361,8 @@ async fn held(
     Ok(Json(state.app.held_posts(list.as_ref()).await?).into_response())
 }
 
-async fn show_held(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult {
-    let d = state.app.post_detail(id).await?;
+async fn show_held(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let d = state.app.post_detail(post_id(&id)?).await?;
     let mut v = serde_json::to_value(&d.post).map_err(|e| AppError::Unexpected(e.into()))?;
     v["status"] = json!(d.status);
     v["copies"] = json!(d.copies);
@@ -358,12 +378,15 @@ struct Decision {
 
 async fn moderate(
     State(state): State<AppState>,
-    Path((id, decision)): Path<(i64, String)>,
-    body: Option<Json<Value>>,
+    Path((id, decision)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> ApiResult {
-    let d: Decision = match body {
-        Some(Json(v)) => serde_json::from_value(v).map_err(|e| invalid("body", e))?,
-        None => Decision::default(),
+    let id = post_id(&id)?;
+    // the body is optional: an empty one is no reason
+    let d: Decision = if body.iter().all(u8::is_ascii_whitespace) {
+        Decision::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| invalid("body", e))?
     };
     let decision = match decision.as_str() {
         "approve" => Moderation::Approve,
