@@ -386,6 +386,16 @@ async fn import(
     for e in &bad {
         eprintln!("line {}: {}", e.line, e.reason);
     }
+    if report.read == 0
+        && let Some(first) = bad.first()
+    {
+        // nothing usable at all (say, the wrong format or no header): a failure, not
+        // an import of nobody
+        return Err(Failure::failed(format!(
+            "no member could be read from {file} (line {}: {}); is --format right?",
+            first.line, first.reason
+        )));
+    }
     if json {
         let mut v = serde_json::to_value(&report).map_err(|e| Failure::failed(e.to_string()))?;
         v["invalid_lines"] = serde_json::json!(bad.iter().map(|e| e.line).collect::<Vec<_>>());

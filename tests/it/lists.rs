@@ -399,6 +399,22 @@ mod import {
         assert_eq!(out.json()["added"], 2, "{out:?}");
         let bad = s.cli(&["members", "import", LIST, &file, "--format", "xml"]);
         assert_eq!(bad.code, 2);
+        // a file read in the wrong format yields no member: a failure that says why
+        let lines = write(
+            s.data_dir.path(),
+            "plain.txt",
+            "anne@example.net\nbob@example.com\n",
+        );
+        let wrong = s.cli(&["members", "import", LIST, &lines, "--format", "csv"]);
+        assert_eq!(wrong.code, 1, "{wrong:?}");
+        assert!(
+            wrong.stderr.contains("`email`") && wrong.stderr.contains("--format"),
+            "{}",
+            wrong.stderr
+        );
+        let missing = s.cli(&["members", "import", LIST, "/nonexistent/file.csv"]);
+        assert_eq!(missing.code, 1);
+        assert!(missing.stderr.contains("cannot open"), "{}", missing.stderr);
     }
 }
 
