@@ -13,7 +13,7 @@
 
 use super::{App, AppError};
 use crate::domain::bounce::BounceClass;
-use crate::domain::{EmailAddress, List, MemberStatus, Role, VerpToken};
+use crate::domain::{Delivery, EmailAddress, List, MemberStatus, Role, VerpToken};
 use crate::mail::Auto;
 use crate::mail::bounce::read_bounce;
 use crate::store;
@@ -183,7 +183,7 @@ impl App {
         else {
             return Ok("the member no longer exists".into());
         };
-        if state.status != MemberStatus::Subscribed.as_str() {
+        if state.status != MemberStatus::Subscribed {
             return Ok("the member is no longer subscribed".into());
         }
         let class: BounceClass = bounce.class.parse().unwrap_or(BounceClass::Unknown);
@@ -204,7 +204,7 @@ impl App {
                 let score = base + 1;
                 store::bounces::update_member_score(&mut *tx, member_id, score, now).await?;
                 if score >= s.bounce_score_threshold
-                    && state.delivery == "enabled"
+                    && state.delivery == Delivery::Enabled
                     && state.disabled_at.is_none()
                 {
                     store::bounces::update_member_bounce_disabled(&mut *tx, member_id, now).await?;
@@ -295,7 +295,8 @@ impl App {
             }
         }
         done.scores_reset = store::bounces::update_stale_scores(&mut *tx, now).await?;
-        done.rows_deleted = store::bounces::delete_old_rows(&mut tx, now - KEEP_ROWS).await?;
+        done.rows_deleted = store::outbound::delete_old_outbound(&mut *tx, now - KEEP_ROWS).await?
+            + store::pending::delete_expired_pending(&mut *tx, now - KEEP_ROWS).await?;
         tx.commit().await?;
         self.wakeups.outbound();
         Ok(done)

@@ -13,7 +13,7 @@
 //! members who left before their turn came are cancelled, not sent.
 
 use crate::config::RelayUrl;
-use crate::domain::bounce::{BounceClass, classify, find_status_code};
+use crate::domain::bounce::{classify_relay_refusal, find_status_code};
 use crate::domain::{Delivery, ListAddress, MemberStatus, SecretKey, UnsubscribeToken, VerpToken};
 use crate::mail::rewrite::write_copy;
 use crate::store;
@@ -382,13 +382,8 @@ impl Worker {
                 tracing::warn!(id = row.id, to = %row.recipient, %reason, "refused by the relay; giving up");
                 store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
                 if row.member_id.is_some() {
-                    // a member's copy refused for good counts like a hard bounce
-                    // (STANDARDS 49), unless the refusal says it is about policy or a
-                    // full mailbox
-                    let class = match classify(None, None, &reason) {
-                        BounceClass::Unknown => BounceClass::Hard,
-                        class => class,
-                    };
+                    // a member's copy refused for good counts as a bounce (STANDARDS 49)
+                    let class = classify_relay_refusal(&reason);
                     let status = find_status_code(&reason);
                     store::bounces::insert_relay_bounce(
                         &self.db,

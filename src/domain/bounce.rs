@@ -81,6 +81,16 @@ pub fn classify(status: Option<&str>, action: Option<&str>, diagnostic: &str) ->
     }
 }
 
+/// The class of a refusal the relay gave for a member's copy (a 5xx, final): like a
+/// hard bounce (STANDARDS 49), unless its code or wording says policy or a full
+/// mailbox.
+pub fn classify_relay_refusal(reply: &str) -> BounceClass {
+    match classify(None, None, reply) {
+        BounceClass::Unknown => BounceClass::Hard,
+        class => class,
+    }
+}
+
 /// The first RFC 3463 enhanced status code in a text (`5.1.1`, `4.7.0`…).
 pub fn find_status_code(text: &str) -> Option<String> {
     let b = text.as_bytes();
@@ -223,6 +233,26 @@ mod tests {
         assert_eq!(
             find_status_code("#5.1.10 SMTP; 550").as_deref(),
             Some("5.1.10")
+        );
+    }
+
+    #[test]
+    fn a_final_refusal_from_the_relay_is_hard_unless_it_says_otherwise() {
+        assert_eq!(
+            classify_relay_refusal("550 unrouteable address"),
+            BounceClass::Hard
+        );
+        assert_eq!(
+            classify_relay_refusal("554 5.0.0 rejected"),
+            BounceClass::Hard
+        );
+        assert_eq!(
+            classify_relay_refusal("550 5.7.1 relaying denied"),
+            BounceClass::Policy
+        );
+        assert_eq!(
+            classify_relay_refusal("552 5.2.2 mailbox full"),
+            BounceClass::Soft
         );
     }
 

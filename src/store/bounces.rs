@@ -1,6 +1,8 @@
 //! The `bounce` table, the bounce state of `member` rows, and the once-a-day record
 //! of policy alerts.
 
+use super::decode;
+use crate::domain::{Delivery, MemberStatus};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -130,8 +132,8 @@ pub async fn update_bounce_judged(
 pub struct BounceState {
     pub member_id: Uuid,
     pub address: String,
-    pub status: String,
-    pub delivery: String,
+    pub status: MemberStatus,
+    pub delivery: Delivery,
     pub score: i32,
     pub scored_at: Option<OffsetDateTime>,
     pub disabled_at: Option<OffsetDateTime>,
@@ -143,19 +145,31 @@ pub async fn find_bounce_state_for_update(
     db: impl PgExecutor<'_>,
     member_id: Uuid,
 ) -> Result<Option<BounceState>, sqlx::Error> {
-    sqlx::query_as!(
-        BounceState,
+    let Some(r) = sqlx::query!(
         r#"
-        select id as member_id, address, status, delivery, bounce_score as score,
-               bounce_scored_at as scored_at, bounce_disabled_at as disabled_at,
-               bounce_warnings_sent as warnings_sent, bounce_warned_at as warned_at
+        select id, address, status, delivery, bounce_score, bounce_scored_at, bounce_disabled_at,
+               bounce_warnings_sent, bounce_warned_at
         from member where id = $1
         for update
         "#,
         member_id
     )
     .fetch_optional(db)
-    .await
+    .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(BounceState {
+        member_id: r.id,
+        address: r.address,
+        status: decode("status", &r.status)?,
+        delivery: decode("delivery", &r.delivery)?,
+        score: r.bounce_score,
+        scored_at: r.bounce_scored_at,
+        disabled_at: r.bounce_disabled_at,
+        warnings_sent: r.bounce_warnings_sent,
+        warned_at: r.bounce_warned_at,
+    }))
 }
 
 /// Writes a member's score after a hard bounce.
@@ -340,24 +354,4 @@ pub async fn list_member_bounces(
     )
     .fetch_all(db)
     .await
-}
-
-/// Old rows no longer needed: queued mail that was sent or ended, and requests that
-/// expired, before `before`.
-pub async fn delete_old_rows(
-    db: &mut sqlx::PgConnection,
-    before: OffsetDateTime,
-) -> Result<u64, sqlx::Error> {
-    let outbound = sqlx::query!(
-        "delete from outbound where status <> 'queued' and created_at < $1",
-        before
-    )
-    .execute(&mut *db)
-    .await?
-    .rows_affected();
-    let pending = sqlx::query!("delete from pending_request where expires_at < $1", before)
-        .execute(&mut *db)
-        .await?
-        .rows_affected();
-    Ok(outbound + pending)
 }

@@ -249,3 +249,17 @@ pub async fn find_queue_stats(db: &PgPool) -> Result<QueueStats, sqlx::Error> {
         held: r.held,
     })
 }
+
+/// Deletes messages that were sent or ended before `before`; returns how many.
+pub async fn delete_old_outbound(
+    db: impl PgExecutor<'_>,
+    before: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        "delete from outbound where status <> 'queued' and created_at < $1",
+        before
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}

@@ -185,3 +185,16 @@ pub async fn begin_for_address(
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     super::begin_locked(db, &format!("{list_id}/{}", address.key())).await
 }
+
+/// Deletes requests that expired before `before`; returns how many.
+pub async fn delete_expired_pending(
+    db: impl PgExecutor<'_>,
+    before: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query!("delete from pending_request where expires_at < $1", before)
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
+}

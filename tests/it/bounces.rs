@@ -473,3 +473,36 @@ async fn maintenance_runs_in_one_process_at_a_time() {
     let m = s.app.maintain(OffsetDateTime::now_utc()).await.unwrap();
     assert!(!m.skipped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_final_refusal_by_the_relay_counts_and_old_rows_are_cleared() {
+    let s = server().await;
+    let t0 = OffsetDateTime::now_utc();
+    s.sink
+        .rcpt_replies
+        .lock()
+        .unwrap()
+        .insert("bob@example.com".into(), "550 unrouteable address".into());
+    post(&s, "Hello").await;
+    s.app.judge_bounces(t0).await.unwrap();
+    let shown = show(&s, "bob@example.com");
+    assert_eq!(shown["bounces"][0]["class"], "hard", "{shown}");
+    assert_eq!(shown["bounce_score"], 1);
+
+    // rows older than 30 days: sent mail and expired requests go, queued mail stays
+    sqlx::query("update outbound set created_at = now() - interval '31 days'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let queued: i64 = sqlx::query_scalar("select count(*) from outbound where status = 'queued'")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    let m = s.app.maintain(t0).await.unwrap();
+    assert!(m.rows_deleted >= 3, "{m:?}");
+    let left: i64 = sqlx::query_scalar("select count(*) from outbound")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, queued, "only what is still queued is kept");
+}

@@ -819,3 +819,43 @@ async fn large_posts_are_relayed_byte_for_byte() {
     }
     assert!(s.sink.connections.load(std::sync::atomic::Ordering::SeqCst) <= 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_still_queued_for_members_who_left_or_paused_are_not_sent() {
+    let s = server(&["--posting", "open"]).await;
+    add_members(
+        &s,
+        &["anne@example.net", "bob@example.com", "carol@example.org"],
+    );
+    post(&s, "Anne <anne@example.net>", "Queued", "");
+    s.app.process_all_inbound().await.unwrap(); // fanned out, nothing sent yet
+    assert_eq!(
+        s.cli(&["members", "remove", LIST, "bob@example.com"]).code,
+        0
+    );
+    let out = s.cli(&[
+        "members",
+        "set",
+        LIST,
+        "carol@example.org",
+        "delivery=disabled",
+    ]);
+    assert_eq!(out.code, 0);
+    s.deliver().await;
+    assert_eq!(copies_to(&s, "anne@example.net").len(), 1);
+    assert!(
+        copies_to(&s, "bob@example.com").is_empty(),
+        "left before the copy went"
+    );
+    assert!(
+        copies_to(&s, "carol@example.org").is_empty(),
+        "paused before the copy went"
+    );
+    let cancelled: i64 = sqlx::query_scalar(
+        "select count(*) from outbound where post_id is not null and status = 'cancelled'",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(cancelled, 2);
+}
