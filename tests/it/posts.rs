@@ -304,8 +304,25 @@ async fn a_post_from_a_stranger_is_held_and_approval_releases_it() {
     assert_eq!(shown.code, 0, "{shown:?}");
     assert!(shown.stdout.contains("Buy now") && shown.stdout.contains("Hello all"));
 
-    let approved = s.cli(&["held", "approve", &id]);
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(
+        (info["held"].clone(), info["posts"].clone()),
+        (1.into(), 0.into())
+    );
+    let approved = s.cli(&["held", "approve", &id, "--reason", "a friend of the list"]);
     assert_eq!(approved.code, 0, "{approved:?}");
+    let shown = s.cli(&["held", "show", &id, "--json"]).json();
+    assert_eq!(shown["status"], "accepted");
+    assert_eq!(
+        shown["reason"], "a friend of the list",
+        "the moderator's note is kept"
+    );
+    assert_eq!(shown["decided_by"], "cli");
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(
+        (info["held"].clone(), info["posts"].clone()),
+        (0.into(), 1.into())
+    );
     s.deliver().await;
     for who in ["anne@example.net", "bob@example.com"] {
         let copies = copies_to(&s, who);
