@@ -362,11 +362,6 @@ impl Config {
         })
     }
 
-    /// Directory of the self-managed PostgreSQL cluster.
-    pub fn pg_data_dir(&self) -> PathBuf {
-        self.data_dir.join("postgres")
-    }
-
     /// The configured secret key, or the one kept in the data directory (created on
     /// first use, readable by its owner only).
     pub fn secret_key_or_generate(&self) -> anyhow::Result<SecretKey> {

@@ -26,9 +26,8 @@ impl Database {
                 cluster: None,
             });
         }
-        let cluster =
-            Cluster::start_or_attach(&config.pg_data_dir(), ClusterOptions { durable: true })
-                .await?;
+        let pgdata = crate::pg::locate_cluster(&config.data_dir).await?;
+        let cluster = Cluster::start_or_attach(&pgdata, ClusterOptions { durable: true }).await?;
         let opened = async {
             cluster.ensure_database(SELF_MANAGED_DB).await?;
             crate::store::connect(&cluster.url(SELF_MANAGED_DB), max_connections)

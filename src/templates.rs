@@ -69,6 +69,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/email/policy_alert.txt"),
     ),
     (
+        "email/delivery_fault.txt",
+        include_str!("../templates/email/delivery_fault.txt"),
+    ),
+    (
         "email/held_notice.txt",
         include_str!("../templates/email/held_notice.txt"),
     ),

@@ -13,7 +13,7 @@
 
 use super::{App, AppError};
 use crate::domain::bounce::BounceClass;
-use crate::domain::{Delivery, EmailAddress, List, MemberStatus, Role, VerpToken};
+use crate::domain::{Delivery, EmailAddress, List, MemberStatus, Role, VerpRef, VerpToken};
 use crate::mail::Auto;
 use crate::mail::bounce::read_bounce;
 use crate::store;
@@ -55,7 +55,15 @@ impl App {
         raw: &[u8],
         inbound_id: i64,
     ) -> Result<String, AppError> {
-        let verp_member = match verp.and_then(|t| VerpToken::verify(&self.settings.secret_key, t)) {
+        let verp_member_id =
+            match verp.and_then(|t| VerpToken::verify(&self.settings.secret_key, t)) {
+                Some(VerpRef::Member(short_id)) => {
+                    store::members::find_member_id_by_short_id(&self.db, short_id).await?
+                }
+                Some(VerpRef::MemberId(id)) => Some(id),
+                None => None,
+            };
+        let verp_member = match verp_member_id {
             Some(id) => store::members::find_member_by_id_for_update(&self.db, id)
                 .await?
                 .filter(|m| m.list_id == list.id && m.role == Role::Member),
@@ -167,6 +175,29 @@ impl App {
         }
     }
 
+    /// Tells the owners of each list with mail that listd itself could not hand to the
+    /// relay in the last day (see `delivery::SendError::Local`), once a day per list.
+    pub async fn alert_delivery_faults(&self, now: OffsetDateTime) -> Result<usize, AppError> {
+        let mut tx = self.db.begin().await?;
+        let faults =
+            store::outbound::claim_delivery_fault_alerts(&mut *tx, now - Duration::DAY, now)
+                .await?;
+        for fault in &faults {
+            let Some(list) = store::lists::find_list_by_id(&mut *tx, fault.list_id).await? else {
+                continue;
+            };
+            tracing::error!(list = %list.address, waiting = fault.waiting, error = %fault.error, "the list cannot deliver; owners told");
+            let ctx = json!({"waiting": fault.waiting, "error": fault.error});
+            self.tell_owners(&mut tx, &list, "email/delivery_fault.txt", ctx)
+                .await?;
+        }
+        tx.commit().await?;
+        if !faults.is_empty() {
+            self.wakeups.outbound();
+        }
+        Ok(faults.len())
+    }
+
     async fn judge(
         &self,
         tx: &mut PgConnection,
@@ -263,6 +294,7 @@ impl App {
             });
         };
         self.judge_bounces(now).await?;
+        self.alert_delivery_faults(now).await?;
         let mut done = Maintenance::default();
         for m in store::bounces::list_due_for_warning(&mut *tx, now).await? {
             let Some(list) = store::lists::find_list_by_id(&mut *tx, m.list_id).await? else {

@@ -44,7 +44,7 @@ impl App {
     /// Reads a RCPT TO address as a list and an action; `None` for anything that is
     /// not exactly one of the forms of SPEC §2 for an existing list.
     pub async fn resolve_recipient(&self, address: &str) -> Result<Option<Route>, AppError> {
-        let Ok(address) = EmailAddress::parse(address) else {
+        let Ok(address) = EmailAddress::parse_recipient(address) else {
             return Ok(None);
         };
         for (list_address, action) in readings(&address) {
@@ -123,6 +123,10 @@ impl App {
             // bounces recorded by that batch or by the delivery workers (relay 5xx)
             if let Err(e) = self.judge_bounces(OffsetDateTime::now_utc()).await {
                 tracing::error!(error = ?e, "judging bounces");
+            }
+            // copies the delivery workers could not hand to the relay
+            if let Err(e) = self.alert_delivery_faults(OffsetDateTime::now_utc()).await {
+                tracing::error!(error = ?e, "alerting owners of delivery faults");
             }
             match processed {
                 Ok(n) if n > 0 => continue,
@@ -293,7 +297,7 @@ impl App {
     }
 
     async fn mail_unsubscribe_token(&self, list: &List, token: &str) -> Result<String, AppError> {
-        Ok(match self.unsubscribe_with_token(token, "mail").await? {
+        Ok(match self.unsubscribe_with_mailto(list, token).await? {
             UnsubscribeOutcome::Unsubscribed { list: l, .. } if l.id == list.id => "unsubscribed",
             UnsubscribeOutcome::Unsubscribed { .. } => {
                 "unsubscribed (from the list the token names)"

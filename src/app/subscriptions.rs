@@ -7,8 +7,8 @@
 
 use super::{App, AppError};
 use crate::domain::{
-    ConfirmToken, EmailAddress, Evidence, List, MemberStatus, Role, Source, Subscription,
-    UnsubscribeToken,
+    ConfirmToken, EmailAddress, Evidence, List, MailtoToken, MemberStatus, Role, Source,
+    Subscription, UnsubscribeToken,
 };
 use crate::mail::{Auto, SystemMail, compose_system_mail, system_envelope_from};
 use crate::store;
@@ -309,7 +309,41 @@ impl App {
         method: &str,
     ) -> Result<UnsubscribeOutcome, AppError> {
         let mut tx = self.db.begin().await?;
-        let Some((list, member)) = self.member_for_token(&mut tx, token).await? else {
+        let found = self.member_for_token(&mut tx, token).await?;
+        self.unsubscribe_found(tx, found, method).await
+    }
+
+    /// Unsubscribes at once the member a `L+unsubscribe+TOKEN@D` address names.
+    pub async fn unsubscribe_with_mailto(
+        &self,
+        list: &List,
+        token: &str,
+    ) -> Result<UnsubscribeOutcome, AppError> {
+        let mut tx = self.db.begin().await?;
+        let found = match MailtoToken::parse_key(token) {
+            Some(key) => {
+                match store::members::find_member_id_by_unsubscribe_key(&mut *tx, list.id, &key)
+                    .await?
+                {
+                    Some(id) => store::members::find_member_by_id_for_update(&mut *tx, id)
+                        .await?
+                        .map(|m| (list.clone(), m)),
+                    None => None,
+                }
+            }
+            // earlier versions put the link's token into the address
+            None => self.member_for_token(&mut tx, token).await?,
+        };
+        self.unsubscribe_found(tx, found, "mail").await
+    }
+
+    async fn unsubscribe_found(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        found: Option<(List, crate::domain::Member)>,
+        method: &str,
+    ) -> Result<UnsubscribeOutcome, AppError> {
+        let Some((list, member)) = found else {
             return Ok(UnsubscribeOutcome::InvalidToken);
         };
         if member.status != MemberStatus::Subscribed {
@@ -453,6 +487,7 @@ impl App {
         new_member: bool,
     ) -> Result<(), AppError> {
         let token = ConfirmToken::generate();
+        let reply_token = ConfirmToken::generate_short();
         let expires_at = OffsetDateTime::now_utc() + self.settings.confirm_expiry;
         let pending = NewPending {
             list_id: list.id,
@@ -460,6 +495,7 @@ impl App {
             address: &req.address,
             name: req.name.as_deref(),
             token_hash: &token.hash(),
+            reply_hash: &reply_token.hash(),
             expires_at,
             source: req.source,
             evidence: &req.evidence,
@@ -470,7 +506,7 @@ impl App {
             "list_name": list.settings.name,
             "list_address": list.address.to_string(),
             "address": req.address.to_string(),
-            "token": token.as_str(),
+            "token": reply_token.as_str(),
             "confirm_url": format!("{}/confirm/{}", self.settings.public_url, token.as_str()),
             "expiry_hours": self.settings.confirm_expiry.as_secs() / 3600,
         });
@@ -481,7 +517,7 @@ impl App {
         };
         let reply_to = list
             .address
-            .with_suffix(&format!("confirm+{}", token.as_str()));
+            .with_suffix(&format!("confirm+{}", reply_token.as_str()));
         let auto = if req.in_reply_to.is_some() {
             Auto::Replied
         } else {

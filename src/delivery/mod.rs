@@ -14,7 +14,10 @@
 
 use crate::config::RelayUrl;
 use crate::domain::bounce::{classify_relay_refusal, find_status_code};
-use crate::domain::{Delivery, ListAddress, MemberStatus, SecretKey, UnsubscribeToken, VerpToken};
+use crate::domain::headers::UnsubscribeTokens;
+use crate::domain::{
+    Delivery, ListAddress, MailtoToken, MemberStatus, SecretKey, UnsubscribeToken, VerpToken,
+};
 use crate::mail::rewrite::write_copy;
 use crate::store;
 use crate::store::outbound::Claimed;
@@ -57,6 +60,11 @@ pub enum SendError {
     /// Worth retrying (4xx, connection trouble).
     #[error("{0}")]
     Transient(String),
+    /// listd could not even hand the message over (an address it cannot write into
+    /// SMTP, say): not the relay's answer and never a bounce. Kept queued and retried,
+    /// so that a fix (or an upgrade) delivers it; the owners are told.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl Relay {
@@ -95,14 +103,12 @@ impl Relay {
         recipient: &str,
         message: &[u8],
     ) -> Result<(), SendError> {
-        let from = envelope_from
-            .parse()
-            .map_err(|e| SendError::Permanent(format!("bad envelope sender: {e}")))?;
+        let from = envelope_sender(envelope_from)?;
         let to = recipient
             .parse()
-            .map_err(|e| SendError::Permanent(format!("bad recipient: {e}")))?;
+            .map_err(|e| SendError::Local(format!("cannot write the recipient into SMTP: {e}")))?;
         let envelope = Envelope::new(Some(from), vec![to])
-            .map_err(|e| SendError::Permanent(format!("bad envelope: {e}")))?;
+            .map_err(|e| SendError::Local(format!("cannot build the envelope: {e}")))?;
         // lettre terminates DATA with CRLF.CRLF itself: a final CRLF of ours would add a blank line
         let body = message.strip_suffix(b"\r\n").unwrap_or(message);
         match self {
@@ -114,6 +120,27 @@ impl Relay {
                 .map_err(|e| SendError::Transient(e.to_string())),
         }
     }
+}
+
+/// The envelope sender as lettre takes it. listd writes these addresses itself
+/// (`L+bounces+TOKEN@D`), and for a list name longer than 32 octets their local part
+/// may pass the 64 octets lettre's own check allows: RFC 5321 §4.5.3.1 lets a server
+/// accept longer ones, and the relay decides. What could break the SMTP command line
+/// is refused here.
+fn envelope_sender(address: &str) -> Result<lettre::Address, SendError> {
+    let fault = || {
+        SendError::Local(format!(
+            "cannot write the envelope sender {address:?} into SMTP"
+        ))
+    };
+    let (user, domain) = address.rsplit_once('@').ok_or_else(fault)?;
+    let unsafe_char = |c: char| c.is_control() || c.is_whitespace() || "<>@\\\"".contains(c);
+    if user.is_empty() || user.chars().any(unsafe_char) || address.len() > 254 {
+        return Err(fault());
+    }
+    // the domain goes through lettre's own check
+    lettre::Address::new("postmaster", domain).map_err(|_| fault())?;
+    Ok(lettre::Address::new_dangerous(user, domain))
 }
 
 /// What building a member's copy of a post needs.
@@ -153,6 +180,8 @@ enum Ready {
         message: Vec<u8>,
     },
     Cancel(&'static str),
+    /// listd cannot build this copy: see [`SendError::Local`].
+    Fault(String),
 }
 
 impl Worker {
@@ -195,14 +224,28 @@ impl Worker {
             ));
         };
         let key = &self.copies.secret_key;
-        let token = UnsubscribeToken::for_membership(key, member_id, since);
-        let verp = VerpToken::sign(key, member_id);
+        let (Some(short_id), Some(mailto)) = (
+            row.member_short_id,
+            row.member_unsubscribe_key
+                .as_deref()
+                .and_then(MailtoToken::from_key),
+        ) else {
+            return Ok(Ready::Fault(
+                "the member's short id or unsubscribe key is missing or unreadable".into(),
+            ));
+        };
+        let link = UnsubscribeToken::for_membership(key, member_id, since);
+        let verp = VerpToken::for_member(key, short_id);
         let mut message = Vec::new();
+        let tokens = UnsubscribeTokens {
+            link: link.as_str(),
+            mailto: mailto.as_str(),
+        };
         write_copy(
             &mut message,
             &post.list,
             &self.copies.public_url,
-            token.as_str(),
+            tokens,
             &post.shared,
         );
         Ok(Ready::Send {
@@ -366,12 +409,17 @@ impl Worker {
                 store::outbound::update_outbound_cancelled(&self.db, &[row.id], reason).await?;
                 return Ok(None);
             }
+            Ready::Fault(reason) => {
+                self.record_fault(&row, &reason).await?;
+                return Ok(None);
+            }
         };
         match self
             .relay
             .send(&envelope_from, &row.recipient, &message)
             .await
         {
+            Err(SendError::Local(reason)) => self.record_fault(&row, &reason).await?,
             Ok(()) => {
                 metrics::counter!("listd_deliveries_total", "outcome" => "sent").increment(1);
                 tracing::debug!(id = row.id, to = %row.recipient, "delivered");
@@ -415,6 +463,24 @@ impl Worker {
             }
         }
         Ok(None)
+    }
+
+    /// Keeps a message listd could not hand over queued, with its error, for a later
+    /// try: logged at error level, counted, and marked for the owners' alert; never a
+    /// bounce. Given up (still no bounce) after the usual four days.
+    async fn record_fault(&self, row: &Claimed, reason: &str) -> anyhow::Result<()> {
+        metrics::counter!("listd_deliveries_total", "outcome" => "fault").increment(1);
+        let reason = format!("listd could not hand this message to the relay: {reason}");
+        if time::OffsetDateTime::now_utc() - row.created_at > GIVE_UP_AFTER {
+            tracing::error!(id = row.id, to = %row.recipient, %reason, "giving up");
+            store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
+        } else {
+            let delay = backoff(row.attempts);
+            tracing::error!(id = row.id, to = %row.recipient, %reason, retry_in_secs = delay.as_secs(), "cannot send; kept queued");
+            store::outbound::update_outbound_fault(&self.db, row.id, delay.as_secs_f64(), &reason)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Delivers until `stop` is set: woken by NOTIFY on `listd_outbound`, polling as a

@@ -38,7 +38,20 @@ pub struct EmailAddress {
 
 impl EmailAddress {
     /// Parses a bare addr-spec such as `Anne@Example.org` (no display name, no brackets).
+    /// The local part may have at most 64 octets (RFC 5321 §4.5.3.1.1).
     pub fn parse(input: &str) -> Result<Self, AddressError> {
+        Self::parse_with(input, false)
+    }
+
+    /// [`EmailAddress::parse`] for a recipient of mail to listd itself: a local part may
+    /// pass 64 octets (RFC 5321 §4.5.3.1 lets a server take longer ones), since the
+    /// addresses of lists with long names that listd writes (`L+bounces+TOKEN@D`, …)
+    /// must come back to it.
+    pub fn parse_recipient(input: &str) -> Result<Self, AddressError> {
+        Self::parse_with(input, true)
+    }
+
+    fn parse_with(input: &str, allow_long_local_parts: bool) -> Result<Self, AddressError> {
         let s = input.trim();
         if s.is_empty() {
             return Err(AddressError::Empty);
@@ -64,7 +77,7 @@ impl EmailAddress {
             minimum_sub_domains: 2,
             allow_domain_literal: false,
             allow_display_text: false,
-            allow_long_local_parts: false,
+            allow_long_local_parts,
         };
         email_address::EmailAddress::parse_with_options(&candidate, options)
             .map_err(|_| AddressError::Invalid(s.into()))?;

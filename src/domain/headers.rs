@@ -133,8 +133,13 @@ impl ListHeaders<'_> {
 
     /// The two headers unique to a member (RFC 8058 §3.1), unfolded: an https URI
     /// carrying the member's opaque token, and the tokenized mailto.
-    pub fn unsubscribe(&self, public_url: &str, token: &str) -> Vec<(&'static str, String)> {
+    pub fn unsubscribe(
+        &self,
+        public_url: &str,
+        tokens: UnsubscribeTokens<'_>,
+    ) -> Vec<(&'static str, String)> {
         let base = public_url.trim_end_matches('/');
+        let (token, mailto) = (tokens.link, tokens.mailto);
         vec![
             (
                 "List-Unsubscribe",
@@ -142,7 +147,7 @@ impl ListHeaders<'_> {
                     "<{}>, <{}>",
                     uri(&format!("{base}/unsubscribe/{token}")),
                     uri(&format!(
-                        "mailto:{}+unsubscribe+{token}@{}",
+                        "mailto:{}+unsubscribe+{mailto}@{}",
                         self.list.local_part(),
                         self.list.domain()
                     ))
@@ -153,18 +158,39 @@ impl ListHeaders<'_> {
     }
 
     /// Writes [`ListHeaders::unsubscribe`] as header lines; see [`write_unsubscribe`].
-    pub fn write_unsubscribe(&self, out: &mut Vec<u8>, public_url: &str, token: &str) {
-        write_unsubscribe(out, self.list, public_url, token);
+    pub fn write_unsubscribe(
+        &self,
+        out: &mut Vec<u8>,
+        public_url: &str,
+        tokens: UnsubscribeTokens<'_>,
+    ) {
+        write_unsubscribe(out, self.list, public_url, tokens);
     }
+}
+
+/// A member's two unsubscribe tokens: the https link's and the mailto address's.
+#[derive(Debug, Clone, Copy)]
+pub struct UnsubscribeTokens<'a> {
+    pub link: &'a str,
+    pub mailto: &'a str,
 }
 
 /// Writes a member's `List-Unsubscribe` and `List-Unsubscribe-Post` lines without
 /// allocating: this runs once per member copy of every post, so the usual case (all
 /// parts URI-safe) is a few length sums and copies.
-pub fn write_unsubscribe(out: &mut Vec<u8>, list: &ListAddress, public_url: &str, token: &str) {
+pub fn write_unsubscribe(
+    out: &mut Vec<u8>,
+    list: &ListAddress,
+    public_url: &str,
+    tokens: UnsubscribeTokens<'_>,
+) {
     let base = public_url.trim_end_matches('/');
+    let (token, mailto) = (tokens.link, tokens.mailto);
     let (local, domain) = (list.local_part(), list.domain());
-    if [base, token, local, domain].iter().all(|s| uri_safe(s)) {
+    if [base, token, mailto, local, domain]
+        .iter()
+        .all(|s| uri_safe(s))
+    {
         const NAME: &[u8] = b"List-Unsubscribe: <";
         const PATH: &[u8] = b"/unsubscribe/";
         const MAILTO: &[u8] = b"<mailto:";
@@ -172,7 +198,7 @@ pub fn write_unsubscribe(out: &mut Vec<u8>, list: &ListAddress, public_url: &str
         const POST: &[u8] = b">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n";
         // the same fold rule as `write_uri_list`: after the comma, past column 78
         let first = NAME.len() + base.len() + PATH.len() + token.len() + 2;
-        let second = MAILTO.len() + local.len() + PLUS.len() + token.len() + 1 + domain.len() + 1;
+        let second = MAILTO.len() + local.len() + PLUS.len() + mailto.len() + 1 + domain.len() + 1;
         out.extend_from_slice(NAME);
         out.extend_from_slice(base.as_bytes());
         out.extend_from_slice(PATH);
@@ -185,7 +211,7 @@ pub fn write_unsubscribe(out: &mut Vec<u8>, list: &ListAddress, public_url: &str
         out.extend_from_slice(MAILTO);
         out.extend_from_slice(local.as_bytes());
         out.extend_from_slice(PLUS);
-        out.extend_from_slice(token.as_bytes());
+        out.extend_from_slice(mailto.as_bytes());
         out.push(b'@');
         out.extend_from_slice(domain.as_bytes());
         out.extend_from_slice(POST);
@@ -200,7 +226,7 @@ pub fn write_unsubscribe(out: &mut Vec<u8>, list: &ListAddress, public_url: &str
                 "mailto:",
                 list.local_part(),
                 "+unsubscribe+",
-                token,
+                mailto,
                 "@",
                 list.domain(),
             ],
@@ -483,7 +509,7 @@ mod tests {
         let list = dev();
         let h = headers(&list);
         assert_eq!(
-            h.unsubscribe("https://lists.example.org/", "T0k-_en"),
+            h.unsubscribe("https://lists.example.org/", same("T0k-_en")),
             vec![
                 (
                     "List-Unsubscribe",
@@ -498,13 +524,21 @@ mod tests {
             ]
         );
         let mut out = Vec::new();
-        h.write_unsubscribe(&mut out, "https://lists.example.org", "T0k-_en");
+        h.write_unsubscribe(&mut out, "https://lists.example.org", same("T0k-_en"));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "List-Unsubscribe: <https://lists.example.org/unsubscribe/T0k-_en>,\r\n \
              <mailto:dev+unsubscribe+T0k-_en@lists.example.org>\r\n\
              List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         );
+    }
+
+    /// One token for both places, as the tests of folding and escaping need.
+    fn same(token: &str) -> UnsubscribeTokens<'_> {
+        UnsubscribeTokens {
+            link: token,
+            mailto: token,
+        }
     }
 
     /// Unfolds a header block written by this module into (name, value) pairs.
@@ -539,7 +573,7 @@ mod tests {
         };
         let mut out = Vec::new();
         h.write_common(&mut out);
-        h.write_unsubscribe(&mut out, "https://lists.example.org", &"t".repeat(43));
+        h.write_unsubscribe(&mut out, "https://lists.example.org", same(&"t".repeat(43)));
         let text = String::from_utf8(out).unwrap();
         for line in text.split("\r\n") {
             // a line may pass 78 columns only when it holds a single unbreakable item
@@ -558,7 +592,7 @@ mod tests {
             }
         }
         let mut expected = h.common();
-        expected.extend(h.unsubscribe("https://lists.example.org", &"t".repeat(43)));
+        expected.extend(h.unsubscribe("https://lists.example.org", same(&"t".repeat(43))));
         let expected: Vec<(String, String)> = expected
             .into_iter()
             .map(|(n, v)| (n.to_string(), v))
@@ -574,7 +608,7 @@ mod tests {
                 let base = format!("https://{}", "b".repeat(base_len));
                 let token = "t".repeat(token_len);
                 let mut fast = Vec::new();
-                write_unsubscribe(&mut fast, &list, &base, &token);
+                write_unsubscribe(&mut fast, &list, &base, same(&token));
                 let mut general = Vec::new();
                 write_uri_list(
                     &mut general,
@@ -593,7 +627,7 @@ mod tests {
         }
         let mut short = Vec::new();
         let io = ListAddress::parse("d@x.io").unwrap();
-        write_unsubscribe(&mut short, &io, "http://a.b", "t");
+        write_unsubscribe(&mut short, &io, "http://a.b", same("t"));
         assert_eq!(
             String::from_utf8(short).unwrap(),
             "List-Unsubscribe: <http://a.b/unsubscribe/t>, <mailto:d+unsubscribe+t@x.io>\r\n\
@@ -611,7 +645,7 @@ mod tests {
         };
         let mut out = Vec::new();
         h.write_common(&mut out);
-        h.write_unsubscribe(&mut out, "https://x.example\r\n", "to>ken\r\nBcc: x");
+        h.write_unsubscribe(&mut out, "https://x.example\r\n", same("to>ken\r\nBcc: x"));
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("\r\nBcc"), "{text}");
         assert!(

@@ -20,7 +20,9 @@ pub use list::{
     Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError, Subscription,
 };
 pub use member::{Consent, Delivery, Evidence, Member, MemberStatus, Role, Source};
-pub use token::{ConfirmToken, SecretKey, TokenHash, UnsubscribeToken, VerpToken};
+pub use token::{
+    ConfirmToken, MailtoToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef, VerpToken,
+};
 
 /// Declares a closed set of text values (a policy or status) with its spelling.
 macro_rules! text_enum {

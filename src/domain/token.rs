@@ -1,13 +1,25 @@
 //! Tokens put into links and addresses.
 //!
-//! * [`ConfirmToken`]: 256 random bits for a pending request. Only its SHA-256 is
-//!   stored, so a leaked database cannot confirm anything; single use and expiring.
+//! * [`ConfirmToken`]: random bits for a pending request, in two forms: 256 bits for
+//!   the link, and 100 bits in lower-case base32 for the `L+confirm+TOKEN@D` reply
+//!   address. Only their SHA-256 is stored, so a leaked database cannot confirm
+//!   anything; single use and expiring.
 //! * [`UnsubscribeToken`]: a member's id and an HMAC over it and the start of the
-//!   membership, signed with the instance's secret key. It needs no storage and keeps
-//!   working for as long as that membership lasts.
-//! * [`VerpToken`]: a member's id and a short HMAC, in lower-case base32, for the
-//!   envelope sender `L+bounces+TOKEN@D` of the copies sent to that member, so a
-//!   bounce names its member even when its report does not (STANDARDS 9, 34).
+//!   membership, signed with the instance's secret key: the token of the https
+//!   unsubscribe link. It needs no storage and keeps working for as long as that
+//!   membership lasts.
+//! * [`MailtoToken`]: the token of the `L+unsubscribe+TOKEN@D` address, 98 random bits
+//!   kept with the membership, in 19 lower-case letters and digits.
+//! * [`VerpToken`]: a member's short id and a 40-bit HMAC, in lower-case base32, for
+//!   the envelope sender `L+bounces+TOKEN@D` of the copies sent to that member, so a
+//!   bounce names its member even when its report does not.
+//!
+//! Addresses must fit (docs/standards.md#addresses): RFC 5321 §4.5.3.1.1 allows 64
+//! octets in a local part, and for a list name of up to 32 octets every address listd
+//! writes stays within it. Mail systems may change the case of local parts, so every
+//! token that travels in an address is lower-case and read in any case. The formats
+//! of earlier versions (43-character base64url tokens, 34-character VERP tokens) are
+//! still read, so that mail already sent keeps working.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -80,19 +92,37 @@ pub struct TokenHash(pub [u8; 32]);
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConfirmToken(String);
 
+/// Characters of a short confirmation token: 20 × 5 = 100 random bits.
+pub const SHORT_TOKEN_LEN: usize = 20;
+
 impl ConfirmToken {
+    /// A token for a link: 256 random bits, base64url.
     pub fn generate() -> Self {
         ConfirmToken(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
     }
 
-    /// Accepts what came back in a URL or an address; anything that cannot be one of
-    /// ours is refused before touching the database.
+    /// A token for an address (`L+confirm+TOKEN@D`): 100 random bits in lower-case
+    /// base32, which survives mail systems that change the case of local parts.
+    pub fn generate_short() -> Self {
+        let mut text = base32_encode(&random_bytes::<13>());
+        text.truncate(SHORT_TOKEN_LEN);
+        ConfirmToken(text)
+    }
+
+    /// Accepts what came back in a URL or an address, in either form (a short token in
+    /// any case); anything that cannot be one of ours is refused before touching the
+    /// database.
     pub fn parse(text: &str) -> Option<Self> {
         let t = text.trim();
-        (t.len() == 43
+        if t.len() == 43
             && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| ConfirmToken(t.to_string()))
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Some(ConfirmToken(t.to_string()));
+        }
+        let lower = t.to_ascii_lowercase();
+        (lower.len() == SHORT_TOKEN_LEN && lower.bytes().all(|b| BASE32.contains(&b)))
+            .then_some(ConfirmToken(lower))
     }
 
     pub fn as_str(&self) -> &str {
@@ -164,38 +194,44 @@ impl fmt::Debug for UnsubscribeToken {
     }
 }
 
-/// The VERP part of a member's envelope sender: `base32(member id ‖ HMAC(id)[..5])`,
-/// 34 lower-case characters. Base32 because mail systems may change the case of
-/// local parts; 40 bits of MAC because forging one needs a guess per bounce sent.
+/// The token of a member's `L+unsubscribe+TOKEN@D` address: the membership's random
+/// unsubscribe key (98 bits, kept with the member and renewed with each membership),
+/// written as 19 lower-case letters and digits. 19 characters is what a 32-octet list
+/// name leaves of a 64-octet local part after `+unsubscribe+`; base 36 fits 98 bits
+/// there where base 32 would fit 95.
 #[derive(Clone, PartialEq, Eq)]
-pub struct VerpToken(String);
+pub struct MailtoToken(String);
 
-const VERP_MAC_LEN: usize = 5;
-const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+/// Bytes of a stored unsubscribe key: 98 bits, the first byte's top six always zero.
+pub const UNSUBSCRIBE_KEY_LEN: usize = 13;
+const MAILTO_TOKEN_LEN: usize = 19;
+const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
-impl VerpToken {
-    pub fn sign(key: &SecretKey, member_id: Uuid) -> Self {
-        let tag = key
-            .mac("verp", &[member_id.as_bytes()])
-            .finalize()
-            .into_bytes();
-        let mut raw = [0u8; 16 + VERP_MAC_LEN];
-        raw[..16].copy_from_slice(member_id.as_bytes());
-        raw[16..].copy_from_slice(&tag[..VERP_MAC_LEN]);
-        VerpToken(base32_encode(&raw))
+impl MailtoToken {
+    /// The token for a stored key; `None` for anything that is not one.
+    pub fn from_key(key: &[u8]) -> Option<Self> {
+        let value = key_value(key)?;
+        let mut digits = [b'0'; MAILTO_TOKEN_LEN];
+        let mut v = value;
+        for d in digits.iter_mut().rev() {
+            *d = BASE36[(v % 36) as usize];
+            v /= 36;
+        }
+        Some(MailtoToken(String::from_utf8_lossy(&digits).into_owned()))
     }
 
-    /// The member a token names, when its signature holds (constant-time check).
-    pub fn verify(key: &SecretKey, text: &str) -> Option<Uuid> {
-        let raw = base32_decode(text.trim())?;
-        if raw.len() != 16 + VERP_MAC_LEN {
+    /// The stored key a token names (in any case); `None` for anything else.
+    pub fn parse_key(text: &str) -> Option<Vec<u8>> {
+        let t = text.trim();
+        if t.len() != MAILTO_TOKEN_LEN {
             return None;
         }
-        let member_id = Uuid::from_slice(&raw[..16]).ok()?;
-        key.mac("verp", &[member_id.as_bytes()])
-            .verify_truncated_left(&raw[16..])
-            .ok()
-            .map(|()| member_id)
+        let mut value: u128 = 0;
+        for c in t.bytes() {
+            let d = BASE36.iter().position(|&a| a == c.to_ascii_lowercase())? as u128;
+            value = value * 36 + d;
+        }
+        (value >> 98 == 0).then(|| value.to_be_bytes()[16 - UNSUBSCRIBE_KEY_LEN..].to_vec())
     }
 
     pub fn as_str(&self) -> &str {
@@ -203,10 +239,115 @@ impl VerpToken {
     }
 }
 
+/// A stored key as a number below 2^98.
+fn key_value(key: &[u8]) -> Option<u128> {
+    if key.len() != UNSUBSCRIBE_KEY_LEN {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    b[16 - UNSUBSCRIBE_KEY_LEN..].copy_from_slice(key);
+    let value = u128::from_be_bytes(b);
+    (value >> 98 == 0).then_some(value)
+}
+
+impl fmt::Debug for MailtoToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MailtoToken(…)")
+    }
+}
+
+/// The VERP part of an envelope sender: `m` (a member's copy), the member's short id in
+/// base 32, and 8 characters of HMAC (40 bits), all lower case: at most 22 characters,
+/// what a 32-octet list name leaves after `+bounces+`. 40 bits of MAC because forging
+/// one needs a guess per bounce sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerpToken(String);
+
+/// What a verified VERP token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerpRef {
+    /// A member, by short id.
+    Member(i64),
+    /// A member, by id (tokens of earlier versions).
+    MemberId(Uuid),
+}
+
+const VERP_MAC_CHARS: usize = 8;
+const LEGACY_VERP_MAC_LEN: usize = 5;
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+impl VerpToken {
+    /// The token for copies sent to the member with this short id.
+    pub fn for_member(key: &SecretKey, short_id: i64) -> Self {
+        let mut text = String::with_capacity(22);
+        text.push('m');
+        push_base32_number(&mut text, short_id as u64);
+        let mac = key.mac("verp2", &[text.as_bytes()]).finalize().into_bytes();
+        text.push_str(&base32_encode(&mac[..5]));
+        VerpToken(text)
+    }
+
+    /// What a token names, when its signature holds (constant-time check). Reads
+    /// tokens of this version and of earlier ones, in any case.
+    pub fn verify(key: &SecretKey, text: &str) -> Option<VerpRef> {
+        let t = text.trim().to_ascii_lowercase();
+        if t.len() == 34 {
+            return verify_legacy_verp(key, &t).map(VerpRef::MemberId);
+        }
+        let (body, mac) = t.split_at_checked(t.len().checked_sub(VERP_MAC_CHARS)?)?;
+        let number = body.strip_prefix('m')?;
+        if number.is_empty() || number.len() > 13 {
+            return None;
+        }
+        let mut id: u64 = 0;
+        for c in number.bytes() {
+            let d = BASE32.iter().position(|&a| a == c)? as u64;
+            id = id.checked_mul(32)?.checked_add(d)?;
+        }
+        let mac = base32_decode(mac)?;
+        key.mac("verp2", &[body.as_bytes()])
+            .verify_truncated_left(&mac)
+            .ok()?;
+        i64::try_from(id).ok().map(VerpRef::Member)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Earlier versions' VERP token: `base32(member id ‖ HMAC(id)[..5])`, 34 characters.
+fn verify_legacy_verp(key: &SecretKey, text: &str) -> Option<Uuid> {
+    let raw = base32_decode(text)?;
+    if raw.len() != 16 + LEGACY_VERP_MAC_LEN {
+        return None;
+    }
+    let member_id = Uuid::from_slice(&raw[..16]).ok()?;
+    key.mac("verp", &[member_id.as_bytes()])
+        .verify_truncated_left(&raw[16..])
+        .ok()
+        .map(|()| member_id)
+}
+
 impl fmt::Debug for VerpToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("VerpToken(…)")
     }
+}
+
+/// A number in base 32 (the [`BASE32`] digits), without leading zeros.
+fn push_base32_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 13];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = BASE32[(n % 32) as usize];
+        n /= 32;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ascii"));
 }
 
 /// RFC 4648 base32 in lower case, without padding.
@@ -294,23 +435,85 @@ mod tests {
     #[test]
     fn verp_tokens_name_their_member_in_any_case() {
         let k = key();
-        let id = Uuid::new_v4();
-        let t = VerpToken::sign(&k, id);
-        assert_eq!(t.as_str().len(), 34);
-        assert!(
-            t.as_str()
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        );
-        assert_eq!(VerpToken::verify(&k, t.as_str()), Some(id));
-        assert_eq!(VerpToken::verify(&k, &t.as_str().to_uppercase()), Some(id));
-        assert_eq!(VerpToken::verify(&key(), t.as_str()), None, "another key");
+        for id in [0i64, 1, 31, 32, 1_000_000, i64::MAX] {
+            let t = VerpToken::for_member(&k, id);
+            assert!(t.as_str().len() <= 22, "{}", t.as_str());
+            assert!(
+                t.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            );
+            assert_eq!(VerpToken::verify(&k, t.as_str()), Some(VerpRef::Member(id)));
+            assert_eq!(
+                VerpToken::verify(&k, &t.as_str().to_uppercase()),
+                Some(VerpRef::Member(id))
+            );
+            assert_eq!(VerpToken::verify(&key(), t.as_str()), None, "another key");
+        }
+        let t = VerpToken::for_member(&k, 123_456);
         let mut tampered = t.as_str().to_string();
-        let first = tampered.remove(0);
-        tampered.insert(0, if first == 'a' { 'b' } else { 'a' });
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'a' { 'b' } else { 'a' });
         assert_eq!(VerpToken::verify(&k, &tampered), None);
+        let other_member = format!("m{}", &t.as_str()[2..]);
+        assert_eq!(VerpToken::verify(&k, &other_member), None);
         assert_eq!(VerpToken::verify(&k, ""), None);
         assert_eq!(VerpToken::verify(&k, "not-base32!"), None);
+        assert_eq!(VerpToken::verify(&k, "m"), None);
+    }
+
+    #[test]
+    fn verp_tokens_of_earlier_versions_still_verify() {
+        // what earlier versions wrote: base32(member id ‖ HMAC("verp", id)[..5])
+        let k = key();
+        let id = Uuid::new_v4();
+        let tag = k.mac("verp", &[id.as_bytes()]).finalize().into_bytes();
+        let mut raw = id.as_bytes().to_vec();
+        raw.extend_from_slice(&tag[..5]);
+        let old = base32_encode(&raw);
+        assert_eq!(old.len(), 34);
+        assert_eq!(VerpToken::verify(&k, &old), Some(VerpRef::MemberId(id)));
+        assert_eq!(VerpToken::verify(&key(), &old), None);
+    }
+
+    #[test]
+    fn short_confirm_tokens_carry_100_bits_and_read_in_any_case() {
+        let t = ConfirmToken::generate_short();
+        assert_eq!(t.as_str().len(), SHORT_TOKEN_LEN);
+        assert!(t.as_str().bytes().all(|b| BASE32.contains(&b)));
+        assert_ne!(t.as_str(), ConfirmToken::generate_short().as_str());
+        let upper = ConfirmToken::parse(&t.as_str().to_uppercase()).unwrap();
+        assert_eq!(upper.hash(), t.hash());
+        assert!(ConfirmToken::parse(&t.as_str()[1..]).is_none());
+        assert!(
+            ConfirmToken::parse("0123456789abcdefghij").is_none(),
+            "0 and 1 are not base32"
+        );
+    }
+
+    #[test]
+    fn mailto_tokens_are_19_characters_for_98_bit_keys() {
+        let mut k = random_bytes::<UNSUBSCRIBE_KEY_LEN>();
+        k[0] &= 3;
+        let t = MailtoToken::from_key(&k).unwrap();
+        assert_eq!(t.as_str().len(), 19);
+        assert_eq!(MailtoToken::parse_key(t.as_str()), Some(k.to_vec()));
+        assert_eq!(
+            MailtoToken::parse_key(&t.as_str().to_uppercase()),
+            Some(k.to_vec())
+        );
+        let max = [&[3u8][..], &[0xff; 12][..]].concat();
+        assert_eq!(
+            MailtoToken::parse_key(MailtoToken::from_key(&max).unwrap().as_str()),
+            Some(max)
+        );
+        assert!(MailtoToken::from_key(&[4u8; UNSUBSCRIBE_KEY_LEN]).is_none());
+        assert!(
+            MailtoToken::parse_key("zzzzzzzzzzzzzzzzzzz").is_none(),
+            "over 98 bits"
+        );
+        assert!(MailtoToken::parse_key("short").is_none());
+        assert!(MailtoToken::parse_key("abcdefghijklmnopqr-").is_none());
     }
 
     proptest::proptest! {
@@ -323,6 +526,21 @@ mod tests {
         #[test]
         fn base32_decoding_never_panics(text in ".{0,64}") {
             let _ = base32_decode(&text);
+        }
+
+        #[test]
+        fn token_readers_never_panic(text in ".{0,40}") {
+            let k = SecretKey::from_base64(&"a".repeat(44)).unwrap();
+            let _ = VerpToken::verify(&k, &text);
+            let _ = MailtoToken::parse_key(&text);
+            let _ = ConfirmToken::parse(&text);
+        }
+
+        #[test]
+        fn mailto_keys_round_trip(mut k in proptest::array::uniform13(proptest::num::u8::ANY)) {
+            k[0] &= 3;
+            let t = MailtoToken::from_key(&k).unwrap();
+            proptest::prop_assert_eq!(MailtoToken::parse_key(t.as_str()), Some(k.to_vec()));
         }
     }
 }

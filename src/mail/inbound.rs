@@ -149,13 +149,13 @@ fn parse_command(line: &str) -> Option<Command> {
     }
 }
 
-/// Finds a confirmation token (43 URL-safe characters) anywhere in the Subject or
+/// Finds a confirmation token (either form) anywhere in the Subject or
 /// body: replies quote the request, whose subject and link carry it.
 pub fn find_token(incoming: &Incoming) -> Option<String> {
     for text in [incoming.subject.as_str(), incoming.text.as_str()] {
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
-            if word.len() == 43 {
-                return Some(word.to_string());
+            if let Some(token) = crate::domain::ConfirmToken::parse(word) {
+                return Some(token.as_str().to_string());
             }
         }
     }

@@ -33,7 +33,9 @@
 //! its parsed value) so that every reader, mail-parser included, sees the copies'
 //! fields alike. A post whose author mail-parser reads differently is refused.
 
-use crate::domain::headers::{ListHeaders, has_prefix, prefixed_subject, write_unsubscribe};
+use crate::domain::headers::{
+    ListHeaders, UnsubscribeTokens, has_prefix, prefixed_subject, write_unsubscribe,
+};
 use crate::domain::{EmailAddress, ListAddress};
 use mail_builder::headers::Header as _;
 use mail_builder::headers::address::Address;
@@ -96,16 +98,21 @@ pub struct Prepared {
 
 impl Prepared {
     /// Appends one member's copy to `out`: their `List-Unsubscribe` and
-    /// `List-Unsubscribe-Post` lines, then the shared header block and body. `token`
-    /// is the member's unsubscribe token (URL-safe; anything else is percent-encoded).
-    pub fn write_for_member(&self, out: &mut Vec<u8>, public_url: &str, token: &str) {
-        write_copy(out, &self.list, public_url, token, &self.shared);
+    /// `List-Unsubscribe-Post` lines, then the shared header block and body. `tokens`
+    /// are the member's unsubscribe tokens (URL-safe; anything else is percent-encoded).
+    pub fn write_for_member(
+        &self,
+        out: &mut Vec<u8>,
+        public_url: &str,
+        tokens: UnsubscribeTokens<'_>,
+    ) {
+        write_copy(out, &self.list, public_url, tokens, &self.shared);
     }
 
     /// One member's copy in a new buffer; see [`Prepared::write_for_member`].
-    pub fn for_member(&self, public_url: &str, token: &str) -> Vec<u8> {
+    pub fn for_member(&self, public_url: &str, tokens: UnsubscribeTokens<'_>) -> Vec<u8> {
         let mut out = Vec::new();
-        self.write_for_member(&mut out, public_url, token);
+        self.write_for_member(&mut out, public_url, tokens);
         out
     }
 
@@ -141,11 +148,11 @@ pub fn write_copy(
     out: &mut Vec<u8>,
     list: &ListAddress,
     public_url: &str,
-    token: &str,
+    tokens: UnsubscribeTokens<'_>,
     shared: &[u8],
 ) {
-    out.reserve(shared.len() + 160 + public_url.len() + 2 * token.len());
-    write_unsubscribe(out, list, public_url, token);
+    out.reserve(shared.len() + 160 + public_url.len() + tokens.link.len() + tokens.mailto.len());
+    write_unsubscribe(out, list, public_url, tokens);
     out.extend_from_slice(shared);
 }
 
@@ -802,6 +809,14 @@ mod tests {
     const TOKEN: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
     const PUBLIC_URL: &str = "https://lists.example.org";
 
+    /// One token for the link and the mailto, as these tests compare both with it.
+    fn tokens(token: &str) -> UnsubscribeTokens<'_> {
+        UnsubscribeTokens {
+            link: token,
+            mailto: token,
+        }
+    }
+
     fn dev() -> ListAddress {
         ListAddress::parse("dev@lists.example.org").unwrap()
     }
@@ -841,7 +856,9 @@ mod tests {
         From the body: this line is not a header.\r\n";
 
     fn copy(raw: &[u8], rw: &Rewrite<'_>) -> Vec<u8> {
-        prepare(raw, rw).unwrap().for_member(PUBLIC_URL, TOKEN)
+        prepare(raw, rw)
+            .unwrap()
+            .for_member(PUBLIC_URL, tokens(TOKEN))
     }
 
     fn parse(out: &[u8]) -> Message<'_> {
@@ -1044,8 +1061,8 @@ mod tests {
         let list = dev();
         let prepared = prepare(POST.as_bytes(), &rewrite(&list, FromMode::Keep, false)).unwrap();
         let mut a = Vec::new();
-        prepared.write_for_member(&mut a, PUBLIC_URL, "token-a");
-        let b = prepared.for_member("https://lists.example.org/", "token-b");
+        prepared.write_for_member(&mut a, PUBLIC_URL, tokens("token-a"));
+        let b = prepared.for_member("https://lists.example.org/", tokens("token-b"));
         let shared = [prepared.shared_header(), b"\r\n", prepared.body()].concat();
         assert!(a.ends_with(&shared) && b.ends_with(&shared));
         let a_head = String::from_utf8_lossy(&a[..a.len() - shared.len()]).to_string();
@@ -1056,7 +1073,7 @@ mod tests {
         // a reused buffer gets the copy appended
         let mut buf = b"previous".to_vec();
         buf.clear();
-        prepared.write_for_member(&mut buf, PUBLIC_URL, "token-a");
+        prepared.write_for_member(&mut buf, PUBLIC_URL, tokens("token-a"));
         assert_eq!(buf, a);
         assert_eq!(prepared.message_id(), "<post-1@example.net>");
     }
@@ -1086,7 +1103,7 @@ mod tests {
         let bare = "From: anne@example.net\r\nSubject: s\r\n\r\nbody\r\n";
         for mode in [FromMode::Keep, FromMode::Munge, FromMode::Wrap] {
             let prepared = prepare(bare.as_bytes(), &rewrite(&list, mode, false)).unwrap();
-            let out = prepared.for_member(PUBLIC_URL, TOKEN);
+            let out = prepared.for_member(PUBLIC_URL, tokens(TOKEN));
             let msg = parse(&out);
             assert_eq!(count(&msg, "Date"), 1);
             assert_eq!(count(&msg, "Message-ID"), 1);
@@ -1575,7 +1592,7 @@ mod tests {
         let mut total = 0;
         for _ in 0..copies {
             out.clear();
-            prepared.write_for_member(&mut out, PUBLIC_URL, TOKEN);
+            prepared.write_for_member(&mut out, PUBLIC_URL, tokens(TOKEN));
             total += out.len();
         }
         let per_copy = started.elapsed() / copies;
@@ -1707,7 +1724,7 @@ mod tests {
                 Err(RewriteError::NoFrom | RewriteError::AmbiguousFrom) => return Ok(()),
                 Err(e) => panic!("{e}"),
             };
-            let out = prepared.for_member(PUBLIC_URL, TOKEN);
+            let out = prepared.for_member(PUBLIC_URL, tokens(TOKEN));
             prop_assert!(crlf_only(&out));
             let msg = parse(&out);
             for name in LIST_HEADERS.iter().chain(&["From", "Date", "Message-ID"]) {

@@ -139,6 +139,111 @@ pub struct ClusterOptions {
     pub durable: bool,
 }
 
+/// Where the cluster of a root process lives when the `postgres` user cannot reach the
+/// listd data directory: one directory per data directory under this one.
+const ROOT_FALLBACK_DIR: &str = "/var/lib/listd";
+/// The file in the listd data directory that names a cluster kept elsewhere.
+const LOCATION_FILE: &str = "postgres.location";
+
+/// The data directory of the cluster that belongs to the listd data directory
+/// `data_dir`: `<data_dir>/postgres`, unless listd runs as root and the `postgres` user
+/// cannot reach `data_dir` (a fresh clone under a mode-700 home, as in a root shell on a
+/// new machine). Then the cluster is kept in a directory of its own under
+/// `/var/lib/listd`, named after `data_dir`, and recorded in `<data_dir>/postgres.location`,
+/// so that every listd process of that data directory (`serve`, the CLI) uses the same
+/// one. An existing `<data_dir>/postgres` is always kept.
+pub async fn locate_cluster(data_dir: &Path) -> Result<PathBuf, ClusterError> {
+    let data_dir = std::path::absolute(data_dir).map_err(|source| ClusterError::File {
+        action: "resolve the data directory path",
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let default = data_dir.join("postgres");
+    let record = data_dir.join(LOCATION_FILE);
+    if let Ok(text) = fs::read_to_string(&record) {
+        let recorded = PathBuf::from(text.trim());
+        if recorded.is_absolute() {
+            return Ok(recorded);
+        }
+    }
+    if !running_as_root()? || default.exists() {
+        return Ok(default);
+    }
+    let user = postgres_user()?;
+    fs::create_dir_all(&data_dir).map_err(|source| ClusterError::File {
+        action: "create directory",
+        path: data_dir.clone(),
+        source,
+    })?;
+    if check_reachable(&data_dir, user).await.is_ok() {
+        return Ok(default);
+    }
+    let home = Path::new(ROOT_FALLBACK_DIR).join(fallback_name(&data_dir));
+    for dir in [Path::new(ROOT_FALLBACK_DIR), home.as_path()] {
+        make_reachable_dir(dir)?;
+    }
+    let cluster = home.join("postgres");
+    let tmp = data_dir.join(format!(".{LOCATION_FILE}.{}", std::process::id()));
+    fs::write(&tmp, format!("{}\n", cluster.display()))
+        .and_then(|()| fs::rename(&tmp, &record))
+        .map_err(|source| ClusterError::File {
+            action: "write",
+            path: record.clone(),
+            source,
+        })?;
+    info!(
+        cluster = %cluster.display(),
+        "the postgres system user cannot reach {}, so the private PostgreSQL cluster is kept in {} (recorded in {})",
+        data_dir.display(),
+        cluster.display(),
+        record.display()
+    );
+    Ok(cluster)
+}
+
+/// `<last path component>-<16 hex digits of the path's SHA-256>`: readable, and one
+/// directory per data directory.
+fn fallback_name(data_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let base: String = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("{base}-{hex}")
+}
+
+/// Creates `dir` (if needed) with mode 755 whatever the umask, so that the `postgres`
+/// user can reach what is inside.
+fn make_reachable_dir(dir: &Path) -> Result<(), ClusterError> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed = |action: &'static str| {
+        move |source| ClusterError::File {
+            action,
+            path: dir.to_path_buf(),
+            source,
+        }
+    };
+    fs::create_dir_all(dir).map_err(failed("create directory"))?;
+    let mut mode = fs::metadata(dir).map_err(failed("inspect"))?.permissions();
+    if mode.mode() & 0o755 != 0o755 {
+        mode.set_mode(mode.mode() | 0o755);
+        fs::set_permissions(dir, mode).map_err(failed("change the mode of"))?;
+    }
+    Ok(())
+}
+
 /// A user and group to run PostgreSQL programs as (when listd runs as root).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RunAs {
@@ -246,8 +351,11 @@ impl Cluster {
             let sql = format!("CREATE DATABASE {}", quote_ident(database));
             match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await {
                 Ok(_) => info!(database, "created PostgreSQL database"),
-                // Another process created it between our check and our CREATE.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                // Another process created it between our check and our CREATE: 42P04
+                // when it had finished, 23505 (a unique violation in the catalogue)
+                // when both were creating it at the same moment.
+                Err(sqlx::Error::Database(e))
+                    if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
                 Err(e) => return Err(sql_err(&format!("create database {database:?}"))(e)),
             }
         }

@@ -180,6 +180,32 @@ pub async fn find_member_by_id_for_update(
     .transpose()
 }
 
+/// The id of the member a VERP address names by its short id.
+pub async fn find_member_id_by_short_id(
+    db: impl PgExecutor<'_>,
+    short_id: i64,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!("select id from member where short_id = $1", short_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The id of the member of a list whose current unsubscribe key this is (the
+/// `L+unsubscribe+TOKEN@D` address names it).
+pub async fn find_member_id_by_unsubscribe_key(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    key: &[u8],
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select id from member where unsubscribe_key = $1 and list_id = $2 and role = 'member'",
+        key,
+        list_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
 /// Members of a list, filtered by role and status, by address.
 pub async fn list_members(
     db: impl PgExecutor<'_>,
@@ -243,6 +269,7 @@ pub async fn upsert_confirmed_member(
             status = excluded.status,
             delivery = 'enabled',
             subscribed_at = excluded.subscribed_at,
+            unsubscribe_key = excluded.unsubscribe_key,
             requested_at = excluded.requested_at,
             request_source = excluded.request_source,
             request_ip = excluded.request_ip,
@@ -351,7 +378,8 @@ pub async fn update_member_approved(
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
-        update member set status = 'subscribed', subscribed_at = now(), delivery = 'enabled', updated_at = now()
+        update member set status = 'subscribed', subscribed_at = now(), delivery = 'enabled',
+            unsubscribe_key = listd_new_unsubscribe_key(), updated_at = now()
         where id = $1 and status = 'pending' and confirmed_at is not null
         "#,
         member_id

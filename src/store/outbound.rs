@@ -51,6 +51,10 @@ pub struct Claimed {
     /// delivery off is not sent the copies still queued).
     pub member_status: Option<String>,
     pub member_delivery: Option<String>,
+    /// The member's short id (for the VERP sender) and unsubscribe key (for the
+    /// `L+unsubscribe+TOKEN@D` address).
+    pub member_short_id: Option<i64>,
+    pub member_unsubscribe_key: Option<Vec<u8>>,
 }
 
 /// Leases up to `limit` due messages for `lease_secs` seconds. Rows leased by a live
@@ -76,7 +80,8 @@ pub async fn claim_due(
         where o.id = due.id
         returning o.id, o.recipient, o.attempts, o.created_at, o.envelope_from, o.message,
                   o.post_id, o.member_id, m.subscribed_at as "member_since?",
-                  m.status as "member_status?", m.delivery as "member_delivery?"
+                  m.status as "member_status?", m.delivery as "member_delivery?",
+                  m.short_id as "member_short_id?", m.unsubscribe_key as "member_unsubscribe_key?"
         "#,
         limit,
         lease_secs
@@ -117,6 +122,72 @@ pub async fn update_outbound_retry(
     .execute(db)
     .await
     .map(|_| ())
+}
+
+/// Keeps a message that listd itself could not hand to the relay queued for a later
+/// try, marked as a fault (not the relay's answer, never a bounce) for the owners.
+pub async fn update_outbound_fault(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    delay_secs: f64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update outbound set next_attempt_at = now() + make_interval(secs => $2), locked_until = null,
+            last_error = $3, fault_at = now()
+        where id = $1 and status = 'queued'
+        "#,
+        id,
+        delay_secs,
+        error
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// A list with queued messages that listd could not hand to the relay since `since`,
+/// and whose owners have not been told today; the alert is recorded as sent.
+pub struct DeliveryFault {
+    pub list_id: Uuid,
+    pub waiting: i64,
+    pub error: String,
+}
+
+/// Lists with faults since `since` not yet alerted on `now`'s day (UTC); records the
+/// alert for each one returned, so that each list's owners hear once a day.
+pub async fn claim_delivery_fault_alerts(
+    db: impl PgExecutor<'_>,
+    since: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<Vec<DeliveryFault>, sqlx::Error> {
+    sqlx::query_as!(
+        DeliveryFault,
+        r#"
+        with faults as (
+            -- a post's copies name their list through the post
+            select coalesce(o.list_id, p.list_id) as list_id, count(*) as waiting,
+                   max(o.last_error) as error
+            from outbound o left join post p on p.id = o.post_id
+            where o.fault_at > $1 and o.status = 'queued'
+              and coalesce(o.list_id, p.list_id) is not null
+            group by 1
+        ),
+        alerted as (
+            insert into delivery_fault_alert (list_id, day)
+            select list_id, (($2::timestamptz) at time zone 'UTC')::date from faults
+            on conflict do nothing
+            returning list_id
+        )
+        select f.list_id as "list_id!", f.waiting as "waiting!", coalesce(f.error, '') as "error!"
+        from faults f join alerted a on a.list_id = f.list_id
+        "#,
+        since,
+        now
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// Ends messages that are no longer to be sent, with the reason.

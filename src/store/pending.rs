@@ -29,7 +29,10 @@ pub struct NewPending<'a> {
     pub kind: &'a str,
     pub address: &'a EmailAddress,
     pub name: Option<&'a str>,
+    /// The hash of the link's token.
     pub token_hash: &'a TokenHash,
+    /// The hash of the reply address's short token.
+    pub reply_hash: &'a TokenHash,
     pub expires_at: OffsetDateTime,
     pub source: Source,
     pub evidence: &'a Evidence,
@@ -56,9 +59,9 @@ pub async fn insert_pending(
             insert into outbound (list_id, purpose, envelope_from, recipient, recipient_key, message)
             values ($14, $15, $16, $17, lower($17), $18)
         )
-        insert into pending_request (list_id, kind, address, address_key, name, token_hash, expires_at, source,
-                                     ip, user_agent, message_id, form_text)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        insert into pending_request (list_id, kind, address, address_key, name, token_hash, reply_hash, expires_at,
+                                     source, ip, user_agent, message_id, form_text)
+        values ($1, $2, $3, $4, $5, $6, $19, $7, $8, $9, $10, $11, $12)
         "#,
         p.list_id,
         p.kind,
@@ -78,13 +81,15 @@ pub async fn insert_pending(
         mail.envelope_from,
         mail.recipient,
         mail.message,
+        &p.reply_hash.0[..],
     )
     .execute(db)
     .await
     .map(|_| ())
 }
 
-/// Finds a request by its token's hash; `for update` so only one confirmation wins.
+/// Finds a request by the hash of either of its tokens (the link's or the reply
+/// address's); `for update` so only one confirmation wins.
 pub async fn find_pending_for_update(
     db: impl PgExecutor<'_>,
     hash: &TokenHash,
@@ -94,7 +99,7 @@ pub async fn find_pending_for_update(
         r#"
         select id, list_id, kind, address, name, requested_at, expires_at, used_at, source, ip, user_agent,
                message_id, form_text
-        from pending_request where token_hash = $1
+        from pending_request where token_hash = $1 or reply_hash = $1
         for update
         "#,
         &hash.0[..]

@@ -91,6 +91,7 @@ pub async fn insert_staged_members(
                 delivery = 'enabled',
                 name = coalesce(excluded.name, member.name),
                 subscribed_at = now(),
+                unsubscribe_key = excluded.unsubscribe_key,
                 request_source = coalesce(member.request_source, 'import'),
                 requested_at = coalesce(member.requested_at, now()),
                 confirmed_at = coalesce(member.confirmed_at, now()),

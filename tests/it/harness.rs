@@ -498,6 +498,8 @@ pub fn config(db: &TestDb, relay: &str, data_dir: &std::path::Path) -> Config {
 /// A running listd: HTTP on a real port, delivery to a capturing sink.
 pub struct TestServer {
     pub db: TestDb,
+    /// The signing key, base64 (tests that make tokens as earlier versions did).
+    pub secret: String,
     pub app: App,
     pub sink: SmtpSink,
     pub worker: Worker,
@@ -528,10 +530,11 @@ impl TestServer {
         config.public_url = base.clone();
         config.dns_server = Some(dns.addr);
         adjust(&mut config);
+        let secret = SecretKey::generate_base64();
         let settings = AppSettings {
             public_url: config.public_url.clone(),
             hostname: config.hostname.clone(),
-            secret_key: SecretKey::from_base64(&SecretKey::generate_base64()).unwrap(),
+            secret_key: SecretKey::from_base64(&secret).unwrap(),
             confirm_expiry: config.confirm_expiry,
         };
         let app = App::new(
@@ -564,6 +567,7 @@ impl TestServer {
         });
         TestServer {
             db,
+            secret,
             app,
             sink,
             worker,
