@@ -64,6 +64,9 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub smtp_addr: Option<SocketAddr>,
     pub lmtp_addr: Option<SocketAddr>,
+    /// A listener for `/healthz`, `/readyz` and `/metrics` alone (for processes run
+    /// without the HTTP front end).
+    pub status_addr: Option<SocketAddr>,
     /// Base of every link in mail and pages, without a trailing slash.
     pub public_url: String,
     pub relay_url: RelayUrl,
@@ -93,6 +96,7 @@ impl std::fmt::Debug for Config {
             .field("http_addr", &self.http_addr)
             .field("smtp_addr", &self.smtp_addr)
             .field("lmtp_addr", &self.lmtp_addr)
+            .field("status_addr", &self.status_addr)
             .field("public_url", &self.public_url)
             .field("relay_url", &self.relay_url)
             .field("hostname", &self.hostname)
@@ -124,6 +128,7 @@ const KEYS: &[&str] = &[
     "http_addr",
     "smtp_addr",
     "lmtp_addr",
+    "status_addr",
     "public_url",
     "relay_url",
     "secret_key",
@@ -216,6 +221,7 @@ impl Config {
         })?;
         let smtp_addr = addr("smtp_addr", Some("127.0.0.1:2525"))?;
         let lmtp_addr = addr("lmtp_addr", None)?;
+        let status_addr = addr("status_addr", None)?;
         if let Some(a) = lmtp_addr
             && a.port() == 25
         {
@@ -264,11 +270,7 @@ impl Config {
                 }
                 v.to_ascii_lowercase()
             }
-            None => hostname::get()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "localhost".into()),
+            None => default_hostname(&public_url),
         };
 
         let number = |key: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
@@ -344,6 +346,7 @@ impl Config {
             http_addr,
             smtp_addr,
             lmtp_addr,
+            status_addr,
             public_url,
             relay_url,
             secret_key,
@@ -360,40 +363,6 @@ impl Config {
             log,
             log_format,
         })
-    }
-
-    /// The configured secret key, or the one kept in the data directory (created on
-    /// first use, readable by its owner only).
-    pub fn secret_key_or_generate(&self) -> anyhow::Result<SecretKey> {
-        use anyhow::Context;
-        if let Some(k) = &self.secret_key {
-            return Ok(k.clone());
-        }
-        let path = self.data_dir.join("secret_key");
-        if !path.exists() {
-            std::fs::create_dir_all(&self.data_dir).with_context(|| {
-                format!("creating the data directory {}", self.data_dir.display())
-            })?;
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut f) => f
-                    .write_all(format!("{}\n", SecretKey::generate_base64()).as_bytes())
-                    .with_context(|| format!("writing {}", path.display()))?,
-                // another process created it first: use theirs
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-            }
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        SecretKey::from_base64(&text)
-            .map_err(|p| anyhow::anyhow!("the secret key in {} {p}", path.display()))
     }
 }
 
@@ -547,9 +516,82 @@ fn absolute(p: &Path) -> PathBuf {
         .collect()
 }
 
+/// The name listd greets with when `LISTD_HOSTNAME` is not set: a real domain, never a
+/// bare short host name (spam filters penalise those). The host of `LISTD_PUBLIC_URL`
+/// when it is a domain name, else the machine's fully qualified name (its host name if
+/// that has a dot, or the first name with a dot given to it in /etc/hosts), else
+/// `localhost`.
+fn default_hostname(public_url: &str) -> String {
+    let is_domain = |h: &str| {
+        h.contains('.')
+            && h.parse::<std::net::IpAddr>().is_err()
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    };
+    if let Some(host) = url::Url::parse(public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .filter(|h| is_domain(h))
+    {
+        return host;
+    }
+    let short = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if is_domain(&short) {
+        return short;
+    }
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    fully_qualified(&short, &hosts)
+        .filter(|h| is_domain(h))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The first name with a dot on an /etc/hosts line that also names `short`.
+fn fully_qualified(short: &str, hosts: &str) -> Option<String> {
+    if short.is_empty() {
+        return None;
+    }
+    hosts.lines().find_map(|line| {
+        let names: Vec<&str> = line.split('#').next()?.split_whitespace().skip(1).collect();
+        names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(short) || n.split('.').next() == Some(short))
+            .then(|| {
+                names
+                    .iter()
+                    .find(|n| n.contains('.'))
+                    .map(|n| n.to_ascii_lowercase())
+            })
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_host_name_is_a_domain() {
+        assert_eq!(
+            default_hostname("https://Lists.Example.org/x"),
+            "lists.example.org"
+        );
+        let from_machine = default_hostname("http://127.0.0.1:8080");
+        assert!(
+            from_machine == "localhost" || from_machine.contains('.'),
+            "{from_machine}"
+        );
+        let hosts = "127.0.0.1 localhost\n10.0.0.5 vm vm.corp.example.net # ours\n";
+        assert_eq!(
+            fully_qualified("vm", hosts).as_deref(),
+            Some("vm.corp.example.net")
+        );
+        assert_eq!(fully_qualified("other", hosts), None);
+        assert_eq!(fully_qualified("vm", "127.0.0.1 vm\n"), None);
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -22,11 +22,18 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(config.log.as_deref().unwrap_or(default_filter))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let mut directives = config.log.as_deref().unwrap_or(default_filter).to_string();
+    // PostgreSQL's routine notices ("relation … already exists, skipping" from the
+    // migrations of every process after the first) are not news
+    if !directives.contains("sqlx") {
+        directives.push_str(",sqlx::postgres::notice=warn");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // colours only for a person at a terminal, never into files and pipes
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),

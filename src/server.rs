@@ -50,6 +50,20 @@ pub async fn run(
         });
     }
 
+    if let Some(addr) = config.status_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (LISTD_STATUS_ADDR)"))?;
+        tracing::info!(%addr, "status endpoints listening");
+        let state = AppState::new(app.clone(), config);
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            crate::http::serve_status(listener, state, stop)
+                .await
+                .context("status listener failed")
+        });
+    }
+
     if parts.smtp {
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(crate::smtp::load_tls(cert, key)?),

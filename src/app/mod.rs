@@ -26,8 +26,6 @@ use std::time::Duration;
 pub struct AppSettings {
     /// Base of links in mail, without a trailing slash.
     pub public_url: String,
-    /// Host name for Message-IDs.
-    pub hostname: String,
     pub secret_key: SecretKey,
     pub confirm_expiry: Duration,
 }

@@ -427,7 +427,6 @@ impl App {
             subject_prefix: &list.settings.subject_prefix,
             reply_to_list: list.settings.reply_to == ReplyTo::List,
             from_mode,
-            hostname: &self.settings.hostname,
         };
         prepare(raw, &rw)
     }

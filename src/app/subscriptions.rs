@@ -51,11 +51,34 @@ pub enum RequestOutcome {
 /// What a confirmation token leads to, for the page that shows its button.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenView {
-    Subscribe { list: List, address: String },
-    Unsubscribe { list: List, address: String },
-    Used { list: List },
-    Expired { list: List },
+    Subscribe {
+        list: List,
+        address: String,
+    },
+    Unsubscribe {
+        list: List,
+        address: String,
+    },
+    /// Already used: where the address stands now (the holder of the token is the
+    /// person it was mailed to, so the page may tell them).
+    Used {
+        list: List,
+        address: String,
+        standing: Standing,
+    },
+    Expired {
+        list: List,
+    },
     Unknown,
+}
+
+/// Where an address stands on a list, for the pages of links already used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Subscribed,
+    /// Confirmed by the mailbox, waiting for an owner.
+    AwaitingApproval,
+    NotSubscribed,
 }
 
 /// What pressing the button (or replying to the mail) did.
@@ -74,8 +97,11 @@ pub enum ConfirmOutcome {
         list: List,
         address: String,
     },
+    /// Already used; see [`TokenView::Used`].
     Used {
         list: List,
+        address: String,
+        standing: Standing,
     },
     Expired {
         list: List,
@@ -168,7 +194,12 @@ impl App {
             return Ok(TokenView::Unknown);
         };
         Ok(if p.used_at.is_some() {
-            TokenView::Used { list }
+            let standing = self.standing(&list, &p.address).await?;
+            TokenView::Used {
+                list,
+                address: p.address,
+                standing,
+            }
         } else if p.expires_at < OffsetDateTime::now_utc() {
             TokenView::Expired { list }
         } else if p.kind == "unsubscribe" {
@@ -181,6 +212,21 @@ impl App {
                 list,
                 address: p.address,
             }
+        })
+    }
+
+    /// Where an address stands on a list now.
+    async fn standing(&self, list: &List, address: &str) -> Result<Standing, AppError> {
+        let Ok(address) = EmailAddress::parse(address) else {
+            return Ok(Standing::NotSubscribed);
+        };
+        let member = store::members::find_member(&self.db, list.id, Role::Member, &address).await?;
+        Ok(match member {
+            Some(m) if m.status == MemberStatus::Subscribed => Standing::Subscribed,
+            Some(m) if m.status == MemberStatus::Pending && m.consent.confirmed_at.is_some() => {
+                Standing::AwaitingApproval
+            }
+            _ => Standing::NotSubscribed,
         })
     }
 
@@ -198,7 +244,12 @@ impl App {
             return Ok(ConfirmOutcome::Unknown);
         };
         if p.used_at.is_some() {
-            return Ok(ConfirmOutcome::Used { list });
+            let standing = self.standing(&list, &p.address).await?;
+            return Ok(ConfirmOutcome::Used {
+                list,
+                address: p.address,
+                standing,
+            });
         }
         if p.expires_at < OffsetDateTime::now_utc() {
             return Ok(ConfirmOutcome::Expired { list });
@@ -291,15 +342,16 @@ impl App {
         Ok(outcome)
     }
 
-    /// The list and address an unsubscribe token belongs to, if it is genuine.
+    /// The list, address and status of the membership an unsubscribe token belongs
+    /// to, if it is genuine.
     pub async fn inspect_unsubscribe_token(
         &self,
         token: &str,
-    ) -> Result<Option<(List, String)>, AppError> {
+    ) -> Result<Option<(List, String, MemberStatus)>, AppError> {
         let mut tx = self.db.begin().await?;
         let found = self.member_for_token(&mut tx, token).await?;
         tx.rollback().await?;
-        Ok(found.map(|(list, member)| (list, member.address)))
+        Ok(found.map(|(list, member)| (list, member.address, member.status)))
     }
 
     /// Unsubscribes at once with a member's token (the List-Unsubscribe one-click).
@@ -666,7 +718,6 @@ impl App {
             auto,
             reply_to,
             in_reply_to,
-            hostname: &self.settings.hostname,
         });
         Ok((system_envelope_from(&list.address), message))
     }

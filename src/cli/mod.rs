@@ -139,7 +139,7 @@ where
     let db = Database::open(config, 4).await?;
     let result = async {
         db.migrate().await?;
-        let app = build_app(config, db.pool.clone())?;
+        let app = build_app(config, &db).await?;
         let done = f(app.clone()).await;
         // a `serve` elsewhere delivers what this command queued: tell it now
         app.wakeups.flush().await;
@@ -150,18 +150,17 @@ where
     result
 }
 
-pub(crate) fn build_app(config: &Config, pool: sqlx::PgPool) -> Result<App, Failure> {
+pub(crate) async fn build_app(config: &Config, db: &Database) -> Result<App, Failure> {
     let settings = AppSettings {
         public_url: config.public_url.clone(),
-        hostname: config.hostname.clone(),
-        secret_key: config.secret_key_or_generate()?,
+        secret_key: db.secret_key(config).await?,
         confirm_expiry: config.confirm_expiry,
     };
     let dmarc = DmarcResolver::new(config.dns_server).map_err(|e| {
         Failure::failed(format!("setting up DNS look-ups (LISTD_DNS_SERVER): {e:#}"))
     })?;
     Ok(App::new(
-        pool,
+        db.pool.clone(),
         settings,
         Templates::new(config.template_dir.clone()),
         dmarc,

@@ -22,7 +22,7 @@ pub async fn run(args: ServeArgs, config: Config) -> Result<(), Failure> {
     let db = Database::open(&config, 32).await?;
     let result = async {
         db.migrate().await?;
-        let app = build_app(&config, db.pool.clone())?;
+        let app = build_app(&config, &db).await?;
         let parts = Parts {
             http: !args.no_http,
             smtp: !args.no_smtp,

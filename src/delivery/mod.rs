@@ -31,14 +31,18 @@ use std::time::Duration;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
-/// How long a claimed row stays reserved for the worker that claimed it: longer than
-/// any one send may take (`smtp::SEND_LIMIT`), so a row is not sent twice at once.
-const LEASE: Duration = Duration::from_secs(900);
+/// How long a claimed row stays reserved for the worker that claimed it. A live
+/// worker renews the leases of the rows it holds every [`RENEW_EVERY`], however long
+/// a send takes; the rows of a worker that died are due again this long after its
+/// last renewal, so a crash delays them by about a minute.
+const LEASE: Duration = Duration::from_secs(60);
+const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// How long a message is retried before it is given up.
 const GIVE_UP_AFTER: time::Duration = time::Duration::days(4);
-/// Deliveries are recorded in batches of this many, or after this long.
-const RECORD_BATCH: usize = 128;
-const RECORD_EVERY: Duration = Duration::from_millis(50);
+/// Deliveries are recorded in batches of this many, or after this long: what a crash
+/// sends twice is what was sent but not yet recorded.
+const RECORD_BATCH: usize = 32;
+const RECORD_EVERY: Duration = Duration::from_millis(10);
 /// Polling interval when no notification arrives (a lost NOTIFY, a retry coming due).
 const POLL: Duration = Duration::from_secs(5);
 
@@ -289,20 +293,23 @@ impl Worker {
         self.drain(None).await
     }
 
-    /// Sends until nothing is due (or `stop` is set). Three parts run at once: a
+    /// Sends until nothing is due (or `stop` is set). Four parts run at once: a
     /// feeder claims batches into a bounded channel (the next batch is claimed while
-    /// the current one is being sent), `concurrency` senders take rows from it, and a
-    /// recorder writes successes in batches. A claimed row that waited too long in
-    /// this process is left for its lease to expire rather than sent late, so a row is
-    /// never sent under a lease that another worker may already have taken over.
+    /// the current one is being sent), `concurrency` senders take rows from it, a
+    /// recorder writes successes in batches, and a heartbeat renews the leases of the
+    /// rows this process holds. When `stop` is set, the rows claimed but not yet sent
+    /// are handed back, due at once for another process or the next start. A row is
+    /// never sent once its lease may have lapsed (the heartbeat failing, say): it is
+    /// left to whoever claims it next.
     async fn drain(&self, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<usize> {
         let batch = self.concurrency * 16;
         let (rows_tx, rows_rx) = mpsc::channel::<(Instant, Claimed)>(batch);
         let rows_rx = Arc::new(tokio::sync::Mutex::new(rows_rx));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<i64>();
+        let leases = Arc::new(Leases::default());
         // owns the sending side: when it ends, the channel closes and the senders
         // stop once they have emptied it
-        let feeder = async move {
+        let feeder = async {
             let rows_tx = rows_tx;
             let mut total = 0;
             loop {
@@ -317,6 +324,7 @@ impl Worker {
                 }
                 total += rows.len();
                 let now = Instant::now();
+                leases.hold(rows.iter().map(|r| r.id));
                 for row in rows {
                     if rows_tx.send((now, row)).await.is_err() {
                         return Ok(total);
@@ -328,7 +336,7 @@ impl Worker {
         let senders: Vec<_> = (0..self.concurrency)
             .map(|_| {
                 let (rows_rx, done_tx) = (rows_rx.clone(), done_tx.clone());
-                let (me, stop) = (self.clone(), stopped.clone());
+                let (me, stop, leases) = (self.clone(), stopped.clone(), leases.clone());
                 // tasks of their own, so that copies are built and sent on every core
                 tokio::spawn(async move {
                     loop {
@@ -336,18 +344,22 @@ impl Worker {
                         let Some((claimed_at, row)) = next else {
                             return;
                         };
-                        if claimed_at.elapsed() > LEASE / 3
-                            || stop.as_ref().is_some_and(|s| *s.borrow())
-                        {
-                            // left for its lease to expire; sent by whoever claims it next
+                        if stop.as_ref().is_some_and(|s| *s.borrow()) {
+                            leases.hand_back(row.id);
                             continue;
                         }
+                        if !leases.safe(claimed_at) {
+                            leases.release(row.id);
+                            continue;
+                        }
+                        let id = row.id;
                         match me.deliver(row).await {
                             Ok(Some(id)) => {
                                 let _ = done_tx.send(id);
                             }
-                            Ok(None) => {}
+                            Ok(None) => leases.release(id),
                             Err(e) => {
+                                leases.release(id);
                                 tracing::error!(error = format!("{e:#}"), "recording a delivery")
                             }
                         }
@@ -356,7 +368,8 @@ impl Worker {
             })
             .collect();
         drop(done_tx);
-        let (claimed, (), recorded) = tokio::join!(
+        let senders_done = tokio::sync::Notify::new();
+        let (claimed, (), recorded, ()) = tokio::join!(
             feeder,
             async {
                 for sender in senders {
@@ -364,18 +377,56 @@ impl Worker {
                         tracing::error!(error = %e, "a delivery task failed");
                     }
                 }
+                senders_done.notify_one();
             },
-            self.record(done_rx)
+            self.record(done_rx, &leases),
+            self.renew(&leases, &senders_done),
         );
+        let handed_back = leases.take_handed_back();
+        if !handed_back.is_empty() {
+            store::outbound::update_outbound_handed_back(&self.db, &handed_back)
+                .await
+                .context("handing back claimed mail")?;
+            tracing::info!(rows = handed_back.len(), "handed back claimed mail");
+            // another process's workers take them now rather than at their next poll
+            let _ = store::wakeup::notify(&self.db, store::wakeup::OUTBOUND).await;
+        }
         // if recording fails the leases expire and those copies are sent again: at
         // least once, never lost
         recorded?;
         claimed
     }
 
+    /// Renews the leases of the rows this process holds every [`RENEW_EVERY`], until
+    /// `done` is notified.
+    async fn renew(&self, leases: &Leases, done: &tokio::sync::Notify) {
+        loop {
+            tokio::select! {
+                _ = done.notified() => return,
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+            }
+            let started = Instant::now();
+            let held = leases.held();
+            if held.is_empty() {
+                leases.renewed(started);
+                continue;
+            }
+            match store::outbound::update_outbound_leases(&self.db, &held, LEASE.as_secs_f64())
+                .await
+            {
+                Ok(()) => leases.renewed(started),
+                Err(e) => tracing::warn!(error = %e, "renewing the leases of claimed mail"),
+            }
+        }
+    }
+
     /// Records successes as they come, in batches of [`RECORD_BATCH`] or every
     /// [`RECORD_EVERY`], until every sender is done.
-    async fn record(&self, mut done: mpsc::UnboundedReceiver<i64>) -> anyhow::Result<()> {
+    async fn record(
+        &self,
+        mut done: mpsc::UnboundedReceiver<i64>,
+        leases: &Leases,
+    ) -> anyhow::Result<()> {
         let mut sent = Vec::with_capacity(RECORD_BATCH);
         loop {
             let next = tokio::time::timeout(RECORD_EVERY, done.recv()).await;
@@ -387,7 +438,9 @@ impl Worker {
                 store::outbound::update_outbound_sent(&self.db, &sent)
                     .await
                     .context("recording deliveries")?;
-                sent.clear();
+                for id in sent.drain(..) {
+                    leases.release(id);
+                }
             }
             if finished {
                 return Ok(());
@@ -504,6 +557,64 @@ impl Worker {
             };
             wakeup.wait(wait, &mut stop).await;
         }
+    }
+}
+
+/// The rows one `drain` holds under lease: claimed and not yet finished.
+#[derive(Default)]
+struct Leases {
+    state: Mutex<LeaseState>,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    held: std::collections::HashSet<i64>,
+    handed_back: Vec<i64>,
+    /// When the heartbeat last renewed every lease held (started before the renewal).
+    renewed: Option<Instant>,
+}
+
+impl Leases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hold(&self, ids: impl Iterator<Item = i64>) {
+        self.lock().held.extend(ids);
+    }
+
+    /// Finished (sent and recorded, failed, cancelled): no longer renewed.
+    fn release(&self, id: i64) {
+        self.lock().held.remove(&id);
+    }
+
+    /// Not sent because the process is stopping: handed back when the drain ends.
+    fn hand_back(&self, id: i64) {
+        let mut state = self.lock();
+        state.held.remove(&id);
+        state.handed_back.push(id);
+    }
+
+    fn held(&self) -> Vec<i64> {
+        self.lock().held.iter().copied().collect()
+    }
+
+    fn renewed(&self, at: Instant) {
+        self.lock().renewed = Some(at);
+    }
+
+    fn take_handed_back(&self) -> Vec<i64> {
+        std::mem::take(&mut self.lock().handed_back)
+    }
+
+    /// Whether a row claimed at `claimed_at` is surely still this process's: its
+    /// lease was taken or last renewed less than two thirds of a lease ago.
+    fn safe(&self, claimed_at: Instant) -> bool {
+        let renewed = self
+            .lock()
+            .renewed
+            .map_or(claimed_at, |r| r.max(claimed_at));
+        renewed.elapsed() < LEASE * 2 / 3
     }
 }
 

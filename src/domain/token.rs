@@ -35,7 +35,7 @@ pub const MIN_SECRET_LEN: usize = 32;
 const MAC_LEN: usize = 16;
 
 /// The instance's signing key. Never printed.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretKey(Vec<u8>);
 
 impl SecretKey {
@@ -55,7 +55,12 @@ impl SecretKey {
         Ok(SecretKey(bytes))
     }
 
-    /// A new random key, base64-encoded, for writing to the data directory.
+    /// The key, base64-encoded (for keeping it in the database).
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.0)
+    }
+
+    /// A new random key, base64-encoded.
     pub fn generate_base64() -> String {
         base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>())
     }

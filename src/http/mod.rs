@@ -83,6 +83,32 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
+/// The status endpoints alone (`LISTD_STATUS_ADDR`), for a process that runs without
+/// the HTTP front end: `/healthz`, `/readyz`, `/metrics`.
+pub fn status_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(pages::healthz))
+        .route("/readyz", axum::routing::get(pages::readyz))
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+}
+
+/// Serves [`status_router`] until `shutdown` resolves.
+pub async fn serve_status(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, status_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// A path fit for logs: the tokens of confirmation, unsubscribe and resume links are
 /// secrets and stay out of them.
 fn loggable_path(path: &str) -> String {

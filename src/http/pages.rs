@@ -18,11 +18,11 @@ pub fn router() -> Router<AppState> {
         .route("/lists/{list}", get(list_page))
 }
 
-async fn healthz() -> &'static str {
+pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     if state.app.ready().await {
         (StatusCode::OK, "ready\n").into_response()
     } else {

@@ -9,9 +9,9 @@ use super::pages::{list_not_found, list_page_with};
 use super::{AppState, page, to_completion, unexpected};
 use crate::app::AppError;
 use crate::app::subscriptions::{
-    ConfirmOutcome, ConfirmVia, Request, TokenView, UnsubscribeOutcome,
+    ConfirmOutcome, ConfirmVia, Request, Standing, TokenView, UnsubscribeOutcome,
 };
-use crate::domain::{EmailAddress, Evidence, List, ListRef, Source};
+use crate::domain::{EmailAddress, Evidence, List, ListRef, MemberStatus, Source};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -249,7 +249,12 @@ async fn confirm_page(State(state): State<AppState>, Path(token): Path<String>) 
                    "message": format!("Press the button to unsubscribe {address} from {} <{}>.", list.settings.name, list.address),
                    "button": "Confirm unsubscription", "action": action}),
         ),
-        TokenView::Used { list } | TokenView::Expired { list } => spent(&state, Some(&list)),
+        TokenView::Used {
+            list,
+            address,
+            standing,
+        } => used(&state, &list, &address, standing),
+        TokenView::Expired { list } => spent(&state, Some(&list)),
         TokenView::Unknown => spent(&state, None),
     }
 }
@@ -295,9 +300,12 @@ async fn confirm(
                 list.settings.name
             ),
         ),
-        ConfirmOutcome::Used { list } | ConfirmOutcome::Expired { list } => {
-            spent(&state, Some(&list))
-        }
+        ConfirmOutcome::Used {
+            list,
+            address,
+            standing,
+        } => used(&state, &list, &address, standing),
+        ConfirmOutcome::Expired { list } => spent(&state, Some(&list)),
         ConfirmOutcome::Unknown => spent(&state, None),
     }
 }
@@ -312,7 +320,30 @@ fn done(state: &AppState, list: &List, title: &str, message: &str) -> Response {
     )
 }
 
-/// A used, expired or unknown confirmation link: 410 when we know the list, else 404.
+/// A confirmation link used before, opened again by the person it was mailed to: 410,
+/// and the truth about where their address stands, with a way to the list's page.
+fn used(state: &AppState, list: &List, address: &str, standing: Standing) -> Response {
+    let name = &list.settings.name;
+    let message = match standing {
+        Standing::Subscribed => format!("{address} is subscribed to {name}. Nothing more to do."),
+        Standing::AwaitingApproval => {
+            format!("{address} is confirmed; the owners of {name} are reviewing the request.")
+        }
+        Standing::NotSubscribed => format!(
+            "{address} is not subscribed to {name}. To join, use the form on the list's page."
+        ),
+    };
+    page(
+        state,
+        StatusCode::GONE,
+        "web/message.html",
+        json!({"title": "This link has already been used",
+               "message": message,
+               "link": {"href": format!("/lists/{}", list.address.list_id()), "text": format!("Go to {name}")}}),
+    )
+}
+
+/// An expired or unknown confirmation link: 410 when we know the list, else 404.
 fn spent(state: &AppState, list: Option<&List>) -> Response {
     let (status, link) = match list {
         Some(l) => (
@@ -335,7 +366,12 @@ fn spent(state: &AppState, list: Option<&List>) -> Response {
 }
 
 async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let found = state.app.inspect_unsubscribe_token(&token).await;
+    let found = match state.app.inspect_unsubscribe_token(&token).await {
+        Ok(Some((list, address, status))) if status != MemberStatus::Subscribed => {
+            return already_left(&state, &list, &address);
+        }
+        other => other.map(|f| f.map(|(list, address, _)| (list, address))),
+    };
     button_page(&state, found, "web/unsubscribe.html", |list, address| {
         (
             format!("Leave {}", list.settings.name),
@@ -346,6 +382,18 @@ async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<Strin
             format!("/unsubscribe/{token}"),
         )
     })
+}
+
+/// The unsubscribe link of a membership that has ended: it says so, with the way back.
+fn already_left(state: &AppState, list: &List, address: &str) -> Response {
+    page(
+        state,
+        StatusCode::OK,
+        "web/message.html",
+        json!({"title": format!("You have already left {}", list.settings.name),
+               "message": format!("{address} receives no messages from {}. To join again, use the form on the list's page.", list.settings.name),
+               "link": {"href": format!("/lists/{}", list.address.list_id()), "text": format!("Join {} again", list.settings.name)}}),
+    )
 }
 
 /// The link in the notice sent when bounces turned a member's delivery off: a page
@@ -409,10 +457,10 @@ async fn resume(State(state): State<AppState>, Path(token): Path<String>) -> Res
 async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let (app, t) = (state.app.clone(), token.clone());
     match to_completion(async move { app.unsubscribe_with_token(&t, "one-click").await }).await {
-        Ok(
-            UnsubscribeOutcome::Unsubscribed { list, address }
-            | UnsubscribeOutcome::AlreadyGone { list, address },
-        ) => done(
+        Ok(UnsubscribeOutcome::AlreadyGone { list, address }) => {
+            already_left(&state, &list, &address)
+        }
+        Ok(UnsubscribeOutcome::Unsubscribed { list, address }) => done(
             &state,
             &list,
             "You have left the list",

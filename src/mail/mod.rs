@@ -33,8 +33,6 @@ pub struct SystemMail<'a> {
     pub auto: Auto,
     pub reply_to: Option<&'a str>,
     pub in_reply_to: Option<&'a str>,
-    /// Domain part of the Message-ID.
-    pub hostname: &'a str,
 }
 
 /// The envelope sender of mail about a list: its bounce address, never null.
@@ -62,7 +60,8 @@ fn text_part(body: &str) -> MimePart<'static> {
 /// Serialises a system mail with CRLF line ends.
 pub fn compose_system_mail(m: &SystemMail<'_>) -> Vec<u8> {
     let from = m.list.with_suffix("owner");
-    let message_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), m.hostname);
+    // the list's domain: a real domain the list's mail comes from
+    let message_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), m.list.domain());
     let mut b = MessageBuilder::new()
         .from(Address::new_address(Some(m.list_name.to_string()), from))
         .to(m.to.to_string())
@@ -102,7 +101,6 @@ mod tests {
             auto: Auto::Generated,
             reply_to: None,
             in_reply_to: None,
-            hostname: "listd.test",
         };
         String::from_utf8(compose_system_mail(&m)).unwrap()
     }

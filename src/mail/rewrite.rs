@@ -59,8 +59,6 @@ pub struct Rewrite<'a> {
     /// The list sets `Reply-To: <L>` (and, when From is rewritten, the author goes to Cc).
     pub reply_to_list: bool,
     pub from_mode: FromMode,
-    /// Right-hand side of the Message-ID added to a post that has none.
-    pub hostname: &'a str,
 }
 
 /// What happens to the author's From (STANDARDS §B 11–12).
@@ -488,19 +486,13 @@ fn write_date(out: &mut Vec<u8>, f: Option<&Field<'_>>) {
     Date::now().write_header(out, 6);
 }
 
-/// Writes `Message-ID: <uuid@hostname>` and returns the id with its brackets.
+/// Writes `Message-ID: <uuid@list domain>` and returns the id with its brackets.
 fn write_new_message_id(out: &mut Vec<u8>, rw: &Rewrite<'_>) -> String {
-    let host: String = rw
-        .hostname
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
-        .collect();
-    let host = if host.is_empty() {
+    let id = format!(
+        "<{}@{}>",
+        uuid::Uuid::new_v4().simple(),
         rw.headers.list.domain()
-    } else {
-        &host
-    };
-    let id = format!("<{}@{host}>", uuid::Uuid::new_v4().simple());
+    );
     out.extend_from_slice(b"Message-ID: ");
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -833,7 +825,6 @@ mod tests {
             subject_prefix: "[dev]",
             reply_to_list,
             from_mode,
-            hostname: "listd.test",
         }
     }
 
@@ -1520,7 +1511,6 @@ mod tests {
         let mut rw = rewrite(&list, FromMode::Munge, false);
         rw.headers.list_name = "Dev\r\nBcc: eve@example.org";
         rw.subject_prefix = "[dev]\r\nBcc: eve@example.org";
-        rw.hostname = "host\r\nBcc: eve@example.org";
         let long_name = "Anne ".repeat(1000);
         let post =
             format!("From: \"{long_name}\" <anne@example.net>\r\nSubject: hi\r\n\r\nbody\r\n");

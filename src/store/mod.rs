@@ -13,6 +13,7 @@ pub mod outbound;
 pub mod pending;
 pub mod posts;
 pub mod roster;
+pub mod secret;
 pub mod wakeup;
 
 use sqlx::PgPool;

@@ -124,6 +124,43 @@ pub async fn update_outbound_retry(
     .map(|_| ())
 }
 
+/// Extends the leases of rows a live worker still holds.
+pub async fn update_outbound_leases(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+    lease_secs: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update outbound set locked_until = now() + make_interval(secs => $2)
+        where id = any($1) and status = 'queued'
+        "#,
+        ids,
+        lease_secs
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Gives back rows claimed but not sent (the process is stopping): due at once for
+/// another worker, and the attempt not counted.
+pub async fn update_outbound_handed_back(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update outbound set locked_until = null, attempts = greatest(attempts - 1, 0)
+        where id = any($1) and status = 'queued'
+        "#,
+        ids
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
 /// Keeps a message that listd itself could not hand to the relay queued for a later
 /// try, marked as a fault (not the relay's answer, never a bounce) for the owners.
 pub async fn update_outbound_fault(

@@ -281,6 +281,8 @@ pub struct SinkQuirks {
     pub data_after_refusal: bool,
     /// Keep the message for these recipients, then hang up instead of answering 250.
     pub hang_up_after_data_for: std::collections::HashSet<String>,
+    /// Keep each message, then wait this long before answering 250 (a slow relay).
+    pub delay_after_data: Duration,
 }
 
 impl SmtpSink {
@@ -464,6 +466,10 @@ async fn sink_session(sock: tokio::net::TcpStream, shared: SinkShared) -> std::i
                     if hang_up {
                         return Ok(());
                     }
+                    let delay = quirks.lock().unwrap().delay_after_data;
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     "250 queued\r\n".into()
                 }
             }
@@ -530,10 +536,13 @@ impl TestServer {
         config.public_url = base.clone();
         config.dns_server = Some(dns.addr);
         adjust(&mut config);
-        let secret = SecretKey::generate_base64();
+        // the key the CLI's processes find in the database too, as `serve`'s would
+        let secret =
+            listd::store::secret::insert_secret_if_absent(&db.pool, &SecretKey::generate_base64())
+                .await
+                .unwrap();
         let settings = AppSettings {
             public_url: config.public_url.clone(),
-            hostname: config.hostname.clone(),
             secret_key: SecretKey::from_base64(&secret).unwrap(),
             confirm_expiry: config.confirm_expiry,
         };

@@ -10,5 +10,6 @@ mod harness;
 mod lists;
 mod pg;
 mod posts;
+mod processes;
 mod smtp;
 mod subscribe;

@@ -465,3 +465,96 @@ async fn failed_start_reports_the_server_log() {
     eprintln!("{message}");
     assert!(!pgdata.join("postmaster.pid").exists());
 }
+
+/// The README's first command as root, from a data directory the postgres user cannot
+/// reach (a fresh clone under a mode-700 home): `serve` keeps its cluster under
+/// /var/lib/listd, says where, answers `/readyz`, shares the cluster with the CLI, and
+/// stops it when it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_first_run_under_a_private_home_serves() {
+    if !is_root() {
+        eprintln!("skipped: only meaningful when the tests run as root");
+        return;
+    }
+    let home = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = home.path().join("clone").join("listd-data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = |cmd: &mut Command| {
+        cmd.env_remove("DATABASE_URL")
+            .env_remove("LISTD_DATABASE_URL")
+            .env("LISTD_DATA_DIR", &data)
+            .env("LISTD_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("LISTD_SMTP_ADDR", "off")
+            .env("LISTD_LOG", "info");
+    };
+    let mut serve = Command::new(crate::harness::listd_bin());
+    env(serve.arg("serve"));
+    let log = home.path().join("serve.log");
+    let mut child = serve
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(r) = reqwest::get(&readyz).await
+            && r.status() == 200
+        {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "serve exited with {status}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "no /readyz within 90 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recorded = std::fs::read_to_string(data.join("postgres.location")).unwrap();
+    let pgdata = PathBuf::from(recorded.trim());
+    let _cleanup = Removes(pgdata.parent().unwrap().to_path_buf());
+    assert!(pgdata.starts_with("/var/lib/listd"), "{}", pgdata.display());
+    assert!(postmaster_pid(&pgdata).is_some(), "the cluster runs there");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains(&pgdata.display().to_string()),
+        "one line says where: {logged}"
+    );
+
+    // the CLI uses the same cluster
+    let mut cli = Command::new(crate::harness::listd_bin());
+    env(cli.args(["lists", "ls", "--json"]));
+    let out = cli.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        postmaster_pid(&pgdata).is_none(),
+        "the last process stopped the cluster"
+    );
+}
+
+/// Removes a directory when dropped.
+struct Removes(PathBuf);
+
+impl Drop for Removes {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

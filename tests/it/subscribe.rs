@@ -210,14 +210,17 @@ async fn tokens_are_stored_hashed_used_once_and_expire() {
     assert_eq!(http().post(&link).send().await.unwrap().status(), 200);
     let again = http().post(&link).send().await.unwrap();
     assert_eq!(again.status(), 410, "single use");
+    // the person the link was for is told the truth, with the way to the list
+    let page = again.text().await.unwrap();
+    assert!(page.contains("already been used"), "{page}");
+    assert!(page.contains("anne@example.net is subscribed"), "{page}");
     assert!(
-        again
-            .text()
-            .await
-            .unwrap()
-            .contains("already been used or has expired")
+        page.contains("dev.lists.example.org\">"),
+        "a link to the list page: {page}"
     );
-    assert_eq!(http().get(&link).send().await.unwrap().status(), 410);
+    let get = http().get(&link).send().await.unwrap();
+    assert_eq!(get.status(), 410);
+    assert!(get.text().await.unwrap().contains("is subscribed"));
 
     // an expired request confirms nothing
     let m = request_and_get_confirmation(&s, "bob@example.net").await;
@@ -896,4 +899,33 @@ async fn confirm_then_moderate_waits_for_an_owner_and_keeps_the_mailbox_confirma
         shown["consent"]["confirm_method"], "web",
         "and so does the mailbox's confirmation"
     );
+}
+
+#[tokio::test]
+async fn an_unsubscribe_link_opened_after_leaving_says_so_with_a_way_back() {
+    let s = server_with_list().await;
+    let welcome = join(&s, "anne@example.net").await;
+    let link = find_link(&welcome.body_text(), &s.url("/unsubscribe/")).expect("a link");
+    let page = http()
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<button"), "a member gets the button: {page}");
+    assert_eq!(http().post(&link).send().await.unwrap().status(), 200);
+    let after = http().get(&link).send().await.unwrap();
+    assert_eq!(after.status(), 200);
+    let page = after.text().await.unwrap();
+    assert!(page.contains("already left"), "{page}");
+    assert!(!page.contains("<button"), "no live button: {page}");
+    assert!(
+        page.contains("dev.lists.example.org\">"),
+        "a link to the list page: {page}"
+    );
+    let again = http().post(&link).send().await.unwrap();
+    assert_eq!(again.status(), 200, "repeating the one-click is 200");
+    assert!(again.text().await.unwrap().contains("already left"));
 }
