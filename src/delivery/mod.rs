@@ -510,6 +510,7 @@ impl Worker {
                         row.id,
                         delay.as_secs_f64(),
                         &reason,
+                        false,
                     )
                     .await?;
                 }
@@ -530,8 +531,14 @@ impl Worker {
         } else {
             let delay = backoff(row.attempts);
             tracing::error!(id = row.id, to = %row.recipient, %reason, retry_in_secs = delay.as_secs(), "cannot send; kept queued");
-            store::outbound::update_outbound_fault(&self.db, row.id, delay.as_secs_f64(), &reason)
-                .await?;
+            store::outbound::update_outbound_retry(
+                &self.db,
+                row.id,
+                delay.as_secs_f64(),
+                &reason,
+                true,
+            )
+            .await?;
         }
         Ok(())
     }

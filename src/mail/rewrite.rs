@@ -1100,7 +1100,7 @@ mod tests {
             assert_eq!(count(&msg, "Message-ID"), 1);
             assert!(msg.date().is_some_and(|d| d.year >= 2025), "a valid Date");
             let id = msg.message_id().unwrap();
-            assert!(id.ends_with("@listd.test") && id.len() > 40, "{id}");
+            assert!(id.ends_with("@lists.example.org") && id.len() > 40, "{id}");
             assert_eq!(prepared.message_id(), format!("<{id}>"));
         }
     }

@@ -104,20 +104,26 @@ pub async fn update_outbound_sent(db: impl PgExecutor<'_>, ids: &[i64]) -> Resul
     .map(|_| ())
 }
 
+/// Keeps a message queued for another try after `delay_secs`, with its error. `fault`
+/// marks an error of listd's own (it could not hand the message to the relay: not
+/// the relay's answer, never a bounce), of which the list's owners are told.
 pub async fn update_outbound_retry(
     db: impl PgExecutor<'_>,
     id: i64,
     delay_secs: f64,
     error: &str,
+    fault: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
-        update outbound set next_attempt_at = now() + make_interval(secs => $2), locked_until = null, last_error = $3
+        update outbound set next_attempt_at = now() + make_interval(secs => $2), locked_until = null,
+            last_error = $3, fault_at = case when $4 then now() else fault_at end
         where id = $1 and status = 'queued'
         "#,
         id,
         delay_secs,
-        error
+        error,
+        fault
     )
     .execute(db)
     .await
@@ -155,29 +161,6 @@ pub async fn update_outbound_handed_back(
         where id = any($1) and status = 'queued'
         "#,
         ids
-    )
-    .execute(db)
-    .await
-    .map(|_| ())
-}
-
-/// Keeps a message that listd itself could not hand to the relay queued for a later
-/// try, marked as a fault (not the relay's answer, never a bounce) for the owners.
-pub async fn update_outbound_fault(
-    db: impl PgExecutor<'_>,
-    id: i64,
-    delay_secs: f64,
-    error: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"
-        update outbound set next_attempt_at = now() + make_interval(secs => $2), locked_until = null,
-            last_error = $3, fault_at = now()
-        where id = $1 and status = 'queued'
-        "#,
-        id,
-        delay_secs,
-        error
     )
     .execute(db)
     .await

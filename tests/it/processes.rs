@@ -252,33 +252,10 @@ async fn sigterm_hands_unsent_copies_to_the_other_process() {
         std::net::TcpStream::connect(("127.0.0.1", status_port)).is_ok()
     })
     .await;
-    assert_eq!(
-        http()
-            .get(format!("{status}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http()
-            .get(format!("{status}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http()
-            .get(format!("{status}/lists"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    for (path, code) in [("/healthz", 200), ("/readyz", 200), ("/lists", 404)] {
+        let r = http().get(format!("{status}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), code, "{path}");
+    }
 
     wait_until("a part of the fan-out", Duration::from_secs(60), || {
         copies(&sink).len() >= 100
