@@ -47,6 +47,8 @@ const REASONS: &[(BounceClass, &[&str])] = &[
             "envelope sender",
             "sender's domain",
             "domain of sender",
+            "sender was rejected",
+            "sender is rejected",
         ],
     ),
     // speeding, toomanyconn: the sending host went too fast, for now
@@ -207,6 +209,11 @@ const REASONS: &[(BounceClass, &[&str])] = &[
             "address has moved",
             "has moved to",
             "no longer at this address",
+            "no longer accepts mail",
+            "addresses were unknown",
+            "address was unknown",
+            "recipient was unknown",
+            "not a known recipient",
         ],
     ),
     // hostunknown, notaccept: no such domain, or a domain that takes no mail
@@ -231,6 +238,12 @@ const REASONS: &[(BounceClass, &[&str])] = &[
             "nxdomain",
             "does not accept mail",
             "null mx",
+            "non-existent host",
+            "nonexistent host",
+            "unrouteable domain",
+            "couldn't find any host",
+            "could not find any host",
+            "no host named",
         ],
     ),
     // blocked, spamdetected, virusdetected, authfailure, policyviolation, rejected
@@ -280,6 +293,9 @@ const REASONS: &[(BounceClass, &[&str])] = &[
             "not accepted",
             "reverse dns",
             "ptr record",
+            "do not have permission",
+            "don't have permission",
+            "not authorized",
         ],
     ),
     // expired, networkerror, toomanyconn, speeding, systemerror, mesgtoobig: not the
@@ -297,6 +313,18 @@ const REASONS: &[(BounceClass, &[&str])] = &[
             "not yet been delivered",
             "delivery delayed",
             "delayed mail",
+            "has been delayed",
+            "is delayed",
+            "been postponed",
+            "advisory",
+            "no action is required",
+            "could not be delivered for",
+            "has not been delivered for",
+            "in the queue too long",
+            "queue too long",
+            "too long in",
+            "time limit",
+            "loops back",
             "try again later",
             "please try again",
             "retry timeout",
@@ -330,8 +358,28 @@ const REASONS: &[(BounceClass, &[&str])] = &[
     ),
 ];
 
-/// Words that say a failure is final without saying why.
+/// Words that say a delivery failed for good, without saying why (said of a delay,
+/// they are caught first by the words of a delay).
 const PERMANENT: &[&str] = &[
+    "undeliverable",
+    "could not be delivered",
+    "couldn't be delivered",
+    "cannot be delivered",
+    "can't be delivered",
+    "was not delivered",
+    "were not delivered",
+    "not be delivered",
+    "delivery failed",
+    "delivery has failed",
+    "delivery failure",
+    "unable to deliver",
+    "could not deliver",
+    "wasn't able to deliver",
+    "did not reach",
+    "did not receive this message",
+    "could not be reached",
+    "failure notice",
+    "returned mail",
     "permanent error",
     "permanent failure",
     "permanent fatal error",
@@ -429,8 +477,13 @@ pub fn classify_notice(
     if let Some(class) = class_of_words(notice) {
         return class;
     }
+    // a final failure that gives no reason counts, like a relay's 5xx
     let text = normalize(&format!("{diagnostic} {notice}"));
-    if PERMANENT.iter().any(|p| text.contains(p)) {
+    let final_code = match code.as_deref() {
+        Some(c) => c.starts_with("5."),
+        None => reply.is_some_and(|r| r.starts_with('5')),
+    };
+    if final_code || PERMANENT.iter().any(|p| text.contains(p)) {
         return BounceClass::Hard;
     }
     BounceClass::Unknown
@@ -698,16 +751,79 @@ mod tests {
     }
 
     #[test]
-    fn anything_else_is_unknown() {
-        assert_eq!(classify(Some("5.0.0"), None, ""), BounceClass::Unknown);
+    fn a_final_failure_without_a_reason_is_hard_and_anything_else_unknown() {
+        assert_eq!(
+            classify(Some("5.0.0"), Some("failed"), ""),
+            BounceClass::Hard
+        );
         assert_eq!(
             classify(Some("5.5.2"), None, "syntax error"),
-            BounceClass::Unknown
+            BounceClass::Hard
+        );
+        assert_eq!(
+            classify_notice(
+                None,
+                None,
+                "",
+                "The following recipients did not receive this message: <a@b>"
+            ),
+            BounceClass::Hard
+        );
+        assert_eq!(
+            classify_notice(
+                None,
+                None,
+                "",
+                "Delivery to the following recipient has been delayed: a@b"
+            ),
+            BounceClass::Soft
+        );
+        assert_eq!(
+            classify_notice(
+                None,
+                None,
+                "",
+                "THIS IS A WARNING MESSAGE ONLY. Message could not be delivered for 4 hours"
+            ),
+            BounceClass::Soft
         );
         assert_eq!(
             classify(None, None, "something went wrong"),
             BounceClass::Unknown
         );
+    }
+
+    #[test]
+    fn phrasings_of_many_servers_are_read() {
+        use BounceClass::*;
+        for (text, class) in [
+            (
+                "The following destination addresses were unknown: <a@b>",
+                Hard,
+            ),
+            ("user@example.com (user not found)", Hard),
+            ("User a (a@b) not listed in Domino Directory", Hard),
+            (
+                "Sorry, I couldn't find any host named example.com. (#5.1.2)",
+                Hard,
+            ),
+            ("all relevant MX records point to non-existent hosts", Hard),
+            ("This address no longer accepts mail.", Hard),
+            ("User mailbox exceeds allowed size: a@b", Soft),
+            ("retry timeout exceeded", Soft),
+            (
+                "I'm not going to try again; this message has been in the queue too long.",
+                Soft,
+            ),
+            ("Connected to 192.0.2.1 but sender was rejected.", Policy),
+            (
+                "You do not have permission to send to this recipient.",
+                Policy,
+            ),
+            ("550 5.7.1 Message rejected as spam", Policy),
+        ] {
+            assert_eq!(classify(None, None, text), class, "{text}");
+        }
     }
 
     #[test]

@@ -448,6 +448,7 @@ const FAILURE_WORDS: &[&str] = &[
     "following address",
     "following recipient",
     "could not be reached",
+    "did not receive this message",
     "mail delivery failed",
     "was rejected",
     "has been rejected",
@@ -473,7 +474,7 @@ fn says_failure(msg: &Message, notice: &str) -> bool {
     });
     worded(&subject)
         || worded(&text)
-        || (from_mail_system(msg) && (refusal || class_of_words(notice).is_some()))
+        || from_mail_system(msg)
         || (refusal && class_of_words(notice).is_some())
 }
 
@@ -692,6 +693,7 @@ fn named_recipients(notice: &str, senders: &[String]) -> Vec<String> {
             let lower = a.to_ascii_lowercase();
             if !senders.contains(&lower)
                 && !lower.starts_with("mailer-daemon@")
+                && !lower.starts_with("postmaster@")
                 && !out.iter().any(|o| o.eq_ignore_ascii_case(&a))
             {
                 out.push(a);
@@ -701,7 +703,8 @@ fn named_recipients(notice: &str, senders: &[String]) -> Vec<String> {
     out
 }
 
-/// A line about the sender of the original message ("MAIL FROM: a@b", "sent by").
+/// A line about the sender of the original message ("MAIL FROM: a@b", "sent by"), or
+/// one that names whom to write to ("Please reply to Postmaster@…").
 fn names_sender(line: &str) -> bool {
     let lower = line.to_ascii_lowercase();
     [
@@ -711,6 +714,8 @@ fn names_sender(line: &str) -> bool {
         "sender",
         "sent by",
         "envelope-from",
+        "reply to",
+        "contact",
     ]
     .iter()
     .any(|w| lower.contains(w))
