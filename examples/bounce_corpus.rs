@@ -2,7 +2,7 @@
 //! class was read and the parse time per bounce. Run by `bench/bounces`:
 //!
 //! ```sh
-//! cargo run --release --example bounce_corpus [-- --verbose]
+//! cargo run --release --example bounce_corpus [-- --verbose] [TABLE]
 //! ```
 
 use listd::mail::bounce::{Reading, read_bounce};
@@ -20,8 +20,22 @@ struct Row {
 
 fn main() {
     let verbose = std::env::args().any(|a| a == "--verbose");
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bounces/");
-    let table = std::fs::read_to_string(format!("{dir}corpus.tsv")).expect("corpus.tsv");
+    // another table (of another collection) may be named; its files are relative to it
+    let path = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .unwrap_or_else(|| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/bounces/corpus.tsv"
+            )
+            .into()
+        });
+    let dir = std::path::Path::new(&path)
+        .parent()
+        .map(|d| format!("{}/", d.display()))
+        .unwrap_or_default();
+    let table = std::fs::read_to_string(&path).expect("the corpus table");
     let rows: Vec<Row> = table
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
