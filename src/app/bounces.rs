@@ -46,8 +46,10 @@ pub struct Maintenance {
 
 impl App {
     /// Records the reports in a mail to the list's bounce address. Each is attributed
-    /// to the member it names, or else to the member the VERP token names (a report
-    /// may name nobody, or a forwarding address). Returns a summary for the record.
+    /// to the member the VERP token names, or, without a token, to the first address
+    /// the report names that is a member of the list (a report may name nobody, a
+    /// forwarding address or a stranger). Auto-replies and mail that reports no
+    /// failure are not recorded. Returns a summary for the record.
     pub(crate) async fn record_bounce_mail(
         &self,
         list: &List,
