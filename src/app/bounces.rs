@@ -15,7 +15,7 @@ use super::{App, AppError};
 use crate::domain::bounce::BounceClass;
 use crate::domain::{Delivery, EmailAddress, List, MemberStatus, Role, VerpToken};
 use crate::mail::Auto;
-use crate::mail::bounce::{Reading, read_bounce};
+use crate::mail::bounce::{Reading, read_bounce_from};
 use crate::store;
 use crate::store::bounces::{NewBounce, UnjudgedBounce};
 use serde_json::json;
@@ -54,6 +54,7 @@ impl App {
         &self,
         list: &List,
         verp: Option<&str>,
+        null_sender: bool,
         raw: &[u8],
         inbound_id: i64,
     ) -> Result<String, AppError> {
@@ -63,7 +64,7 @@ impl App {
                 .filter(|m| m.list_id == list.id && m.role == Role::Member),
             None => None,
         };
-        let reports = match read_bounce(raw) {
+        let reports = match read_bounce_from(raw, Some(null_sender)) {
             Reading::Bounce(reports) => reports,
             Reading::AutoReply => return Ok("ignored: an automatic reply, not a bounce".into()),
             Reading::NotABounce => return Ok("ignored: no delivery report found".into()),

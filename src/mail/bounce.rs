@@ -55,15 +55,26 @@ const MAX_NOTICE: usize = 8_000;
 /// How deep forwarded messages are opened.
 const MAX_DEPTH: usize = 3;
 
-/// What a mail sent to a list's bounce address reports.
+/// What a mail sent to a list's bounce address reports, when its envelope sender is
+/// not known (its `Return-Path`, if any, stands in for it).
 pub fn read_bounce(raw: &[u8]) -> Reading {
+    read_bounce_from(raw, None)
+}
+
+/// What a mail sent to a list's bounce address reports, given whether its envelope
+/// sender was null (`MAIL FROM:<>`, as every bounce's is, RFC 5321 4.5.5).
+pub fn read_bounce_from(raw: &[u8], null_sender: Option<bool>) -> Reading {
     let Some(msg) = MessageParser::default().parse(raw) else {
         return Reading::NotABounce;
     };
-    read_message(&msg, 0)
+    let null_sender = null_sender.unwrap_or_else(|| {
+        msg.header_raw("Return-Path")
+            .is_some_and(|v| v.trim().trim_matches(['<', '>']).trim().is_empty())
+    });
+    read_message(&msg, 0, null_sender)
 }
 
-fn read_message(msg: &Message, depth: usize) -> Reading {
+fn read_message(msg: &Message, depth: usize, null_sender: bool) -> Reading {
     let reports = report_parts(msg);
     if !reports.is_empty() {
         return match reports.iter().any(|r| r.is_some()) {
@@ -79,7 +90,13 @@ fn read_message(msg: &Message, depth: usize) -> Reading {
         return bounce;
     }
     let notice = notice_text(msg);
-    let failure = says_failure(msg, &notice);
+    // a person's mail may speak of returned mail: only a program's counts
+    let program = null_sender
+        || from_mail_system(msg)
+        || from_no_reply(msg)
+        || automatic(msg)
+        || !failed_recipients(msg).is_empty();
+    let failure = program && says_failure(msg, &notice);
     let replied = auto_reply(msg) && !from_mail_system(msg);
     if failure && !replied {
         return plain_notice(msg, &notice);
@@ -134,7 +151,7 @@ fn complete_reports(msg: &Message, reports: &mut [Option<BounceReport>]) {
                 failed.clone()
             };
         }
-        if single && report.class == BounceClass::Unknown {
+        if single && report.class != BounceClass::Complaint {
             report.class = classify_notice(
                 report.status.as_deref(),
                 report.action.as_deref(),
@@ -165,7 +182,7 @@ fn forwarded(msg: &Message, depth: usize, reports_only: bool) -> Option<Reading>
         PartType::Message(inner)
             if has_report(inner) || !reports_only && from_mail_system(inner) =>
         {
-            match read_message(inner, depth + 1) {
+            match read_message(inner, depth + 1, true) {
                 r @ Reading::Bounce(_) => Some(r),
                 _ => None,
             }
@@ -494,6 +511,7 @@ fn from_mail_system(msg: &Message) -> bool {
             "postmaster",
             "mailerdaemon",
             "post_master",
+            "microsoftexchange",
         ]
         .iter()
         .any(|l| local.starts_with(l))
@@ -501,7 +519,22 @@ fn from_mail_system(msg: &Message) -> bool {
             || name.contains("mailer-daemon")
             || name.contains("mail system")
             || name.contains("postmaster")
+            || name.contains("mail administrator")
+            || name.contains("system administrator")
     })
+}
+
+/// Mail from an address no person reads (`no-reply@`, `noreply@`, `donotreply@`).
+fn from_no_reply(msg: &Message) -> bool {
+    msg.from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .is_some_and(|a| {
+            let local = a.split('@').next().unwrap_or_default().to_ascii_lowercase();
+            ["no-reply", "noreply", "donotreply", "do-not-reply"]
+                .iter()
+                .any(|l| local.starts_with(l))
+        })
 }
 
 /// Mail that says it was sent by a program (RFC 3834 `Auto-Submitted`,
@@ -914,6 +947,13 @@ I am away until Monday; your message will be read when I am back.\r\n";
         let person = "From: Anne <anne@example.net>\r\nTo: dev+bounces+x@lists.example.org\r\n\
 Subject: Re: hello\r\n\r\nThanks, call me at (480) 624-2500.\r\n\r\n> hello\r\n";
         assert_eq!(read_bounce(person.as_bytes()), Reading::NotABounce);
+        let worried = "From: Anne <anne@example.net>\r\nTo: dev+bounces+x@lists.example.org\r\n\
+Subject: Re: hello\r\n\r\nI got returned mail: undeliverable, 550 5.1.1 user unknown?\r\n";
+        assert_eq!(read_bounce(worried.as_bytes()), Reading::NotABounce);
+        assert!(matches!(
+            read_bounce_from(worried.as_bytes(), Some(true)),
+            Reading::Bounce(_)
+        ));
     }
 
     #[test]
