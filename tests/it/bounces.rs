@@ -508,7 +508,7 @@ async fn any_final_refusal_by_the_relay_counts_and_old_rows_are_cleared() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plain_notice_names_its_member_and_an_auto_reply_is_no_bounce() {
+async fn a_plain_notice_names_its_member_and_replies_are_no_bounces() {
     let s = server().await;
     let t0 = OffsetDateTime::now_utc();
     post(&s, "Hello").await;
@@ -533,6 +533,12 @@ From: Carol <carol@example.org>\r\nTo: {LIST}\r\nSubject: Hello\r\n\r\nhello\r\n
 Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n"
     );
     send_dsn(&s, &anne, &ooo);
+    // and anne herself, answering her copy's bounce address about returned mail
+    let reply = format!(
+        "From: Anne <anne@example.net>\r\nTo: {anne}\r\nSubject: Re: Hello\r\n\r\n\
+I got returned mail from bob: undeliverable, 550 5.1.1 user unknown?\r\n"
+    );
+    smtplib(s.smtp_port(), "anne@example.net", &[&anne], &reply).unwrap();
     s.app.process_all_inbound().await.unwrap();
     s.app.judge_bounces(t0).await.unwrap();
     let bob = show(&s, "bob@example.com");
