@@ -69,6 +69,19 @@ impl App {
             Reading::AutoReply => return Ok("ignored: an automatic reply, not a bounce".into()),
             Reading::NotABounce => return Ok("ignored: no delivery report found".into()),
         };
+        // a notice naming several addresses, to one member's VERP address: the entry
+        // that names that member, if one does
+        let reports = match &verp_member {
+            Some(m) if reports.len() > 1 => {
+                let (named, others): (Vec<_>, Vec<_>) = reports.into_iter().partition(|r| {
+                    r.recipients
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(&m.address))
+                });
+                if named.is_empty() { others } else { named }
+            }
+            _ => reports,
+        };
         let mut tx = self.db.begin().await?;
         if store::bounces::find_recorded(&mut *tx, inbound_id).await? {
             return Ok("bounces recorded already".into());

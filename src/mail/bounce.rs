@@ -583,57 +583,104 @@ fn auto_reply(msg: &Message) -> bool {
 }
 
 /// A notice in prose: its status code, the server's words, and the recipients it
-/// names as failed.
+/// names as failed, each read in its own block of the notice when it names several
+/// (Exim and Sendmail give each address its own reason).
 fn plain_notice(msg: &Message, notice: &str) -> Reading {
-    // the lines that carry a server's reply or a reason, most specific first
-    let lines: Vec<&str> = notice
-        .lines()
-        .map(str::trim)
-        .filter(|l| !header_like(l))
-        .collect();
-    let coded: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| {
-            find_status_code(l).is_some_and(|c| !c.starts_with('2')) || find_reply_code(l).is_some()
-        })
-        .collect();
-    let worded: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| class_of_words(l).is_some())
-        .collect();
-    let status = coded
-        .iter()
-        .filter_map(|l| find_status_code(l).filter(|c| !c.starts_with('2')))
-        .reduce(|a, b| {
-            if a.ends_with(".0") && !b.ends_with(".0") {
-                b
-            } else {
-                a
-            }
-        });
-    let mut diagnostic_lines: Vec<&str> = coded.iter().chain(&worded).copied().collect();
-    diagnostic_lines.dedup();
-    let diagnostic = diagnostic_lines.join(" ");
-    let class = classify_notice(status.as_deref(), None, &diagnostic, notice);
-    let diagnostic = match diagnostic.is_empty() {
-        true => cut(&lines.iter().take(5).copied().collect::<Vec<_>>().join(" ")),
-        false => cut(&diagnostic),
-    };
+    let whole = read_prose(notice, None);
     let mut recipients = failed_recipients(msg);
     for a in named_recipients(notice, &senders(msg)) {
         if !recipients.iter().any(|r| r.eq_ignore_ascii_case(&a)) {
             recipients.push(a);
         }
     }
-    Reading::Bounce(vec![BounceReport {
-        recipients,
+    if recipients.len() < 2 {
+        return Reading::Bounce(vec![BounceReport {
+            recipients,
+            ..whole
+        }]);
+    }
+    let reports = recipients
+        .iter()
+        .map(|r| {
+            let block = block_of(notice, r, &recipients);
+            let own = read_prose(&block, Some(&whole));
+            BounceReport {
+                recipients: vec![r.clone()],
+                ..own
+            }
+        })
+        .collect();
+    Reading::Bounce(reports)
+}
+
+/// The lines of a notice from the first that names `recipient` up to the next that
+/// names another of `all`.
+fn block_of(notice: &str, recipient: &str, all: &[String]) -> String {
+    let names = |line: &str, a: &str| line.to_ascii_lowercase().contains(&a.to_ascii_lowercase());
+    notice
+        .lines()
+        .skip_while(|l| !names(l, recipient))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !all.iter().any(|a| a != recipient && names(l, a)))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect()
+}
+
+/// The status code, the server's words and the class of a piece of prose; for a
+/// block of a notice, what it does not say comes from the whole notice (`whole`).
+fn read_prose(text: &str, whole: Option<&BounceReport>) -> BounceReport {
+    // the lines that carry a server's reply or a reason
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !header_like(l))
+        .collect();
+    let coded = lines.iter().copied().filter(|l| {
+        find_status_code(l).is_some_and(|c| !c.starts_with('2')) || find_reply_code(l).is_some()
+    });
+    let worded = lines
+        .iter()
+        .copied()
+        .filter(|l| class_of_words(l).is_some());
+    let mut diagnostic_lines: Vec<&str> = coded.chain(worded).collect();
+    diagnostic_lines.dedup();
+    // the most specific code: a generic one gives way to any other
+    let status = diagnostic_lines
+        .iter()
+        .filter_map(|l| find_status_code(l).filter(|c| !c.starts_with('2')))
+        .reduce(|a, b| match a.ends_with(".0") && !b.ends_with(".0") {
+            true => b,
+            false => a,
+        });
+    let diagnostic = diagnostic_lines.join(" ");
+    // a block says something of its own with a reason, a specific code or a 4xx
+    let specific = class_of_words(&diagnostic).is_some()
+        || status
+            .as_deref()
+            .is_some_and(|c| c.starts_with('4') || !c.ends_with(".0"))
+        || find_reply_code(&diagnostic).is_some_and(|r| r.starts_with('4'));
+    let class = match whole {
+        Some(w) if !specific => w.class,
+        Some(_) => classify_notice(status.as_deref(), None, &diagnostic, ""),
+        None => classify_notice(status.as_deref(), None, &diagnostic, text),
+    };
+    let diagnostic = match (diagnostic.is_empty(), whole) {
+        (true, Some(w)) => w.diagnostic.clone(),
+        (true, None) => Some(cut(&lines
+            .iter()
+            .take(5)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "))),
+        (false, _) => Some(cut(&diagnostic)),
+    };
+    BounceReport {
+        recipients: Vec::new(),
         action: Some("failed".into()),
-        status,
-        diagnostic: Some(diagnostic),
+        status: status.or_else(|| whole.and_then(|w| w.status.clone())),
+        diagnostic,
         class,
-    }])
+    }
 }
 
 /// Header fields that name the original message's sender or the notice's own
@@ -882,6 +929,32 @@ From: Carol <carol@example.org>\r\n";
         assert_eq!(r[0].recipients, ["anne@example.net"]);
         assert_eq!(r[0].status.as_deref(), Some("5.1.1"));
         assert_eq!(r[0].class, BounceClass::Hard);
+    }
+
+    #[test]
+    fn each_address_of_a_notice_has_its_own_reason() {
+        let exim = "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\r\n\
+Subject: Mail delivery failed: returning message to sender\r\n\r\n\
+A message that you sent could not be delivered to one or more of its\r\n\
+recipients. This is a permanent error. The following address(es) failed:\r\n\r\n\
+  anne@example.net\r\n\
+    SMTP error from remote mail server after RCPT TO:<anne@example.net>:\r\n\
+    550 5.1.1 No such user\r\n\
+  bob@example.com\r\n\
+    SMTP error from remote mail server after RCPT TO:<bob@example.com>:\r\n\
+    552 5.2.2 Mailbox full\r\n";
+        let r = reports(exim.as_bytes());
+        let got: Vec<_> = r
+            .iter()
+            .map(|r| (r.recipient(), r.status.as_deref(), r.class))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("anne@example.net"), Some("5.1.1"), BounceClass::Hard),
+                (Some("bob@example.com"), Some("5.2.2"), BounceClass::Soft)
+            ]
+        );
     }
 
     #[test]
