@@ -15,7 +15,7 @@ use super::{App, AppError};
 use crate::domain::bounce::BounceClass;
 use crate::domain::{Delivery, EmailAddress, List, MemberStatus, Role, VerpRef, VerpToken};
 use crate::mail::Auto;
-use crate::mail::bounce::read_bounce;
+use crate::mail::bounce::{Reading, read_bounce_from};
 use crate::store;
 use crate::store::bounces::{NewBounce, UnjudgedBounce};
 use serde_json::json;
@@ -46,12 +46,15 @@ pub struct Maintenance {
 
 impl App {
     /// Records the reports in a mail to the list's bounce address. Each is attributed
-    /// to the member it names, or else to the member the VERP token names (a report
-    /// may name nobody, or a forwarding address). Returns a summary for the record.
+    /// to the member the VERP token names, or, without a token, to the first address
+    /// the report names that is a member of the list (a report may name nobody, a
+    /// forwarding address or a stranger). Auto-replies and mail that reports no
+    /// failure are not recorded. Returns a summary for the record.
     pub(crate) async fn record_bounce_mail(
         &self,
         list: &List,
         verp: Option<&str>,
+        null_sender: bool,
         raw: &[u8],
         inbound_id: i64,
     ) -> Result<String, AppError> {
@@ -69,7 +72,24 @@ impl App {
                 .filter(|m| m.list_id == list.id && m.role == Role::Member),
             None => None,
         };
-        let reports = read_bounce(raw);
+        let reports = match read_bounce_from(raw, Some(null_sender)) {
+            Reading::Bounce(reports) => reports,
+            Reading::AutoReply => return Ok("ignored: an automatic reply, not a bounce".into()),
+            Reading::NotABounce => return Ok("ignored: no delivery report found".into()),
+        };
+        // a notice naming several addresses, to one member's VERP address: the entry
+        // that names that member, if one does
+        let reports = match &verp_member {
+            Some(m) if reports.len() > 1 => {
+                let (named, others): (Vec<_>, Vec<_>) = reports.into_iter().partition(|r| {
+                    r.recipients
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(&m.address))
+                });
+                if named.is_empty() { others } else { named }
+            }
+            _ => reports,
+        };
         let mut tx = self.db.begin().await?;
         if store::bounces::find_recorded(&mut *tx, inbound_id).await? {
             return Ok("bounces recorded already".into());
@@ -80,17 +100,7 @@ impl App {
             // names can be a forwarding address, another member, or forged
             let member = match &verp_member {
                 Some(m) => Some(m.clone()),
-                None => match report
-                    .recipient
-                    .as_deref()
-                    .and_then(|a| EmailAddress::parse(a).ok())
-                {
-                    Some(address) => {
-                        store::members::find_member(&mut *tx, list.id, Role::Member, &address)
-                            .await?
-                    }
-                    None => None,
-                },
+                None => named_member(&mut tx, list, &report.recipients).await?,
             };
             // a complaint unsubscribes at once: only when the VERP address vouches for it
             let class = match report.class {
@@ -98,10 +108,13 @@ impl App {
                 c => c,
             };
             metrics::counter!("listd_bounces_total", "class" => class.as_str()).increment(1);
-            let address = report
-                .recipient
-                .clone()
-                .or_else(|| member.as_ref().map(|m| m.address.clone()));
+            let address = match &member {
+                Some(m) if verp_member.is_none() => Some(m.address.clone()),
+                m => report
+                    .recipient()
+                    .map(str::to_string)
+                    .or_else(|| m.as_ref().map(|m| m.address.clone())),
+            };
             store::bounces::insert_bounce(
                 &mut *tx,
                 &NewBounce {
@@ -443,4 +456,25 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The first of the addresses a report names that is a member of the list: a report
+/// can name a forwarding address, the list's own address or strangers, and only a
+/// member's bounce counts.
+async fn named_member(
+    tx: &mut PgConnection,
+    list: &List,
+    recipients: &[String],
+) -> Result<Option<crate::domain::Member>, AppError> {
+    for address in recipients
+        .iter()
+        .filter_map(|a| EmailAddress::parse(a).ok())
+    {
+        if let Some(m) =
+            store::members::find_member(&mut *tx, list.id, Role::Member, &address).await?
+        {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
 }

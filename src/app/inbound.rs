@@ -211,7 +211,7 @@ impl App {
             // recorded here, judged by `judge_bounces` after the batch
             Action::Bounces(verp) => {
                 return self
-                    .record_bounce_mail(list, verp.as_deref(), raw, row.id)
+                    .record_bounce_mail(list, verp.as_deref(), row.mail_from.is_none(), raw, row.id)
                     .await;
             }
             Action::Owner => return self.forward_to_owners(list, raw).await,

@@ -506,3 +506,50 @@ async fn any_final_refusal_by_the_relay_counts_and_old_rows_are_cleared() {
         .unwrap();
     assert_eq!(left, queued, "only what is still queued is kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_notice_names_its_member_and_replies_are_no_bounces() {
+    let s = server().await;
+    let t0 = OffsetDateTime::now_utc();
+    post(&s, "Hello").await;
+    let anne = copies_to(&s, "anne@example.net")[0].mail_from.clone();
+    // a qmail notice to the plain bounce address, naming a stranger and bob, with
+    // the returned copy's From a member (carol) and a generic 5.0.0 code
+    let plain = "dev+bounces@lists.example.org";
+    let notice = format!(
+        "From: MAILER-DAEMON@mx.example.com\r\nTo: {plain}\r\nSubject: failure notice\r\n\r\n\
+Hi. This is the qmail-send program at mx.example.com.\r\n\
+I'm afraid I wasn't able to deliver your message to the following addresses.\r\n\
+This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n\
+<stranger@example.com>:\r\n<bob@example.com>:\r\n\
+Remote host said: 550 5.0.0 No such user\r\n\r\n\
+--- Below this line is a copy of the message.\r\n\r\n\
+From: Carol <carol@example.org>\r\nTo: {LIST}\r\nSubject: Hello\r\n\r\nhello\r\n"
+    );
+    send_dsn(&s, plain, &notice);
+    // anne's out-of-office reply, to her VERP address
+    let ooo = format!(
+        "From: Anne <anne@example.net>\r\nTo: {anne}\r\nSubject: Out of Office: Hello\r\n\
+Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n"
+    );
+    send_dsn(&s, &anne, &ooo);
+    // and anne herself, answering her copy's bounce address about returned mail
+    let reply = format!(
+        "From: Anne <anne@example.net>\r\nTo: {anne}\r\nSubject: Re: Hello\r\n\r\n\
+I got returned mail from bob: undeliverable, 550 5.1.1 user unknown?\r\n"
+    );
+    smtplib(s.smtp_port(), "anne@example.net", &[&anne], &reply).unwrap();
+    s.app.process_all_inbound().await.unwrap();
+    s.app.judge_bounces(t0).await.unwrap();
+    let bob = show(&s, "bob@example.com");
+    assert_eq!(bob["bounce_score"], 1, "{bob}");
+    assert_eq!(bob["bounces"][0]["class"], "hard", "{bob}");
+    let carol = show(&s, "carol@example.org");
+    assert_eq!(
+        carol["bounces"].as_array().map(Vec::len),
+        Some(0),
+        "{carol}"
+    );
+    let anne = show(&s, "anne@example.net");
+    assert_eq!(anne["bounces"].as_array().map(Vec::len), Some(0), "{anne}");
+}
