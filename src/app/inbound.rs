@@ -12,7 +12,7 @@ use super::{App, AppError};
 use crate::domain::route::{Action, readings};
 use crate::domain::{EmailAddress, Evidence, List, MemberStatus, Role, Source};
 use crate::mail::inbound::{Command, Incoming, find_command, find_token, read_incoming};
-use crate::mail::{Auto, system_envelope_from};
+use crate::mail::{Auto, SystemMail, compose_system_mail, storable, system_envelope_from};
 use crate::store;
 use crate::store::inbound::{InboundRow, NewInbound};
 use serde_json::json;
@@ -34,6 +34,40 @@ pub struct Arrival<'a> {
     pub tls: bool,
     pub lmtp: bool,
 }
+
+/// A received message as an operator sees it (`listd inbound ls|show`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InboundView {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// The envelope sender; `None` for `MAIL FROM:<>`.
+    pub envelope_from: Option<String>,
+    /// The addresses it was accepted for.
+    pub recipients: Vec<String>,
+    pub from: Option<String>,
+    pub subject: String,
+    pub peer: Option<String>,
+    pub protocol: String,
+    /// `new` (waiting or being retried), `done` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub size: i32,
+}
+
+/// What `retry_inbound` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// Due now, with a fresh count of attempts.
+    Queued,
+    /// It was processed; nothing to do (its outcome says what became of it).
+    AlreadyDone,
+}
+
+/// Messages `listd inbound ls` shows at most.
+const INBOUND_SHOWN: i64 = 500;
 
 /// At most this many automatic replies to one address a day (STANDARDS 27).
 const REPLIES_PER_DAY: i64 = 10;
@@ -87,6 +121,44 @@ impl App {
         Ok(id)
     }
 
+    /// The newest received messages, of one status (`new`, `done`, `failed`) or all.
+    pub async fn inbound_messages(
+        &self,
+        status: Option<&str>,
+    ) -> Result<Vec<InboundView>, AppError> {
+        if let Some(s) = status
+            && !matches!(s, "new" | "done" | "failed")
+        {
+            return Err(AppError::Refused(format!(
+                "there is no status {s}: use new, done or failed"
+            )));
+        }
+        let records = store::inbound::list_inbound_records(&self.db, status, INBOUND_SHOWN).await?;
+        Ok(records.into_iter().map(|r| inbound_view(r, None)).collect())
+    }
+
+    /// One received message and its bytes.
+    pub async fn inbound_message(&self, id: i64) -> Result<(InboundView, Vec<u8>), AppError> {
+        let (record, raw) = store::inbound::find_inbound_record(&self.db, id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        let view = inbound_view(record, Some(&raw));
+        Ok((view, raw))
+    }
+
+    /// Makes a message that failed processing due again, for when its cause is fixed.
+    pub async fn retry_inbound(&self, id: i64) -> Result<RetryOutcome, AppError> {
+        let before = store::inbound::update_inbound_retry(&self.db, id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        if before == "done" {
+            return Ok(RetryOutcome::AlreadyDone);
+        }
+        tracing::info!(id, "received mail queued again for processing");
+        self.wakeups.inbound();
+        Ok(RetryOutcome::Queued)
+    }
+
     /// Processes a batch of stored messages; returns how many were claimed.
     pub async fn process_inbound_batch(&self) -> Result<usize, AppError> {
         let rows = store::inbound::claim_inbound(&self.db, 32, 300.0).await?;
@@ -99,13 +171,11 @@ impl App {
                 Err(e) => {
                     let give_up = row.attempts >= MAX_ATTEMPTS;
                     tracing::error!(id = row.id, attempts = row.attempts, give_up, error = ?e, "processing received mail");
-                    store::inbound::update_inbound_error(
-                        &self.db,
-                        row.id,
-                        &format!("{e:#}"),
-                        give_up,
-                    )
-                    .await?;
+                    let error = storable(&format!("{e:#}"));
+                    store::inbound::update_inbound_error(&self.db, row.id, &error, give_up).await?;
+                    if give_up {
+                        self.report_unprocessed(&row, &error).await?;
+                    }
                 }
             }
         }
@@ -389,5 +459,121 @@ impl App {
         .await?;
         self.wakeups.outbound();
         Ok(format!("forwarded to {} owner(s)", owners.len()))
+    }
+
+    /// Tells the owners of each list a message was for, and the site admins (once),
+    /// that processing it failed for good, with the message attached: it was accepted
+    /// with `250`, so somebody must hear of it.
+    async fn report_unprocessed(&self, row: &InboundRow, error: &str) -> Result<(), AppError> {
+        let mut admins_told = false;
+        let mut tx = self.db.begin().await?;
+        for rcpt in row.recipients.as_array().into_iter().flatten() {
+            let list_id = rcpt["list_id"].as_str().unwrap_or_default();
+            let Some(list) = store::lists::find_list(&mut *tx, list_id).await? else {
+                continue;
+            };
+            let mut to: Vec<String> = store::members::list_members(
+                &mut *tx,
+                list.id,
+                Some(Role::Owner),
+                Some(MemberStatus::Subscribed),
+            )
+            .await?
+            .into_iter()
+            .map(|m| m.address)
+            .collect();
+            if !admins_told {
+                to.extend(self.settings.admins.iter().map(|a| a.to_string()));
+                admins_told = true;
+            }
+            to.sort_by_key(|a| a.to_ascii_lowercase());
+            to.dedup_by_key(|a| a.to_ascii_lowercase());
+            let recipient = rcpt["address"].as_str().unwrap_or(list_id);
+            for address in &to {
+                let message = self.unprocessed_notice(&list, address, recipient, row, error)?;
+                store::outbound::insert_outbound(
+                    &mut *tx,
+                    &store::outbound::NewOutbound {
+                        list_id: Some(list.id),
+                        purpose: "notice",
+                        envelope_from: &system_envelope_from(&list.address),
+                        recipient: address,
+                        message: &message,
+                    },
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        if !admins_told {
+            tracing::error!(
+                id = row.id,
+                "received mail for no existing list failed; nobody to tell"
+            );
+        }
+        self.wakeups.outbound();
+        Ok(())
+    }
+
+    fn unprocessed_notice(
+        &self,
+        list: &List,
+        to: &str,
+        recipient: &str,
+        row: &InboundRow,
+        error: &str,
+    ) -> Result<Vec<u8>, AppError> {
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "recipient": recipient,
+            "attempts": row.attempts,
+            "mail_from": row.mail_from.as_deref().unwrap_or("<>"),
+            "error": error,
+            "id": row.id,
+        });
+        let text = self
+            .templates
+            .render_mail("email/inbound_failed.txt", ctx)
+            .map_err(|e| anyhow::anyhow!("rendering email/inbound_failed.txt: {e}"))?;
+        Ok(compose_system_mail(&SystemMail {
+            list: &list.address,
+            list_name: &list.settings.name,
+            to,
+            subject: &text.subject,
+            body: &text.body,
+            auto: Auto::Generated,
+            reply_to: None,
+            in_reply_to: None,
+            hostname: &self.settings.hostname,
+            attachment: Some(&row.raw),
+        }))
+    }
+}
+
+fn inbound_view(r: store::inbound::InboundRecord, raw: Option<&[u8]>) -> InboundView {
+    let incoming = raw.map(|raw| read_incoming(raw, r.mail_from.as_deref()));
+    InboundView {
+        id: r.id,
+        received_at: r.received_at,
+        envelope_from: r.mail_from,
+        recipients: r
+            .recipients
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|rcpt| rcpt["address"].as_str().map(str::to_string))
+            .collect(),
+        from: incoming
+            .as_ref()
+            .and_then(|i| i.from.as_ref())
+            .map(|a| a.to_string()),
+        subject: incoming.map(|i| i.subject).unwrap_or_default(),
+        peer: r.peer,
+        protocol: r.protocol,
+        status: r.status,
+        attempts: r.attempts,
+        outcome: r.outcome,
+        error: r.last_error,
+        size: r.size,
     }
 }

@@ -30,6 +30,9 @@ pub struct AppSettings {
     pub hostname: String,
     pub secret_key: SecretKey,
     pub confirm_expiry: Duration,
+    /// Site admins: told of received mail that cannot be processed, and the readers of
+    /// mail to `postmaster@` and `abuse@` at a list domain.
+    pub admins: Vec<crate::domain::EmailAddress>,
 }
 
 /// The application core shared by every front end.

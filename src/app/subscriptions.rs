@@ -631,6 +631,7 @@ impl App {
             reply_to,
             in_reply_to,
             hostname: &self.settings.hostname,
+            attachment: None,
         });
         Ok((system_envelope_from(&list.address), message))
     }

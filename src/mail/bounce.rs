@@ -62,6 +62,16 @@ pub fn read_bounce(raw: &[u8]) -> Vec<BounceReport> {
         reports.extend(plain_notice(&text, failed));
     }
     reports.dedup();
+    for r in &mut reports {
+        for text in [
+            &mut r.recipient,
+            &mut r.action,
+            &mut r.status,
+            &mut r.diagnostic,
+        ] {
+            *text = text.as_deref().map(super::storable);
+        }
+    }
     reports
 }
 

@@ -1,0 +1,335 @@
+//! Hostile input and faults: what a careful attacker or a broken peer sends, and what
+//! listd must still do (nothing accepted is lost; no client shuts out the others;
+//! nothing anyone types reaches a spreadsheet formula or a terminal as control).
+
+use crate::harness::{TestServer, read_reply, smtp_raw};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const LIST: &str = "dev@lists.example.org";
+const OWNER: &str = "owner@example.org";
+const ADMIN: &str = "admin@example.org";
+
+async fn server(extra: &[&str]) -> TestServer {
+    let s = TestServer::start_with(|c| {
+        c.admins = vec![listd::domain::EmailAddress::parse(ADMIN).unwrap()];
+    })
+    .await;
+    let mut args = vec!["lists", "create", LIST, "--name", "Dev", "--owner", OWNER];
+    args.extend_from_slice(extra);
+    let out = s.cli(&args);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = s.cli(&["members", "add", LIST, "bob@example.com"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    s
+}
+
+fn inbound_ls(s: &TestServer) -> serde_json::Value {
+    let out = s.cli(&["inbound", "ls", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    out.json()
+}
+
+fn copies_to(s: &TestServer, rcpt: &str) -> Vec<crate::harness::Captured> {
+    s.sink
+        .to(rcpt)
+        .into_iter()
+        .filter(|c| c.mail_from.contains("+bounces+"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_subject_or_message_id_is_relayed_not_lost() {
+    let s = server(&["--posting", "open"]).await;
+    let message = b"From: Anne <anne@example.net>\r\nTo: dev@lists.example.org\r\n\
+Subject: hello\0world\r\nMessage-ID: <a\0b@example.net>\r\n\r\nbody\0here\r\n";
+    let replies = smtp_raw(s.smtp_port(), "anne@example.net", &[LIST], message).await;
+    assert!(replies.last().unwrap().starts_with("250"), "{replies:?}");
+    s.process().await;
+    let ls = inbound_ls(&s);
+    assert_eq!(ls[0]["status"], "done", "{ls}");
+    let copies = copies_to(&s, "bob@example.com");
+    assert_eq!(copies.len(), 1, "{ls}");
+    assert!(
+        copies[0].text().contains("body\0here"),
+        "the body travels unchanged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_whose_processing_keeps_failing_is_reported_and_can_be_replayed() {
+    let s = server(&["--posting", "open"]).await;
+    // a fault in the database: every post is refused until the trigger is gone
+    sqlx::raw_sql(
+        "create function refuse_post() returns trigger language plpgsql as
+           $$ begin raise exception 'disk full (simulated)'; end $$;
+         create trigger refuse_post before insert on post
+           for each row execute function refuse_post();",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let message = b"From: Anne <anne@example.net>\r\nTo: dev@lists.example.org\r\n\
+Subject: Doomed\r\nMessage-ID: <doomed@example.net>\r\n\r\nbody\r\n";
+    let replies = smtp_raw(s.smtp_port(), "anne@example.net", &[LIST], message).await;
+    assert!(replies.last().unwrap().starts_with("250"), "{replies:?}");
+    for _ in 0..5 {
+        // each failure waits a minute before the next attempt: let that minute pass
+        sqlx::query("update inbound set locked_until = null")
+            .execute(&s.db.pool)
+            .await
+            .unwrap();
+        s.process().await;
+    }
+    let ls = inbound_ls(&s);
+    assert_eq!(ls[0]["status"], "failed", "{ls}");
+    assert!(
+        ls[0]["error"].as_str().unwrap().contains("disk full"),
+        "{ls}"
+    );
+    let id = ls[0]["id"].as_i64().unwrap();
+    for told in [OWNER, ADMIN] {
+        let notices = s.sink.to(told);
+        assert_eq!(notices.len(), 1, "{told} is told once");
+        let text = notices[0].text();
+        assert!(text.contains("could not be processed"), "{text}");
+        assert!(text.contains("Content-Type: message/rfc822"), "{text}");
+        assert!(
+            text.contains("Subject: Doomed"),
+            "the message is attached: {text}"
+        );
+        assert!(
+            text.contains(&format!("listd inbound retry {id}")),
+            "{text}"
+        );
+    }
+    assert!(copies_to(&s, "bob@example.com").is_empty());
+    let show = s.cli(&["inbound", "show", &id.to_string()]);
+    assert_eq!(show.code, 0, "{show:?}");
+    assert!(
+        show.stdout.contains("Subject: Doomed") && show.stdout.contains("failed"),
+        "{show:?}"
+    );
+
+    sqlx::raw_sql("drop trigger refuse_post on post")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let retry = s.cli(&["inbound", "retry", &id.to_string()]);
+    assert_eq!(retry.code, 0, "{retry:?}");
+    s.process().await;
+    assert_eq!(
+        copies_to(&s, "bob@example.com").len(),
+        1,
+        "relayed after the replay"
+    );
+    assert_eq!(inbound_ls(&s)[0]["status"], "done");
+    let again = s.cli(&["inbound", "retry", &id.to_string()]);
+    assert_eq!(
+        again.code, 1,
+        "a processed message is not replayed: {again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_with_a_line_over_998_octets_is_held_with_the_reason() {
+    let s = server(&["--posting", "open"]).await;
+    let long = "x".repeat(1_000_000);
+    let message = format!(
+        "From: Anne <anne@example.net>\r\nTo: dev@lists.example.org\r\nSubject: Wide\r\n\r\nshort\r\n{long}\r\n"
+    );
+    let replies = smtp_raw(
+        s.smtp_port(),
+        "anne@example.net",
+        &[LIST],
+        message.as_bytes(),
+    )
+    .await;
+    assert!(replies.last().unwrap().starts_with("250"), "{replies:?}");
+    s.process().await;
+    assert!(
+        copies_to(&s, "bob@example.com").is_empty(),
+        "not relayed as it is"
+    );
+    let held = s.cli(&["held", "ls", "--json"]).json();
+    let reason = held[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("line 6 is 1000000 octets") && reason.contains("998"),
+        "{reason}"
+    );
+    let id = held[0]["id"].to_string();
+    let approve = s.cli(&["held", "approve", &id]);
+    assert_eq!(
+        approve.code, 1,
+        "approval cannot relay it either: {approve:?}"
+    );
+    assert_eq!(s.cli(&["held", "reject", &id]).code, 0);
+}
+
+/// A second SMTP listener on the test's app, with limits the test sets.
+async fn smtp_listener(
+    s: &TestServer,
+    adjust: impl FnOnce(&mut listd::smtp::SmtpConfig),
+) -> (u16, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut config = listd::smtp::SmtpConfig::new("listd.test", listd::smtp::Protocol::Smtp);
+    adjust(&mut config);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(listd::smtp::serve(
+        listener,
+        config,
+        listd::smtp::AppBackend::new(s.app.clone()),
+        stop_rx,
+    ));
+    (port, stop)
+}
+
+/// Connects from `from` (any 127.x.y.z is this machine) and returns the greeting.
+async fn connect_from(
+    from: [u8; 4],
+    port: u16,
+) -> (
+    BufReader<tokio::net::tcp::OwnedReadHalf>,
+    tokio::net::tcp::OwnedWriteHalf,
+    String,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((std::net::Ipv4Addr::from(from), 0).into())
+        .unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let (r, w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let greeting = read_reply(&mut r).await;
+    (r, w, greeting)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_session() {
+    let s = server(&[]).await;
+    let (port, _stop) = smtp_listener(&s, |c| {
+        c.max_sessions = 10;
+        c.max_sessions_per_ip = 3;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let (r, w, greeting) = connect_from([127, 0, 0, 1], port).await;
+        assert!(greeting.starts_with("220"), "{greeting}");
+        idle.push((r, w));
+    }
+    let (_r, _w, refused) = connect_from([127, 0, 0, 1], port).await;
+    assert!(refused.starts_with("421 4.7.0"), "{refused}");
+    let (mut r, mut w, other) = connect_from([127, 0, 0, 2], port).await;
+    assert!(
+        other.starts_with("220"),
+        "another client still gets in: {other}"
+    );
+    w.write_all(b"QUIT\r\n").await.unwrap();
+    assert!(read_reply(&mut r).await.starts_with("221"));
+    // a session that ends gives its place back
+    drop(idle.pop());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_r, _w, greeting) = connect_from([127, 0, 0, 1], port).await;
+        if greeting.starts_with("220") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the place never came back: {greeting}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `bytes` one at a time, `every` apart, until the server answers or closes;
+/// returns the answer ("" when the server closed without one, or never answered).
+async fn trickle(
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    bytes: &[u8],
+    every: Duration,
+) -> String {
+    let mut line = String::new();
+    for &b in bytes {
+        if w.write_all(&[b]).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(every, r.read_line(&mut line)).await {
+            Ok(_) => return line.trim_end().to_string(),
+            Err(_) => continue,
+        }
+    }
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickle_cannot_hold_a_session() {
+    let s = server(&[]).await;
+    let (port, _stop) = smtp_listener(&s, |c| {
+        c.command_timeout = Duration::from_secs(1);
+        c.min_data_rate = 100;
+    })
+    .await;
+    // a command line, a byte at a time
+    let (mut r, mut w, _) = connect_from([127, 0, 0, 1], port).await;
+    let answer = trickle(&mut r, &mut w, &[b'N'; 200], Duration::from_millis(250)).await;
+    assert!(answer.starts_with("421 4.4.2"), "{answer:?}");
+    // message content, a byte at a time
+    let (mut r, mut w, _) = connect_from([127, 0, 0, 1], port).await;
+    for command in [
+        "EHLO client.test",
+        "MAIL FROM:<anne@example.net>",
+        &format!("RCPT TO:<{LIST}>"),
+        "DATA",
+    ] {
+        w.write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let reply = read_reply(&mut r).await;
+        assert!(
+            reply.starts_with('2') || reply.starts_with("354"),
+            "{command}: {reply}"
+        );
+    }
+    let answer = trickle(&mut r, &mut w, &[b'x'; 200], Duration::from_millis(250)).await;
+    assert!(answer.starts_with("421 4.4.2"), "{answer:?}");
+    assert!(
+        inbound_ls(&s).as_array().unwrap().is_empty(),
+        "nothing was stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_guessing_addresses_is_cut_off() {
+    let s = server(&[]).await;
+    let (mut r, mut w, _) = connect_from([127, 0, 0, 1], s.smtp_port()).await;
+    for command in ["EHLO client.test", "MAIL FROM:<anne@example.net>"] {
+        w.write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert!(read_reply(&mut r).await.starts_with("250"));
+    }
+    let mut replies = Vec::new();
+    for i in 0..25 {
+        if w.write_all(format!("RCPT TO:<guess{i}@lists.example.org>\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let reply = read_reply(&mut r).await;
+        if reply.is_empty() {
+            break;
+        }
+        replies.push(reply);
+    }
+    assert_eq!(replies.len(), 21, "{replies:?}");
+    assert!(
+        replies[..20].iter().all(|r| r.starts_with("550 5.1.1")),
+        "{replies:?}"
+    );
+    assert!(replies[20].starts_with("421 4.7.0"), "{replies:?}");
+}
