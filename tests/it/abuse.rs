@@ -2,7 +2,7 @@
 //! listd must still do (nothing accepted is lost; no client shuts out the others;
 //! nothing anyone types reaches a spreadsheet formula or a terminal as control).
 
-use crate::harness::{TestServer, read_reply, smtp_raw};
+use crate::harness::{TestServer, find_link, http, read_reply, smtp_raw};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -332,4 +332,113 @@ async fn a_client_guessing_addresses_is_cut_off() {
         "{replies:?}"
     );
     assert!(replies[20].starts_with("421 4.7.0"), "{replies:?}");
+}
+
+/// Joins through the web form with a name and a User-Agent the joiner chose.
+async fn join_by_web(s: &TestServer, email: &str, name: &str, user_agent: &str) {
+    let r = http()
+        .post(s.url("/lists/dev.lists.example.org/subscribe"))
+        .header("User-Agent", user_agent)
+        .form(&[("email", email), ("name", name), ("website", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.deliver().await;
+    let confirmation = s.sink.to(email).pop().expect("a confirmation");
+    let link = find_link(&confirmation.body_text(), &s.url("/confirm/")).expect("a link");
+    assert_eq!(http().post(&link).send().await.unwrap().status(), 200);
+}
+
+/// Every cell of a CSV text, unquoted by a real CSV reader.
+fn cells(csv_text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv_text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_cells_never_start_a_formula_and_export_imports_as_it_was() {
+    let s = server(&[]).await;
+    join_by_web(
+        &s,
+        "eve@example.net",
+        "=HYPERLINK(\"http://x\")",
+        "@SUM(1+1)",
+    )
+    .await;
+    let out = s.cli(&["members", "set", LIST, "bob@example.com", "name=-2+3"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for args in [
+        vec!["members", "export", LIST],
+        vec!["members", "ls", LIST, "--csv"],
+    ] {
+        let out = s.cli(&args);
+        assert_eq!(out.code, 0, "{out:?}");
+        for cell in cells(&out.stdout).iter().flatten() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{args:?}: {cell:?} would run in a spreadsheet"
+            );
+        }
+        assert!(out.stdout.contains("'=HYPERLINK"), "{}", out.stdout);
+    }
+    let export = s.cli(&["members", "export", LIST]).stdout;
+    assert!(
+        export.contains("'@SUM(1+1)"),
+        "the user agent too: {export}"
+    );
+
+    let file = s.data_dir.path().join("export.csv");
+    std::fs::write(&file, &export).unwrap();
+    let other = "other@lists.example.org";
+    assert_eq!(s.cli(&["lists", "create", other]).code, 0);
+    let out = s.cli(&["members", "import", other, file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let names: std::collections::HashMap<String, String> = s
+        .cli(&["members", "ls", other, "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["address"].as_str().unwrap().to_string(),
+                m["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(names["eve@example.net"], "=HYPERLINK(\"http://x\")");
+    assert_eq!(names["bob@example.com"], "-2+3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_tables_show_control_characters_escaped() {
+    let s = server(&[]).await;
+    join_by_web(&s, "eve@example.net", "Eve", "curl").await;
+    sqlx::query("update member set name = $1 where address = 'eve@example.net'")
+        .bind("Eve\r\nbob@example.com  Bob \u{1b}[2J")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let out = s.cli(&["members", "ls", LIST]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        !out.stdout.contains('\r') && !out.stdout.contains('\u{1b}'),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("Eve\\r\\nbob@example.com"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout.lines().count(),
+        3,
+        "a header and two members: {}",
+        out.stdout
+    );
 }
