@@ -442,3 +442,41 @@ async fn cli_tables_show_control_characters_escaped() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_is_not_utf8_is_refused_with_400() {
+    let s = server(&[]).await;
+    let r = http()
+        .post(s.url("/lists/dev.lists.example.org/subscribe"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("email=%ff%fe%40example.net&website=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    s.deliver().await;
+    assert!(s.sink.received().is_empty(), "nothing is mailed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let s = server(&[]).await;
+    let out = s.cli(&["api-tokens", "create", "ops"]);
+    let token = out.stdout.lines().last().unwrap().trim().to_string();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = http()
+            .get(s.url("/api/v1/lists"))
+            .header("Authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = http()
+        .get(s.url("/api/v1/lists"))
+        .header("Authorization", format!("Basic {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
