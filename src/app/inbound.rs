@@ -71,6 +71,9 @@ const INBOUND_SHOWN: i64 = 500;
 
 /// At most this many automatic replies to one address a day (STANDARDS 27).
 const REPLIES_PER_DAY: i64 = 10;
+/// Mailboxes every mail domain must have (RFC 5321 §4.5.1, RFC 2142 §2), answered at
+/// every list domain unless a list has that name.
+const ROLE_ACCOUNTS: &[&str] = &["postmaster", "abuse"];
 /// A message that still fails after this many attempts is marked failed.
 const MAX_ATTEMPTS: i32 = 5;
 
@@ -78,6 +81,10 @@ impl App {
     /// Reads a RCPT TO address as a list and an action; `None` for anything that is
     /// not exactly one of the forms of SPEC §2 for an existing list.
     pub async fn resolve_recipient(&self, address: &str) -> Result<Option<Route>, AppError> {
+        // `<postmaster>` with no domain names this host's postmaster (RFC 5321 §4.5.1)
+        if address.eq_ignore_ascii_case("postmaster") {
+            return self.role_account(None).await;
+        }
         let Ok(address) = EmailAddress::parse(address) else {
             return Ok(None);
         };
@@ -86,7 +93,24 @@ impl App {
                 return Ok(Some(Route { list, action }));
             }
         }
+        if ROLE_ACCOUNTS.contains(&address.local_part().to_ascii_lowercase().as_str()) {
+            return self.role_account(Some(address.domain())).await;
+        }
         Ok(None)
+    }
+
+    /// `postmaster@` or `abuse@` a domain that has a list: mail for the site admins,
+    /// sent on in the name of the domain's first list.
+    async fn role_account(&self, domain: Option<&str>) -> Result<Option<Route>, AppError> {
+        let Some(list_id) = store::lists::find_first_list_id(&self.db, domain).await? else {
+            return Ok(None);
+        };
+        Ok(store::lists::find_list(&self.db, &list_id)
+            .await?
+            .map(|list| Route {
+                list,
+                action: Action::Postmaster,
+            }))
     }
 
     /// Stores a received message durably; only then may the sender be told 250.
@@ -281,6 +305,7 @@ impl App {
                     .await;
             }
             Action::Owner => return self.forward_to_owners(list, raw).await,
+            Action::Postmaster => return self.forward_to_admins(list, raw).await,
             _ => {}
         }
         if incoming.automatic {
@@ -301,7 +326,9 @@ impl App {
                 Some(Command::Confirm(token)) => self.mail_confirm(list, &token, incoming).await,
                 Some(Command::Help) | None => self.send_help(list, &from, incoming).await,
             },
-            Action::Post | Action::Bounces(_) | Action::Owner => unreachable!("handled above"),
+            Action::Post | Action::Bounces(_) | Action::Owner | Action::Postmaster => {
+                unreachable!("handled above")
+            }
         }
     }
 
@@ -421,18 +448,31 @@ impl App {
 
     /// Sends the message on to the list's owners, unchanged but for a loop marker.
     async fn forward_to_owners(&self, list: &List, raw: &[u8]) -> Result<String, AppError> {
-        let marker = format!("X-Loop: {}", list.address.with_suffix("owner"));
-        let head_end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(raw.len());
-        if String::from_utf8_lossy(&raw[..head_end])
-            .to_ascii_lowercase()
-            .contains(&marker.to_ascii_lowercase())
-        {
-            return Ok("not forwarded: it already went through this list's owner address".into());
+        let owners = self.owners(list).await?;
+        if owners.is_empty() {
+            return Ok("not forwarded: the list has no owners".into());
         }
-        let owners: Vec<String> = store::members::list_members(
+        let marker = list.address.with_suffix("owner");
+        self.forward(list, raw, &marker, "owner", &owners).await
+    }
+
+    /// Sends mail for `postmaster@` or `abuse@` on to the site admins (to the list's
+    /// owners when no admin is configured: somebody must read it).
+    async fn forward_to_admins(&self, list: &List, raw: &[u8]) -> Result<String, AppError> {
+        let mut to: Vec<String> = self.settings.admins.iter().map(|a| a.to_string()).collect();
+        if to.is_empty() {
+            to = self.owners(list).await?;
+        }
+        if to.is_empty() {
+            tracing::warn!(list = %list.address, "mail for postmaster, but no admins (LISTD_ADMINS) and no owners");
+            return Ok("not forwarded: no site admins (LISTD_ADMINS) and no owners".into());
+        }
+        let marker = format!("postmaster@{}", list.address.domain());
+        self.forward(list, raw, &marker, "postmaster", &to).await
+    }
+
+    async fn owners(&self, list: &List) -> Result<Vec<String>, AppError> {
+        Ok(store::members::list_members(
             &self.db,
             list.id,
             Some(Role::Owner),
@@ -441,9 +481,29 @@ impl App {
         .await?
         .into_iter()
         .map(|m| m.address)
-        .collect();
-        if owners.is_empty() {
-            return Ok("not forwarded: the list has no owners".into());
+        .collect())
+    }
+
+    /// Queues `raw` for `to`, unchanged but for an `X-Loop: <marker>` line; a message
+    /// that already carries that line is not sent round again.
+    async fn forward(
+        &self,
+        list: &List,
+        raw: &[u8],
+        marker: &str,
+        purpose: &str,
+        to: &[String],
+    ) -> Result<String, AppError> {
+        let marker = format!("X-Loop: {marker}");
+        let head_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        if String::from_utf8_lossy(&raw[..head_end])
+            .to_ascii_lowercase()
+            .contains(&marker.to_ascii_lowercase())
+        {
+            return Ok(format!("not forwarded: it already went through {marker}"));
         }
         let mut message = format!("{marker}\r\n").into_bytes();
         message.extend_from_slice(raw);
@@ -451,14 +511,14 @@ impl App {
         store::outbound::insert_outbound_copies(
             &self.db,
             Some(list.id),
-            "owner",
+            purpose,
             &envelope_from,
-            &owners,
+            to,
             &message,
         )
         .await?;
         self.wakeups.outbound();
-        Ok(format!("forwarded to {} owner(s)", owners.len()))
+        Ok(format!("forwarded to {} recipient(s)", to.len()))
     }
 
     /// Tells the owners of each list a message was for, and the site admins (once),

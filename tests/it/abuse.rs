@@ -480,3 +480,57 @@ async fn the_bearer_scheme_is_matched_in_any_case() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postmaster_and_abuse_at_a_list_domain_reach_the_site_admins() {
+    let s = server(&[]).await;
+    for rcpt in [
+        "postmaster@lists.example.org",
+        "Abuse@lists.example.org",
+        "postmaster",
+    ] {
+        let message = format!(
+            "From: Carl <carl@example.com>\r\nTo: {rcpt}\r\nSubject: For {rcpt}\r\n\r\nhello\r\n"
+        );
+        let replies = smtp_raw(
+            s.smtp_port(),
+            "carl@example.com",
+            &[rcpt],
+            message.as_bytes(),
+        )
+        .await;
+        assert!(
+            replies.last().unwrap().starts_with("250"),
+            "{rcpt}: {replies:?}"
+        );
+    }
+    let replies = smtp_raw(
+        s.smtp_port(),
+        "carl@example.com",
+        &["postmaster@elsewhere.example"],
+        b"x\r\n",
+    )
+    .await;
+    assert!(
+        replies[3].starts_with("550 5.1.1"),
+        "only list domains: {replies:?}"
+    );
+    s.process().await;
+    let got = s.sink.to(ADMIN);
+    assert_eq!(got.len(), 3, "{got:?}");
+    for rcpt in [
+        "postmaster@lists.example.org",
+        "Abuse@lists.example.org",
+        "postmaster",
+    ] {
+        assert!(
+            got.iter()
+                .any(|m| m.text().contains(&format!("Subject: For {rcpt}\r\n"))),
+            "{rcpt}"
+        );
+    }
+    assert!(
+        s.sink.to(OWNER).is_empty(),
+        "the admins read it, not the list owners"
+    );
+}
