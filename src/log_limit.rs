@@ -65,13 +65,15 @@ impl LogLimit {
     }
 }
 
-/// Logs an error at most once per interval per `kind`, with its cause chain on one
-/// line (no backtrace) and the number of the same not logged since.
+/// Logs an error at most once per interval per `kind` (a `&'static str`, also the
+/// message), with its cause chain on one line (no backtrace), the number of the same
+/// not logged since, and any further tracing fields:
+/// `error_limited!("processing received mail", e, id = row.id)`.
 #[macro_export]
 macro_rules! error_limited {
-    ($kind:expr, $error:expr) => {
+    ($kind:expr, $error:expr $(, $($field:tt)+)?) => {
         if let Some(suppressed) = $crate::log_limit::LOG_LIMIT.admit($kind) {
-            tracing::error!(error = format!("{:#}", $error), suppressed, "{}", $kind);
+            tracing::error!($($($field)+,)? error = format!("{:#}", $error), suppressed, "{}", $kind);
         }
     };
 }
@@ -79,9 +81,9 @@ macro_rules! error_limited {
 /// As [`error_limited!`], at warning level.
 #[macro_export]
 macro_rules! warn_limited {
-    ($kind:expr, $error:expr) => {
+    ($kind:expr, $error:expr $(, $($field:tt)+)?) => {
         if let Some(suppressed) = $crate::log_limit::LOG_LIMIT.admit($kind) {
-            tracing::warn!(error = format!("{:#}", $error), suppressed, "{}", $kind);
+            tracing::warn!($($($field)+,)? error = format!("{:#}", $error), suppressed, "{}", $kind);
         }
     };
 }

@@ -194,7 +194,13 @@ impl App {
                 }
                 Err(e) => {
                     let give_up = row.attempts >= MAX_ATTEMPTS;
-                    tracing::error!(id = row.id, attempts = row.attempts, give_up, error = ?e, "processing received mail");
+                    crate::error_limited!(
+                        "processing a received message failed",
+                        e,
+                        id = row.id,
+                        attempts = row.attempts,
+                        give_up
+                    );
                     let error = storable(&format!("{e:#}"));
                     store::inbound::update_inbound_error(&self.db, row.id, &error, give_up).await?;
                     if give_up {
@@ -216,12 +222,12 @@ impl App {
             let processed = self.process_inbound_batch().await;
             // bounces recorded by that batch or by the delivery workers (relay 5xx)
             if let Err(e) = self.judge_bounces(OffsetDateTime::now_utc()).await {
-                tracing::error!(error = ?e, "judging bounces");
+                crate::error_limited!("judging bounces failed", e);
             }
             match processed {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = ?e, "processing received mail"),
+                Err(e) => crate::error_limited!("processing received mail failed", e),
             }
             wakeup
                 .wait(std::time::Duration::from_secs(5), &mut stop)

@@ -77,7 +77,7 @@ impl From<AppError> for ApiError {
             }
             AppError::Refused(_) => (StatusCode::CONFLICT, "refused"),
             AppError::Unexpected(_) => {
-                tracing::error!(error = ?e, "API request failed");
+                crate::error_limited!("API request failed", e);
                 return ApiError(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -536,7 +536,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
             }
             Ok(None) => self.reject_recipient(&replies::no_such_list(&address)),
             Err(e) => {
-                tracing::warn!(error = %e, recipient = %address, "cannot resolve a recipient");
+                tracing::debug!(error = %e, recipient = %address, "cannot resolve a recipient");
                 self.reply(&replies::TEMPORARY_FAILURE);
             }
         }
@@ -606,7 +606,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
                 self.answer_data(&recipients, &replies::MESSAGE_ACCEPTED, true);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot store an incoming message");
+                tracing::debug!(error = %e, "cannot store an incoming message");
                 self.answer_data(&recipients, &replies::TEMPORARY_FAILURE, false);
             }
         }

@@ -534,3 +534,103 @@ async fn postmaster_and_abuse_at_a_list_domain_reach_the_site_admins() {
         "the admins read it, not the list owners"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Cuts (or restores) every connection to one test database, as an outage would.
+async fn cut_database(db: &crate::harness::TestDb, cut: bool) {
+    let mut admin_url = url::Url::parse(&db.url).unwrap();
+    admin_url.set_path("/postgres");
+    let admin = sqlx::PgPool::connect(admin_url.as_str()).await.unwrap();
+    let q = format!("alter database {} allow_connections = {}", db.name, !cut);
+    sqlx::query(sqlx::AssertSqlSafe(q))
+        .execute(&admin)
+        .await
+        .unwrap();
+    if cut {
+        sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1")
+            .bind(&db.name)
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    admin.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_logged_in_a_few_lines_not_one_per_failure() {
+    let db = crate::harness::TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    let (http_port, smtp_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{http_port}");
+    let out = crate::harness::run_cli(&db.url, data.path(), &base, &[], &["lists", "create", LIST]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let log = data.path().join("stderr.log");
+    let mut child = std::process::Command::new(crate::harness::listd_bin())
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("LISTD_DATABASE_URL", &db.url)
+        .env("LISTD_DATA_DIR", data.path())
+        .env("LISTD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+        .env("LISTD_SMTP_ADDR", format!("127.0.0.1:{smtp_port}"))
+        .env("LISTD_RATE_PER_IP", "0")
+        .env("RUST_BACKTRACE", "1")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http()
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "serve gets ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = std::fs::read_to_string(&log).unwrap().len();
+
+    cut_database(&db, true).await;
+    let mut failures = 0;
+    for i in 0..40 {
+        let r = http()
+            .post(format!("{base}/lists/dev.lists.example.org/subscribe"))
+            .form(&[
+                ("email", format!("p{i}@example.net").as_str()),
+                ("website", ""),
+            ])
+            .send()
+            .await
+            .unwrap();
+        failures += usize::from(r.status().is_server_error());
+        let replies = smtp_raw(
+            smtp_port,
+            "p@example.net",
+            &[LIST],
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await;
+        failures += usize::from(replies[3].starts_with("451"));
+    }
+    let during = std::fs::read_to_string(&log).unwrap()[before..].to_string();
+    cut_database(&db, false).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+
+    assert_eq!(failures, 80, "every request failed: {during}");
+    let lines = during.lines().count();
+    assert!(
+        lines <= 20,
+        "{failures} failures wrote {lines} log lines:\n{during}"
+    );
+    assert!(!during.contains("stack backtrace"), "{during}");
+}
