@@ -219,7 +219,10 @@ impl App {
             if *stop.borrow() {
                 return;
             }
-            let processed = self.process_inbound_batch().await;
+            let processed = match self.process_web_requests_batch().await {
+                Ok(requests) => self.process_inbound_batch().await.map(|n| n + requests),
+                Err(e) => Err(e),
+            };
             // bounces recorded by that batch or by the delivery workers (relay 5xx)
             if let Err(e) = self.judge_bounces(OffsetDateTime::now_utc()).await {
                 crate::error_limited!("judging bounces failed", e);
@@ -235,11 +238,12 @@ impl App {
         }
     }
 
-    /// Processes everything stored now (tests use it to make processing deterministic).
+    /// Processes everything stored now, web form requests included (tests use it to
+    /// make processing deterministic).
     pub async fn process_all_inbound(&self) -> Result<usize, AppError> {
         let mut total = 0;
         loop {
-            let n = self.process_inbound_batch().await?;
+            let n = self.process_web_requests_batch().await? + self.process_inbound_batch().await?;
             if n == 0 {
                 return Ok(total);
             }

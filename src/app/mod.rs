@@ -13,6 +13,7 @@ pub mod members;
 pub mod posts;
 pub mod roster;
 pub mod subscriptions;
+pub mod web_requests;
 
 use crate::domain::{AddressError, SecretKey, SettingError};
 use crate::mail::dmarc::DmarcResolver;

@@ -14,6 +14,7 @@ pub mod pending;
 pub mod posts;
 pub mod roster;
 pub mod wakeup;
+pub mod web_requests;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -634,3 +634,54 @@ async fn an_outage_is_logged_in_a_few_lines_not_one_per_failure() {
     );
     assert!(!during.contains("stack backtrace"), "{during}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forms_answer_before_the_work_that_differs_for_members() {
+    let s = server(&[]).await;
+    let count = |table: &'static str| {
+        let pool = s.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "select count(*) from {table}"
+            )))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let before = (count("outbound").await, count("pending_request").await);
+    for (form, email) in [
+        ("unsubscribe", "bob@example.com"),
+        ("unsubscribe", "stranger@example.net"),
+        ("subscribe", "bob@example.com"),
+        ("subscribe", "new@example.net"),
+    ] {
+        let r = http()
+            .post(s.url(&format!("/lists/dev.lists.example.org/{form}")))
+            .form(&[("email", email), ("website", "")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // the same work was done for each, whatever the address is to the list
+        assert_eq!(
+            (count("outbound").await, count("pending_request").await),
+            before,
+            "{form} {email}"
+        );
+    }
+    assert_eq!(count("web_request").await, 4);
+    s.deliver().await;
+    assert_eq!(
+        s.sink.to("bob@example.com").len(),
+        1,
+        "the member is asked to confirm leaving"
+    );
+    assert_eq!(
+        s.sink.to("new@example.net").len(),
+        1,
+        "the newcomer is asked to confirm"
+    );
+    assert!(s.sink.to("stranger@example.net").is_empty());
+    assert_eq!(count("web_request").await, 0, "carried out and gone");
+}

@@ -578,8 +578,16 @@ impl TestServer {
         }
     }
 
-    /// Delivers everything queued, now.
+    /// Carries out the web form requests stored so far, then delivers everything
+    /// queued, now.
     pub async fn deliver(&self) -> usize {
+        while self
+            .app
+            .process_web_requests_batch()
+            .await
+            .expect("web form requests are carried out")
+            > 0
+        {}
         self.worker
             .dispatch_all_pending()
             .await
