@@ -76,7 +76,12 @@ pub fn read_incoming(raw: &[u8], mail_from: Option<&str>) -> Incoming {
         received,
         from,
         subject: storable(msg.subject().unwrap_or("")),
-        message_id: msg.message_id().map(|id| format!("<{}>", storable(id))),
+        // no real Message-ID is longer than a line may be; a longer one would not fit
+        // the index that finds repeats, so it counts as none
+        message_id: msg
+            .message_id()
+            .filter(|id| id.len() <= super::rewrite::MAX_LINE)
+            .map(|id| format!("<{}>", storable(id))),
         text: storable(&msg.body_text(0).unwrap_or_default()),
     }
 }

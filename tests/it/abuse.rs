@@ -685,3 +685,52 @@ async fn the_forms_answer_before_the_work_that_differs_for_members() {
     assert!(s.sink.to("stranger@example.net").is_empty());
     assert_eq!(count("web_request").await, 0, "carried out and gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_header_sizes_are_held_or_relayed_never_failed() {
+    let s = server(&["--posting", "open"]).await;
+    // random, so that PostgreSQL cannot compress it under its index row limit
+    let random: String = (0..200)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    let long_id = format!("<{random}@example.net>");
+    let folded_subject = vec!["word"; 20_000].join("\r\n ");
+    let many_headers = "X-Junk: 1\r\n".repeat(50_000);
+    for (name, headers) in [
+        (
+            "long Message-ID",
+            format!("Message-ID: {long_id}\r\nSubject: id\r\n"),
+        ),
+        (
+            "huge folded Subject",
+            format!("Subject: {folded_subject}\r\n"),
+        ),
+        (
+            "50,000 header fields",
+            format!("Subject: many\r\n{many_headers}"),
+        ),
+    ] {
+        let message = format!(
+            "From: Anne <anne@example.net>\r\nTo: dev@lists.example.org\r\n{headers}\r\nbody\r\n"
+        );
+        let replies = smtp_raw(
+            s.smtp_port(),
+            "anne@example.net",
+            &[LIST],
+            message.as_bytes(),
+        )
+        .await;
+        assert!(
+            replies.last().unwrap().starts_with("250"),
+            "{name}: {replies:?}"
+        );
+    }
+    s.process().await;
+    let ls = inbound_ls(&s);
+    for m in ls.as_array().unwrap() {
+        assert_eq!(m["status"], "done", "{m}");
+    }
+    let held = s.cli(&["held", "ls", "--json"]).json();
+    let relayed = copies_to(&s, "bob@example.com").len();
+    assert_eq!(held.as_array().unwrap().len() + relayed, 3, "{held} {ls}");
+}
