@@ -71,6 +71,12 @@ pub fn read_bounce(raw: &[u8]) -> Vec<BounceReport> {
         ] {
             *text = text.as_deref().map(super::storable);
         }
+        // anything longer than an address can be is not one (and must not reach the
+        // indexes that are keyed by a recipient's domain)
+        r.recipient = r
+            .recipient
+            .take()
+            .filter(|a| a.len() <= crate::domain::address::MAX_ADDRESS_LEN);
     }
     reports
 }
