@@ -229,6 +229,30 @@ impl Drop for IpPermit {
     }
 }
 
+/// A session's places: one of the listener's and one of its client IP's. `None` when
+/// either is full, after telling the client so with a `421`.
+fn admit(
+    stream: &tokio::net::TcpStream,
+    peer: SocketAddr,
+    config: &SmtpConfig,
+    slots: &Arc<Semaphore>,
+    per_ip: &PerIp,
+) -> Option<(tokio::sync::OwnedSemaphorePermit, IpPermit)> {
+    // A fresh socket's send buffer is empty, so these writes cannot block; if one
+    // fails the client sees a plain close, which is just as good.
+    let Some(ip_permit) = per_ip.acquire(peer.ip(), config.max_sessions_per_ip) else {
+        limit_hit(Some(peer), "sessions per client IP");
+        let _ = stream.try_write(replies::TOO_MANY_CONNECTIONS_FROM_YOU);
+        return None;
+    };
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        limit_hit(Some(peer), "sessions in all");
+        let _ = stream.try_write(replies::TOO_MANY_CONNECTIONS);
+        return None;
+    };
+    Some((permit, ip_permit))
+}
+
 /// Logs a client hitting a limit: one line per limit a minute at most, with the
 /// client's address and how many more hits there were since the last line.
 pub(crate) fn limit_hit(peer: Option<SocketAddr>, limit: &'static str) {
@@ -279,16 +303,7 @@ pub async fn serve<B: Backend>(
                         continue;
                     }
                 };
-                let Some(ip_permit) = per_ip.acquire(peer.ip(), config.max_sessions_per_ip) else {
-                    limit_hit(Some(peer), "sessions per client IP");
-                    // A fresh socket's send buffer is empty, so this cannot block; if it
-                    // fails the client sees a plain close, which is just as good.
-                    let _ = stream.try_write(replies::TOO_MANY_CONNECTIONS_FROM_YOU);
-                    continue;
-                };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    limit_hit(Some(peer), "sessions in all");
-                    let _ = stream.try_write(replies::TOO_MANY_CONNECTIONS);
+                let Some(permits) = admit(&stream, peer, &config, &slots, &per_ip) else {
                     continue;
                 };
                 // Replies are written whole, one write per batch: Nagle would only add
@@ -301,7 +316,7 @@ pub async fn serve<B: Backend>(
                 metrics::counter!("listd_smtp_sessions_total").increment(1);
                 sessions.spawn(async move {
                     session.run().await;
-                    drop((permit, ip_permit));
+                    drop(permits);
                 });
             }
         }
