@@ -119,9 +119,7 @@ async fn show(app: &App, id: i64, json: bool, raw: bool) -> Result<(), Failure> 
     ]);
     println!();
     // the message itself is shown as text, but never drives the terminal
-    for line in text.split("\r\n") {
-        println!("{}", output::printable(line));
-    }
+    output::message(&text);
     if bytes.len() > SHOWN_BYTES {
         println!(
             "[… {} more bytes; --raw prints them all]",

@@ -25,6 +25,21 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// A line of a message shown on a terminal: as [`printable`], but tabs stay tabs.
+pub fn printable_line(line: &str) -> String {
+    line.split('\t')
+        .map(printable)
+        .collect::<Vec<_>>()
+        .join("\t")
+}
+
+/// Prints a message's text: line by line, control characters shown escaped.
+pub fn message(text: &str) {
+    for line in text.split("\r\n") {
+        out(&printable_line(line));
+    }
+}
+
 /// Prints rows as aligned columns under a header; cells are made printable.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     let rows: Vec<Vec<String>> = rows

@@ -441,6 +441,27 @@ async fn cli_tables_show_control_characters_escaped() {
         "a header and two members: {}",
         out.stdout
     );
+
+    // a held message is shown as text too, escape sequences and all
+    let message = b"From: x@example.net\r\nSubject: \x1b]0;owned\x07\r\n\r\n\x1b[2Jbody\r\n";
+    let replies = smtp_raw(s.smtp_port(), "x@example.net", &[LIST], message).await;
+    assert!(replies.last().unwrap().starts_with("250"), "{replies:?}");
+    s.process().await;
+    let id = s.cli(&["held", "ls", "--json"]).json()[0]["id"].to_string();
+    for args in [
+        vec!["held", "ls"],
+        vec!["held", "show", &id],
+        vec!["inbound", "ls"],
+    ] {
+        let out = s.cli(&args);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(
+            !out.stdout.contains('\u{1b}') && !out.stdout.contains('\u{7}'),
+            "{args:?}: {out:?}"
+        );
+    }
+    let shown = s.cli(&["inbound", "show", "1"]).stdout;
+    assert!(shown.contains("\\u{1b}[2Jbody"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
