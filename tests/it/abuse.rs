@@ -41,8 +41,10 @@ fn copies_to(s: &TestServer, rcpt: &str) -> Vec<crate::harness::Captured> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nul_in_subject_or_message_id_is_relayed_not_lost() {
     let s = server(&["--posting", "open"]).await;
-    let message = b"From: Anne <anne@example.net>\r\nTo: dev@lists.example.org\r\n\
-Subject: hello\0world\r\nMessage-ID: <a\0b@example.net>\r\n\r\nbody\0here\r\n";
+    // and bytes that are not UTF-8 in the From name, the Subject and a field of its own
+    let message = b"From: \"An\xffne\" <anne@example.net>\r\nTo: dev@lists.example.org\r\n\
+Subject: hello\0world \xc3\x28\r\nMessage-ID: <a\0b@example.net>\r\nX-Junk: \xfe\xff\r\n\
+\r\nbody\0here\r\n";
     let replies = smtp_raw(s.smtp_port(), "anne@example.net", &[LIST], message).await;
     assert!(replies.last().unwrap().starts_with("250"), "{replies:?}");
     s.process().await;
@@ -754,4 +756,35 @@ async fn absurd_header_sizes_are_held_or_relayed_never_failed() {
     let held = s.cli(&["held", "ls", "--json"]).json();
     let relayed = copies_to(&s, "bob@example.com").len();
     assert_eq!(held.as_array().unwrap().len() + relayed, 3, "{held} {ls}");
+}
+
+#[test]
+fn the_new_settings_are_read_from_the_environment() {
+    let env = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let c = listd::config::Config::from_sources(None, &env(&[])).unwrap();
+    assert!(c.admins.is_empty());
+    assert_eq!(c.smtp_max_per_ip, 20);
+    let c = listd::config::Config::from_sources(
+        None,
+        &env(&[
+            ("LISTD_ADMINS", "root@example.org, Ops@Example.ORG"),
+            ("LISTD_SMTP_MAX_PER_IP", "5"),
+        ]),
+    )
+    .unwrap();
+    let admins: Vec<String> = c.admins.iter().map(|a| a.to_string()).collect();
+    assert_eq!(admins, ["root@example.org", "Ops@example.org"]);
+    assert_eq!(c.smtp_max_per_ip, 5);
+    for (key, value) in [
+        ("LISTD_ADMINS", "root@example.org, nobody"),
+        ("LISTD_SMTP_MAX_PER_IP", "0"),
+    ] {
+        let e = listd::config::Config::from_sources(None, &env(&[(key, value)])).unwrap_err();
+        assert!(e.to_string().contains(key), "{e}");
+    }
 }
