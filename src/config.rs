@@ -86,6 +86,12 @@ pub struct Config {
     /// The tracing filter, when one was configured.
     pub log: Option<String>,
     pub log_format: LogFormat,
+    /// Site admins (`LISTD_ADMINS`): told of mail that cannot be processed, and the
+    /// recipients of `postmaster@` and `abuse@` at every list domain.
+    pub admins: Vec<crate::domain::EmailAddress>,
+    /// Concurrent SMTP sessions one client IP may hold (LMTP is exempt: its clients
+    /// are the local MTA).
+    pub smtp_max_per_ip: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -144,6 +150,8 @@ const KEYS: &[&str] = &[
     "confirm_expiry_hours",
     "log",
     "log_format",
+    "admins",
+    "smtp_max_per_ip",
 ];
 
 impl Config {
@@ -340,7 +348,24 @@ impl Config {
             }
         };
 
+        let admins = match get("admins") {
+            None => Vec::new(),
+            Some((name, v)) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    crate::domain::EmailAddress::parse(s).map_err(|e| {
+                        bad(name, format!("holds `{s}`, which is not an address ({e})"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let smtp_max_per_ip = number("smtp_max_per_ip", 20, 1)? as usize;
+
         Ok(Config {
+            admins,
+            smtp_max_per_ip,
             database_url,
             data_dir,
             http_addr,

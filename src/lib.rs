@@ -21,6 +21,7 @@ pub mod database;
 pub mod delivery;
 pub mod domain;
 pub mod http;
+pub mod log_limit;
 pub mod mail;
 pub mod pg;
 pub mod server;

@@ -91,6 +91,10 @@ pub async fn run(
             tracing::info!(%addr, "{name} listening");
             let mut smtp = crate::smtp::SmtpConfig::new(config.hostname.clone(), protocol);
             smtp.max_message_bytes = config.max_message_bytes as usize;
+            smtp.max_sessions_per_ip = match protocol {
+                crate::smtp::Protocol::Smtp => config.smtp_max_per_ip,
+                crate::smtp::Protocol::Lmtp => smtp.max_sessions,
+            };
             smtp.tls = tls.clone();
             let backend = crate::smtp::AppBackend::new(app.clone());
             let stop = stop_rx.clone();

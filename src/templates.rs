@@ -84,6 +84,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "email/post_rejected.txt",
         include_str!("../templates/email/post_rejected.txt"),
     ),
+    (
+        "email/inbound_failed.txt",
+        include_str!("../templates/email/inbound_failed.txt"),
+    ),
 ];
 
 /// The template set of one process.

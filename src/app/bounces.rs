@@ -173,7 +173,7 @@ impl App {
                     }
                     Err(e) => {
                         one.rollback().await?;
-                        tracing::error!(id = bounce.id, error = ?e, "judging a bounce");
+                        crate::error_limited!("judging a bounce failed", e, id = bounce.id);
                         format!("error: {e:#}")
                     }
                 };
@@ -357,7 +357,7 @@ impl App {
             match self.maintain(OffsetDateTime::now_utc()).await {
                 Ok(m) if m != Maintenance::default() => tracing::info!(?m, "maintenance"),
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = ?e, "maintenance"),
+                Err(e) => crate::error_limited!("maintenance failed", e),
             }
             tokio::select! {
                 _ = stop.changed() => return,

@@ -12,7 +12,7 @@ use super::{App, AppError};
 use crate::domain::route::{Action, readings};
 use crate::domain::{EmailAddress, Evidence, List, MemberStatus, Role, Source};
 use crate::mail::inbound::{Command, Incoming, find_command, find_token, read_incoming};
-use crate::mail::{Auto, system_envelope_from};
+use crate::mail::{Auto, SystemMail, compose_system_mail, storable, system_envelope_from};
 use crate::store;
 use crate::store::inbound::{InboundRow, NewInbound};
 use serde_json::json;
@@ -35,8 +35,45 @@ pub struct Arrival<'a> {
     pub lmtp: bool,
 }
 
+/// A received message as an operator sees it (`listd inbound ls|show`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InboundView {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// The envelope sender; `None` for `MAIL FROM:<>`.
+    pub envelope_from: Option<String>,
+    /// The addresses it was accepted for.
+    pub recipients: Vec<String>,
+    pub from: Option<String>,
+    pub subject: String,
+    pub peer: Option<String>,
+    pub protocol: String,
+    /// `new` (waiting or being retried), `done` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub size: i32,
+}
+
+/// What `retry_inbound` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// Due now, with a fresh count of attempts.
+    Queued,
+    /// It was processed; nothing to do (its outcome says what became of it).
+    AlreadyDone,
+}
+
+/// Messages `listd inbound ls` shows at most.
+const INBOUND_SHOWN: i64 = 500;
+
 /// At most this many automatic replies to one address a day (STANDARDS 27).
 const REPLIES_PER_DAY: i64 = 10;
+/// Mailboxes every mail domain must have (RFC 5321 §4.5.1, RFC 2142 §2), answered at
+/// every list domain unless a list has that name.
+const ROLE_ACCOUNTS: &[&str] = &["postmaster", "abuse"];
 /// A message that still fails after this many attempts is marked failed.
 const MAX_ATTEMPTS: i32 = 5;
 
@@ -44,6 +81,10 @@ impl App {
     /// Reads a RCPT TO address as a list and an action; `None` for anything that is
     /// not exactly one of the forms of SPEC §2 for an existing list.
     pub async fn resolve_recipient(&self, address: &str) -> Result<Option<Route>, AppError> {
+        // `<postmaster>` with no domain names this host's postmaster (RFC 5321 §4.5.1)
+        if address.eq_ignore_ascii_case("postmaster") {
+            return self.role_account(None).await;
+        }
         let Ok(address) = EmailAddress::parse_recipient(address) else {
             return Ok(None);
         };
@@ -52,7 +93,24 @@ impl App {
                 return Ok(Some(Route { list, action }));
             }
         }
+        if ROLE_ACCOUNTS.contains(&address.local_part().to_ascii_lowercase().as_str()) {
+            return self.role_account(Some(address.domain())).await;
+        }
         Ok(None)
+    }
+
+    /// `postmaster@` or `abuse@` a domain that has a list: mail for the site admins,
+    /// sent on in the name of the domain's first list.
+    async fn role_account(&self, domain: Option<&str>) -> Result<Option<Route>, AppError> {
+        let Some(list_id) = store::lists::find_first_list_id(&self.db, domain).await? else {
+            return Ok(None);
+        };
+        Ok(store::lists::find_list(&self.db, &list_id)
+            .await?
+            .map(|list| Route {
+                list,
+                action: Action::Postmaster,
+            }))
     }
 
     /// Stores a received message durably; only then may the sender be told 250.
@@ -87,6 +145,44 @@ impl App {
         Ok(id)
     }
 
+    /// The newest received messages, of one status (`new`, `done`, `failed`) or all.
+    pub async fn inbound_messages(
+        &self,
+        status: Option<&str>,
+    ) -> Result<Vec<InboundView>, AppError> {
+        if let Some(s) = status
+            && !matches!(s, "new" | "done" | "failed")
+        {
+            return Err(AppError::Refused(format!(
+                "there is no status {s}: use new, done or failed"
+            )));
+        }
+        let records = store::inbound::list_inbound_records(&self.db, status, INBOUND_SHOWN).await?;
+        Ok(records.into_iter().map(|r| inbound_view(r, None)).collect())
+    }
+
+    /// One received message and its bytes.
+    pub async fn inbound_message(&self, id: i64) -> Result<(InboundView, Vec<u8>), AppError> {
+        let (record, raw) = store::inbound::find_inbound_record(&self.db, id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        let view = inbound_view(record, Some(&raw));
+        Ok((view, raw))
+    }
+
+    /// Makes a message that failed processing due again, for when its cause is fixed.
+    pub async fn retry_inbound(&self, id: i64) -> Result<RetryOutcome, AppError> {
+        let before = store::inbound::update_inbound_retry(&self.db, id)
+            .await?
+            .ok_or(AppError::NoSuchPost(id))?;
+        if before == "done" {
+            return Ok(RetryOutcome::AlreadyDone);
+        }
+        tracing::info!(id, "received mail queued again for processing");
+        self.wakeups.inbound();
+        Ok(RetryOutcome::Queued)
+    }
+
     /// Processes a batch of stored messages; returns how many were claimed.
     pub async fn process_inbound_batch(&self) -> Result<usize, AppError> {
         let rows = store::inbound::claim_inbound(&self.db, 32, 300.0).await?;
@@ -98,14 +194,18 @@ impl App {
                 }
                 Err(e) => {
                     let give_up = row.attempts >= MAX_ATTEMPTS;
-                    tracing::error!(id = row.id, attempts = row.attempts, give_up, error = ?e, "processing received mail");
-                    store::inbound::update_inbound_error(
-                        &self.db,
-                        row.id,
-                        &format!("{e:#}"),
-                        give_up,
-                    )
-                    .await?;
+                    crate::error_limited!(
+                        "processing a received message failed",
+                        e,
+                        id = row.id,
+                        attempts = row.attempts,
+                        give_up
+                    );
+                    let error = storable(&format!("{e:#}"));
+                    store::inbound::update_inbound_error(&self.db, row.id, &error, give_up).await?;
+                    if give_up {
+                        self.report_unprocessed(&row, &error).await?;
+                    }
                 }
             }
         }
@@ -119,10 +219,13 @@ impl App {
             if *stop.borrow() {
                 return;
             }
-            let processed = self.process_inbound_batch().await;
+            let processed = match self.process_web_requests_batch().await {
+                Ok(requests) => self.process_inbound_batch().await.map(|n| n + requests),
+                Err(e) => Err(e),
+            };
             // bounces recorded by that batch or by the delivery workers (relay 5xx)
             if let Err(e) = self.judge_bounces(OffsetDateTime::now_utc()).await {
-                tracing::error!(error = ?e, "judging bounces");
+                crate::error_limited!("judging bounces failed", e);
             }
             // copies the delivery workers could not hand to the relay
             if let Err(e) = self.alert_delivery_faults(OffsetDateTime::now_utc()).await {
@@ -131,7 +234,7 @@ impl App {
             match processed {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = ?e, "processing received mail"),
+                Err(e) => crate::error_limited!("processing received mail failed", e),
             }
             wakeup
                 .wait(std::time::Duration::from_secs(5), &mut stop)
@@ -139,11 +242,12 @@ impl App {
         }
     }
 
-    /// Processes everything stored now (tests use it to make processing deterministic).
+    /// Processes everything stored now, web form requests included (tests use it to
+    /// make processing deterministic).
     pub async fn process_all_inbound(&self) -> Result<usize, AppError> {
         let mut total = 0;
         loop {
-            let n = self.process_inbound_batch().await?;
+            let n = self.process_web_requests_batch().await? + self.process_inbound_batch().await?;
             if n == 0 {
                 return Ok(total);
             }
@@ -215,6 +319,7 @@ impl App {
                     .await;
             }
             Action::Owner => return self.forward_to_owners(list, raw).await,
+            Action::Postmaster => return self.forward_to_admins(list, raw).await,
             _ => {}
         }
         if incoming.automatic {
@@ -235,7 +340,9 @@ impl App {
                 Some(Command::Confirm(token)) => self.mail_confirm(list, &token, incoming).await,
                 Some(Command::Help) | None => self.send_help(list, &from, incoming).await,
             },
-            Action::Post | Action::Bounces(_) | Action::Owner => unreachable!("handled above"),
+            Action::Post | Action::Bounces(_) | Action::Owner | Action::Postmaster => {
+                unreachable!("handled above")
+            }
         }
     }
 
@@ -355,18 +462,31 @@ impl App {
 
     /// Sends the message on to the list's owners, unchanged but for a loop marker.
     async fn forward_to_owners(&self, list: &List, raw: &[u8]) -> Result<String, AppError> {
-        let marker = format!("X-Loop: {}", list.address.with_suffix("owner"));
-        let head_end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(raw.len());
-        if String::from_utf8_lossy(&raw[..head_end])
-            .to_ascii_lowercase()
-            .contains(&marker.to_ascii_lowercase())
-        {
-            return Ok("not forwarded: it already went through this list's owner address".into());
+        let owners = self.owners(list).await?;
+        if owners.is_empty() {
+            return Ok("not forwarded: the list has no owners".into());
         }
-        let owners: Vec<String> = store::members::list_members(
+        let marker = list.address.with_suffix("owner");
+        self.forward(list, raw, &marker, "owner", &owners).await
+    }
+
+    /// Sends mail for `postmaster@` or `abuse@` on to the site admins (to the list's
+    /// owners when no admin is configured: somebody must read it).
+    async fn forward_to_admins(&self, list: &List, raw: &[u8]) -> Result<String, AppError> {
+        let mut to: Vec<String> = self.settings.admins.iter().map(|a| a.to_string()).collect();
+        if to.is_empty() {
+            to = self.owners(list).await?;
+        }
+        if to.is_empty() {
+            tracing::warn!(list = %list.address, "mail for postmaster, but no admins (LISTD_ADMINS) and no owners");
+            return Ok("not forwarded: no site admins (LISTD_ADMINS) and no owners".into());
+        }
+        let marker = format!("postmaster@{}", list.address.domain());
+        self.forward(list, raw, &marker, "postmaster", &to).await
+    }
+
+    async fn owners(&self, list: &List) -> Result<Vec<String>, AppError> {
+        Ok(store::members::list_members(
             &self.db,
             list.id,
             Some(Role::Owner),
@@ -375,9 +495,29 @@ impl App {
         .await?
         .into_iter()
         .map(|m| m.address)
-        .collect();
-        if owners.is_empty() {
-            return Ok("not forwarded: the list has no owners".into());
+        .collect())
+    }
+
+    /// Queues `raw` for `to`, unchanged but for an `X-Loop: <marker>` line; a message
+    /// that already carries that line is not sent round again.
+    async fn forward(
+        &self,
+        list: &List,
+        raw: &[u8],
+        marker: &str,
+        purpose: &str,
+        to: &[String],
+    ) -> Result<String, AppError> {
+        let marker = format!("X-Loop: {marker}");
+        let head_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        if String::from_utf8_lossy(&raw[..head_end])
+            .to_ascii_lowercase()
+            .contains(&marker.to_ascii_lowercase())
+        {
+            return Ok(format!("not forwarded: it already went through {marker}"));
         }
         let mut message = format!("{marker}\r\n").into_bytes();
         message.extend_from_slice(raw);
@@ -385,13 +525,128 @@ impl App {
         store::outbound::insert_outbound_copies(
             &self.db,
             Some(list.id),
-            "owner",
+            purpose,
             &envelope_from,
-            &owners,
+            to,
             &message,
         )
         .await?;
         self.wakeups.outbound();
-        Ok(format!("forwarded to {} owner(s)", owners.len()))
+        Ok(format!("forwarded to {} recipient(s)", to.len()))
+    }
+
+    /// Tells the owners of each list a message was for, and the site admins (once),
+    /// that processing it failed for good, with the message attached: it was accepted
+    /// with `250`, so somebody must hear of it.
+    async fn report_unprocessed(&self, row: &InboundRow, error: &str) -> Result<(), AppError> {
+        let mut admins_told = false;
+        let mut tx = self.db.begin().await?;
+        for rcpt in row.recipients.as_array().into_iter().flatten() {
+            let list_id = rcpt["list_id"].as_str().unwrap_or_default();
+            let Some(list) = store::lists::find_list(&mut *tx, list_id).await? else {
+                continue;
+            };
+            let mut to: Vec<String> = store::members::list_members(
+                &mut *tx,
+                list.id,
+                Some(Role::Owner),
+                Some(MemberStatus::Subscribed),
+            )
+            .await?
+            .into_iter()
+            .map(|m| m.address)
+            .collect();
+            if !admins_told {
+                to.extend(self.settings.admins.iter().map(|a| a.to_string()));
+                admins_told = true;
+            }
+            to.sort_by_key(|a| a.to_ascii_lowercase());
+            to.dedup_by_key(|a| a.to_ascii_lowercase());
+            let recipient = rcpt["address"].as_str().unwrap_or(list_id);
+            for address in &to {
+                let message = self.unprocessed_notice(&list, address, recipient, row, error)?;
+                store::outbound::insert_outbound(
+                    &mut *tx,
+                    &store::outbound::NewOutbound {
+                        list_id: Some(list.id),
+                        purpose: "notice",
+                        envelope_from: &system_envelope_from(&list.address),
+                        recipient: address,
+                        message: &message,
+                    },
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        if !admins_told {
+            tracing::error!(
+                id = row.id,
+                "received mail for no existing list failed; nobody to tell"
+            );
+        }
+        self.wakeups.outbound();
+        Ok(())
+    }
+
+    fn unprocessed_notice(
+        &self,
+        list: &List,
+        to: &str,
+        recipient: &str,
+        row: &InboundRow,
+        error: &str,
+    ) -> Result<Vec<u8>, AppError> {
+        let ctx = json!({
+            "list_name": list.settings.name,
+            "recipient": recipient,
+            "attempts": row.attempts,
+            "mail_from": row.mail_from.as_deref().unwrap_or("<>"),
+            "error": error,
+            "id": row.id,
+        });
+        let text = self
+            .templates
+            .render_mail("email/inbound_failed.txt", ctx)
+            .map_err(|e| anyhow::anyhow!("rendering email/inbound_failed.txt: {e}"))?;
+        Ok(compose_system_mail(&SystemMail {
+            list: &list.address,
+            list_name: &list.settings.name,
+            to,
+            subject: &text.subject,
+            body: &text.body,
+            auto: Auto::Generated,
+            reply_to: None,
+            in_reply_to: None,
+            attachment: Some(&row.raw),
+        }))
+    }
+}
+
+fn inbound_view(r: store::inbound::InboundRecord, raw: Option<&[u8]>) -> InboundView {
+    let incoming = raw.map(|raw| read_incoming(raw, r.mail_from.as_deref()));
+    InboundView {
+        id: r.id,
+        received_at: r.received_at,
+        envelope_from: r.mail_from,
+        recipients: r
+            .recipients
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|rcpt| rcpt["address"].as_str().map(str::to_string))
+            .collect(),
+        from: incoming
+            .as_ref()
+            .and_then(|i| i.from.as_ref())
+            .map(|a| a.to_string()),
+        subject: incoming.map(|i| i.subject).unwrap_or_default(),
+        peer: r.peer,
+        protocol: r.protocol,
+        status: r.status,
+        attempts: r.attempts,
+        outcome: r.outcome,
+        error: r.last_error,
+        size: r.size,
     }
 }

@@ -13,6 +13,7 @@ pub mod members;
 pub mod posts;
 pub mod roster;
 pub mod subscriptions;
+pub mod web_requests;
 
 use crate::domain::{AddressError, SecretKey, SettingError};
 use crate::mail::dmarc::DmarcResolver;
@@ -28,6 +29,9 @@ pub struct AppSettings {
     pub public_url: String,
     pub secret_key: SecretKey,
     pub confirm_expiry: Duration,
+    /// Site admins: told of received mail that cannot be processed, and the readers of
+    /// mail to `postmaster@` and `abuse@` at a list domain.
+    pub admins: Vec<crate::domain::EmailAddress>,
 }
 
 /// The application core shared by every front end.

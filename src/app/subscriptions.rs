@@ -718,6 +718,7 @@ impl App {
             auto,
             reply_to,
             in_reply_to,
+            attachment: None,
         });
         Ok((system_envelope_from(&list.address), message))
     }

@@ -103,7 +103,8 @@ pub async fn run(app: App, command: HeldCommand) -> Result<(), Failure> {
                 ("received", output::time(d.post.received_at)),
             ]);
             println!();
-            print!("{message}");
+            // shown as text, but never drives the terminal
+            output::message(&message);
             if d.raw.len() > SHOWN_BYTES {
                 println!("\n[… {} more bytes]", d.raw.len() - SHOWN_BYTES);
             }

@@ -4,6 +4,7 @@ use super::lists::parse_ref;
 use super::{Failure, output};
 use crate::app::App;
 use crate::app::members::{AddOutcome, StatusFilter};
+use crate::domain::roster::csv_cell;
 use crate::domain::{EmailAddress, Member, Role};
 use clap::Subcommand;
 use time::format_description::well_known::Rfc3339;
@@ -273,7 +274,7 @@ fn write_csv(members: &[Member]) -> Result<(), Failure> {
     ])
     .map_err(fail)?;
     for m in members {
-        w.write_record([
+        let row = [
             m.address.as_str(),
             m.name.as_deref().unwrap_or(""),
             m.role.as_str(),
@@ -282,8 +283,9 @@ fn write_csv(members: &[Member]) -> Result<(), Failure> {
             &m.subscribed_at
                 .and_then(|t| t.format(&Rfc3339).ok())
                 .unwrap_or_default(),
-        ])
-        .map_err(fail)?;
+        ];
+        w.write_record(row.map(|cell| csv_cell(cell).into_owned()))
+            .map_err(fail)?;
     }
     w.flush()
         .map_err(|e| Failure::failed(format!("writing CSV: {e}")))
@@ -443,7 +445,7 @@ fn write_export(members: &[Member]) -> Result<(), Failure> {
     for m in members {
         let c = &m.consent;
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
-        w.write_record([
+        let row = [
             m.address.clone(),
             o(&m.name),
             m.status.to_string(),
@@ -458,8 +460,9 @@ fn write_export(members: &[Member]) -> Result<(), Failure> {
             o(&c.confirm_method),
             o(&c.confirm_ip),
             o(&c.confirm_message_id),
-        ])
-        .map_err(fail)?;
+        ];
+        w.write_record(row.iter().map(|cell| csv_cell(cell).into_owned()))
+            .map_err(fail)?;
     }
     w.flush()
         .map_err(|e| Failure::failed(format!("writing CSV: {e}")))

@@ -6,6 +6,7 @@
 
 mod api_tokens;
 mod held;
+mod inbound;
 mod lists;
 mod members;
 mod output;
@@ -55,6 +56,11 @@ pub enum Command {
     Held {
         #[command(subcommand)]
         command: held::HeldCommand,
+    },
+    /// Received mail: what became of it, and a replay of what failed
+    Inbound {
+        #[command(subcommand)]
+        command: inbound::InboundCommand,
     },
     /// Bearer tokens for the admin API
     ApiTokens {
@@ -117,6 +123,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Lists { command } => with_app(&config, |app| lists::run(app, command)).await,
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
         Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
+        Command::Inbound { command } => with_app(&config, |app| inbound::run(app, command)).await,
         Command::ApiTokens { command } => {
             with_app(&config, |app| api_tokens::run(app, command)).await
         }
@@ -155,6 +162,7 @@ pub(crate) async fn build_app(config: &Config, db: &Database) -> Result<App, Fai
         public_url: config.public_url.clone(),
         secret_key: db.secret_key(config).await?,
         confirm_expiry: config.confirm_expiry,
+        admins: config.admins.clone(),
     };
     let dmarc = DmarcResolver::new(config.dns_server).map_err(|e| {
         Failure::failed(format!("setting up DNS look-ups (LISTD_DNS_SERVER): {e:#}"))

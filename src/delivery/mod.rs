@@ -360,7 +360,7 @@ impl Worker {
                             Ok(None) => leases.release(id),
                             Err(e) => {
                                 leases.release(id);
-                                tracing::error!(error = format!("{e:#}"), "recording a delivery")
+                                crate::error_limited!("recording a delivery failed", e)
                             }
                         }
                     }
@@ -554,7 +554,7 @@ impl Worker {
             match self.drain(Some(&stop)).await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = format!("{e:#}"), "delivery round failed"),
+                Err(e) => crate::error_limited!("delivery round failed", e),
             }
             // sleep until the next retry is due, a new message is queued, or POLL
             let wait = match store::outbound::seconds_until_next_due(&self.db).await {

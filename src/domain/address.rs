@@ -59,8 +59,10 @@ impl EmailAddress {
         if s.len() > MAX_ADDRESS_LEN {
             return Err(AddressError::TooLong(shorten(s)));
         }
+        // U+FFFD is what bytes that were not UTF-8 became when decoded (a web form's
+        // `%ff%fe`): no mailbox has it, so it is refused like any invalid character
         if s.chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
+            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>' || c == '\u{fffd}')
         {
             return Err(AddressError::Invalid(shorten(s)));
         }
@@ -243,6 +245,15 @@ mod tests {
         let b = EmailAddress::parse("anne@example.org").unwrap();
         assert_eq!(a.key(), b.key());
         assert_eq!(a.to_string(), "Anne@example.org");
+    }
+
+    #[test]
+    fn text_that_was_not_utf8_is_no_address() {
+        let decoded = String::from_utf8_lossy(b"\xff\xfe@example.net");
+        assert!(matches!(
+            EmailAddress::parse(&decoded),
+            Err(AddressError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -44,6 +44,27 @@ pub struct RosterError {
     pub reason: String,
 }
 
+/// A CSV cell that a spreadsheet shows as text: a cell starting with `=`, `+`, `-`,
+/// `@`, a tab or a CR would be read as a formula (OWASP "CSV Injection"), so it gets
+/// a `'` in front, as does a cell already starting with `'` (so that reading it back
+/// with [`from_csv_cell`] gives exactly what was written).
+pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
+}
+
+/// Undoes [`csv_cell`]: drops the `'` it added. A `'` followed by anything else is
+/// the cell's own text and stays.
+pub fn from_csv_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) => rest,
+        _ => cell,
+    }
+}
+
 /// Reads a roster row by row. A file-level problem (no address column) is one error
 /// for line 1 and ends the reading.
 pub fn read_roster<R: BufRead + 'static>(
@@ -133,8 +154,8 @@ fn read_csv<R: BufRead + 'static>(
             if record.iter().all(|c| c.trim().is_empty()) {
                 return None;
             }
-            let address = record.get(address_at).unwrap_or("");
-            let name = name_at.and_then(|i| record.get(i));
+            let address = from_csv_cell(record.get(address_at).unwrap_or(""));
+            let name = name_at.and_then(|i| record.get(i)).map(from_csv_cell);
             Some(entry(line, address, name))
         }
         Err(e) => Some(Err(RosterError {
@@ -263,5 +284,32 @@ broken@,B,member,,email,allowed,2020,1,2,3,4\n",
             vec![(3, "anne@example.net".into(), Some("Anne".into()))]
         );
         assert_eq!(bad, vec![4]);
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_quoted_and_read_back_exactly() {
+        for text in [
+            "=1+1", "+1", "-2", "@SUM(A1)", "\t=1+1", "\r=1", "'=1", "'hello",
+        ] {
+            let cell = csv_cell(text);
+            assert!(cell.starts_with('\''), "{text:?} -> {cell:?}");
+            assert_eq!(from_csv_cell(&cell), text);
+        }
+        for text in ["Anne", "anne@example.org", "", "O'Neil"] {
+            assert_eq!(csv_cell(text), text);
+            assert_eq!(from_csv_cell(text), text);
+        }
+    }
+
+    #[test]
+    fn an_exported_row_with_formulas_imports_as_it_was() {
+        let name = format!("{}", csv_cell("=HYPERLINK(\"x\")"));
+        let address = csv_cell("-anne@example.org").into_owned();
+        let file = format!("email,name\n{address},\"{}\"\n", name.replace('"', "\"\""));
+        let rows: Vec<RosterEntry> = read_roster(RosterFormat::Csv, std::io::Cursor::new(file))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0].address.to_string(), "-anne@example.org");
+        assert_eq!(rows[0].name.as_deref(), Some("=HYPERLINK(\"x\")"));
     }
 }

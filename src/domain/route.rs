@@ -24,6 +24,8 @@ pub enum Action {
     /// Delivery status notifications, with the VERP token when there is one.
     Bounces(Option<String>),
     Help,
+    /// `postmaster@D` or `abuse@D` (RFC 5321 §4.5.1, RFC 2142): for the site admins.
+    Postmaster,
 }
 
 impl Action {
@@ -39,6 +41,7 @@ impl Action {
             Action::Owner => "owner",
             Action::Bounces(_) => "bounces",
             Action::Help => "help",
+            Action::Postmaster => "postmaster",
         }
     }
 
@@ -63,6 +66,7 @@ impl Action {
             ("owner", _) => Action::Owner,
             ("bounces", t) => Action::Bounces(t),
             ("help", _) => Action::Help,
+            ("postmaster", _) => Action::Postmaster,
             _ => return None,
         })
     }

@@ -77,7 +77,7 @@ impl From<AppError> for ApiError {
             }
             AppError::Refused(_) => (StatusCode::CONFLICT, "refused"),
             AppError::Unexpected(_) => {
-                tracing::error!(error = ?e, "API request failed");
+                crate::error_limited!("API request failed", e);
                 return ApiError(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -119,13 +119,22 @@ fn post_id(text: &str) -> Result<i64, ApiError> {
         .map_err(|_| invalid("id", format!("`{text}` is not a message id")))
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme name is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` are as good.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_token)
         .unwrap_or("");
     match state.app.check_api_token(token).await {
         Ok(Some(_)) => next.run(request).await,

@@ -40,7 +40,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             metrics::gauge!("listd_inbound_waiting").set(q.inbound_waiting as f64);
             metrics::gauge!("listd_held_posts").set(q.held as f64);
         }
-        Err(e) => tracing::warn!(error = ?e, "reading the queue for /metrics"),
+        Err(e) => crate::warn_limited!("reading the queue for /metrics failed", e),
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

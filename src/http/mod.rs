@@ -19,7 +19,7 @@ use std::time::Duration;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -66,19 +66,23 @@ pub fn router(state: AppState) -> Router {
         // line of the request and in the response's x-request-id
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!(
-                    "request",
-                    request_id = %id,
-                    method = %request.method(),
-                    path = %loggable_path(request.uri().path()),
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<Body>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        request_id = %id,
+                        method = %request.method(),
+                        path = %loggable_path(request.uri().path()),
+                    )
+                })
+                // the handler that answers 500 logs the cause (once, rate-limited); a
+                // second line per failed response would only repeat it
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
@@ -177,7 +181,7 @@ pub(crate) async fn to_completion<T: Send + 'static>(
 
 /// A page for an unexpected failure; the cause is logged once, here.
 pub(crate) fn unexpected(state: &AppState, e: &crate::app::AppError) -> Response {
-    tracing::error!(error = ?e, "request failed");
+    crate::error_limited!("request failed", e);
     page(
         state,
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,6 +11,7 @@ use crate::app::AppError;
 use crate::app::subscriptions::{
     ConfirmOutcome, ConfirmVia, Request, Standing, TokenView, UnsubscribeOutcome,
 };
+use crate::app::web_requests::WebRequestKind;
 use crate::domain::{EmailAddress, Evidence, List, ListRef, MemberStatus, Source};
 use axum::Router;
 use axum::extract::{Path, State};
@@ -122,7 +123,7 @@ async fn request(
             .get("name")
             .map(str::trim)
             .filter(|n| !n.is_empty())
-            .map(|n| n.chars().take(200).collect());
+            .map(|n| n.chars().filter(|c| !c.is_control()).take(200).collect());
         let req = Request {
             address: address.clone(),
             name,
@@ -132,22 +133,21 @@ async fn request(
                 user_agent: headers
                     .get(header::USER_AGENT)
                     .and_then(|v| v.to_str().ok())
-                    .map(|s| s.chars().take(500).collect()),
+                    .map(|s| s.chars().filter(|c| !c.is_control()).take(500).collect()),
                 message_id: None,
                 form_text: Some(form_text(&state, &list_info, kind)),
             },
             in_reply_to: None,
         };
-        let done = match kind {
-            Kind::Join => {
-                let (app, list) = (state.app.clone(), list_info.clone());
-                to_completion(async move { app.request_subscription(&list, req).await }).await
-            }
-            Kind::Leave => {
-                let (app, list) = (state.app.clone(), list_info.clone());
-                to_completion(async move { app.request_unsubscription(&list, req).await }).await
-            }
+        // stored now, carried out by the workers: the answer takes as long for a
+        // member as for a stranger (no timing tell)
+        let kind = match kind {
+            Kind::Join => WebRequestKind::Subscribe,
+            Kind::Leave => WebRequestKind::Unsubscribe,
         };
+        let (app, list) = (state.app.clone(), list_info.clone());
+        let done =
+            to_completion(async move { app.queue_web_request(&list, kind, &req).await }).await;
         if let Err(e) = done {
             return unexpected(&state, &e);
         }

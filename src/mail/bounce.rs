@@ -71,7 +71,26 @@ pub fn read_bounce_from(raw: &[u8], null_sender: Option<bool>) -> Reading {
         msg.header_raw("Return-Path")
             .is_some_and(|v| v.trim().trim_matches(['<', '>']).trim().is_empty())
     });
-    read_message(&msg, 0, null_sender)
+    match read_message(&msg, 0, null_sender) {
+        Reading::Bounce(mut reports) => {
+            make_storable(&mut reports);
+            Reading::Bounce(reports)
+        }
+        other => other,
+    }
+}
+
+/// Text fit for the database (no NUL), and recipients no longer than an address can
+/// be (they must not reach the indexes keyed by a recipient's domain).
+fn make_storable(reports: &mut Vec<BounceReport>) {
+    reports.dedup();
+    for r in reports.iter_mut() {
+        for text in [&mut r.action, &mut r.status, &mut r.diagnostic] {
+            *text = text.as_deref().map(super::storable);
+        }
+        r.recipients
+            .retain(|a| a.len() <= crate::domain::address::MAX_ADDRESS_LEN && !a.contains('\0'));
+    }
 }
 
 fn read_message(msg: &Message, depth: usize, null_sender: bool) -> Reading {

@@ -1,5 +1,6 @@
 //! Reading received mail: who sent it, what it says, and whether a machine sent it.
 
+use super::storable;
 use crate::domain::EmailAddress;
 use mail_parser::MessageParser;
 
@@ -55,7 +56,7 @@ pub fn read_incoming(raw: &[u8], mail_from: Option<&str>) -> Incoming {
             let v = String::from_utf8_lossy(v);
             let inner = v.rsplit_once('<')?.1;
             let id = inner.split('>').next().unwrap_or_default().trim();
-            (!id.is_empty()).then(|| id.to_ascii_lowercase())
+            (!id.is_empty()).then(|| storable(&id.to_ascii_lowercase()))
         })
         .collect();
     let list_mail = msg.header_raw("List-Id").is_some();
@@ -74,9 +75,14 @@ pub fn read_incoming(raw: &[u8], mail_from: Option<&str>) -> Incoming {
         list_ids,
         received,
         from,
-        subject: msg.subject().unwrap_or("").to_string(),
-        message_id: msg.message_id().map(|id| format!("<{id}>")),
-        text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+        subject: storable(msg.subject().unwrap_or("")),
+        // no real Message-ID is longer than a line may be; a longer one would not fit
+        // the index that finds repeats, so it counts as none
+        message_id: msg
+            .message_id()
+            .filter(|id| id.len() <= super::rewrite::MAX_LINE)
+            .map(|id| format!("<{}>", storable(id))),
+        text: storable(&msg.body_text(0).unwrap_or_default()),
     }
 }
 
@@ -259,5 +265,44 @@ mod tests {
             &b64,
         );
         assert_eq!(find_token(&i).as_deref(), Some(token));
+    }
+
+    /// A message's header section built from pieces that include NUL and bytes that
+    /// are not UTF-8, in every field that ends up in a `text` column.
+    fn hostile_message() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let junk = proptest::collection::vec(
+            prop_oneof![Just(0u8), Just(0xffu8), Just(0xc3u8), 0x20u8..0x7f],
+            0..40,
+        );
+        (junk.clone(), junk.clone(), junk.clone(), junk).prop_map(|(subject, id, list, body)| {
+            let mut m = b"From: a@example.net\r\nSubject: ".to_vec();
+            m.extend(subject);
+            m.extend(b"\r\nMessage-ID: <");
+            m.extend(id);
+            m.extend(b"@x>\r\nList-Id: <");
+            m.extend(list);
+            m.extend(b">\r\n\r\n");
+            m.extend(body);
+            m.extend(b"\r\n");
+            m
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn what_is_read_can_always_be_stored(raw in hostile_message()) {
+            let i = read_incoming(&raw, Some("a@example.net"));
+            let texts = [Some(&i.subject), i.message_id.as_ref(), Some(&i.text)];
+            for text in texts.into_iter().flatten().chain(&i.list_ids) {
+                proptest::prop_assert!(!text.contains('\0'), "{text:?}");
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_read_without_panicking(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let i = read_incoming(&raw, None);
+            proptest::prop_assert!(!i.subject.contains('\0'));
+        }
     }
 }

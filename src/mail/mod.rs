@@ -33,6 +33,33 @@ pub struct SystemMail<'a> {
     pub auto: Auto,
     pub reply_to: Option<&'a str>,
     pub in_reply_to: Option<&'a str>,
+    /// A received message sent along with the text (to the people who must act on it).
+    pub attachment: Option<&'a [u8]>,
+}
+
+/// Text read from a received message, fit to be stored: PostgreSQL's `text` refuses
+/// the NUL character, which anyone can put into a header, so it becomes U+FFFD.
+pub fn storable(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// A received message as an attachment: `message/rfc822` when it can travel as 8bit
+/// text (RFC 2046 §5.2.1 allows no other encoding), else the bytes in base64 as a
+/// `.eml` file, so that a NUL or an endless line cannot break the notice itself.
+fn attached_message(raw: &[u8]) -> MimePart<'static> {
+    // received over SMTP, the bytes hold no bare CR or LF: lines end in CRLF
+    let clean = !raw.contains(&0) && raw.split(|&b| b == b'\n').all(|l| l.len() <= 999);
+    if clean {
+        MimePart::new("message/rfc822", raw.to_vec()).transfer_encoding("8bit")
+    } else {
+        MimePart::new("application/octet-stream", raw.to_vec())
+            .attachment("message.eml")
+            .transfer_encoding("base64")
+    }
 }
 
 /// The envelope sender of mail about a list: its bounce address, never null.
@@ -75,8 +102,14 @@ pub fn compose_system_mail(m: &SystemMail<'_>) -> Vec<u8> {
                 Auto::Replied => "auto-replied",
             }),
         )
-        .header("X-Auto-Response-Suppress", Raw::new("All"))
-        .body(text_part(m.body));
+        .header("X-Auto-Response-Suppress", Raw::new("All"));
+    b = match m.attachment {
+        None => b.body(text_part(m.body)),
+        Some(raw) => b.body(MimePart::new(
+            "multipart/mixed",
+            vec![text_part(m.body), attached_message(raw)],
+        )),
+    };
     if let Some(r) = m.reply_to {
         b = b.reply_to(r.to_string());
     }
@@ -101,6 +134,7 @@ mod tests {
             auto: Auto::Generated,
             reply_to: None,
             in_reply_to: None,
+            attachment: None,
         };
         String::from_utf8(compose_system_mail(&m)).unwrap()
     }

@@ -44,9 +44,6 @@ use mail_builder::headers::text::Text;
 use mail_parser::{Header, HeaderValue, MessageParser};
 use std::borrow::Cow;
 
-/// Longest line SMTP allows, without its CRLF (RFC 5322 §2.1.1).
-const MAX_LINE: usize = 998;
-
 /// Longest author name put into the From of the list or the wrapper's note.
 const MAX_AUTHOR_NAME: usize = 200;
 
@@ -81,6 +78,28 @@ pub enum RewriteError {
     NoFrom,
     #[error("the message's header section can be read as from two different authors")]
     AmbiguousFrom,
+    #[error(
+        "line {line} is {octets} octets long, more than the 998 that RFC 5322 §2.1.1 allows; \
+         relays may cut or refuse it"
+    )]
+    LineTooLong { line: usize, octets: usize },
+}
+
+/// The longest line RFC 5322 §2.1.1 allows, CRLF excluded.
+pub const MAX_LINE: usize = 998;
+
+/// The first line longer than [`MAX_LINE`]: its number (from 1) and length.
+///
+/// Such a post is held, not folded: the body is relayed byte for byte (folding a body
+/// line means re-encoding the part, which breaks the author's DKIM signature), and a
+/// header line can only be folded where it has white space. A moderator sees why and
+/// can reject it; the poster can send it again with shorter lines.
+pub fn overlong_line(raw: &[u8]) -> Option<(usize, usize)> {
+    raw.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len())
+        .enumerate()
+        .find(|&(_, len)| len > MAX_LINE)
+        .map(|(i, len)| (i + 1, len))
 }
 
 /// A post rewritten for the list, ready to be written once per member.
@@ -156,6 +175,9 @@ pub fn write_copy(
 
 /// Rewrites `raw` for the list; see the module documentation for what changes.
 pub fn prepare(raw: &[u8], rw: &Rewrite<'_>) -> Result<Prepared, RewriteError> {
+    if let Some((line, octets)) = overlong_line(raw) {
+        return Err(RewriteError::LineTooLong { line, octets });
+    }
     let canon = crlf_line_ends(raw);
     let message = MessageParser::default()
         .parse(canon.as_ref())
@@ -1511,7 +1533,8 @@ mod tests {
         let mut rw = rewrite(&list, FromMode::Munge, false);
         rw.headers.list_name = "Dev\r\nBcc: eve@example.org";
         rw.subject_prefix = "[dev]\r\nBcc: eve@example.org";
-        let long_name = "Anne ".repeat(1000);
+        // 5000 octets of name, folded into lines a relay carries
+        let long_name = vec!["Anne ".repeat(100); 10].join("\r\n ");
         let post =
             format!("From: \"{long_name}\" <anne@example.net>\r\nSubject: hi\r\n\r\nbody\r\n");
         for mode in [FromMode::Munge, FromMode::Wrap] {
@@ -1543,6 +1566,16 @@ mod tests {
         let list = dev();
         let rw = rewrite(&list, FromMode::Keep, false);
         assert_eq!(prepare(b"", &rw).unwrap_err(), RewriteError::Unparseable);
+        let wide = format!("From: a@example.net\r\n\r\n{}\r\n", "x".repeat(999));
+        assert_eq!(
+            prepare(wide.as_bytes(), &rw).unwrap_err(),
+            RewriteError::LineTooLong {
+                line: 3,
+                octets: 999
+            }
+        );
+        let fits = format!("From: a@example.net\r\n\r\n{}\r\n", "x".repeat(998));
+        assert!(prepare(fits.as_bytes(), &rw).is_ok());
         assert_eq!(
             prepare(b"Subject: hi\r\n\r\nbody\r\n", &rw).unwrap_err(),
             RewriteError::NoFrom

@@ -21,7 +21,7 @@ impl Backend for AppBackend {
 
     async fn resolve_recipient(&self, address: &str) -> Result<Option<Route>, Temporary> {
         self.app.resolve_recipient(address).await.map_err(|e| {
-            tracing::warn!(error = ?e, "resolving a recipient; answering 451");
+            crate::warn_limited!("resolving a recipient failed; answering 451", e);
             Temporary("the list database is unavailable".into())
         })
     }
@@ -54,7 +54,7 @@ impl Backend for AppBackend {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(error = ?e, "storing received mail; answering 451");
+                crate::warn_limited!("storing received mail failed; answering 451", e);
                 Err(Temporary("the list database is unavailable".into()))
             }
         }

@@ -22,7 +22,7 @@
 //! [RFC 2033]: https://www.rfc-editor.org/rfc/rfc2033
 
 use anyhow::Context;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,13 +123,28 @@ pub struct SmtpConfig {
     pub session_timeout: Duration,
     /// Concurrent sessions per listener; more connections get `421 4.3.2`.
     pub max_sessions: usize,
+    /// Concurrent sessions per client IP address; more get `421 4.7.0`, so that one
+    /// client cannot take every session (as Postfix's
+    /// `smtpd_client_connection_count_limit`). An LMTP listener's only client is
+    /// the local MTA: give it `max_sessions`.
+    pub max_sessions_per_ip: usize,
+    /// A command line must be complete this long after its first byte, and message
+    /// content gets this long before `min_data_rate` applies.
+    pub command_timeout: Duration,
+    /// Message content must arrive at this many octets per second (averaged from the
+    /// start of the content), or the session is closed with `421 4.4.2`.
+    pub min_data_rate: u64,
+    /// Refused RCPTs a session may have; one more closes it with `421 4.7.0`.
+    pub max_rejected_recipients: usize,
     /// When set, STARTTLS is offered.
     pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl SmtpConfig {
     /// A configuration with the usual limits: 10 MiB messages, 100 recipients, 5 min
-    /// idle, 30 min per session, 200 sessions, no TLS.
+    /// idle (RFC 5321 §4.5.3.2.7), 30 min per session, 200 sessions of which 20 per
+    /// client IP, 60 s per command line, content at 1 KiB/s at least, 20 refused
+    /// recipients per session, no TLS.
     pub fn new(hostname: impl Into<String>, protocol: Protocol) -> SmtpConfig {
         SmtpConfig {
             hostname: hostname.into(),
@@ -139,6 +154,10 @@ impl SmtpConfig {
             idle_timeout: Duration::from_secs(5 * 60),
             session_timeout: Duration::from_secs(30 * 60),
             max_sessions: 200,
+            max_sessions_per_ip: 20,
+            command_timeout: Duration::from_secs(60),
+            min_data_rate: 1024,
+            max_rejected_recipients: 20,
             tls: None,
         }
     }
@@ -173,6 +192,77 @@ pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// Sessions per client IP address.
+#[derive(Clone, Default)]
+struct PerIp(Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>);
+
+/// One session's place in [`PerIp`]; given back when dropped.
+struct IpPermit {
+    counts: PerIp,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn acquire(&self, ip: IpAddr, max: usize) -> Option<IpPermit> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpPermit {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpPermit {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A session's places: one of the listener's and one of its client IP's. `None` when
+/// either is full, after telling the client so with a `421`.
+fn admit(
+    stream: &tokio::net::TcpStream,
+    peer: SocketAddr,
+    config: &SmtpConfig,
+    slots: &Arc<Semaphore>,
+    per_ip: &PerIp,
+) -> Option<(tokio::sync::OwnedSemaphorePermit, IpPermit)> {
+    // A fresh socket's send buffer is empty, so these writes cannot block; if one
+    // fails the client sees a plain close, which is just as good.
+    let Some(ip_permit) = per_ip.acquire(peer.ip(), config.max_sessions_per_ip) else {
+        limit_hit(Some(peer), "sessions per client IP");
+        let _ = stream.try_write(replies::TOO_MANY_CONNECTIONS_FROM_YOU);
+        return None;
+    };
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        limit_hit(Some(peer), "sessions in all");
+        let _ = stream.try_write(replies::TOO_MANY_CONNECTIONS);
+        return None;
+    };
+    Some((permit, ip_permit))
+}
+
+/// Logs a client hitting a limit: one line per limit a minute at most, with the
+/// client's address and how many more hits there were since the last line.
+pub(crate) fn limit_hit(peer: Option<SocketAddr>, limit: &'static str) {
+    metrics::counter!("listd_smtp_limit_hits_total", "limit" => limit).increment(1);
+    if let Some(suppressed) = crate::log_limit::LOG_LIMIT.admit(limit) {
+        let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        tracing::warn!(%peer, limit, suppressed, "SMTP client hit a limit");
+    }
+}
+
 /// Accepts connections until `true` is sent on `stop` (or its sender is dropped), one
 /// [`Session`] each, at most `config.max_sessions` at a time. Then it stops accepting,
 /// asks idle sessions to close, and gives the others up to 30 s to finish their
@@ -185,6 +275,7 @@ pub async fn serve<B: Backend>(
 ) {
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.max_sessions));
+    let per_ip = PerIp::default();
     let mut sessions = JoinSet::new();
     loop {
         if *stop.borrow_and_update() {
@@ -212,11 +303,7 @@ pub async fn serve<B: Backend>(
                         continue;
                     }
                 };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "too many SMTP sessions; refusing a connection");
-                    // A fresh socket's send buffer is empty, so this cannot block; if it
-                    // fails the client sees a plain close, which is just as good.
-                    let _ = stream.try_write(replies::TOO_MANY_CONNECTIONS);
+                let Some(permits) = admit(&stream, peer, &config, &slots, &per_ip) else {
                     continue;
                 };
                 // Replies are written whole, one write per batch: Nagle would only add
@@ -229,7 +316,7 @@ pub async fn serve<B: Backend>(
                 metrics::counter!("listd_smtp_sessions_total").increment(1);
                 sessions.spawn(async move {
                     session.run().await;
-                    drop(permit);
+                    drop(permits);
                 });
             }
         }

@@ -38,6 +38,9 @@ pub(super) const TOO_MANY_RECIPIENTS: Fixed = fixed(452, [4, 5, 3], "Too many re
 /// Written straight to a socket that gets no session, hence raw bytes.
 pub(super) const TOO_MANY_CONNECTIONS: &[u8] =
     b"421 4.3.2 Too many connections, try again later\r\n";
+/// Also written straight to the socket: one client holds its share of the sessions.
+pub(super) const TOO_MANY_CONNECTIONS_FROM_YOU: &[u8] =
+    b"421 4.7.0 Too many connections from your address, try again later\r\n";
 
 pub(super) const UNRECOGNIZED: Fixed = fixed(500, [5, 5, 2], "Syntax error, command unrecognized");
 pub(super) const LINE_TOO_LONG: Fixed = fixed(500, [5, 5, 2], "Line too long");
@@ -162,4 +165,26 @@ pub(super) fn reply<T: Display>(out: &mut Vec<u8>, reply: &Response<T>) {
 fn push(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
     // Writing into a Vec cannot fail.
     let _ = write(out);
+}
+
+/// `421` for a client whose command or message arrives too slowly.
+pub(super) fn too_slow(hostname: &str) -> Response<String> {
+    Response::new(
+        421,
+        4,
+        4,
+        2,
+        format!("{hostname} Data arriving too slowly, closing connection"),
+    )
+}
+
+/// `421` for a client that had too many recipients refused.
+pub(super) fn too_many_errors(hostname: &str) -> Response<String> {
+    Response::new(
+        421,
+        4,
+        7,
+        0,
+        format!("{hostname} Too many refused recipients, closing connection"),
+    )
 }

@@ -64,6 +64,10 @@ pub struct Session<S: AsyncRead + AsyncWrite + Unpin, B: Backend> {
     out: Vec<u8>,
     deadline: Instant,
     stop: Option<watch::Receiver<bool>>,
+    /// When the command line being received began (it must end in `command_timeout`).
+    partial_since: Option<Instant>,
+    /// RCPTs refused in this session (unknown lists, bad syntax).
+    rejected_recipients: usize,
 }
 
 /// Where the conversation stands.
@@ -99,6 +103,8 @@ enum End {
     ClientClosed,
     IdleTimeout,
     SessionTimeout,
+    /// A command or a message arrived slower than the limits allow.
+    TooSlow,
     Shutdown,
     StartTls,
     Io(std::io::Error),
@@ -122,6 +128,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
             out: Vec::new(),
             deadline,
             stop: None,
+            partial_since: None,
+            rejected_recipients: 0,
         }
     }
 
@@ -204,7 +212,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
                     )
                     .await;
             }
-            let wait = self.config.idle_timeout.min(self.deadline - now);
+            let slow_deadline = self.slow_deadline();
+            if slow_deadline.is_some_and(|d| now >= d) {
+                return self.too_slow().await;
+            }
+            let wait = self
+                .config
+                .idle_timeout
+                .min(self.deadline - now)
+                .min(slow_deadline.map_or(Duration::MAX, |d| d - now));
             // A stop interrupts a session between transactions only: a message being
             // received gets the grace period to finish.
             let interruptible = !matches!(self.state, State::Data(..));
@@ -237,6 +253,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
                         )
                         .await;
                 }
+                Err(_) if slow_deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return self.too_slow().await;
+                }
                 Err(_) => {
                     return self
                         .goodbye(
@@ -262,6 +281,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
                 }
             }
         }
+    }
+
+    /// When the command line or message under way must be complete: a command line
+    /// within `command_timeout` of its first byte; message content at
+    /// `min_data_rate` after a first `command_timeout`. A client that trickles a byte
+    /// at a time cannot keep a session for longer (the idle timeout alone is reset by
+    /// every byte).
+    fn slow_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Data(_, content) => {
+                let rate = self.config.min_data_rate.max(1) as f64;
+                let earned = Duration::from_secs_f64(content.received as f64 / rate);
+                Some(content.started + self.config.command_timeout + earned)
+            }
+            _ => self.partial_since.map(|t| t + self.config.command_timeout),
+        }
+    }
+
+    async fn too_slow(&mut self) -> End {
+        super::limit_hit(self.peer, "slow client (command or data rate)");
+        self.goodbye(replies::too_slow(&self.config.hostname), End::TooSlow)
+            .await
     }
 
     /// Writes everything pending with one write (and a flush, which TLS needs).
@@ -337,6 +378,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
     }
 
     fn buffer_partial_line(&mut self, bytes: &[u8]) {
+        self.partial_since.get_or_insert_with(Instant::now);
         if !self.line_too_long && self.line.len() + bytes.len() < MAX_LINE {
             self.line.extend_from_slice(bytes);
         } else {
@@ -348,6 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
 
     /// Parses the line ending with `chunk` (which ends in LF); `None` if it was too long.
     fn complete_line(&mut self, chunk: &[u8]) -> Option<Result<Request<String>, ParseError>> {
+        self.partial_since = None;
         if std::mem::take(&mut self.line_too_long) || self.line.len() + chunk.len() > MAX_LINE {
             self.line.clear();
             return None;
@@ -369,7 +412,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
             Ok(request) => request,
             Err(e) => {
                 self.parse_error(e);
-                return Flow::Continue;
+                return self.unless_too_many_errors();
             }
         };
         match request {
@@ -378,7 +421,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
             Request::Ehlo { host } | Request::Lhlo { host } => self.handle_ehlo(host, true),
             Request::Helo { host } => self.handle_ehlo(host, false),
             Request::Mail { from } => self.handle_mail_from(from),
-            Request::Rcpt { to } => self.handle_rcpt_to(to).await,
+            Request::Rcpt { to } => {
+                self.handle_rcpt_to(to).await;
+                return self.unless_too_many_errors();
+            }
             Request::Data => self.handle_data(),
             Request::Rset => {
                 self.reset();
@@ -406,7 +452,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
     fn parse_error(&mut self, error: ParseError) {
         match error {
             ParseError::InvalidSenderAddress => self.reply(&replies::BAD_SENDER),
-            ParseError::InvalidRecipientAddress => self.reply(&replies::BAD_RECIPIENT),
+            ParseError::InvalidRecipientAddress => self.reject_recipient(&replies::BAD_RECIPIENT),
             ParseError::SyntaxError { syntax } => self.reply(&replies::bad_arguments(syntax)),
             ParseError::InvalidParameter { param } => {
                 self.reply(&replies::invalid_parameter(param))
@@ -475,7 +521,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
             to.address
         };
         if !valid_address(&address) {
-            return self.reply(&replies::BAD_RECIPIENT);
+            return self.reject_recipient(&replies::BAD_RECIPIENT);
         }
         if envelope.recipients.len() >= self.config.max_recipients {
             return self.reply(&replies::TOO_MANY_RECIPIENTS);
@@ -488,9 +534,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
                 }
                 self.reply(&replies::RECIPIENT_OK);
             }
-            Ok(None) => self.reply(&replies::no_such_list(&address)),
+            Ok(None) => self.reject_recipient(&replies::no_such_list(&address)),
             Err(e) => {
-                tracing::warn!(error = %e, recipient = %address, "cannot resolve a recipient");
+                tracing::debug!(error = %e, recipient = %address, "cannot resolve a recipient");
                 self.reply(&replies::TEMPORARY_FAILURE);
             }
         }
@@ -560,7 +606,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
                 self.answer_data(&recipients, &replies::MESSAGE_ACCEPTED, true);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot store an incoming message");
+                tracing::debug!(error = %e, "cannot store an incoming message");
                 self.answer_data(&recipients, &replies::TEMPORARY_FAILURE, false);
             }
         }
@@ -589,6 +635,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
 
     fn reply<T: Display>(&mut self, reply: &smtp_proto::Response<T>) {
         replies::reply(&mut self.out, reply);
+    }
+
+    /// Refuses a recipient, and counts it: a client guessing addresses (a dictionary
+    /// attack, or a spammer's list) is cut off after `max_rejected_recipients`.
+    /// The refusal over the limit is answered by `too_many_errors` instead.
+    fn reject_recipient<T: Display>(&mut self, reply: &smtp_proto::Response<T>) {
+        self.rejected_recipients += 1;
+        if self.rejected_recipients <= self.config.max_rejected_recipients {
+            self.reply(reply);
+        }
+    }
+
+    /// Closes the session once it had more refused recipients than allowed.
+    fn unless_too_many_errors(&mut self) -> Flow {
+        if self.rejected_recipients <= self.config.max_rejected_recipients {
+            return Flow::Continue;
+        }
+        super::limit_hit(self.peer, "refused recipients per session");
+        self.reply(&replies::too_many_errors(&self.config.hostname));
+        Flow::Close
     }
 }
 
@@ -666,6 +732,10 @@ struct Content {
     after_cr: bool,
     /// The last five raw bytes, to check how data ended.
     tail: [u8; 5],
+    /// When the content began, and how many raw bytes have come since (for the
+    /// minimum data rate).
+    started: Instant,
+    received: u64,
 }
 
 impl Content {
@@ -677,6 +747,8 @@ impl Content {
             bare_newline: false,
             after_cr: false,
             tail: [0, 0, 0, b'\r', b'\n'],
+            started: Instant::now(),
+            received: 0,
         };
         content.prime();
         content
@@ -695,6 +767,7 @@ impl Content {
         let mut ended = self.receiver.ingest(&mut rest, &mut self.buf);
         let used = bytes.len() - rest.as_slice().len();
         let raw = &bytes[..used];
+        self.received += used as u64;
         self.check_line_breaks(raw);
         for &b in raw.iter().rev().take(self.tail.len()).rev() {
             self.tail.rotate_left(1);

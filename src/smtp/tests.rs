@@ -97,6 +97,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         self.io.flush().await.unwrap();
     }
 
+    /// Sends, or says why not (the server may have closed the connection).
+    async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await
+    }
+
     /// One reply line without its CRLF; `None` at EOF.
     async fn line(&mut self) -> Option<String> {
         loop {
@@ -979,6 +985,121 @@ async fn a_slow_message_is_also_timed_out() {
     client.expect("421 4.4.2").await;
     client.expect_eof().await;
     assert!(backend.messages().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_trickled_a_byte_at_a_time_is_cut_off() {
+    let (mut client, _, task) = start(SmtpConfig {
+        command_timeout: Duration::from_secs(60),
+        ..config(Protocol::Smtp)
+    })
+    .await;
+    client.patience = Duration::from_secs(3600);
+    let started = tokio::time::Instant::now();
+    // each byte well within the idle timeout: only the command's own deadline ends it
+    for b in "EHLO a-name-that-takes-its-time".bytes() {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        if client.try_send(&[b]).await.is_err() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    assert_eq!(
+        client.reply().await,
+        "421 4.4.2 mx.test Data arriving too slowly, closing connection"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5 * 60),
+        "not the idle timeout"
+    );
+    client.expect_eof().await;
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn message_content_must_keep_a_minimum_rate() {
+    let (mut client, backend, _) = start(SmtpConfig {
+        command_timeout: Duration::from_secs(60),
+        min_data_rate: 1024,
+        ..config(Protocol::Smtp)
+    })
+    .await;
+    client.patience = Duration::from_secs(3600);
+    client.command("EHLO c", "250").await;
+    client.command("MAIL FROM:<a@example.org>", "250").await;
+    client.command("RCPT TO:<news@lists.example>", "250").await;
+    client.command("DATA", "354").await;
+    let started = tokio::time::Instant::now();
+    // one byte every 20 s: each read resets the idle timer, never the rate
+    loop {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        if client.try_send(b"x").await.is_err() || started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+    }
+    client
+        .expect("421 4.4.2 mx.test Data arriving too slowly")
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5 * 60),
+        "not the idle timeout"
+    );
+    client.expect_eof().await;
+    assert!(backend.messages().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_large_message_is_not_cut_off() {
+    let (mut client, backend, _) = start(SmtpConfig {
+        command_timeout: Duration::from_secs(60),
+        min_data_rate: 1024,
+        max_message_bytes: 1024 * 1024,
+        ..config(Protocol::Smtp)
+    })
+    .await;
+    client.patience = Duration::from_secs(3600);
+    client.command("EHLO c", "250").await;
+    client.command("MAIL FROM:<a@example.org>", "250").await;
+    client.command("RCPT TO:<news@lists.example>", "250").await;
+    client.command("DATA", "354").await;
+    // 200 KiB at 2 KiB/s: slow, but above the minimum rate, and past the first minute
+    let line = format!("{}\r\n", "y".repeat(1022));
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client.send(&line).await;
+    }
+    client.command(".", "250").await;
+    assert_eq!(backend.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn too_many_refused_recipients_end_the_session() {
+    let (mut client, _, task) = start(SmtpConfig {
+        max_rejected_recipients: 3,
+        ..config(Protocol::Smtp)
+    })
+    .await;
+    client.command("EHLO c", "250").await;
+    client.command("MAIL FROM:<a@example.org>", "250").await;
+    client.command("RCPT TO:<news@lists.example>", "250").await;
+    for i in 0..3 {
+        client
+            .command(
+                &format!("RCPT TO:<guess{i}@elsewhere.example>"),
+                "550 5.1.1",
+            )
+            .await;
+    }
+    client
+        .command(
+            "RCPT TO:<guess3@elsewhere.example>",
+            "421 4.7.0 mx.test Too many refused recipients, closing connection",
+        )
+        .await;
+    client.expect_eof().await;
+    task.await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------

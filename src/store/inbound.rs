@@ -131,3 +131,78 @@ pub async fn list_inbound(db: &PgPool) -> Result<Vec<InboundSummary>, sqlx::Erro
     .fetch_all(db)
     .await
 }
+
+/// A received message as the operator's commands show it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InboundRecord {
+    pub id: i64,
+    pub received_at: time::OffsetDateTime,
+    pub mail_from: Option<String>,
+    pub recipients: serde_json::Value,
+    pub peer: Option<String>,
+    pub protocol: String,
+    pub status: String,
+    pub attempts: i32,
+    pub outcome: Option<String>,
+    pub last_error: Option<String>,
+    pub processed_at: Option<time::OffsetDateTime>,
+    pub size: i32,
+}
+
+const RECORD_COLUMNS: &str = "id, received_at, mail_from, recipients, peer, protocol, status, \
+     attempts, outcome, last_error, processed_at, octet_length(raw) as size";
+
+/// The newest received messages, of one status or all, newest first.
+pub async fn list_inbound_records(
+    db: impl PgExecutor<'_>,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<InboundRecord>, sqlx::Error> {
+    let sql = format!(
+        "select {RECORD_COLUMNS} from inbound where ($1::text is null or status = $1) \
+         order by id desc limit $2"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(status)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+/// One received message with its bytes.
+pub async fn find_inbound_record(
+    db: impl PgExecutor<'_>,
+    id: i64,
+) -> Result<Option<(InboundRecord, Vec<u8>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct WithRaw {
+        #[sqlx(flatten)]
+        record: InboundRecord,
+        raw: Vec<u8>,
+    }
+    let sql = format!("select {RECORD_COLUMNS}, raw from inbound where id = $1");
+    let row: Option<WithRaw> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| (r.record, r.raw)))
+}
+
+/// Makes a failed (or still retrying) message due again with a fresh count of
+/// attempts; returns its status before, `None` when there is no such message.
+pub async fn update_inbound_retry(
+    db: impl PgExecutor<'_>,
+    id: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "update inbound i set status = case when i.status = 'done' then i.status else 'new' end,
+                attempts = case when i.status = 'done' then i.attempts else 0 end,
+                locked_until = case when i.status = 'done' then i.locked_until else null end
+         from (select id, status from inbound where id = $1 for update) before
+         where i.id = before.id
+         returning before.status",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}

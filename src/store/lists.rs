@@ -112,6 +112,20 @@ pub async fn find_list(
     .transpose()
 }
 
+/// The list-id of the oldest list at `domain` (of any list, for `None`).
+pub async fn find_first_list_id(
+    db: impl PgExecutor<'_>,
+    domain: Option<&str>,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select list_id from list where ($1::text is null or domain = $1)
+         order by created_at, id limit 1",
+    )
+    .bind(domain)
+    .fetch_optional(db)
+    .await
+}
+
 /// Finds a list by id, locking its row for the rest of the transaction.
 pub async fn find_list_by_id(
     db: impl PgExecutor<'_>,

@@ -15,6 +15,7 @@ pub mod posts;
 pub mod roster;
 pub mod secret;
 pub mod wakeup;
+pub mod web_requests;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -135,7 +135,7 @@ impl Wakeup {
         match attempt.await {
             Ok(l) => Some(l),
             Err(e) => {
-                tracing::warn!(channel = self.channel, error = %e, "cannot LISTEN; polling instead");
+                crate::warn_limited!("cannot LISTEN; polling instead", e, channel = self.channel);
                 None
             }
         }

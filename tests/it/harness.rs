@@ -545,6 +545,7 @@ impl TestServer {
             public_url: config.public_url.clone(),
             secret_key: SecretKey::from_base64(&secret).unwrap(),
             confirm_expiry: config.confirm_expiry,
+            admins: config.admins.clone(),
         };
         let app = App::new(
             db.pool.clone(),
@@ -565,6 +566,7 @@ impl TestServer {
         let mut smtp_config =
             listd::smtp::SmtpConfig::new("listd.test", listd::smtp::Protocol::Smtp);
         smtp_config.max_message_bytes = config.max_message_bytes as usize;
+        smtp_config.max_sessions_per_ip = config.smtp_max_per_ip;
         tokio::spawn(listd::smtp::serve(
             smtp_listener,
             smtp_config,
@@ -589,8 +591,16 @@ impl TestServer {
         }
     }
 
-    /// Delivers everything queued, now.
+    /// Carries out the web form requests stored so far, then delivers everything
+    /// queued, now.
     pub async fn deliver(&self) -> usize {
+        while self
+            .app
+            .process_web_requests_batch()
+            .await
+            .expect("web form requests are carried out")
+            > 0
+        {}
         self.worker
             .dispatch_all_pending()
             .await
@@ -742,4 +752,54 @@ pub fn mail(from: &str, to: &str, subject: &str, extra_headers: &str, body: &str
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}@example.net>\r\n{extra_headers}\r\n{body}\r\n",
         uuid::Uuid::new_v4().simple()
     )
+}
+
+/// An SMTP client that sends exactly the bytes it is given (a NUL, an endless line),
+/// one command at a time; returns the last reply line of each step: the greeting,
+/// EHLO, MAIL, each RCPT, DATA, and the end of the data when DATA was accepted.
+pub async fn smtp_raw(port: u16, mail_from: &str, rcpts: &[&str], data: &[u8]) -> Vec<String> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut replies = vec![read_reply(&mut r).await];
+    let mut step = async |w: &mut tokio::net::tcp::OwnedWriteHalf, line: Vec<u8>| {
+        w.write_all(&line).await.unwrap();
+        read_reply(&mut r).await
+    };
+    replies.push(step(&mut w, b"EHLO client.test\r\n".to_vec()).await);
+    replies.push(step(&mut w, format!("MAIL FROM:<{mail_from}>\r\n").into_bytes()).await);
+    for rcpt in rcpts {
+        replies.push(step(&mut w, format!("RCPT TO:<{rcpt}>\r\n").into_bytes()).await);
+    }
+    let go = step(&mut w, b"DATA\r\n".to_vec()).await;
+    let accepted = go.starts_with("354");
+    replies.push(go);
+    if accepted {
+        let mut stuffed = Vec::new();
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            if line.starts_with(b".") {
+                stuffed.push(b'.');
+            }
+            stuffed.extend_from_slice(line);
+        }
+        stuffed.extend_from_slice(b".\r\n");
+        replies.push(step(&mut w, stuffed).await);
+    }
+    let _ = w.write_all(b"QUIT\r\n").await;
+    replies
+}
+
+/// Reads one (possibly multi-line) SMTP reply; returns its last line, or "" at EOF.
+pub async fn read_reply(r: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> String {
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return String::new();
+        }
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line.trim_end().to_string();
+        }
+    }
 }

@@ -443,6 +443,8 @@ async fn metrics_show_the_queue_and_the_requests_by_route() {
         r.headers().get("x-request-id").is_some(),
         "every response names its request"
     );
+    // the form's request is carried out by the workers
+    s.app.process_all_inbound().await.unwrap();
     let text = scrape().await;
     let value = |name: &str| -> f64 {
         text.lines()

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per area.
 
+mod abuse;
 mod addresses;
 mod api;
 mod bounces;

@@ -110,8 +110,10 @@ async fn subscribing_confirming_from_the_mail_and_listing_the_member() {
 async fn a_confirmation_leaves_within_a_second_of_the_request() {
     let s = server_with_list().await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(s.worker.clone().run(stop_rx));
-    tokio::time::sleep(Duration::from_millis(200)).await; // the worker is listening
+    let worker = tokio::spawn(s.worker.clone().run(stop_rx.clone()));
+    // the form's request is carried out by the inbound worker
+    let inbound = tokio::spawn(s.app.clone().run_inbound_worker(stop_rx));
+    tokio::time::sleep(Duration::from_millis(200)).await; // the workers are listening
     let started = std::time::Instant::now();
     assert_eq!(subscribe(&s, "quick@example.net").await.status(), 200);
     let got = s.sink.wait_for(1, Duration::from_secs(5)).await;
@@ -123,6 +125,7 @@ async fn a_confirmation_leaves_within_a_second_of_the_request() {
     );
     stop_tx.send(true).unwrap();
     worker.await.unwrap();
+    inbound.await.unwrap();
 }
 
 #[tokio::test]
