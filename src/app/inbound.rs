@@ -229,7 +229,7 @@ impl App {
             }
             // copies the delivery workers could not hand to the relay
             if let Err(e) = self.alert_delivery_faults(OffsetDateTime::now_utc()).await {
-                tracing::error!(error = ?e, "alerting owners of delivery faults");
+                crate::error_limited!("alerting owners of delivery faults failed", e);
             }
             match processed {
                 Ok(n) if n > 0 => continue,

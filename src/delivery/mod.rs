@@ -39,8 +39,8 @@ const LEASE: Duration = Duration::from_secs(60);
 const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// How long a message is retried before it is given up.
 const GIVE_UP_AFTER: time::Duration = time::Duration::days(4);
-/// Deliveries are recorded in batches of this many, or after this long: what a crash
-/// sends twice is what was sent but not yet recorded.
+/// A batch of deliveries is written once it holds this many, or this long after its
+/// first: what a crash sends twice is what was sent but not yet recorded.
 const RECORD_BATCH: usize = 32;
 const RECORD_EVERY: Duration = Duration::from_millis(10);
 /// Polling interval when no notification arrives (a lost NOTIFY, a retry coming due).
@@ -415,37 +415,53 @@ impl Worker {
                 .await
             {
                 Ok(()) => leases.renewed(started),
-                Err(e) => tracing::warn!(error = %e, "renewing the leases of claimed mail"),
+                Err(e) => crate::warn_limited!("renewing the leases of claimed mail failed", e),
             }
         }
     }
 
-    /// Records successes as they come, in batches of [`RECORD_BATCH`] or every
-    /// [`RECORD_EVERY`], until every sender is done.
+    /// Records successes as they come, until every sender is done: a batch holds
+    /// everything that waits when it is written, and a small one waits at most
+    /// [`RECORD_EVERY`] for more. Under load the batches grow to what arrives while the
+    /// previous one is written, so recording keeps up; when it is quiet, a success is
+    /// recorded within milliseconds, which is what a crash can send twice.
     async fn record(
         &self,
         mut done: mpsc::UnboundedReceiver<i64>,
         leases: &Leases,
     ) -> anyhow::Result<()> {
         let mut sent = Vec::with_capacity(RECORD_BATCH);
-        loop {
-            let next = tokio::time::timeout(RECORD_EVERY, done.recv()).await;
-            let finished = matches!(next, Ok(None));
-            if let Ok(Some(id)) = next {
-                sent.push(id);
-            }
-            if !sent.is_empty() && (finished || next.is_err() || sent.len() >= RECORD_BATCH) {
-                store::outbound::update_outbound_sent(&self.db, &sent)
-                    .await
-                    .context("recording deliveries")?;
-                for id in sent.drain(..) {
-                    leases.release(id);
+        let mut finished = false;
+        while !finished {
+            let Some(first) = done.recv().await else {
+                return Ok(());
+            };
+            sent.push(first);
+            let deadline = tokio::time::Instant::now() + RECORD_EVERY;
+            loop {
+                while let Ok(id) = done.try_recv() {
+                    sent.push(id);
+                }
+                if sent.len() >= RECORD_BATCH {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, done.recv()).await {
+                    Ok(Some(id)) => sent.push(id),
+                    Ok(None) => {
+                        finished = true;
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
-            if finished {
-                return Ok(());
+            store::outbound::update_outbound_sent(&self.db, &sent)
+                .await
+                .context("recording deliveries")?;
+            for id in sent.drain(..) {
+                leases.release(id);
             }
         }
+        Ok(())
     }
 
     /// Sends one message; returns its id when the relay accepted it (the caller records
