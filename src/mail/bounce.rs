@@ -772,10 +772,17 @@ fn collect_senders(msg: &Message, out: &mut Vec<String>, depth: usize) {
 /// addresses of the mail's own parties and of the poster.
 fn named_recipients(notice: &str, senders: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for line in notice
-        .lines()
-        .filter(|l| !header_like(l) && !names_sender(l))
-    {
+    // "A message sent by" / "<poster@…>": the sender on a line of its own
+    let mut after_sender = false;
+    for line in notice.lines() {
+        let sender_next = after_sender;
+        let trimmed = line.trim().to_ascii_lowercase();
+        if !trimmed.is_empty() {
+            after_sender = trimmed.ends_with("sent by") || trimmed.ends_with("sent by:");
+        }
+        if header_like(line) || names_sender(line) || sender_next && !trimmed.is_empty() {
+            continue;
+        }
         for a in addresses(line) {
             let lower = a.to_ascii_lowercase();
             if !senders.contains(&lower)
