@@ -337,6 +337,7 @@ const REASONS: &[(BounceClass, &[&str])] = &[
             "queue too long",
             "too long in",
             "time limit",
+            "failing for a long time",
             "system error",
             "internal error",
             "limit exceeded",

@@ -437,14 +437,21 @@ const COPY_HEADERS: &[&str] = &[
 /// A notice's own words: its text up to where the copy of the original begins.
 fn own_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_NOTICE));
-    for line in text.lines() {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
         let lower = line.to_ascii_lowercase();
         let bare = lower.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+        // a returned copy's header block, with no marker before it
+        let header_block = lower.starts_with("from:")
+            && lines
+                .get(i + 1)
+                .is_some_and(|next| !next.starts_with([' ', '\t']) && header_like(next));
         if ORIGINAL_STARTS.iter().any(|m| bare.starts_with(m))
             || lower.contains("copy of the message")
             || lower.contains("copy of your message")
             || lower.contains("message follows")
             || COPY_HEADERS.iter().any(|h| lower.starts_with(h))
+            || header_block
         {
             break;
         }
@@ -784,10 +791,17 @@ fn collect_senders(msg: &Message, out: &mut Vec<String>, depth: usize) {
 /// addresses of the mail's own parties and of the poster.
 fn named_recipients(notice: &str, senders: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for line in notice
-        .lines()
-        .filter(|l| !header_like(l) && !names_sender(l))
-    {
+    // "A message sent by" / "<poster@…>": the sender on a line of its own
+    let mut after_sender = false;
+    for line in notice.lines() {
+        let sender_next = after_sender;
+        let trimmed = line.trim().to_ascii_lowercase();
+        if !trimmed.is_empty() {
+            after_sender = trimmed.ends_with("sent by") || trimmed.ends_with("sent by:");
+        }
+        if header_like(line) || names_sender(line) || sender_next && !trimmed.is_empty() {
+            continue;
+        }
         for a in addresses(line) {
             let lower = a.to_ascii_lowercase();
             if !senders.contains(&lower)
@@ -974,6 +988,18 @@ recipients. This is a permanent error. The following address(es) failed:\r\n\r\n
                 (Some("bob@example.com"), Some("5.2.2"), BounceClass::Soft)
             ]
         );
+    }
+
+    #[test]
+    fn a_returned_copy_without_a_marker_is_not_read() {
+        let notice = "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undeliverable mail\r\n\r\n\
+Your message could not be delivered to <anne@example.net>: mailbox full.\r\n\r\n\
+From: Carol <carol@example.org>\r\nTo: dev@lists.example.org\r\nSubject: hi\r\n\r\n\
+Ask bob@example.com, his old address was unknown.\r\n";
+        let r = reports(notice.as_bytes());
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].recipients, ["anne@example.net"]);
+        assert_eq!(r[0].class, BounceClass::Soft);
     }
 
     #[test]
