@@ -107,7 +107,7 @@ async fn subscribing_confirming_from_the_mail_and_listing_the_member() {
 }
 
 #[tokio::test]
-async fn a_confirmation_leaves_within_a_second_of_the_request() {
+async fn a_confirmation_leaves_without_waiting_for_the_workers_poll() {
     let s = server_with_list().await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(s.worker.clone().run(stop_rx.clone()));
@@ -116,13 +116,10 @@ async fn a_confirmation_leaves_within_a_second_of_the_request() {
     tokio::time::sleep(Duration::from_millis(200)).await; // the workers are listening
     let started = std::time::Instant::now();
     assert_eq!(subscribe(&s, "quick@example.net").await.status(), 200);
-    let got = s.sink.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(got.len(), 1);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    // the workers poll every 5 s when nothing wakes them: arriving well before that
+    // shows that the request woke them (a bound with room for a busy machine)
+    let got = s.sink.wait_for(1, Duration::from_secs(4)).await;
+    assert_eq!(got.len(), 1, "not woken: took {:?}", started.elapsed());
     stop_tx.send(true).unwrap();
     worker.await.unwrap();
     inbound.await.unwrap();
