@@ -64,6 +64,7 @@ impl App {
                     store::members::find_member_id_by_short_id(&self.db, short_id).await?
                 }
                 Some(VerpRef::MemberId(id)) => Some(id),
+                Some(VerpRef::Message(id)) => self.member_sent_message(list, id).await?,
                 None => None,
             };
         let verp_member = match verp_member_id {
@@ -209,6 +210,31 @@ impl App {
             self.wakeups.outbound();
         }
         Ok(faults.len())
+    }
+
+    /// The member of `list` (in any state, pending included) to whom the queued
+    /// message `outbound_id` went.
+    async fn member_sent_message(
+        &self,
+        list: &List,
+        outbound_id: i64,
+    ) -> Result<Option<Uuid>, AppError> {
+        let Some((Some(list_id), recipient)) =
+            store::outbound::find_outbound_recipient(&self.db, outbound_id).await?
+        else {
+            return Ok(None);
+        };
+        let Ok(address) = EmailAddress::parse(&recipient) else {
+            return Ok(None);
+        };
+        if list_id != list.id {
+            return Ok(None);
+        }
+        Ok(
+            store::members::find_member(&self.db, list.id, Role::Member, &address)
+                .await?
+                .map(|m| m.id),
+        )
     }
 
     async fn judge(

@@ -143,6 +143,12 @@ impl App {
         if rate_limited(list, "subscribe", &state.counts) {
             return Ok(RequestOutcome::RateLimited);
         }
+        // the address does not exist: a confirmation to it bounced hard lately
+        let since = OffsetDateTime::now_utc() - Duration::days(30);
+        if store::bounces::find_pending_hard_bounce(&mut *tx, list.id, &req.address, since).await? {
+            tracing::info!(list = %list.address, "no confirmation sent: the last one bounced hard");
+            return Ok(RequestOutcome::NothingToDo);
+        }
         let new_member = state.member_status.is_none();
         self.send_confirmation(&mut tx, list, "subscribe", &req, new_member)
             .await?;

@@ -204,7 +204,7 @@ impl Worker {
         if let (Some(message), Some(envelope_from)) = (row.message.take(), row.envelope_from.take())
         {
             return Ok(Ready::Send {
-                envelope_from,
+                envelope_from: self.personal_sender(envelope_from, row.id),
                 message,
             });
         }
@@ -256,6 +256,22 @@ impl Worker {
             envelope_from: post.list.with_suffix(&format!("bounces+{}", verp.as_str())),
             message,
         })
+    }
+
+    /// A message to one person that was queued with the list's plain bounce address
+    /// (`L+bounces@D`) goes out with one naming its queue row (`L+bounces+oTOKEN@D`),
+    /// so that its bounce says whose address failed without reading the report.
+    fn personal_sender(&self, envelope_from: String, outbound_id: i64) -> String {
+        let Some((local, domain)) = envelope_from.rsplit_once('@') else {
+            return envelope_from;
+        };
+        match local.strip_suffix("+bounces") {
+            Some(list) if !list.is_empty() => {
+                let token = VerpToken::for_message(&self.copies.secret_key, outbound_id);
+                format!("{list}+bounces+{}@{domain}", token.as_str())
+            }
+            _ => envelope_from,
+        }
     }
 
     async fn shared_post(&self, post_id: i64) -> anyhow::Result<Option<Arc<SharedPost>>> {

@@ -261,10 +261,11 @@ impl fmt::Debug for MailtoToken {
     }
 }
 
-/// The VERP part of an envelope sender: `m` (a member's copy), the member's short id in
-/// base 32, and 8 characters of HMAC (40 bits), all lower case: at most 22 characters,
-/// what a 32-octet list name leaves after `+bounces+`. 40 bits of MAC because forging
-/// one needs a guess per bounce sent.
+/// The VERP part of an envelope sender: a kind (`m` for a member's copy of a post, `o`
+/// for any other message to one person, named by its queue row), a number in base 32,
+/// and 8 characters of HMAC (40 bits), all lower case: at most 22 characters, what a
+/// 32-octet list name leaves after `+bounces+`. 40 bits of MAC because forging one
+/// needs a guess per bounce sent.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerpToken(String);
 
@@ -275,6 +276,8 @@ pub enum VerpRef {
     Member(i64),
     /// A member, by id (tokens of earlier versions).
     MemberId(Uuid),
+    /// A queued message (confirmations, welcome, notices), by its queue row's id.
+    Message(i64),
 }
 
 const VERP_MAC_CHARS: usize = 8;
@@ -284,9 +287,18 @@ const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 impl VerpToken {
     /// The token for copies sent to the member with this short id.
     pub fn for_member(key: &SecretKey, short_id: i64) -> Self {
+        Self::sign(key, 'm', short_id)
+    }
+
+    /// The token for the queued message with this id (sent to one person).
+    pub fn for_message(key: &SecretKey, outbound_id: i64) -> Self {
+        Self::sign(key, 'o', outbound_id)
+    }
+
+    fn sign(key: &SecretKey, kind: char, number: i64) -> Self {
         let mut text = String::with_capacity(22);
-        text.push('m');
-        push_base32_number(&mut text, short_id as u64);
+        text.push(kind);
+        push_base32_number(&mut text, number as u64);
         let mac = key.mac("verp2", &[text.as_bytes()]).finalize().into_bytes();
         text.push_str(&base32_encode(&mac[..5]));
         VerpToken(text)
@@ -300,20 +312,25 @@ impl VerpToken {
             return verify_legacy_verp(key, &t).map(VerpRef::MemberId);
         }
         let (body, mac) = t.split_at_checked(t.len().checked_sub(VERP_MAC_CHARS)?)?;
-        let number = body.strip_prefix('m')?;
+        let (kind, number) = body.split_at_checked(1)?;
         if number.is_empty() || number.len() > 13 {
             return None;
         }
-        let mut id: u64 = 0;
+        let mut n: u64 = 0;
         for c in number.bytes() {
             let d = BASE32.iter().position(|&a| a == c)? as u64;
-            id = id.checked_mul(32)?.checked_add(d)?;
+            n = n.checked_mul(32)?.checked_add(d)?;
         }
         let mac = base32_decode(mac)?;
         key.mac("verp2", &[body.as_bytes()])
             .verify_truncated_left(&mac)
             .ok()?;
-        i64::try_from(id).ok().map(VerpRef::Member)
+        let n = i64::try_from(n).ok()?;
+        match kind {
+            "m" => Some(VerpRef::Member(n)),
+            "o" => Some(VerpRef::Message(n)),
+            _ => None,
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -462,6 +479,17 @@ mod tests {
         assert_eq!(VerpToken::verify(&k, &tampered), None);
         let other_member = format!("m{}", &t.as_str()[2..]);
         assert_eq!(VerpToken::verify(&k, &other_member), None);
+        let message = VerpToken::for_message(&k, 123_456);
+        assert_eq!(
+            VerpToken::verify(&k, message.as_str()),
+            Some(VerpRef::Message(123_456))
+        );
+        let as_member = format!("m{}", &message.as_str()[1..]);
+        assert_eq!(
+            VerpToken::verify(&k, &as_member),
+            None,
+            "the kind is signed"
+        );
         assert_eq!(VerpToken::verify(&k, ""), None);
         assert_eq!(VerpToken::verify(&k, "not-base32!"), None);
         assert_eq!(VerpToken::verify(&k, "m"), None);

@@ -2,7 +2,7 @@
 //! of policy alerts.
 
 use super::decode;
-use crate::domain::{Delivery, MemberStatus};
+use crate::domain::{Delivery, EmailAddress, MemberStatus};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -353,5 +353,30 @@ pub async fn list_member_bounces(
         limit
     )
     .fetch_all(db)
+    .await
+}
+
+/// Whether a confirmation to this address bounced hard since `since`: a hard bounce
+/// recorded for its membership while it was still waiting for its first confirmation.
+pub async fn find_pending_hard_bounce(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    address: &EmailAddress,
+    since: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        select exists (
+            select 1 from bounce b join member m on m.id = b.member_id
+            where m.list_id = $1 and m.role = 'member' and m.address_key = $2
+              and m.status = 'pending' and m.confirmed_at is null
+              and b.class = 'hard' and b.received_at > $3
+        ) as "bounced!"
+        "#,
+        list_id,
+        address.key(),
+        since
+    )
+    .fetch_one(db)
     .await
 }

@@ -130,6 +130,17 @@ pub async fn update_outbound_retry(
     .map(|_| ())
 }
 
+/// The list and recipient of a queued message (a bounce to its VERP address names it).
+pub async fn find_outbound_recipient(
+    db: impl PgExecutor<'_>,
+    id: i64,
+) -> Result<Option<(Option<Uuid>, String)>, sqlx::Error> {
+    let row = sqlx::query!("select list_id, recipient from outbound where id = $1", id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| (r.list_id, r.recipient)))
+}
+
 /// Extends the leases of rows a live worker still holds.
 pub async fn update_outbound_leases(
     db: impl PgExecutor<'_>,

@@ -34,7 +34,7 @@ fn copies_to(s: &TestServer, rcpt: &str) -> Vec<crate::harness::Captured> {
     s.sink
         .to(rcpt)
         .into_iter()
-        .filter(|c| c.mail_from.contains("+bounces+"))
+        .filter(|c| c.mail_from.contains("+bounces+m"))
         .collect()
 }
 

@@ -45,7 +45,7 @@ fn copies_to(s: &TestServer, rcpt: &str) -> Vec<Captured> {
     s.sink
         .to(rcpt)
         .into_iter()
-        .filter(|c| c.mail_from.contains("+bounces+"))
+        .filter(|c| c.mail_from.contains("+bounces+m"))
         .collect()
 }
 
@@ -53,7 +53,7 @@ fn notices_to(s: &TestServer, rcpt: &str) -> Vec<Captured> {
     s.sink
         .to(rcpt)
         .into_iter()
-        .filter(|c| !c.mail_from.contains("+bounces+"))
+        .filter(|c| !c.mail_from.contains("+bounces+m"))
         .collect()
 }
 
@@ -552,4 +552,60 @@ I got returned mail from bob: undeliverable, 550 5.1.1 user unknown?\r\n"
     );
     let anne = show(&s, "anne@example.net");
     assert_eq!(anne["bounces"].as_array().map(Vec::len), Some(0), "{anne}");
+}
+
+/// Asks for a subscription by the web form and returns how many mails the address
+/// has received since.
+async fn web_request(s: &TestServer, who: &str) -> usize {
+    let r = http()
+        .post(s.url("/lists/dev.lists.example.org/subscribe"))
+        .form(&[("email", who)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.deliver().await;
+    s.sink.to(who).len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounced_confirmation_names_its_address_and_stops_more_confirmations() {
+    let s = server().await;
+    let (ghost, control) = ("nobody@example.net", "somebody@example.net");
+    assert_eq!(web_request(&s, ghost).await, 1);
+    assert_eq!(web_request(&s, control).await, 1);
+    let confirmation = s.sink.to(ghost).pop().unwrap();
+    // system mail to one person carries a VERP sender of its own
+    let verp = confirmation.mail_from.clone();
+    assert!(verp.starts_with("dev+bounces+o"), "{verp}");
+    assert_ne!(verp, s.sink.to(control).pop().unwrap().mail_from);
+    // the report names some other address (a forwarding one): the VERP address decides
+    let report = dsn(
+        &verp,
+        "ghost@forward.example",
+        "5.1.1",
+        "550 5.1.1 no such user",
+    );
+    send_dsn(&s, &verp, &report);
+    s.app.process_all_inbound().await.unwrap();
+    s.app
+        .judge_bounces(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let shown = show(&s, ghost);
+    assert_eq!(shown["status"], "pending");
+    assert_eq!(shown["bounces"][0]["class"], "hard", "{shown}");
+
+    // an hour later (past the per-address spacing), a new request for the address
+    // that does not exist gets no confirmation; another address still does
+    sqlx::query("update pending_request set requested_at = requested_at - interval '1 hour'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("update outbound set created_at = created_at - interval '1 hour'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(web_request(&s, ghost).await, 1, "no second confirmation");
+    assert_eq!(web_request(&s, control).await, 2);
 }

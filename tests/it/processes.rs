@@ -218,7 +218,7 @@ fn worker_process(s: &TestServer, sink: &SmtpSink, status_port: Option<u16>) -> 
 fn copies(sink: &SmtpSink) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     for m in sink.received() {
-        if m.mail_from.contains("+bounces+") {
+        if m.mail_from.contains("+bounces+m") {
             for r in &m.rcpt_to {
                 *out.entry(r.clone()).or_default() += 1;
             }
