@@ -310,14 +310,15 @@ async fn after_a_crash_the_copies_go_out_within_about_a_minute() {
     .await;
     let _ = b.kill();
     let _ = b.wait();
-    eprintln!(
-        "crash: {before} copies before, every member served {:.1} s after the restart",
-        took.as_secs_f64()
-    );
-    assert!(took < Duration::from_secs(90), "took {took:?}");
     // at most the copies in flight (4 connections) or sent but not yet recorded go
     // out twice
     let total: usize = copies(&sink).values().sum();
+    eprintln!(
+        "crash: {before} copies before, every member served {:.1} s after the restart, {} twice",
+        took.as_secs_f64(),
+        total - members.len()
+    );
+    assert!(took < Duration::from_secs(90), "took {took:?}");
     assert!(
         total - members.len() <= 4 + 32,
         "{} duplicates",

@@ -380,7 +380,12 @@ async fn mail_to_the_owner_address_reaches_the_owners() {
     assert!(
         got[0].text().contains("Hello owners") && got[0].text().contains("Subject: A question")
     );
-    assert_eq!(got[0].mail_from, "dev+bounces@lists.example.org");
+    // a VERP sender of its own: a bounce names the owner's address
+    let sender = &got[0].mail_from;
+    assert!(
+        sender.starts_with("dev+bounces+o") && sender.ends_with("@lists.example.org"),
+        "{sender}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

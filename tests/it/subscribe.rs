@@ -153,9 +153,11 @@ async fn the_confirmation_mail_follows_the_rules_for_automatic_mail() {
         .unwrap()
         .to_string();
     assert_eq!(from, "dev+owner@lists.example.org");
-    assert_eq!(
-        m.mail_from, "dev+bounces@lists.example.org",
-        "a non-null envelope sender at D"
+    // a non-null envelope sender at D, of its own, so a bounce names the address
+    assert!(
+        m.mail_from.starts_with("dev+bounces+o") && m.mail_from.ends_with("@lists.example.org"),
+        "{}",
+        m.mail_from
     );
     let token = find_link(&m.body_text(), &s.url("/confirm/"))
         .unwrap()
