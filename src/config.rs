@@ -1,4 +1,5 @@
-//! Layered settings (SPEC §1): defaults, then an optional TOML file, then environment.
+//! Layered settings (docs/contract.md#running): defaults, then an optional TOML file,
+//! then environment.
 //!
 //! Every key of the file is the environment variable's name without `LISTD_`, in
 //! lower case (`relay_url = "smtp://…"`). Unknown keys in the file are an error. A bad

@@ -1,4 +1,4 @@
-//! Bounces (STANDARDS §F): recording what comes back, judging it, and the periodic
+//! Bounces (docs/standards.md, section F): recording what comes back, judging it, and the periodic
 //! maintenance that follows a member whose delivery bounces turned off.
 //!
 //! A bounce is first recorded (from a report mailed to `L+bounces+VERP@D`, or a 5xx

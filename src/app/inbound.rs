@@ -1,5 +1,6 @@
 //! Mail to a list's addresses: resolving recipients at RCPT, storing the message
-//! before it is acknowledged, and processing it afterwards (STANDARDS §D-24…27, §E).
+//! before it is acknowledged, and processing it afterwards (docs/standards.md#24 to #27,
+//! and section E).
 //!
 //! Processing never answers or acts on automatic mail (bounces, auto-replies, list
 //! traffic), and answers a person at most ten times a day.
@@ -69,7 +70,7 @@ pub enum RetryOutcome {
 /// Messages `listd inbound ls` shows at most.
 const INBOUND_SHOWN: i64 = 500;
 
-/// At most this many automatic replies to one address a day (STANDARDS 27).
+/// At most this many automatic replies to one address a day (docs/standards.md#27).
 const REPLIES_PER_DAY: i64 = 10;
 /// Mailboxes every mail domain must have (RFC 5321 §4.5.1, RFC 2142 §2), answered at
 /// every list domain unless a list has that name.
@@ -79,7 +80,7 @@ const MAX_ATTEMPTS: i32 = 5;
 
 impl App {
     /// Reads a RCPT TO address as a list and an action; `None` for anything that is
-    /// not exactly one of the forms of SPEC §2 for an existing list.
+    /// not exactly one of the forms of docs/contract.md#addresses for an existing list.
     pub async fn resolve_recipient(&self, address: &str) -> Result<Option<Route>, AppError> {
         // `<postmaster>` with no domain names this host's postmaster (RFC 5321 §4.5.1)
         if address.eq_ignore_ascii_case("postmaster") {

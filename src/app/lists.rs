@@ -24,7 +24,7 @@ pub struct ListInfo {
     pub owners: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
-    /// Advice about settings that work against the owner (STANDARDS 13).
+    /// Advice about settings that work against the owner (docs/standards.md#13).
     pub warnings: Vec<String>,
 }
 

@@ -18,7 +18,7 @@ pub enum AddOutcome {
     /// The invitation was not sent: the address had too many requests lately.
     InviteRateLimited,
     /// The person left (or bounced out, or complained): only their own new
-    /// confirmation can bring them back (STANDARDS 30).
+    /// confirmation can bring them back (docs/standards.md#30).
     NeedsInvite(MemberStatus),
 }
 

@@ -1,5 +1,6 @@
 //! Posts to a list: the posting policy, moderation of held posts, and the fan-out of
-//! an accepted post to every member (SPEC §3, §5 `held`; STANDARDS §A, §B, §E 31–33).
+//! an accepted post to every member (docs/contract.md#policies, and `held` in
+//! docs/contract.md#cli; docs/standards.md sections A and B, and #31 to #33).
 //!
 //! An accepted post is rewritten once (`mail::rewrite`), archived with the bytes all
 //! its copies share, and fanned out as one queued row per member in the transaction
@@ -95,7 +96,7 @@ pub struct PostDetail {
     pub raw: Vec<u8>,
 }
 
-/// At most this many automatic mails to one address a day (STANDARDS 27).
+/// At most this many automatic mails to one address a day (docs/standards.md#27).
 const NOTICES_PER_DAY: i64 = 10;
 
 /// Who accepted a post (`policy` or a moderator), and their note.
@@ -399,7 +400,7 @@ impl App {
         })
     }
 
-    /// Rewrites a post for the list, deciding the From treatment (STANDARDS §B).
+    /// Rewrites a post for the list, deciding the From treatment (docs/standards.md, section B).
     async fn rewrite(
         &self,
         list: &List,

@@ -1,11 +1,11 @@
-//! Bringing members over from elsewhere, and taking them away again (SPEC §5
-//! `members import` / `members export`).
+//! Bringing members over from elsewhere, and taking them away again (`members import`
+//! / `members export`, docs/contract.md#cli).
 //!
 //! An import is an owner's admin add of many addresses at once: the rows stream into
 //! a staging table (`COPY`) and one set-based statement adds the new ones, in one
 //! transaction. Running the same import again changes nothing. Addresses that left
 //! the list (unsubscribed, removed, bounced out, complained) are skipped: only their
-//! own new confirmation brings them back (STANDARDS 30), which `--invite` sends.
+//! own new confirmation brings them back (docs/standards.md#30), which `--invite` sends.
 
 use super::members::AddOutcome;
 use super::{App, AppError};

@@ -1,5 +1,5 @@
 //! Double opt-in: subscription and unsubscription requests, their confirmation, and
-//! the per-member unsubscribe token (STANDARDS §C, §D).
+//! the per-member unsubscribe token (docs/standards.md, sections C and D).
 //!
 //! A request never reveals whether the address is a member: every outcome maps to the
 //! same neutral answer in the front ends. Mail is only enqueued, in the transaction
@@ -19,7 +19,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 
-/// Per address and list: one confirmation per 10 minutes, three per day (STANDARDS 27).
+/// Per address and list: one confirmation per 10 minutes, three per day (docs/standards.md#27).
 const CONFIRM_SPACING: Duration = Duration::minutes(10);
 const CONFIRMS_PER_DAY: i64 = 3;
 /// Per address, all lists: at most ten automatic mails a day.
@@ -169,7 +169,7 @@ impl App {
             .request_state(&mut tx, list, "unsubscribe", &req.address)
             .await?;
         let is_member = state.member_status.as_deref() == Some(MemberStatus::Subscribed.as_str());
-        // By mail, members and non-members get the same confirmation (STANDARDS 18): it
+        // By mail, members and non-members get the same confirmation (docs/standards.md#18): it
         // goes to the sender's own mailbox, and confirming does nothing for a stranger.
         // The web form, which anyone can fill in for any address, sends nothing then.
         if !is_member && req.source != Source::Mail {
@@ -559,7 +559,8 @@ impl App {
             evidence: &req.evidence,
             new_member,
         };
-        // the requester's own words (the name field) are never put into the mail (STANDARDS 25)
+        // the requester's own words (the name field) are never put into the mail
+        // (docs/standards.md#25)
         let ctx = json!({
             "list_name": list.settings.name,
             "list_address": list.address.to_string(),
@@ -730,7 +731,7 @@ impl App {
     }
 }
 
-/// The per-address limits of STANDARDS 27.
+/// The per-address limits of docs/standards.md#27.
 fn rate_limited(list: &List, kind: &str, counts: &store::pending::RecentCounts) -> bool {
     let limited = counts.recent >= 1
         || counts.today >= CONFIRMS_PER_DAY

@@ -1,6 +1,6 @@
 //! Subscribe and unsubscribe requests from the web form, carried out after the answer.
 //!
-//! The form's answer is the same page for every address (STANDARDS 20), and it must
+//! The form's answer is the same page for every address (docs/standards.md#20), and it must
 //! take the same time too: asking a member to confirm leaving writes a pending request
 //! and a mail, while a stranger's request writes nothing, and a stopwatch would tell
 //! the two apart. So the handler only stores the request (one insert, whatever the

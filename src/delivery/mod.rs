@@ -515,7 +515,7 @@ impl Worker {
                 tracing::warn!(id = row.id, to = %row.recipient, %reason, "refused by the relay; giving up");
                 store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
                 if row.member_id.is_some() {
-                    // a member's copy refused for good counts as a bounce (STANDARDS 49)
+                    // a member's copy refused for good counts as a bounce (docs/standards.md#49)
                     let class = classify_relay_refusal(&reason);
                     let status = find_status_code(&reason);
                     store::bounces::insert_relay_bounce(

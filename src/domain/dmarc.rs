@@ -2,7 +2,7 @@
 //!
 //! Pure rules only: reading a `_dmarc` TXT record and listing the names of the DNS
 //! tree walk. `mail::dmarc` does the look-ups with these and decides whether a
-//! relayed post's From must be rewritten (STANDARDS §B 11).
+//! relayed post's From must be rewritten (docs/standards.md#11).
 
 /// What a domain asks receivers to do with mail that fails DMARC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

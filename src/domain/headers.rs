@@ -1,10 +1,10 @@
 //! Values of the list headers (RFC 2919, RFC 2369), built the same way for every
 //! message about a list.
 //!
-//! Also the list headers of a relayed post ([`ListHeaders`], STANDARDS §A 1–7: RFC 2369,
+//! Also the list headers of a relayed post ([`ListHeaders`], docs/standards.md#1 to #7: RFC 2369,
 //! RFC 8058 one-click unsubscribe) written with the folding rule of RFC 2369 §2 (only
 //! after the comma between two `<URI>` items), and the subject prefix rule
-//! ([`prefixed_subject`], STANDARDS §A 10). Pure text: no parsing of messages here.
+//! ([`prefixed_subject`], docs/standards.md#10). Pure text: no parsing of messages here.
 
 use super::ListAddress;
 

@@ -1,4 +1,4 @@
-//! A list and its settings (SPEC §3), and the rules for changing them.
+//! A list and its settings (docs/contract.md#policies), and the rules for changing them.
 
 use super::{ListAddress, UnknownValue, text_enum};
 use time::OffsetDateTime;
@@ -77,7 +77,7 @@ impl ListSettings {
         "bounce-warning-interval-days",
     ];
 
-    /// The defaults of SPEC §3 for a new list.
+    /// The defaults for a new list (docs/contract.md#policies).
     pub fn defaults_for(address: &ListAddress) -> Self {
         ListSettings {
             name: address.local_part().to_string(),

@@ -22,13 +22,13 @@ text_enum! {
     Delivery { Enabled = "enabled", Disabled = "disabled" }
 }
 text_enum! {
-    /// Which front door a request came through (consent evidence, STANDARDS 29).
+    /// Which front door a request came through (consent evidence, docs/standards.md#29).
     Source { Web = "web", Mail = "mail", Admin = "admin", Import = "import" }
 }
 
 impl MemberStatus {
     /// The person left or was taken off by the system: only a fresh double opt-in
-    /// brings them back (STANDARDS 30). An owner's removal is not such a withdrawal.
+    /// brings them back (docs/standards.md#30). An owner's removal is not such a withdrawal.
     pub fn needs_new_consent(self) -> bool {
         matches!(
             self,
@@ -58,7 +58,7 @@ pub struct Member {
     pub consent: Consent,
 }
 
-/// The stable fields of a member in listings (`members ls --json`, SPEC §5, and the
+/// The stable fields of a member in listings (`members ls --json`, docs/contract.md#cli, and the
 /// API's member pages).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MemberSummary<'a> {
@@ -84,7 +84,7 @@ impl Member {
     }
 }
 
-/// How the membership came about and ended (STANDARDS 29).
+/// How the membership came about and ended (docs/standards.md#29).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Consent {
     #[serde(with = "time::serde::rfc3339::option")]

@@ -1,5 +1,6 @@
-//! What happens to a post: the posting policies of SPEC §3 and the loop rules of
-//! STANDARDS §E 31–32, as one pure function of what is known about the post.
+//! What happens to a post: the posting policies of docs/contract.md#policies and the
+//! loop rules of docs/standards.md#31 and #32, as one pure function of what is known
+//! about the post.
 
 use super::{NonmemberAction, Posting, text_enum};
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Reading member lists brought from elsewhere (SPEC §5 `members import`): a CSV with
+//! Reading member lists brought from elsewhere (`members import`, docs/contract.md#cli): a CSV with
 //! an `email` (or `address`) column and an optional `name`, Mailman's `addmembers`
 //! lines (`Name <addr>` or a bare address), and the members CSV Google Groups
 //! exports. Rows are read one at a time (a million-row file never sits in memory);

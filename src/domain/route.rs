@@ -1,4 +1,4 @@
-//! Reading a recipient address as a list and an action (SPEC §2).
+//! Reading a recipient address as a list and an action (docs/contract.md#addresses).
 //!
 //! `dev+subscribe@D` may mean "subscribe to dev", or be the posting address of a list
 //! named `dev+subscribe` (impossible: list names have no `+`) — and `dev-join@D` may

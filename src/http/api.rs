@@ -1,4 +1,4 @@
-//! The JSON admin API under `/api/v1` (SPEC §4): the CLI's operations on lists,
+//! The JSON admin API under `/api/v1` (docs/contract.md#http): the CLI's operations on lists,
 //! members and held posts, for `Authorization: Bearer <token>` (tokens from
 //! `listd api-tokens create`). Errors are `{"error": {"code": …, "message": …}}`.
 

@@ -2,7 +2,8 @@
 //! one-click unsubscribe (RFC 8058).
 //!
 //! Every answer to a well-formed request is the same neutral page whatever the
-//! address's state (STANDARDS 20); GET never changes anything (STANDARDS 15, 23).
+//! address's state (docs/standards.md#20); GET never changes anything
+//! (docs/standards.md#15, #23).
 
 use super::client::{FormFields, PeerAddr, client_ip, wants_json};
 use super::pages::{list_not_found, list_page_with};
@@ -116,7 +117,7 @@ async fn request(
         Err(AppError::NoSuchList(_)) => return not_found(&state, json),
         Err(e) => return unexpected(&state, &e),
     };
-    // a filled honeypot is a bot: same answer, nothing done (STANDARDS 28)
+    // a filled honeypot is a bot: same answer, nothing done (docs/standards.md#28)
     let honeypot = form.get("website").is_some_and(|v| !v.trim().is_empty());
     if !honeypot {
         let name = form
@@ -174,7 +175,7 @@ async fn request(
     )
 }
 
-/// What the person saw when they asked, kept as consent evidence (STANDARDS 29).
+/// What the person saw when they asked, kept as consent evidence (docs/standards.md#29).
 fn form_text(state: &AppState, list: &List, kind: Kind) -> String {
     let action = match kind {
         Kind::Join => "Subscribe",

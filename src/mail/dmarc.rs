@@ -1,5 +1,5 @@
 //! DMARC policy look-ups in DNS: does a post's author domain ask receivers to refuse
-//! or junk mail that fails DMARC (STANDARDS §B 11)?
+//! or junk mail that fails DMARC (docs/standards.md#11)?
 //!
 //! A list copy keeps the author's From but changes the message and is sent from the
 //! list's server, so it fails DMARC at receivers; for a strict author domain the

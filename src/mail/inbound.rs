@@ -11,7 +11,7 @@ pub struct Incoming {
     pub from: Option<EmailAddress>,
     pub subject: String,
     pub message_id: Option<String>,
-    /// Sent by a program (STANDARDS 24, 26, 32): never answered, never acted on.
+    /// Sent by a program (docs/standards.md#24, #26, #32): never answered, never acted on.
     pub automatic: bool,
     /// Sent by a program for its own reasons (null sender, `Auto-Submitted`,
     /// `Precedence: bulk|junk`, a robot's address), as opposed to relayed by another

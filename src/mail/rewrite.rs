@@ -1,4 +1,5 @@
-//! Rewriting a post before it is relayed to the members (STANDARDS §A, §B 11–12).
+//! Rewriting a post before it is relayed to the members (docs/standards.md, section A,
+//! and #11, #12).
 //!
 //! This module owns the bytes of every relayed copy. [`prepare`] reads the post once
 //! and builds what is the same for every member: the list headers, the poster's
@@ -58,7 +59,7 @@ pub struct Rewrite<'a> {
     pub from_mode: FromMode,
 }
 
-/// What happens to the author's From (STANDARDS §B 11–12).
+/// What happens to the author's From (docs/standards.md#11, #12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FromMode {
     /// From untouched.

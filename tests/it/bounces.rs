@@ -1,6 +1,7 @@
-//! Bounce processing, end to end (STANDARDS §F): posts relayed to a sink that refuses
-//! some recipients, delivery status reports mailed back over SMTP to the copies'
-//! VERP addresses, and the score and time rules driven by a clock the test sets.
+//! Bounce processing, end to end (docs/standards.md, section F): posts relayed to a
+//! sink that refuses some recipients, delivery status reports mailed back over SMTP to
+//! the copies' VERP addresses, and the score and time rules driven by a clock the test
+//! sets.
 
 use crate::harness::{Captured, TestServer, find_link, http, mail, smtplib};
 use time::{Duration, OffsetDateTime};
@@ -291,7 +292,7 @@ async fn weekly_warnings_then_removal_and_quiet_days_reset_scores() {
     s.deliver().await;
     let told = notices_to(&s, "bob@example.com");
     assert_eq!(told.len(), 4, "the notice and three warnings");
-    // re-adding someone removed for bounces needs their consent again (SPEC §5)
+    // re-adding someone removed for bounces needs their consent again (docs/contract.md#cli)
     let out = s.cli(&["members", "add", LIST, "bob@example.com"]);
     assert_ne!(out.code, 0, "{out:?}");
 }

@@ -377,7 +377,7 @@ mod import {
         let shown = s
             .cli(&["members", "show", LIST, "gone@example.net", "--json"])
             .json();
-        assert_ne!(shown["status"], "subscribed", "STANDARDS 30");
+        assert_ne!(shown["status"], "subscribed", "docs/standards.md#30");
 
         // export, then import into another list
         let export = s.cli(&["members", "export", LIST]);

@@ -1,7 +1,7 @@
 //! Posting to a list, end to end: posts sent with Python's smtplib over real TCP,
 //! processed from PostgreSQL, fanned out by the delivery worker to a capturing SMTP
 //! sink, and the copies read with a real MIME parser. One test per rule of
-//! STANDARDS §A, §E and §H that posting covers, and the moderation commands.
+//! docs/standards.md sections A, E and H that posting covers, and the moderation commands.
 
 use crate::harness::{Captured, TestServer, find_link, http, mail, smtplib};
 use std::collections::HashSet;
@@ -60,7 +60,7 @@ fn body_of(raw: &[u8]) -> &[u8] {
     &raw[at + 4..]
 }
 
-/// Checks every item of STANDARDS §A on one copy; returns its unsubscribe URL.
+/// Checks every item of docs/standards.md section A on one copy; returns its unsubscribe URL.
 fn assert_list_headers(s: &TestServer, copy: &Captured, subject: &str) -> String {
     let count = |name: &str| copy.headers(name).len();
     //

@@ -292,7 +292,7 @@ async fn leaving_by_mail_needs_a_confirmation_and_strangers_get_the_same() {
     assert_eq!(
         s.sink.to("stranger@example.net").len(),
         1,
-        "STANDARDS 18: the same behaviour"
+        "docs/standards.md#18: the same behaviour"
     );
     let shown = s
         .cli(&["members", "show", LIST, "anne@example.net", "--json"])

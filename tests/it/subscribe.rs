@@ -1,6 +1,6 @@
 //! Joining and leaving on the web, end to end: real HTTP, a real PostgreSQL, the
 //! delivery worker relaying to a capturing SMTP sink, links followed from the mail.
-//! One test per rule of STANDARDS §C and §D that the web covers.
+//! One test per rule of docs/standards.md sections C and D that the web covers.
 
 use crate::harness::{Captured, TestServer, find_link, http};
 use std::time::Duration;
@@ -129,7 +129,7 @@ async fn a_confirmation_leaves_without_waiting_for_the_workers_poll() {
 async fn the_confirmation_mail_follows_the_rules_for_automatic_mail() {
     let s = server_with_list().await;
     let m = request_and_get_confirmation(&s, "anne@example.net").await;
-    // D-25 and SPEC §6
+    // docs/standards.md#25 and docs/contract.md#mail
     assert_eq!(
         m.header("Auto-Submitted").as_deref(),
         Some("auto-generated")
