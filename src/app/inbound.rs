@@ -463,7 +463,7 @@ impl App {
 
     /// Sends the message on to the list's owners, unchanged but for a loop marker.
     async fn forward_to_owners(&self, list: &List, raw: &[u8]) -> Result<String, AppError> {
-        let owners = self.owners(list).await?;
+        let owners = owners(&self.db, list).await?;
         if owners.is_empty() {
             return Ok("not forwarded: the list has no owners".into());
         }
@@ -476,7 +476,7 @@ impl App {
     async fn forward_to_admins(&self, list: &List, raw: &[u8]) -> Result<String, AppError> {
         let mut to: Vec<String> = self.settings.admins.iter().map(|a| a.to_string()).collect();
         if to.is_empty() {
-            to = self.owners(list).await?;
+            to = owners(&self.db, list).await?;
         }
         if to.is_empty() {
             tracing::warn!(list = %list.address, "mail for postmaster, but no admins (LISTD_ADMINS) and no owners");
@@ -484,19 +484,6 @@ impl App {
         }
         let marker = format!("postmaster@{}", list.address.domain());
         self.forward(list, raw, &marker, "postmaster", &to).await
-    }
-
-    async fn owners(&self, list: &List) -> Result<Vec<String>, AppError> {
-        Ok(store::members::list_members(
-            &self.db,
-            list.id,
-            Some(Role::Owner),
-            Some(MemberStatus::Subscribed),
-        )
-        .await?
-        .into_iter()
-        .map(|m| m.address)
-        .collect())
     }
 
     /// Queues `raw` for `to`, unchanged but for an `X-Loop: <marker>` line; a message
@@ -547,16 +534,7 @@ impl App {
             let Some(list) = store::lists::find_list(&mut *tx, list_id).await? else {
                 continue;
             };
-            let mut to: Vec<String> = store::members::list_members(
-                &mut *tx,
-                list.id,
-                Some(Role::Owner),
-                Some(MemberStatus::Subscribed),
-            )
-            .await?
-            .into_iter()
-            .map(|m| m.address)
-            .collect();
+            let mut to = owners(&mut *tx, &list).await?;
             if !admins_told {
                 to.extend(self.settings.admins.iter().map(|a| a.to_string()));
                 admins_told = true;
@@ -650,4 +628,18 @@ fn inbound_view(r: store::inbound::InboundRecord, raw: Option<&[u8]>) -> Inbound
         error: r.last_error,
         size: r.size,
     }
+}
+
+/// The addresses of a list's owners.
+async fn owners(db: impl sqlx::PgExecutor<'_>, list: &List) -> Result<Vec<String>, AppError> {
+    Ok(store::members::list_members(
+        db,
+        list.id,
+        Some(Role::Owner),
+        Some(MemberStatus::Subscribed),
+    )
+    .await?
+    .into_iter()
+    .map(|m| m.address)
+    .collect())
 }
