@@ -496,8 +496,12 @@ async fn named_member(
         .iter()
         .filter_map(|a| EmailAddress::parse(a).ok())
     {
+        // an address still waiting for its confirmation is never named by an unsigned
+        // report: anyone can request one and then forge its "bounce" (which would stop
+        // its confirmations); its own VERP address vouches for a real one
         if let Some(m) =
             store::members::find_member(&mut *tx, list.id, Role::Member, &address).await?
+            && m.status != MemberStatus::Pending
         {
             return Ok(Some(m));
         }

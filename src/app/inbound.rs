@@ -12,7 +12,7 @@ use super::subscriptions::{
 use super::{App, AppError};
 use crate::domain::route::{Action, readings};
 use crate::domain::{EmailAddress, Evidence, List, MemberStatus, Role, Source};
-use crate::mail::inbound::{Command, Incoming, find_command, find_token, read_incoming};
+use crate::mail::inbound::{Command, Incoming, find_command, find_tokens, read_incoming};
 use crate::mail::{Auto, SystemMail, compose_system_mail, storable, system_envelope_from};
 use crate::store;
 use crate::store::inbound::{InboundRow, NewInbound};
@@ -384,15 +384,23 @@ impl App {
         incoming: &Incoming,
     ) -> Result<String, AppError> {
         // a reply may reach the confirm address with a token of its own, or quote it
-        let token = if crate::domain::ConfirmToken::parse(token).is_some() {
-            token.to_string()
+        // (among other words that look like one: the first that is known counts)
+        let candidates = if crate::domain::ConfirmToken::parse(token).is_some() {
+            vec![token.to_string()]
         } else {
-            find_token(incoming).unwrap_or_default()
+            find_tokens(incoming)
         };
-        let via = ConfirmVia::Mail {
-            message_id: incoming.message_id.clone(),
-        };
-        Ok(match self.confirm(&token, via).await? {
+        let mut outcome = ConfirmOutcome::Unknown;
+        for candidate in &candidates {
+            let via = ConfirmVia::Mail {
+                message_id: incoming.message_id.clone(),
+            };
+            outcome = self.confirm(candidate, via).await?;
+            if outcome != ConfirmOutcome::Unknown {
+                break;
+            }
+        }
+        Ok(match outcome {
             ConfirmOutcome::Subscribed { list: l, .. } if l.id == list.id => "subscribed",
             ConfirmOutcome::AwaitingApproval { .. } => "confirmed; awaiting an owner's approval",
             ConfirmOutcome::Unsubscribed { .. } => "unsubscribed",

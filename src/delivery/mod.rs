@@ -43,6 +43,9 @@ const GIVE_UP_AFTER: time::Duration = time::Duration::days(4);
 /// first: what a crash sends twice is what was sent but not yet recorded.
 const RECORD_BATCH: usize = 32;
 const RECORD_EVERY: Duration = Duration::from_millis(10);
+/// How long writing a batch of successes is retried before the drain gives up (and
+/// sends nothing more until the next one).
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(30);
 /// Polling interval when no notification arrives (a lost NOTIFY, a retry coming due).
 const POLL: Duration = Duration::from_secs(5);
 
@@ -332,6 +335,8 @@ impl Worker {
                 if stop.is_some_and(|s| *s.borrow()) {
                     return Ok(total);
                 }
+                // before the claim: the lease may start as early as the statement does
+                let now = Instant::now();
                 let rows = store::outbound::claim_due(&self.db, batch as i64, LEASE.as_secs_f64())
                     .await
                     .context("claiming queued mail")?;
@@ -339,7 +344,6 @@ impl Worker {
                     return Ok(total);
                 }
                 total += rows.len();
-                let now = Instant::now();
                 leases.hold(rows.iter().map(|r| r.id));
                 for row in rows {
                     if rows_tx.send((now, row)).await.is_err() {
@@ -364,7 +368,7 @@ impl Worker {
                             leases.hand_back(row.id);
                             continue;
                         }
-                        if !leases.safe(claimed_at) {
+                        if !leases.safe(claimed_at) || leases.abandoned() {
                             leases.release(row.id);
                             continue;
                         }
@@ -470,14 +474,35 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            store::outbound::update_outbound_sent(&self.db, &sent)
-                .await
-                .context("recording deliveries")?;
+            if let Err(e) = self.record_sent(&sent).await {
+                // nothing more is sent on leases whose results cannot be written: what
+                // was sent unrecorded goes out again when its lease lapses, at least once
+                leases.abandon();
+                return Err(e);
+            }
             for id in sent.drain(..) {
                 leases.release(id);
             }
         }
         Ok(())
+    }
+
+    /// Writes a batch of successes, trying again for a while when the database fails
+    /// (a pool timeout under load, a failover): a batch not written is a batch sent twice.
+    async fn record_sent(&self, ids: &[i64]) -> anyhow::Result<()> {
+        let mut wait = Duration::from_millis(100);
+        let give_up = Instant::now() + RECORD_RETRY_FOR;
+        loop {
+            match store::outbound::update_outbound_sent(&self.db, ids).await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() + wait < give_up => {
+                    crate::warn_limited!("recording deliveries failed; trying again", e);
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e).context("recording deliveries"),
+            }
+        }
     }
 
     /// Sends one message; returns its id when the relay accepted it (the caller records
@@ -607,6 +632,8 @@ struct Leases {
 
 #[derive(Default)]
 struct LeaseState {
+    /// Results can no longer be recorded: send nothing more.
+    abandoned: bool,
     held: std::collections::HashSet<i64>,
     handed_back: Vec<i64>,
     /// When the heartbeat last renewed every lease held (started before the renewal).
@@ -640,6 +667,14 @@ impl Leases {
 
     fn renewed(&self, at: Instant) {
         self.lock().renewed = Some(at);
+    }
+
+    fn abandon(&self) {
+        self.lock().abandoned = true;
+    }
+
+    fn abandoned(&self) -> bool {
+        self.lock().abandoned
     }
 
     fn take_handed_back(&self) -> Vec<i64> {

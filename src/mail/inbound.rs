@@ -155,17 +155,21 @@ fn parse_command(line: &str) -> Option<Command> {
     }
 }
 
-/// Finds a confirmation token (either form) anywhere in the Subject or
-/// body: replies quote the request, whose subject and link carry it.
-pub fn find_token(incoming: &Incoming) -> Option<String> {
+/// Every word of the Subject and then the body that could be a confirmation token
+/// (either form), in order: replies quote the request, whose subject and link carry it,
+/// and a 20-letter word of the text may look like one too, so the caller tries each.
+pub fn find_tokens(incoming: &Incoming) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
     for text in [incoming.subject.as_str(), incoming.text.as_str()] {
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
-            if let Some(token) = crate::domain::ConfirmToken::parse(word) {
-                return Some(token.as_str().to_string());
+            if let Some(token) = crate::domain::ConfirmToken::parse(word)
+                && !out.iter().any(|t| t == token.as_str())
+            {
+                out.push(token.as_str().to_string());
             }
         }
     }
-    None
+    out
 }
 
 #[cfg(test)]
@@ -255,7 +259,12 @@ mod tests {
     fn tokens_are_found_in_quoted_and_encoded_replies() {
         let token = "vx5NlcHNmADXxOrM9Pm94FFKj0i1I9LcCe4GSdI6Hok";
         let qp = "From: a@example.net\r\nSubject: =?us-ascii?Q?Re:_Confirm_(vx5NlcHNmADXxOrM9P?=\r\n =?us-ascii?Q?m94FFKj0i1I9LcCe4GSdI6Hok)?=\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable";
-        assert_eq!(find_token(&incoming(qp, "yes")).as_deref(), Some(token));
+        assert_eq!(
+            find_tokens(&incoming(qp, "yes"))
+                .first()
+                .map(String::as_str),
+            Some(token)
+        );
         let b64 = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             format!("> http://x/confirm/{token}\r\n"),
@@ -264,7 +273,7 @@ mod tests {
             "From: a@example.net\r\nSubject: ok\r\nContent-Transfer-Encoding: base64",
             &b64,
         );
-        assert_eq!(find_token(&i).as_deref(), Some(token));
+        assert_eq!(find_tokens(&i).first().map(String::as_str), Some(token));
     }
 
     /// A message's header section built from pieces that include NUL and bytes that
@@ -304,5 +313,22 @@ mod tests {
             let i = read_incoming(&raw, None);
             proptest::prop_assert!(!i.subject.contains('\0'));
         }
+    }
+
+    #[test]
+    fn every_word_that_may_be_a_token_is_a_candidate_in_order() {
+        let link = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        let i = incoming(
+            "From: a@example.net\r\nSubject: Re: internationalization (abcdefghijklmnopqrst)",
+            &format!("> https://x.example/confirm/{link}"),
+        );
+        assert_eq!(
+            find_tokens(&i),
+            vec![
+                "internationalization".to_string(),
+                "abcdefghijklmnopqrst".to_string(),
+                link.to_string()
+            ]
+        );
     }
 }

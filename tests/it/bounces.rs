@@ -610,3 +610,34 @@ async fn a_bounced_confirmation_names_its_address_and_stops_more_confirmations()
     assert_eq!(web_request(&s, ghost).await, 1, "no second confirmation");
     assert_eq!(web_request(&s, control).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_report_never_names_an_address_waiting_for_its_confirmation() {
+    let s = server().await;
+    let victim = "victim@example.net";
+    // anyone can ask for a confirmation to any address, then forge its "bounce"
+    assert_eq!(web_request(&s, victim).await, 1);
+    let plain = "dev+bounces@lists.example.org";
+    let forged = dsn(plain, victim, "5.1.1", "550 5.1.1 no such user");
+    send_dsn(&s, plain, &forged);
+    s.app.process_all_inbound().await.unwrap();
+    s.app
+        .judge_bounces(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let shown = show(&s, victim);
+    assert_eq!(
+        shown["bounces"].as_array().map(Vec::len),
+        Some(0),
+        "{shown}"
+    );
+    sqlx::query("update pending_request set requested_at = requested_at - interval '1 hour'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        web_request(&s, victim).await,
+        2,
+        "confirmations still go out"
+    );
+}

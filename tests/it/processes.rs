@@ -275,6 +275,7 @@ async fn sigterm_hands_unsent_copies_to_the_other_process() {
     let exited = a.wait().unwrap();
     assert!(exited.success(), "{exited}");
 
+    // what A held is handed back, not left to its 60-second lease: B sends it at once
     let took = wait_until("every copy", Duration::from_secs(90), || {
         copies(&sink).len() == members.len()
     })
@@ -284,7 +285,10 @@ async fn sigterm_hands_unsent_copies_to_the_other_process() {
     let counts = copies(&sink);
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent twice: {twice:?}");
-    assert!(took < Duration::from_secs(90));
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?}: the claims were not handed back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
