@@ -11,6 +11,7 @@ use std::path::PathBuf;
 /// The built-in templates, by name.
 const BUILTIN: &[(&str, &str)] = &[
     ("web/base.html", include_str!("../templates/web/base.html")),
+    ("web/listd.css", include_str!("../templates/web/listd.css")),
     (
         "web/index.html",
         include_str!("../templates/web/index.html"),

@@ -5,7 +5,7 @@ use crate::app::AppError;
 use crate::domain::ListRef;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -13,6 +13,8 @@ use serde_json::json;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
+        .route("/lists", get(index))
+        .route("/static/listd.css", get(stylesheet))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/lists/{list}", get(list_page))
@@ -27,6 +29,24 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+    }
+}
+
+/// The one stylesheet (`web/listd.css`, overridable like every template).
+async fn stylesheet(State(state): State<AppState>) -> Response {
+    match state.app.templates.render("web/listd.css", json!({})) {
+        Ok(css) => (
+            [
+                (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            css,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the stylesheet");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 
