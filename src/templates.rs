@@ -146,6 +146,17 @@ impl Templates {
         Templates { env }
     }
 
+    /// The name of a list's own version of a template (`lists/{list-id}/{name}` in the
+    /// override directory), when the operator made one; else `name`.
+    pub fn for_list(&self, list_id: &str, name: &str) -> String {
+        let own = format!("lists/{list_id}/{name}");
+        if self.env.get_template(&own).is_ok() {
+            own
+        } else {
+            name.to_string()
+        }
+    }
+
     /// Renders a page or any other template.
     pub fn render(&self, name: &str, ctx: impl Serialize) -> Result<String, minijinja::Error> {
         self.env

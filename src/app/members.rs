@@ -60,6 +60,15 @@ impl std::str::FromStr for StatusFilter {
     }
 }
 
+/// How an owner adds people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddHow {
+    /// At once; new members get the list's welcome (with how to leave) unless `quiet`.
+    Add { quiet: bool },
+    /// A confirmation request instead: they join when they confirm.
+    Invite,
+}
+
 impl App {
     /// Adds addresses at once (an owner's explicit act), or invites them.
     pub async fn add_members(
@@ -67,8 +76,10 @@ impl App {
         list: &ListRef,
         addresses: &[EmailAddress],
         role: Role,
-        invite: bool,
+        how: AddHow,
     ) -> Result<Vec<(EmailAddress, AddOutcome)>, AppError> {
+        let invite = how == AddHow::Invite;
+        let welcome = how == AddHow::Add { quiet: false } && role == Role::Member;
         let current_list = self.get_list(list).await?;
         let mut out = Vec::with_capacity(addresses.len());
         for address in addresses {
@@ -103,6 +114,12 @@ impl App {
                     if m.status == MemberStatus::Pending && m.consent.confirmed_at.is_some() =>
                 {
                     store::members::update_member_approved(&mut *tx, m.id).await?;
+                    if welcome
+                        && let Some(m) =
+                            store::members::find_member_by_id_for_update(&mut *tx, m.id).await?
+                    {
+                        self.enqueue_welcome(&mut tx, &current_list, &m).await?;
+                    }
                     AddOutcome::Added
                 }
                 _ => {
@@ -117,18 +134,24 @@ impl App {
                         confirm_method: "admin",
                         confirm: &admin,
                     };
-                    store::members::upsert_confirmed_member(
+                    let added = store::members::upsert_confirmed_member(
                         &mut *tx,
                         current_list.id,
                         &m,
                         MemberStatus::Subscribed,
                     )
                     .await?;
+                    if welcome {
+                        self.enqueue_welcome(&mut tx, &current_list, &added).await?;
+                    }
                     AddOutcome::Added
                 }
             };
             tx.commit().await?;
             out.push((address.clone(), outcome));
+        }
+        if welcome {
+            self.wakeups.outbound();
         }
         Ok(out)
     }

@@ -35,10 +35,13 @@ impl App {
         list: &ListRef,
         entries: impl Iterator<Item = RosterEntry>,
         invite: bool,
+        quiet: bool,
         progress: impl Fn(u64),
     ) -> Result<ImportReport, AppError> {
         let list = self.get_list(list).await?;
         let mut tx = self.db.begin().await?;
+        // the transaction's start: every row this import adds has this subscribed_at
+        let started = store::now(&mut tx).await?;
         store::roster::create_staging(&mut tx).await?;
         let mut report = ImportReport::default();
         let mut chunk = Vec::with_capacity(COPY_CHUNK);
@@ -54,10 +57,21 @@ impl App {
         progress(report.read);
         let counts = store::roster::insert_staged_members(&mut tx, list.id).await?;
         report.added = counts.added;
+        if !quiet && counts.added > 0 {
+            // each new member is told, with how to leave, in the same transaction
+            for id in store::roster::list_staged_added(&mut tx, list.id, started).await? {
+                if let Some(m) = store::members::find_member_by_id_for_update(&mut *tx, id).await? {
+                    self.enqueue_welcome(&mut tx, &list, &m).await?;
+                }
+            }
+        }
         report.already_members = counts.already;
         let left = store::roster::list_staged_left(&mut tx, list.id).await?;
         report.left = left.len() as u64;
         tx.commit().await?;
+        if !quiet && counts.added > 0 {
+            self.wakeups.outbound();
+        }
         if invite && !left.is_empty() {
             let addresses: Vec<EmailAddress> = left
                 .iter()
@@ -68,7 +82,7 @@ impl App {
                     &ListRef::Address(list.address.clone()),
                     &addresses,
                     Role::Member,
-                    true,
+                    super::members::AddHow::Invite,
                 )
                 .await?;
             report.invited = outcomes

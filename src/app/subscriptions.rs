@@ -613,7 +613,7 @@ impl App {
         Ok(())
     }
 
-    async fn enqueue_welcome(
+    pub(crate) async fn enqueue_welcome(
         &self,
         tx: &mut PgConnection,
         list: &List,
@@ -721,9 +721,10 @@ impl App {
         reply_to: Option<&str>,
         in_reply_to: Option<&str>,
     ) -> Result<(String, Vec<u8>), AppError> {
+        let template = self.templates.for_list(&list.address.list_id(), template);
         let text = self
             .templates
-            .render_mail(template, ctx)
+            .render_mail(&template, ctx)
             .map_err(|e| anyhow::anyhow!("rendering {template}: {e}"))?;
         let message = compose_system_mail(&SystemMail {
             list: &list.address,

@@ -3,7 +3,7 @@
 use super::lists::parse_ref;
 use super::{Failure, output};
 use crate::app::App;
-use crate::app::members::{AddOutcome, StatusFilter};
+use crate::app::members::{AddHow, AddOutcome, StatusFilter};
 use crate::domain::roster::csv_cell;
 use crate::domain::{EmailAddress, Member, Role};
 use clap::Subcommand;
@@ -22,6 +22,9 @@ pub enum MembersCommand {
         /// Send a confirmation to addresses that left the list, instead of skipping them
         #[arg(long)]
         invite: bool,
+        /// Add without sending new members the welcome message
+        #[arg(long)]
+        quiet: bool,
         #[arg(long)]
         json: bool,
     },
@@ -54,8 +57,11 @@ pub enum MembersCommand {
         #[arg(long, default_value = "member")]
         role: String,
         /// Send a confirmation request instead of adding at once
-        #[arg(long)]
+        #[arg(long, conflicts_with = "quiet")]
         invite: bool,
+        /// Add without sending the welcome message
+        #[arg(long)]
+        quiet: bool,
     },
     /// Take addresses off the list
     Remove {
@@ -137,14 +143,20 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
             addresses,
             role,
             invite,
+            quiet,
         } => {
+            let how = if invite {
+                AddHow::Invite
+            } else {
+                AddHow::Add { quiet }
+            };
             let role: Role = role
                 .parse()
                 .map_err(|e| Failure::usage(format!("--role: {e}")))?;
             let list = parse_ref(&list)?;
             let addresses = parse_addresses(&addresses)?;
             let mut refused = 0;
-            for (address, outcome) in app.add_members(&list, &addresses, role, invite).await? {
+            for (address, outcome) in app.add_members(&list, &addresses, role, how).await? {
                 match outcome {
                     AddOutcome::Added => println!("added {address} as {role}"),
                     AddOutcome::AlreadyMember => println!("{address} is already a {role}"),
@@ -226,8 +238,9 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
             file,
             format,
             invite,
+            quiet,
             json,
-        } => import(&app, &list, &file, &format, invite, json).await,
+        } => import(&app, &list, &file, &format, (invite, quiet), json).await,
         MembersCommand::Export { list, format } => {
             if format != "csv" {
                 return Err(Failure::usage(format!(
@@ -351,7 +364,7 @@ async fn import(
     list: &str,
     file: &str,
     format: &str,
-    invite: bool,
+    (invite, quiet): (bool, bool),
     json: bool,
 ) -> Result<(), Failure> {
     use crate::domain::roster::{RosterFormat, read_roster};
@@ -382,7 +395,7 @@ async fn import(
         }
     });
     let report = app
-        .import_members(&list, entries, invite, |n| {
+        .import_members(&list, entries, invite, quiet, |n| {
             if let Some(b) = &bar {
                 b.set_position(n);
             }

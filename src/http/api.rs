@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::app::AppError;
-use crate::app::members::StatusFilter;
+use crate::app::members::{AddHow, StatusFilter};
 use crate::app::posts::{Moderation, ModerationOutcome};
 use crate::domain::{EmailAddress, ListAddress, ListRef, ListSettings, Member, Role};
 use axum::extract::{Path, Query, Request, State};
@@ -297,6 +297,9 @@ struct NewMembers {
     role: Option<String>,
     #[serde(default)]
     invite: bool,
+    /// Add without the welcome message.
+    #[serde(default)]
+    quiet: bool,
 }
 
 async fn add_members(
@@ -318,7 +321,16 @@ async fn add_members(
         .collect::<Result<Vec<_>, _>>()?;
     let outcomes = state
         .app
-        .add_members(&list_ref(&list)?, &addresses, role, new.invite)
+        .add_members(
+            &list_ref(&list)?,
+            &addresses,
+            role,
+            if new.invite {
+                AddHow::Invite
+            } else {
+                AddHow::Add { quiet: new.quiet }
+            },
+        )
         .await?;
     let results: Vec<Value> = outcomes
         .iter()
@@ -471,7 +483,7 @@ fn request_schema(path: &str, method: &str) -> Option<Value> {
             json!({"type": "object", "required": ["addresses"],
             "additionalProperties": false,
             "properties": {"addresses": strings, "role": {"enum": ["member", "owner", "moderator"]},
-                           "invite": {"type": "boolean"}}})
+                           "invite": {"type": "boolean"}, "quiet": {"type": "boolean"}}})
         }
         ("/api/v1/held/{id}/{decision}", "post") => {
             json!({"type": "object", "additionalProperties": false,

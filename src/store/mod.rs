@@ -46,6 +46,13 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
+/// The database's clock at the start of the current transaction (`now()`).
+pub async fn now(db: &mut sqlx::PgConnection) -> Result<time::OffsetDateTime, sqlx::Error> {
+    sqlx::query_scalar!(r#"select now() as "now!""#)
+        .fetch_one(db)
+        .await
+}
+
 /// Answers whether the database is reachable.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query_scalar!("select 1 as \"one!\"")

@@ -67,6 +67,26 @@ pub struct StagedCounts {
     pub already: u64,
 }
 
+/// The ids of the members an import added, in address order.
+pub async fn list_staged_added(
+    db: &mut PgConnection,
+    list_id: Uuid,
+    since: time::OffsetDateTime,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"
+        select m.id from import_staging s join member m
+          on m.list_id = $1 and m.address_key = s.address_key and m.role = 'member'
+        where m.status = 'subscribed' and m.subscribed_at >= $2
+        group by m.id, m.address_key order by m.address_key
+        "#,
+    )
+    .bind(list_id)
+    .bind(since)
+    .fetch_all(&mut *db)
+    .await
+}
+
 /// Adds every staged address that is new to the list (or only pending there) as a
 /// subscribed member, recorded as imported; leaves alone members and people who
 /// left. A file that names an address twice adds it once (its first line wins).

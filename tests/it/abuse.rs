@@ -19,7 +19,7 @@ async fn server(extra: &[&str]) -> TestServer {
     args.extend_from_slice(extra);
     let out = s.cli(&args);
     assert_eq!(out.code, 0, "{out:?}");
-    let out = s.cli(&["members", "add", LIST, "bob@example.com"]);
+    let out = s.cli(&["members", "add", LIST, "--quiet", "bob@example.com"]);
     assert_eq!(out.code, 0, "{out:?}");
     s
 }

@@ -27,6 +27,7 @@ async fn server() -> TestServer {
         "members",
         "add",
         LIST,
+        "--quiet",
         "anne@example.net",
         "bob@example.com",
         "carol@example.org",
@@ -293,7 +294,7 @@ async fn weekly_warnings_then_removal_and_quiet_days_reset_scores() {
     let told = notices_to(&s, "bob@example.com");
     assert_eq!(told.len(), 4, "the notice and three warnings");
     // re-adding someone removed for bounces needs their consent again (docs/contract.md#cli)
-    let out = s.cli(&["members", "add", LIST, "bob@example.com"]);
+    let out = s.cli(&["members", "add", LIST, "--quiet", "bob@example.com"]);
     assert_ne!(out.code, 0, "{out:?}");
 }
 
@@ -376,7 +377,8 @@ async fn only_bounces_can_be_resumed_and_a_new_membership_starts_clean() {
         0
     );
     assert_eq!(
-        s.cli(&["members", "add", LIST, "carol@example.org"]).code,
+        s.cli(&["members", "add", LIST, "--quiet", "carol@example.org"])
+            .code,
         0
     );
     let shown = show(&s, "carol@example.org");

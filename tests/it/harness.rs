@@ -742,6 +742,8 @@ except smtplib.SMTPResponseException as e:
     let out = child.wait_with_output().unwrap();
     if out.status.success() {
         Ok(())
+    } else if out.stdout.is_empty() {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     } else {
         Err(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }

@@ -12,5 +12,6 @@ mod lists;
 mod pg;
 mod posts;
 mod processes;
+mod signin;
 mod smtp;
 mod subscribe;

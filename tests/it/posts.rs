@@ -19,7 +19,7 @@ async fn server(extra: &[&str]) -> TestServer {
 }
 
 fn add_members(s: &TestServer, addresses: &[&str]) {
-    let mut args = vec!["members", "add", LIST];
+    let mut args = vec!["members", "add", LIST, "--quiet"];
     args.extend_from_slice(addresses);
     let out = s.cli(&args);
     assert_eq!(out.code, 0, "{out:?}");

@@ -277,7 +277,7 @@ async fn commands_to_request_and_help_are_answered_at_most_ten_times_a_day() {
 async fn leaving_by_mail_needs_a_confirmation_and_strangers_get_the_same() {
     let s = server().await;
     let port = s.smtp_port();
-    s.cli(&["members", "add", LIST, "anne@example.net"]);
+    s.cli(&["members", "add", LIST, "--quiet", "anne@example.net"]);
     for who in ["anne@example.net", "stranger@example.net"] {
         smtplib(
             port,

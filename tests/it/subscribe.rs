@@ -938,3 +938,90 @@ async fn an_unsubscribe_link_opened_after_leaving_says_so_with_a_way_back() {
     assert_eq!(again.status(), 200, "repeating the one-click is 200");
     assert!(again.text().await.unwrap().contains("already left"));
 }
+
+#[tokio::test]
+async fn people_added_or_imported_by_an_owner_are_welcomed_unless_quiet() {
+    let s = server_with_list().await;
+    // a list's own welcome, in the template directory
+    assert_eq!(s.cli(&["members", "add", LIST, "anne@example.net"]).code, 0);
+    assert_eq!(
+        s.cli(&["members", "add", LIST, "--quiet", "bob@example.net"])
+            .code,
+        0
+    );
+    let file = s.data_dir.path().join("people.txt");
+    std::fs::write(&file, "Carol <carol@example.net>\ndave@example.net\n").unwrap();
+    let out = s.cli(&[
+        "members",
+        "import",
+        LIST,
+        file.to_str().unwrap(),
+        "--format",
+        "lines",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let quiet = s.data_dir.path().join("quiet.txt");
+    std::fs::write(&quiet, "erin@example.net\n").unwrap();
+    let out = s.cli(&[
+        "members",
+        "import",
+        LIST,
+        quiet.to_str().unwrap(),
+        "--format",
+        "lines",
+        "--quiet",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    s.deliver().await;
+    for who in ["anne@example.net", "carol@example.net", "dave@example.net"] {
+        let mails = s.sink.to(who);
+        assert_eq!(mails.len(), 1, "{who} is welcomed once");
+        let body = mails[0].body_text();
+        let link = find_link(&body, &s.url("/unsubscribe/")).expect("how to leave");
+        // the link in the welcome works
+        assert_eq!(http().post(&link).send().await.unwrap().status(), 200);
+        assert_eq!(member_status(&s, who).as_deref(), Some("unsubscribed"));
+    }
+    assert!(s.sink.to("bob@example.net").is_empty());
+    assert!(s.sink.to("erin@example.net").is_empty());
+}
+
+#[tokio::test]
+async fn a_list_can_have_its_own_welcome_text() {
+    let templates = tempfile::tempdir().unwrap();
+    let dir = templates.path().join("lists/dev.lists.example.org/email");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("welcome.txt"),
+        "Subject: Welcome to the Dev circle\n\nRead our charter first.\nLeave: {{ unsubscribe_url }}\n",
+    )
+    .unwrap();
+    let path = templates.path().to_path_buf();
+    let s = TestServer::start_with(move |c| c.template_dir = Some(path)).await;
+    assert_eq!(s.cli(&["lists", "create", LIST, "--name", "Dev"]).code, 0);
+    assert_eq!(
+        s.cli(&["lists", "create", "other@lists.example.org"]).code,
+        0
+    );
+    let dev = join(&s, "anne@example.net").await;
+    assert_eq!(
+        dev.header("Subject").as_deref(),
+        Some("Welcome to the Dev circle")
+    );
+    assert!(dev.body_text().contains("charter"));
+    // other lists keep the built-in text
+    assert_eq!(
+        s.cli(&[
+            "members",
+            "add",
+            "other@lists.example.org",
+            "bob@example.net"
+        ])
+        .code,
+        0
+    );
+    s.deliver().await;
+    let other = s.sink.to("bob@example.net");
+    assert_eq!(other.len(), 1);
+    assert!(!other[0].body_text().contains("charter"));
+}
