@@ -293,17 +293,18 @@ async fn preferences(
             .await;
     match done {
         Ok(MyChangeOutcome::Changed { list, member }) => {
-            let what = match (member.delivery, member.mode) {
-                (crate::domain::Delivery::Disabled, _) => format!(
-                    "Delivery to {} is paused: you stay a member of {} and receive nothing until you turn it back on.",
+            let how = match member.mode {
+                crate::domain::Mode::Each => "every message as it is sent",
+                crate::domain::Mode::Digest => "the messages gathered into digests",
+                crate::domain::Mode::DigestPlain => "the messages gathered into plain-text digests",
+            };
+            let what = match member.delivery {
+                crate::domain::Delivery::Disabled => format!(
+                    "Delivery to {} is paused: you stay a member of {} and receive nothing until you turn it back on; then you will get {how}.",
                     member.address, list.settings.name
                 ),
-                (_, crate::domain::Mode::Each) => format!(
-                    "{} receives every message of {} as it is sent.",
-                    member.address, list.settings.name
-                ),
-                (_, _) => format!(
-                    "{} receives the messages of {} gathered into digests.",
+                crate::domain::Delivery::Enabled => format!(
+                    "{} receives {how} from {}.",
                     member.address, list.settings.name
                 ),
             };

@@ -160,6 +160,56 @@ impl Browser {
             == json!(true)
     }
 
+    /// Light or dark colours, as the person's system would ask for.
+    async fn color_scheme(&self, dark: bool) {
+        let url = format!("{}/session/{}/goog/cdp/execute", self.base, self.session);
+        let value = if dark { "dark" } else { "light" };
+        let r = self
+            .client
+            .post(url)
+            .json(&json!({"cmd": "Emulation.setEmulatedMedia",
+                          "params": {"features": [{"name": "prefers-color-scheme", "value": value}]}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "emulating {value} mode");
+    }
+
+    /// axe-core's critical and serious violations on the page, as `id: targets` lines.
+    async fn accessibility_violations(&self) -> Vec<String> {
+        let axe = axe_script();
+        self.script(&axe).await;
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/execute/async",
+                json!({"script": "const done = arguments[arguments.length - 1];
+                    axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations
+                      .filter(v => v.impact === 'critical' || v.impact === 'serious')
+                      .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
+                      .catch(e => done(['axe failed: ' + e]));", "args": []}),
+            )
+            .await;
+        v.as_array()
+            .unwrap_or_else(|| panic!("axe results: {v}"))
+            .iter()
+            .map(|x| x.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The page as a person on a phone gets it, in light and in dark mode: it fits
+    /// the 375-px screen and axe-core finds no critical or serious problem.
+    async fn check_page(&self, what: &str) {
+        assert!(self.fits_the_screen().await, "{what} fits 375 px");
+        for dark in [false, true] {
+            self.color_scheme(dark).await;
+            let found = self.accessibility_violations().await;
+            let mode = if dark { "dark" } else { "light" };
+            assert!(found.is_empty(), "{what} in {mode} mode: {found:?}");
+        }
+        self.color_scheme(false).await;
+    }
+
     /// Waits until the page's text contains `needle` (page loads follow clicks).
     async fn wait_for_text(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -198,6 +248,20 @@ impl Drop for Browser {
     }
 }
 
+/// axe-core's script: `LISTD_AXE_JS`, or the copy `.ci/run` installs.
+fn axe_script() -> String {
+    let path = std::env::var("LISTD_AXE_JS").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/.ci/node_modules/axe-core/axe.min.js"
+        )
+        .to_string()
+    });
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("axe-core at {path} (npm install axe-core, or set LISTD_AXE_JS): {e}")
+    })
+}
+
 fn which(name: &str) -> Option<String> {
     let out = Command::new("sh")
         .arg("-c")
@@ -234,7 +298,15 @@ async fn a_person_subscribes_confirms_and_leaves_in_a_browser_on_a_phone_sized_s
         page.contains("Developers") && page.contains("Talk about the code"),
         "{page}"
     );
-    assert!(b.fits_the_screen().await, "the list page fits 375 px");
+    b.check_page("the list page").await;
+    // a mistake is shown at its field, with what was typed kept
+    b.type_into("#email", "anne@").await;
+    b.click("form[action$='/subscribe'] button").await;
+    let page = b.wait_for_text("Error:").await;
+    assert!(page.contains("Error:") && !page.contains('`'), "{page}");
+    b.check_page("the list page with an error").await;
+    b.script("document.querySelector('#email').value = ''")
+        .await;
     b.type_into("#email", "anne@example.net").await;
     b.type_into("#name", "Anne").await;
     b.click("form[action$='/subscribe'] button").await;
@@ -243,7 +315,7 @@ async fn a_person_subscribes_confirms_and_leaves_in_a_browser_on_a_phone_sized_s
         page.contains("Check your inbox") && page.contains("anne@example.net"),
         "{page}"
     );
-    assert!(b.fits_the_screen().await);
+    b.check_page("the check-your-inbox page").await;
 
     s.deliver().await;
     let confirmation = s
@@ -279,15 +351,85 @@ async fn a_person_subscribes_confirms_and_leaves_in_a_browser_on_a_phone_sized_s
             .await
             .contains("Press the button to unsubscribe anne@example.net")
     );
-    assert!(
-        b.fits_the_screen().await,
-        "the unsubscribe page fits 375 px"
-    );
-    b.click("button").await;
+    b.check_page("the unsubscribe page").await;
+    b.click("form[action^='/unsubscribe'] button").await;
     let page = b.wait_for_text("You have left the list").await;
     assert!(page.contains("You have left the list"), "{page}");
     let members = s
         .cli(&["members", "ls", "dev@lists.example.org", "--json"])
         .json();
     assert!(members.as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_member_signs_in_and_pauses_delivery_in_a_browser_on_a_phone_sized_screen() {
+    let s = TestServer::start().await;
+    let list = "dev@lists.example.org";
+    assert_eq!(
+        s.cli(&["lists", "create", list, "--name", "Developers"])
+            .code,
+        0
+    );
+    assert_eq!(
+        s.cli(&[
+            "members",
+            "add",
+            list,
+            "anne.long.address.for.a.phone@example.net"
+        ])
+        .code,
+        0
+    );
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let anne = "anne.long.address.for.a.phone@example.net";
+
+    b.go(&s.url("/signin")).await;
+    b.check_page("the sign-in page").await;
+    b.type_into("#email", anne).await;
+    b.click("form[action='/signin'] button").await;
+    b.wait_for_text("Check your inbox").await;
+    b.check_page("the sign-in check-your-inbox page").await;
+
+    s.deliver().await;
+    let mails = s.sink.to(anne);
+    let welcome = mails
+        .iter()
+        .find(|m| m.header("Subject").unwrap_or_default().contains("Welcome"))
+        .expect("the welcome of an owner's add");
+    let signin = mails
+        .iter()
+        .find(|m| m.body_text().contains("/signin/"))
+        .expect("a sign-in mail");
+    let link = find_link(&signin.body_text(), &s.url("/signin/")).unwrap();
+    b.go(&link).await;
+    b.check_page("the sign-in link's page").await;
+    b.click("button").await;
+    let page = b.wait_for_text("Your subscriptions").await;
+    assert!(page.contains("Developers") && page.contains(anne), "{page}");
+    b.check_page("/me").await;
+
+    b.click("input[name='delivery'][value='disabled']").await;
+    b.click("form[action$='/me/lists/dev.lists.example.org'] button")
+        .await;
+    let page = b.wait_for_text("are saved").await;
+    assert!(page.contains("are saved"), "{page}");
+    let m = s.cli(&["members", "show", list, anne, "--json"]).json();
+    assert_eq!(m["delivery"], "disabled");
+
+    // the unsubscribe link of the welcome offers a digest instead
+    let unsubscribe = find_link(&welcome.body_text(), &s.url("/unsubscribe/")).unwrap();
+    b.go(&unsubscribe).await;
+    b.check_page("the unsubscribe page with its choices").await;
+    b.click("form[aria-label='Switch to a digest'] button")
+        .await;
+    let page = b.wait_for_text("saved").await;
+    assert!(page.contains("digests"), "{page}");
+    b.check_page("the preferences page").await;
+    let m = s.cli(&["members", "show", list, anne, "--json"]).json();
+    assert_eq!(
+        (m["mode"].as_str(), m["status"].as_str()),
+        (Some("digest"), Some("subscribed"))
+    );
 }
