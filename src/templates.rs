@@ -143,6 +143,7 @@ impl Templates {
                 .find(|(n, _)| *n == name)
                 .map(|(_, text)| text.to_string()))
         });
+        env.add_filter("addr", address_breaks);
         Templates { env }
     }
 
@@ -195,6 +196,27 @@ impl Templates {
     }
 }
 
+/// `{{ address|addr }}`: a mail address, escaped, that a narrow screen may wrap after
+/// its `@` and its dots (not in the middle of a name).
+fn address_breaks(value: String) -> minijinja::Value {
+    let mut out = String::with_capacity(value.len() + 16);
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            '@' | '.' => {
+                out.push(c);
+                out.push_str("<wbr>");
+            }
+            c => out.push(c),
+        }
+    }
+    minijinja::Value::from_safe_string(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +229,14 @@ mod tests {
                 .get_template(name)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn addresses_may_wrap_after_at_and_dots_and_stay_escaped() {
+        assert_eq!(
+            address_breaks("a.b@x<y>.org".into()).to_string(),
+            "a.<wbr>b@<wbr>x&lt;y&gt;.<wbr>org"
+        );
     }
 
     #[test]

@@ -106,7 +106,12 @@ async fn me(s: &TestServer, cookie: &Cookie) -> reqwest::Response {
 async fn me_page(s: &TestServer, cookie: &Cookie) -> (String, String) {
     let r = me(s, cookie).await;
     assert_eq!(r.status(), 200);
-    let html = r.text().await.unwrap().replace("&#x2f;", "/");
+    let html = r
+        .text()
+        .await
+        .unwrap()
+        .replace("&#x2f;", "/")
+        .replace("<wbr>", "");
     let csrf = html
         .split("name=\"csrf\" value=\"")
         .nth(1)
