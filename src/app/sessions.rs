@@ -89,7 +89,7 @@ pub enum MyChange {
 pub enum MyChangeOutcome {
     Changed {
         list: List,
-        member: Member,
+        member: Box<Member>,
     },
     Left {
         list: List,
@@ -335,7 +335,10 @@ impl App {
                 };
                 let member = apply_member_change(&mut tx, member, &own).await?;
                 tx.commit().await?;
-                Ok(MyChangeOutcome::Changed { list, member })
+                Ok(MyChangeOutcome::Changed {
+                    list,
+                    member: Box::new(member),
+                })
             }
         }
     }
@@ -361,7 +364,10 @@ impl App {
         };
         let member = apply_member_change(&mut tx, member, &only).await?;
         tx.commit().await?;
-        Ok(MyChangeOutcome::Changed { list, member })
+        Ok(MyChangeOutcome::Changed {
+            list,
+            member: Box::new(member),
+        })
     }
 
     async fn may_sign_in(&self, address: &EmailAddress) -> Result<bool, AppError> {

@@ -136,6 +136,18 @@ async fn post_form(
         .unwrap()
 }
 
+/// Posts one of `/me`'s forms for the list, with the csrf field of the page.
+async fn change_mine(
+    s: &TestServer,
+    cookie: &Cookie,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let (_, csrf) = me_page(s, cookie).await;
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    post_form(s, &format!("/me/lists/{LIST_ID}"), cookie, &form).await
+}
+
 fn member(s: &TestServer, address: &str) -> serde_json::Value {
     let out = s.cli(&["members", "show", LIST, address, "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -161,7 +173,7 @@ async fn a_member_signs_in_pauses_delivery_and_the_next_post_skips_them() {
     let s = server().await;
     add(&s, &["anne@example.net", "bob@example.net"]);
     let cookie = sign_in(&s, "anne@example.net", None).await;
-    let (html, csrf) = me_page(&s, &cookie).await;
+    let (html, _) = me_page(&s, &cookie).await;
     assert!(
         html.contains("Dev") && html.contains("anne@example.net"),
         "{html}"
@@ -171,13 +183,7 @@ async fn a_member_signs_in_pauses_delivery_and_the_next_post_skips_them() {
         "{html}"
     );
 
-    let r = post_form(
-        &s,
-        &format!("/me/lists/{LIST_ID}"),
-        &cookie,
-        &[("csrf", &csrf), ("delivery", "disabled")],
-    )
-    .await;
+    let r = change_mine(&s, &cookie, &[("delivery", "disabled")]).await;
     assert_eq!(r.status(), 303, "POST-redirect-GET");
     assert!(r.headers()["location"].to_str().unwrap().starts_with("/me"));
     assert_eq!(member(&s, "anne@example.net")["delivery"], "disabled");
@@ -188,13 +194,10 @@ async fn a_member_signs_in_pauses_delivery_and_the_next_post_skips_them() {
     assert_eq!(copies(&s, "anne@example.net", "after the pause"), 0);
 
     // and back on, with a digest: a digest member gets no single copies
-    let (_, csrf) = me_page(&s, &cookie).await;
-    let r = post_form(
+    let r = change_mine(
         &s,
-        &format!("/me/lists/{LIST_ID}"),
         &cookie,
         &[
-            ("csrf", &csrf),
             ("delivery", "enabled"),
             ("mode", "digest"),
             ("own_posts", "disabled"),
@@ -353,14 +356,7 @@ async fn leaving_from_me_ends_the_membership_and_then_the_session() {
     let s = server().await;
     add(&s, &["anne@example.net"]);
     let cookie = sign_in(&s, "anne@example.net", None).await;
-    let (_, csrf) = me_page(&s, &cookie).await;
-    let r = post_form(
-        &s,
-        &format!("/me/lists/{LIST_ID}"),
-        &cookie,
-        &[("csrf", &csrf), ("action", "leave")],
-    )
-    .await;
+    let r = change_mine(&s, &cookie, &[("action", "leave")]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(member(&s, "anne@example.net")["status"], "unsubscribed");
     s.deliver().await;
