@@ -67,9 +67,40 @@ pub enum Moderation {
 /// What a moderation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModerationOutcome {
-    Approved { copies: u64 },
+    Approved {
+        copies: u64,
+    },
     Rejected,
     Discarded,
+    /// The post was no longer held: someone (or the policy) had decided already.
+    AlreadyDecided(Decision),
+}
+
+/// A decision made on a post: what became of it, who decided, and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    /// `accepted`, `rejected` or `discarded`.
+    pub status: String,
+    /// `policy`, `cli`, an API token's name, or a person's address.
+    pub by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.status)?;
+        if let Some(by) = &self.by {
+            write!(f, " by {by}")?;
+        }
+        if let Some(at) = self.at.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        }) {
+            write!(f, " at {at}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A post as the moderation commands show it.
@@ -92,6 +123,7 @@ pub struct PostDetail {
     pub status: String,
     pub mail_from: Option<String>,
     pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
     pub copies: i32,
     pub raw: Vec<u8>,
 }
@@ -282,6 +314,7 @@ impl App {
             status: post.status.to_string(),
             mail_from: post.mail_from,
             decided_by: post.decided_by,
+            decided_at: post.decided_at,
             copies: post.copies,
             raw: post.raw,
         })
@@ -289,8 +322,9 @@ impl App {
 
     /// Approves, rejects or discards a held post, with the moderator's reason (told to
     /// the poster on rejection, kept with the post otherwise). Approval relays it as
-    /// if the policy had accepted it; a post that is no longer held is refused with
-    /// what became of it.
+    /// if the policy had accepted it. `by` is who decided: `cli`, an API token's name,
+    /// or the address of the person in the console or replying by mail. A post that is
+    /// no longer held is left alone, and the outcome says who decided it and when.
     pub async fn moderate(
         &self,
         id: i64,
@@ -306,6 +340,9 @@ impl App {
             .await?
             .ok_or(AppError::NoSuchPost(id))?;
         let incoming = read_incoming(&peek.raw, peek.mail_from.as_deref());
+        if peek.status != PostStatus::Held {
+            return Ok(ModerationOutcome::AlreadyDecided(decision_of(&peek)));
+        }
         let prepared = match decision {
             Moderation::Approve => Some(
                 self.rewrite(&list, &peek.raw, incoming.from.as_ref())
@@ -317,18 +354,13 @@ impl App {
             _ => None,
         };
         let mut tx = self.db.begin().await?;
+        // locked until the end of the transaction: of two moderators acting at once,
+        // the second sees the first one's decision
         let post = store::posts::find_post(&mut *tx, id)
             .await?
             .ok_or(AppError::NoSuchPost(id))?;
         if post.status != PostStatus::Held {
-            return Err(AppError::Refused(format!(
-                "message {id} is not held: it was {}{}",
-                post.status,
-                post.decided_by
-                    .as_deref()
-                    .map(|b| format!(" (by {b})"))
-                    .unwrap_or_default()
-            )));
+            return Ok(ModerationOutcome::AlreadyDecided(decision_of(&post)));
         }
         let outcome = match (decision, prepared) {
             (Moderation::Approve, Some(prepared)) => {
@@ -573,6 +605,14 @@ fn held_view(
         subject: incoming.subject.clone(),
         reason: reason.to_string(),
         received_at: OffsetDateTime::now_utc(),
+    }
+}
+
+fn decision_of(post: &PostRow) -> Decision {
+    Decision {
+        status: post.status.to_string(),
+        by: post.decided_by.clone(),
+        at: post.decided_at,
     }
 }
 

@@ -129,7 +129,11 @@ fn bearer_token(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The name of the token a request came with: who the API's decisions are recorded as.
+#[derive(Debug, Clone)]
+struct TokenName(String);
+
+async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -137,7 +141,10 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         .and_then(bearer_token)
         .unwrap_or("");
     match state.app.check_api_token(token).await {
-        Ok(Some(_)) => next.run(request).await,
+        Ok(Some(name)) => {
+            request.extensions_mut().insert(TokenName(name));
+            next.run(request).await
+        }
         Ok(None) => {
             let mut r = ApiError(
                 StatusCode::UNAUTHORIZED,
@@ -374,6 +381,11 @@ async fn show_held(State(state): State<AppState>, Path(id): Path<String>) -> Api
     let d = state.app.post_detail(post_id(&id)?).await?;
     let mut v = serde_json::to_value(&d.post).map_err(|e| AppError::Unexpected(e.into()))?;
     v["status"] = json!(d.status);
+    v["decided_by"] = json!(d.decided_by);
+    v["decided_at"] = json!(d.decided_at.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }));
     v["copies"] = json!(d.copies);
     v["message"] = json!(String::from_utf8_lossy(&d.raw));
     Ok(Json(v).into_response())
@@ -387,6 +399,7 @@ struct Decision {
 
 async fn moderate(
     State(state): State<AppState>,
+    axum::Extension(TokenName(token)): axum::Extension<TokenName>,
     Path((id, decision)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult {
@@ -411,12 +424,24 @@ async fn moderate(
     };
     let outcome = state
         .app
-        .moderate(id, decision, d.reason.as_deref(), "api")
+        .moderate(id, decision, d.reason.as_deref(), &token)
         .await?;
     let v = match outcome {
         ModerationOutcome::Approved { copies } => json!({"outcome": "approved", "copies": copies}),
         ModerationOutcome::Rejected => json!({"outcome": "rejected"}),
         ModerationOutcome::Discarded => json!({"outcome": "discarded"}),
+        ModerationOutcome::AlreadyDecided(done) => {
+            let message = format!("message {id} is not held: it was {done}");
+            return Ok((
+                StatusCode::CONFLICT,
+                Json(json!({"error": {"code": "refused", "message": message,
+                                      "status": done.status, "decided_by": done.by,
+                                      "decided_at": done.at.and_then(|t| t
+                                          .format(&time::format_description::well_known::Rfc3339)
+                                          .ok())}})),
+            )
+                .into_response());
+        }
     };
     Ok(Json(v).into_response())
 }

@@ -341,7 +341,11 @@ async fn a_post_from_a_stranger_is_held_and_approval_releases_it() {
     assert!(held_ls(&s).as_array().unwrap().is_empty());
     let again = s.cli(&["held", "approve", &id]);
     assert_eq!(again.code, 1, "approving twice fails: {again:?}");
-    assert!(again.stderr.contains("not held"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("not held") && again.stderr.contains("accepted by cli at "),
+        "who decided, and when: {}",
+        again.stderr
+    );
     let unknown = s.cli(&["held", "discard", "999999"]);
     assert_eq!(unknown.code, 1);
     assert!(
