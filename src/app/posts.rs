@@ -427,6 +427,8 @@ impl App {
             Poster::Privileged
         } else if subscribed(Role::Member) {
             Poster::Member
+        } else if list.settings.accepts_sender(from) {
+            Poster::AcceptedSender
         } else {
             Poster::Stranger
         })
