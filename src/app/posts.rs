@@ -11,7 +11,9 @@ use crate::domain::headers::ListHeaders;
 use crate::domain::post::{
     DUPLICATE_WINDOW_DAYS, PostFacts, PostStatus, Poster, Reason, Verdict, decide,
 };
-use crate::domain::{Dmarc, EmailAddress, List, ListRef, MemberStatus, Posting, ReplyTo, Role};
+use crate::domain::{
+    Dmarc, EmailAddress, List, ListRef, MemberStatus, ModerateToken, Posting, ReplyTo, Role,
+};
 use crate::mail::Auto;
 use crate::mail::inbound::{Incoming, read_incoming};
 use crate::mail::rewrite::{FromMode, Prepared, Rewrite, prepare};
@@ -211,6 +213,9 @@ impl App {
             Verdict::Discard(r) => (PostStatus::Discarded, Some(r.to_string())),
         };
         let author = incoming.from.as_ref().map(|a| a.to_string());
+        // the token of the held post's reply address (docs/contract.md#console)
+        let moderate_token = (status == PostStatus::Held).then(ModerateToken::generate);
+        let moderate_hash = moderate_token.as_ref().map(|t| t.hash());
         let post_id = store::posts::insert_post(
             &mut *tx,
             &NewPost {
@@ -224,6 +229,7 @@ impl App {
                 status,
                 reason: reason.as_deref(),
                 automatic: incoming.automatic,
+                moderate_hash: moderate_hash.as_ref().map(|h| &h.0[..]),
             },
         )
         .await?;
@@ -262,7 +268,8 @@ impl App {
             (Verdict::Discard(_), _) => PostOutcome::Discarded { post_id, reason },
             _ => {
                 let row = held_view(list, post_id, &author, incoming, &reason);
-                self.notify_moderators(&mut tx, list, &row).await?;
+                self.notify_moderators(&mut tx, list, &row, moderate_token.as_ref())
+                    .await?;
                 if !incoming.automatic {
                     self.notify_poster(
                         &mut tx,
@@ -500,6 +507,7 @@ impl App {
         tx: &mut PgConnection,
         list: &List,
         held: &HeldPost,
+        token: Option<&ModerateToken>,
     ) -> Result<(), AppError> {
         let mut moderators = Vec::new();
         for role in [Role::Owner, Role::Moderator] {
@@ -518,6 +526,11 @@ impl App {
         if moderators.is_empty() {
             tracing::warn!(list = %list.address, id = held.id, "a post is held but the list has no owners or moderators to tell");
         }
+        // a reply to the notice decides the post: approve, discard or reject <reason>
+        let reply_to = token.map(|t| {
+            list.address
+                .with_suffix(&format!("moderate+{}", t.as_str()))
+        });
         let ctx = json!({
             "list_name": list.settings.name,
             "list_address": list.address.to_string(),
@@ -525,6 +538,12 @@ impl App {
             "from": held.from,
             "subject": held.subject,
             "reason": held.reason,
+            "by_reply": reply_to.is_some(),
+            "console_url": format!(
+                "{}/admin/lists/{}/held",
+                self.settings.public_url,
+                list.address.list_id()
+            ),
         });
         for m in moderators {
             self.enqueue_mail(
@@ -535,7 +554,7 @@ impl App {
                 "email/held_notice.txt",
                 ctx.clone(),
                 Auto::Generated,
-                None,
+                reply_to.as_deref(),
                 None,
             )
             .await?;

@@ -21,7 +21,8 @@ pub use list::{
 };
 pub use member::{Consent, Delivery, Evidence, Member, MemberStatus, Role, Source};
 pub use token::{
-    ConfirmToken, MailtoToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef, VerpToken,
+    ConfirmToken, MailtoToken, ModerateToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef,
+    VerpToken,
 };
 
 /// Declares a closed set of text values (a policy or status) with its spelling.

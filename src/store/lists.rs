@@ -291,3 +291,49 @@ pub async fn delete_list(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx
         .rows_affected()
         > 0)
 }
+
+/// A list someone runs, with what waits for them there.
+#[derive(Debug, Clone)]
+pub struct RunListRow {
+    pub id: Uuid,
+    pub local_part: String,
+    pub domain: String,
+    pub name: String,
+    /// `owner` or `moderator`: the highest role the address holds (none for a site
+    /// admin who holds no role there).
+    pub role: Option<String>,
+    pub held: i64,
+    /// Subscriptions confirmed by the mailbox, waiting for an owner.
+    pub waiting: i64,
+}
+
+/// The lists an address owns or moderates (every list, with `every_list`), by address.
+pub async fn list_lists_run_by(
+    db: impl PgExecutor<'_>,
+    address_key: &str,
+    every_list: bool,
+) -> Result<Vec<RunListRow>, sqlx::Error> {
+    sqlx::query_as!(
+        RunListRow,
+        r#"
+        with staff as (
+            select list_id, case when bool_or(role = 'owner') then 'owner' else 'moderator' end as role
+            from member
+            where address_key = $1 and role <> 'member' and status = 'subscribed'
+            group by list_id
+        )
+        select l.id, l.local_part, l.domain, l.name, s.role as "role?",
+               (select count(*) from post p where p.list_id = l.id and p.status = 'held') as "held!",
+               (select count(*) from member m
+                where m.list_id = l.id and m.role = 'member' and m.status = 'pending'
+                  and m.confirmed_at is not null) as "waiting!"
+        from list l left join staff s on s.list_id = l.id
+        where $2 or s.list_id is not null
+        order by l.domain, l.local_part
+        "#,
+        address_key,
+        every_list
+    )
+    .fetch_all(db)
+    .await
+}

@@ -19,16 +19,18 @@ pub struct NewPost<'a> {
     pub status: PostStatus,
     pub reason: Option<&'a str>,
     pub automatic: bool,
+    /// For a held post: the hash of the token of its `L+moderate+TOKEN@D` address.
+    pub moderate_hash: Option<&'a [u8]>,
 }
 
 pub async fn insert_post(db: impl PgExecutor<'_>, p: &NewPost<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"
         insert into post (list_id, inbound_id, message_id, mail_from, author, subject, raw, status,
-                          reason, automatic, decided_at, decided_by)
+                          reason, automatic, decided_at, decided_by, moderate_hash)
         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
                 case when $8 = 'held' then null else now() end,
-                case when $8 = 'held' then null else 'policy' end)
+                case when $8 = 'held' then null else 'policy' end, $11)
         returning id
         "#,
         p.list_id,
@@ -40,7 +42,8 @@ pub async fn insert_post(db: impl PgExecutor<'_>, p: &NewPost<'_>) -> Result<i64
         p.raw,
         p.status.as_str(),
         p.reason,
-        p.automatic
+        p.automatic,
+        p.moderate_hash
     )
     .fetch_one(db)
     .await
@@ -56,6 +59,21 @@ pub async fn find_post_by_inbound(
         "select id from post where list_id = $1 and inbound_id = $2",
         list_id,
         inbound_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The post of a list whose moderation token has this hash.
+pub async fn find_post_id_by_moderate_hash(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    hash: &[u8],
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select id from post where moderate_hash = $1 and list_id = $2",
+        hash,
+        list_id
     )
     .fetch_optional(db)
     .await

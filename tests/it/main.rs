@@ -9,6 +9,7 @@ mod compose;
 mod dns;
 mod harness;
 mod lists;
+mod moderation;
 mod pg;
 mod posts;
 mod processes;
