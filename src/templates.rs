@@ -89,6 +89,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "email/inbound_failed.txt",
         include_str!("../templates/email/inbound_failed.txt"),
     ),
+    (
+        "email/request_refused.txt",
+        include_str!("../templates/email/request_refused.txt"),
+    ),
 ];
 
 /// The template set of one process.

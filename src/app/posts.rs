@@ -64,6 +64,9 @@ pub enum Moderation {
     Reject,
     /// Dropped without a word to the poster.
     Discard,
+    /// Approved, and the sender's later posts accepted as a member's would be (the
+    /// sender joins the list's `accept-senders`).
+    AcceptSender,
 }
 
 /// What a moderation did.
@@ -117,6 +120,30 @@ pub struct HeldPost {
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
 }
+
+/// A held post as the console shows it: with the first lines of its text.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldItem {
+    #[serde(flatten)]
+    pub post: HeldPost,
+    /// The first lines of the text, as plain text (an HTML-only post's text is read
+    /// out of its HTML, which is never shown).
+    pub preview: String,
+}
+
+/// A post a person decided, as the console shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecidedItem {
+    pub id: i64,
+    pub from: String,
+    pub subject: String,
+    #[serde(flatten)]
+    pub decision: Decision,
+}
+
+/// Lines of a held post's text the console shows, at most, and characters per line.
+const PREVIEW_LINES: usize = 6;
+const PREVIEW_LINE_CHARS: usize = 160;
 
 /// One post with everything kept of it.
 #[derive(Debug, Clone)]
@@ -339,9 +366,35 @@ impl App {
         reason: Option<&str>,
         by: &str,
     ) -> Result<ModerationOutcome, AppError> {
+        self.moderate_on(None, id, decision, reason, by).await
+    }
+
+    /// [`App::moderate`] for a post of `list` only: a post of another list is
+    /// `NoSuchPost`, as one that does not exist (the console's pages are per list).
+    pub async fn moderate_on_list(
+        &self,
+        list: &List,
+        id: i64,
+        decision: Moderation,
+        reason: Option<&str>,
+        by: &str,
+    ) -> Result<ModerationOutcome, AppError> {
+        self.moderate_on(Some(list.id), id, decision, reason, by)
+            .await
+    }
+
+    async fn moderate_on(
+        &self,
+        list_id: Option<uuid::Uuid>,
+        id: i64,
+        decision: Moderation,
+        reason: Option<&str>,
+        by: &str,
+    ) -> Result<ModerationOutcome, AppError> {
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let peek = store::posts::find_post(&self.db, id)
             .await?
+            .filter(|p| list_id.is_none_or(|l| l == p.list_id))
             .ok_or(AppError::NoSuchPost(id))?;
         let list = store::lists::find_list_by_id(&self.db, peek.list_id)
             .await?
@@ -351,7 +404,7 @@ impl App {
             return Ok(ModerationOutcome::AlreadyDecided(decision_of(&peek)));
         }
         let prepared = match decision {
-            Moderation::Approve => Some(
+            Moderation::Approve | Moderation::AcceptSender => Some(
                 self.rewrite(&list, &peek.raw, incoming.from.as_ref())
                     .await
                     .map_err(|e| {
@@ -370,7 +423,7 @@ impl App {
             return Ok(ModerationOutcome::AlreadyDecided(decision_of(&post)));
         }
         let outcome = match (decision, prepared) {
-            (Moderation::Approve, Some(prepared)) => {
+            (Moderation::Approve | Moderation::AcceptSender, Some(prepared)) => {
                 let copies = self
                     .fan_out(
                         &mut tx,
@@ -381,6 +434,13 @@ impl App {
                         Decided { by, note: reason },
                     )
                     .await?;
+                if decision == Moderation::AcceptSender
+                    && let Some(sender) = incoming.from.as_ref()
+                {
+                    store::posts::update_list_accept_sender(&mut *tx, list.id, &sender.to_string())
+                        .await?;
+                    tracing::info!(list = %list.address, by, "a sender joins accept-senders");
+                }
                 ModerationOutcome::Approved { copies }
             }
             (Moderation::Reject, _) => {
@@ -418,6 +478,48 @@ impl App {
         tx.commit().await?;
         self.wakeups.outbound();
         Ok(outcome)
+    }
+
+    /// A list's held posts for the console, oldest first, with the first lines of
+    /// their text.
+    pub async fn held_on_list(&self, list: &List) -> Result<Vec<HeldItem>, AppError> {
+        let rows = store::posts::list_held_heads(&self.db, list.id, 200).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let incoming = read_incoming(&r.head, r.mail_from.as_deref());
+                HeldItem {
+                    post: HeldPost {
+                        id: r.id,
+                        list: list.address.to_string(),
+                        from: r.author.or(r.mail_from).unwrap_or_default(),
+                        subject: r.subject,
+                        reason: r.reason.unwrap_or_default(),
+                        received_at: r.received_at,
+                    },
+                    preview: preview(&incoming.text),
+                }
+            })
+            .collect())
+    }
+
+    /// The posts of a list that people decided lately, newest first: who decided
+    /// what, and when.
+    pub async fn recent_decisions(&self, list: &List) -> Result<Vec<DecidedItem>, AppError> {
+        let rows = store::posts::list_recent_decisions(&self.db, list.id, 20).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DecidedItem {
+                id: r.id,
+                from: r.author.or(r.mail_from).unwrap_or_default(),
+                subject: r.subject,
+                decision: Decision {
+                    status: r.status,
+                    by: r.decided_by,
+                    at: r.decided_at,
+                },
+            })
+            .collect())
     }
 
     /// Who the author is to the list.
@@ -627,6 +729,23 @@ fn held_view(
         reason: reason.to_string(),
         received_at: OffsetDateTime::now_utc(),
     }
+}
+
+/// The first lines of a text that are not blank, each cut to a length, with no
+/// control characters.
+fn preview(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .take(PREVIEW_LINES)
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .take(PREVIEW_LINE_CHARS)
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn decision_of(post: &PostRow) -> Decision {

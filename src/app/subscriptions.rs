@@ -604,7 +604,7 @@ impl App {
         Ok(())
     }
 
-    async fn enqueue_welcome(
+    pub(crate) async fn enqueue_welcome(
         &self,
         tx: &mut PgConnection,
         list: &List,

@@ -255,6 +255,8 @@ async fn delete_list(State(state): State<AppState>, Path(list): Path<String>) ->
 struct MemberQuery {
     role: Option<String>,
     status: Option<String>,
+    /// Part of an address or a name.
+    q: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
 }
@@ -277,16 +279,39 @@ async fn members(
         .unwrap_or("subscribed")
         .parse()
         .map_err(|e: String| invalid("status", e))?;
-    let (page, next) = state
-        .app
-        .members_page(
-            &list_ref(&list)?,
-            role,
-            status,
-            q.cursor.as_deref(),
-            q.limit.unwrap_or(100),
-        )
-        .await?;
+    let (page, next) = match q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => {
+            state
+                .app
+                .members_page(
+                    &list_ref(&list)?,
+                    role,
+                    status,
+                    q.cursor.as_deref(),
+                    q.limit.unwrap_or(100),
+                )
+                .await?
+        }
+        // one role, so the cursor is the address key alone, as without a search
+        Some(text) => {
+            let query = crate::app::members::MemberQuery {
+                text: Some(text.to_string()),
+                role: Some(role),
+                status: Some(status),
+            };
+            let after = q.cursor.map(|c| (c, role));
+            let (page, next) = state
+                .app
+                .search_members(
+                    &list_ref(&list)?,
+                    &query,
+                    after.as_ref(),
+                    q.limit.unwrap_or(100),
+                )
+                .await?;
+            (page, next.map(|(key, _)| key))
+        }
+    };
     Ok(Json(json!({
         "members": page.iter().map(Member::summary).collect::<Vec<_>>(),
         "next_cursor": next,
@@ -483,6 +508,7 @@ fn query_parameters(path: &str, method: &str) -> Vec<Value> {
                 "status",
                 "subscribed (default), pending, unsubscribed, removed, bounced, complained, disabled or all",
             ),
+            q("q", "part of an address or a name (any case)"),
             q("limit", "page size, 1 to 1000 (default 100)"),
             q("cursor", "the next_cursor of the previous page"),
         ],
