@@ -30,6 +30,15 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/web/confirm.html"),
     ),
     (
+        "web/signin.html",
+        include_str!("../templates/web/signin.html"),
+    ),
+    (
+        "web/check_inbox.html",
+        include_str!("../templates/web/check_inbox.html"),
+    ),
+    ("web/me.html", include_str!("../templates/web/me.html")),
+    (
         "web/unsubscribe.html",
         include_str!("../templates/web/unsubscribe.html"),
     ),
@@ -40,6 +49,10 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "email/confirm_unsubscribe.txt",
         include_str!("../templates/email/confirm_unsubscribe.txt"),
+    ),
+    (
+        "email/signin.txt",
+        include_str!("../templates/email/signin.txt"),
     ),
     (
         "email/welcome.txt",

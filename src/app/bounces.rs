@@ -367,7 +367,8 @@ impl App {
         }
         done.scores_reset = store::bounces::update_stale_scores(&mut *tx, now).await?;
         done.rows_deleted = store::outbound::delete_old_outbound(&mut *tx, now - KEEP_ROWS).await?
-            + store::pending::delete_expired_pending(&mut *tx, now - KEEP_ROWS).await?;
+            + store::pending::delete_expired_pending(&mut *tx, now - KEEP_ROWS).await?
+            + store::sessions::delete_expired_sessions(&mut *tx, now - KEEP_ROWS).await?;
         tx.commit().await?;
         self.wakeups.outbound();
         Ok(done)

@@ -3,7 +3,8 @@
 use super::subscriptions::{Request, RequestOutcome};
 use super::{App, AppError};
 use crate::domain::{
-    Delivery, EmailAddress, Evidence, List, ListRef, Member, MemberStatus, Role, Source,
+    Delivery, EmailAddress, Evidence, List, ListRef, Member, MemberChange, MemberStatus, Role,
+    Source,
 };
 use crate::store;
 use crate::store::members::NewMembership;
@@ -387,17 +388,18 @@ impl App {
         Ok(roles)
     }
 
-    /// Changes `delivery`, `name`, `role` or `own-posts` of a member (`KEY=VALUE` pairs).
+    /// Changes `delivery`, `mode`, `name`, `role` or `own-posts` of a member, as an
+    /// owner (`members set`, the API, the console).
     pub async fn update_member(
         &self,
         list: &ListRef,
         address: &EmailAddress,
-        pairs: &[String],
+        change: &MemberChange,
     ) -> Result<Member, AppError> {
         let l = self.get_list(list).await?;
         let mut tx = self.db.begin().await?;
         let roles = store::members::find_member_roles(&mut *tx, l.id, address).await?;
-        let Some(mut member) = roles
+        let Some(member) = roles
             .iter()
             .find(|m| m.role == Role::Member)
             .or(roles.first())
@@ -409,76 +411,51 @@ impl App {
                 role: "member".into(),
             });
         };
-        let before = member.clone();
-        let mut new_role = None;
-        for pair in pairs {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                AppError::BadSetting(crate::domain::SettingError::NotKeyValue(pair.clone()))
-            })?;
-            let bad = |problem: String| {
-                AppError::BadSetting(crate::domain::SettingError::BadValue {
-                    key: key.to_string(),
-                    problem,
-                })
-            };
-            match key.trim().to_ascii_lowercase().as_str() {
-                "delivery" => {
-                    member.delivery = value
-                        .parse()
-                        .map_err(|e: crate::domain::UnknownValue| bad(e.to_string()))?
-                }
-                "name" => {
-                    let v = value.trim();
-                    if v.chars().any(char::is_control) || v.chars().count() > 200 {
-                        return Err(bad("must be one line of at most 200 characters".into()));
-                    }
-                    member.name = (!v.is_empty()).then(|| v.to_string());
-                }
-                "role" => new_role = Some(value.parse::<Role>().map_err(|e| bad(e.to_string()))?),
-                "own-posts" | "own_posts" => {
-                    member.own_posts = match value.trim().to_ascii_lowercase().as_str() {
-                        "enabled" | "true" | "yes" | "on" => true,
-                        "disabled" | "false" | "no" | "off" => false,
-                        _ => return Err(bad("must be `enabled` or `disabled`".into())),
-                    }
-                }
-                other => {
-                    return Err(AppError::BadSetting(
-                        crate::domain::SettingError::UnknownKey(format!(
-                            "{other}` (members have delivery, name, role and own-posts`"
-                        )),
-                    ));
-                }
-            }
-        }
-        let resumed = before.delivery == Delivery::Disabled && member.delivery == Delivery::Enabled;
-        store::members::update_member_attributes(
-            &mut *tx,
-            member.id,
-            member.delivery,
-            member.name.as_deref(),
-            member.own_posts,
-        )
-        .await?;
-        if resumed {
-            // an owner turning delivery back on forgets the bounces that turned it off
-            store::bounces::update_member_bounces_cleared(&mut *tx, member.id).await?;
-            member.bounce_score = 0;
-        }
-        if let Some(role) = new_role
-            && role != member.role
-        {
-            match store::members::update_member_role(&mut *tx, member.id, role).await {
-                Ok(()) => member.role = role,
-                Err(e) if store::unique_violation(&e).is_some() => {
-                    return Err(AppError::Refused(format!(
-                        "{address} is already a {role} of {list}"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let member = apply_member_change(&mut tx, member, change).await?;
         tx.commit().await?;
         Ok(member)
     }
+}
+
+/// Applies a change to one member row in the caller's transaction (owners' changes and
+/// a member's own, from `/me` or the preferences page).
+pub(crate) async fn apply_member_change(
+    tx: &mut sqlx::PgConnection,
+    mut member: Member,
+    change: &MemberChange,
+) -> Result<Member, AppError> {
+    let before = member.clone();
+    if let Some(d) = change.delivery {
+        member.delivery = d;
+    }
+    if let Some(m) = change.mode {
+        member.mode = m;
+    }
+    if let Some(o) = change.own_posts {
+        member.own_posts = o;
+    }
+    if let Some(n) = &change.name {
+        member.name = n.clone();
+    }
+    store::members::update_member_attributes(&mut *tx, &member).await?;
+    if before.delivery == Delivery::Disabled && member.delivery == Delivery::Enabled {
+        // turning delivery back on forgets the bounces that turned it off
+        store::bounces::update_member_bounces_cleared(&mut *tx, member.id).await?;
+        member.bounce_score = 0;
+    }
+    if let Some(role) = change.role
+        && role != member.role
+    {
+        match store::members::update_member_role(&mut *tx, member.id, role).await {
+            Ok(()) => member.role = role,
+            Err(e) if store::unique_violation(&e).is_some() => {
+                return Err(AppError::Refused(format!(
+                    "{} is already a {role} of this list",
+                    member.address
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(member)
 }

@@ -12,6 +12,7 @@ pub mod lists;
 pub mod members;
 pub mod posts;
 pub mod roster;
+pub mod sessions;
 pub mod staff;
 pub mod subscriptions;
 pub mod web_requests;

@@ -53,12 +53,6 @@ pub struct RunList {
 }
 
 impl App {
-    /// Whether the address is a site admin (`LISTD_ADMINS`).
-    pub fn is_site_admin(&self, address: &EmailAddress) -> bool {
-        let key = address.key();
-        self.settings.admins.iter().any(|a| a.key() == key)
-    }
-
     /// What `address` may do on `list`.
     pub async fn authority(
         &self,

@@ -23,9 +23,9 @@ use time::{Duration, OffsetDateTime};
 const CONFIRM_SPACING: Duration = Duration::minutes(10);
 const CONFIRMS_PER_DAY: i64 = 3;
 /// Per address, all lists: at most ten automatic mails a day.
-const AUTOMATIC_PER_DAY: i64 = 10;
+pub(crate) const AUTOMATIC_PER_DAY: i64 = 10;
 /// Purposes that count as automatic replies to a request.
-pub const AUTOMATIC_PURPOSES: &[&str] = &["confirm", "reply"];
+pub const AUTOMATIC_PURPOSES: &[&str] = &["confirm", "reply", "signin"];
 
 /// A request to join or leave, from any front end.
 #[derive(Debug, Clone)]
@@ -397,7 +397,7 @@ impl App {
 
     async fn unsubscribe_found(
         &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
         found: Option<(List, crate::domain::Member)>,
         method: &str,
     ) -> Result<UnsubscribeOutcome, AppError> {
@@ -410,16 +410,28 @@ impl App {
                 address: member.address,
             });
         }
-        store::members::update_member_left(&mut *tx, member.id, MemberStatus::Unsubscribed, method)
-            .await?;
-        self.enqueue_goodbye(&mut tx, &list, &member.address)
-            .await?;
-        tx.commit().await?;
-        self.wakeups.outbound();
+        self.leave(tx, &list, &member, method).await?;
         Ok(UnsubscribeOutcome::Unsubscribed {
             list,
             address: member.address,
         })
+    }
+
+    /// A member leaves at once (their own decision, by any front end): the row keeps
+    /// the withdrawal, a goodbye is queued, and the transaction commits.
+    pub(crate) async fn leave(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        list: &List,
+        member: &crate::domain::Member,
+        method: &str,
+    ) -> Result<(), AppError> {
+        store::members::update_member_left(&mut *tx, member.id, MemberStatus::Unsubscribed, method)
+            .await?;
+        self.enqueue_goodbye(&mut tx, list, &member.address).await?;
+        tx.commit().await?;
+        self.wakeups.outbound();
+        Ok(())
     }
 
     /// Whether a member's token may resume their delivery: the token is genuine, the
@@ -445,21 +457,18 @@ impl App {
         let Some((list, member)) = self.member_paused_by_bounces(&mut tx, token).await? else {
             return Ok(None);
         };
-        store::members::update_member_attributes(
-            &mut *tx,
-            member.id,
-            crate::domain::Delivery::Enabled,
-            member.name.as_deref(),
-            member.own_posts,
-        )
-        .await?;
+        let resumed = crate::domain::Member {
+            delivery: crate::domain::Delivery::Enabled,
+            ..member.clone()
+        };
+        store::members::update_member_attributes(&mut *tx, &resumed).await?;
         store::bounces::update_member_bounces_cleared(&mut *tx, member.id).await?;
         tx.commit().await?;
         Ok(Some((list, member.address)))
     }
 
     /// The member (locked) and list a token belongs to, when its signature holds.
-    async fn member_for_token(
+    pub(crate) async fn member_for_token(
         &self,
         tx: &mut PgConnection,
         token: &str,

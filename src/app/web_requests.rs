@@ -13,7 +13,7 @@ use crate::store;
 use crate::store::web_requests::{NewWebRequest, WebRequestRow};
 use serde_json::json;
 
-/// Join or leave.
+/// Join or leave (sign-in requests have their own function).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebRequestKind {
     Subscribe,
@@ -45,11 +45,33 @@ impl App {
         store::web_requests::insert_web_request(
             &self.db,
             &NewWebRequest {
-                list_id: list.id,
+                list_id: Some(list.id),
                 kind: kind.as_str(),
                 address: &address,
                 name: req.name.as_deref(),
                 evidence: json!({"ip": e.ip, "user_agent": e.user_agent, "form_text": e.form_text}),
+            },
+        )
+        .await?;
+        self.wakeups.inbound();
+        Ok(())
+    }
+
+    /// Stores a sign-in request from the web form, to be carried out by the workers.
+    pub async fn queue_signin_request(
+        &self,
+        address: &EmailAddress,
+        ip: Option<&str>,
+    ) -> Result<(), AppError> {
+        let address = address.to_string();
+        store::web_requests::insert_web_request(
+            &self.db,
+            &NewWebRequest {
+                list_id: None,
+                kind: "signin",
+                address: &address,
+                name: None,
+                evidence: json!({"ip": ip}),
             },
         )
         .await?;
@@ -84,12 +106,19 @@ impl App {
     }
 
     async fn carry_out(&self, row: &WebRequestRow) -> Result<(), AppError> {
-        let Some(list) = store::lists::find_list_by_id(&self.db, row.list_id).await? else {
-            return Ok(());
-        };
         let address = EmailAddress::parse(&row.address)
             .map_err(|e| anyhow::anyhow!("stored address {}: {e}", row.address))?;
         let text = |key: &str| row.evidence[key].as_str().map(str::to_string);
+        if row.kind == "signin" {
+            self.request_signin(&address, text("ip").as_deref()).await?;
+            return Ok(());
+        }
+        let Some(list_id) = row.list_id else {
+            return Ok(());
+        };
+        let Some(list) = store::lists::find_list_by_id(&self.db, list_id).await? else {
+            return Ok(());
+        };
         let req = Request {
             address,
             name: row.name.clone(),

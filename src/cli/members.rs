@@ -70,7 +70,7 @@ pub enum MembersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a member: delivery=enabled|disabled, role=…, name=…, own-posts=enabled|disabled
+    /// Change a member: delivery=enabled|disabled, mode=each|digest|digest-plain, role=…, name=…, own-posts=enabled|disabled
     Set {
         list: String,
         address: String,
@@ -111,6 +111,7 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
                         m.role.to_string(),
                         m.status.to_string(),
                         m.delivery.to_string(),
+                        m.mode.to_string(),
                         m.subscribed_at
                             .and_then(|t| t.format(&Rfc3339).ok())
                             .unwrap_or_default(),
@@ -124,6 +125,7 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
                     "ROLE",
                     "STATUS",
                     "DELIVERY",
+                    "MODE",
                     "SUBSCRIBED",
                 ],
                 &rows,
@@ -242,12 +244,14 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
         } => {
             let address =
                 EmailAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
+            let change = crate::domain::MemberChange::from_pairs(&settings)
+                .map_err(|e| Failure::usage(e.to_string()))?;
             let m = app
-                .update_member(&parse_ref(&list)?, &address, &settings)
+                .update_member(&parse_ref(&list)?, &address, &change)
                 .await?;
             println!(
-                "updated {} ({}, delivery {})",
-                m.address, m.role, m.delivery
+                "updated {} ({}, delivery {}, mode {})",
+                m.address, m.role, m.delivery, m.mode
             );
             Ok(())
         }
@@ -271,6 +275,7 @@ fn write_csv(members: &[Member]) -> Result<(), Failure> {
         "status",
         "delivery",
         "subscribed_at",
+        "mode",
     ])
     .map_err(fail)?;
     for m in members {
@@ -283,6 +288,7 @@ fn write_csv(members: &[Member]) -> Result<(), Failure> {
             &m.subscribed_at
                 .and_then(|t| t.format(&Rfc3339).ok())
                 .unwrap_or_default(),
+            m.mode.as_str(),
         ];
         w.write_record(row.map(|cell| csv_cell(cell).into_owned()))
             .map_err(fail)?;
@@ -311,6 +317,7 @@ fn show(m: &Member, roles: &[Role]) {
         ),
         ("status", m.status.to_string()),
         ("delivery", m.delivery.to_string()),
+        ("mode", m.mode.to_string()),
         ("bounce score", m.bounce_score.to_string()),
         (
             "own posts",

@@ -62,6 +62,12 @@ pub enum Command {
         #[command(subcommand)]
         command: inbound::InboundCommand,
     },
+    /// Print a one-time sign-in URL for an address (a member, an owner or moderator,
+    /// or a site admin)
+    SigninLink {
+        /// The address to sign in as
+        address: String,
+    },
     /// Bearer tokens for the admin API
     ApiTokens {
         #[command(subcommand)]
@@ -124,6 +130,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
         Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
         Command::Inbound { command } => with_app(&config, |app| inbound::run(app, command)).await,
+        Command::SigninLink { address } => with_app(&config, |app| signin_link(app, address)).await,
         Command::ApiTokens { command } => {
             with_app(&config, |app| api_tokens::run(app, command)).await
         }
@@ -134,6 +141,20 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
             eprintln!("listd: {}", sentence(&f.message));
             ExitCode::from(f.code)
         }
+    }
+}
+
+async fn signin_link(app: App, address: String) -> Result<(), Failure> {
+    let address =
+        crate::domain::EmailAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
+    match app.signin_link(&address).await? {
+        Some(url) => {
+            println!("{url}");
+            Ok(())
+        }
+        None => Err(Failure::failed(format!(
+            "{address} may not sign in: it is not a member, owner or moderator of any list, nor a site admin (LISTD_ADMINS)"
+        ))),
     }
 }
 

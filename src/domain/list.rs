@@ -57,6 +57,8 @@ pub struct ListSettings {
 pub enum SettingError {
     #[error("unknown setting `{0}`; settings are {keys}", keys = ListSettings::KEYS.join(", "))]
     UnknownKey(String),
+    #[error("unknown member setting `{0}`; members have {keys}", keys = super::member::MemberChange::KEYS.join(", "))]
+    UnknownMemberKey(String),
     #[error("`{0}` is not of the form KEY=VALUE")]
     NotKeyValue(String),
     #[error("bad value for `{key}`: {problem}")]

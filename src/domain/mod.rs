@@ -13,13 +13,17 @@ pub mod member;
 pub mod post;
 pub mod roster;
 pub mod route;
+pub mod session;
 pub mod token;
 
 pub use address::{AddressError, EmailAddress, ListAddress, ListRef};
 pub use list::{
     Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError, Subscription,
 };
-pub use member::{Consent, Delivery, Evidence, Member, MemberStatus, Role, Source};
+pub use member::{
+    Consent, Delivery, Evidence, Member, MemberChange, MemberStatus, Mode, Role, Source,
+};
+pub use session::SessionId;
 pub use token::{
     ConfirmToken, MailtoToken, ModerateToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef,
     VerpToken,

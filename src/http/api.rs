@@ -22,7 +22,10 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/lists", &["get", "post"]),
     ("/api/v1/lists/{list}", &["get", "patch", "delete"]),
     ("/api/v1/lists/{list}/members", &["get", "post"]),
-    ("/api/v1/lists/{list}/members/{address}", &["get", "delete"]),
+    (
+        "/api/v1/lists/{list}/members/{address}",
+        &["get", "patch", "delete"],
+    ),
     ("/api/v1/held", &["get"]),
     ("/api/v1/held/{id}", &["get"]),
     ("/api/v1/held/{id}/{decision}", &["post"]),
@@ -41,7 +44,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route(
             "/api/v1/lists/{list}/members/{address}",
-            get(show_member).delete(remove_member),
+            get(show_member).patch(update_member).delete(remove_member),
         )
         .route("/api/v1/held", get(held))
         .route("/api/v1/held/{id}", get(show_held))
@@ -367,6 +370,28 @@ async fn show_member(
     Ok(Json(detail).into_response())
 }
 
+/// `{"delivery": …, "mode": …, "own_posts": …, "name": …, "role": …}`, any subset.
+async fn update_member(
+    State(state): State<AppState>,
+    Path((list, addr)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult {
+    let Value::Object(map) = body else {
+        return Err(invalid("body", "must be an object of member settings"));
+    };
+    let mut change = crate::domain::MemberChange::default();
+    for (key, value) in settings_pairs(&map)? {
+        change
+            .apply(&key, &value)
+            .map_err(|e| invalid(&key, e.to_string()))?;
+    }
+    let member = state
+        .app
+        .update_member(&list_ref(&list)?, &address(&addr, "address")?, &change)
+        .await?;
+    Ok(Json(member.summary()).into_response())
+}
+
 async fn remove_member(
     State(state): State<AppState>,
     Path((list, addr)): Path<(String, String)>,
@@ -484,6 +509,14 @@ fn request_schema(path: &str, method: &str) -> Option<Value> {
                            "description": {"type": "string"}, "owners": strings, "settings": settings}})
         }
         ("/api/v1/lists/{list}", "patch") => settings,
+        ("/api/v1/lists/{list}/members/{address}", "patch") => {
+            json!({"type": "object", "additionalProperties": false,
+            "properties": {"delivery": {"enum": ["enabled", "disabled"]},
+                           "mode": {"enum": ["each", "digest", "digest-plain"]},
+                           "own_posts": {"enum": ["enabled", "disabled"]},
+                           "name": {"type": "string"},
+                           "role": {"enum": ["member", "owner", "moderator"]}}})
+        }
         ("/api/v1/lists/{list}/members", "post") => {
             json!({"type": "object", "required": ["addresses"],
             "additionalProperties": false,

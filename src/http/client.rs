@@ -142,10 +142,10 @@ impl IpLimiter {
         }
     }
 
-    /// Counts one request; false when the client is over its limit.
-    pub fn allow(&self, ip: Option<IpAddr>) -> bool {
+    /// Counts one request; over the limit, how long until the client's window ends.
+    pub fn allow(&self, ip: Option<IpAddr>) -> Result<(), std::time::Duration> {
         let (Some(rate), Some(ip)) = (self.rate, ip) else {
-            return true;
+            return Ok(());
         };
         let now = Instant::now();
         let mut windows = self
@@ -160,7 +160,11 @@ impl IpLimiter {
             *entry = (now, 0);
         }
         entry.1 += 1;
-        entry.1 <= rate.count
+        if entry.1 <= rate.count {
+            Ok(())
+        } else {
+            Err(rate.per.saturating_sub(now.duration_since(entry.0)))
+        }
     }
 }
 
@@ -193,9 +197,10 @@ mod tests {
         }));
         let a = Some("192.0.2.1".parse().unwrap());
         let b = Some("192.0.2.2".parse().unwrap());
-        assert!(l.allow(a) && l.allow(a));
-        assert!(!l.allow(a));
-        assert!(l.allow(b));
-        assert!(IpLimiter::new(None).allow(a));
+        assert!(l.allow(a).is_ok() && l.allow(a).is_ok());
+        let wait = l.allow(a).unwrap_err();
+        assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
+        assert!(l.allow(b).is_ok());
+        assert!(IpLimiter::new(None).allow(a).is_ok());
     }
 }

@@ -5,8 +5,10 @@
 
 pub mod api;
 mod client;
+mod me;
 pub mod metrics;
 mod pages;
+pub mod session;
 mod subscribe;
 
 use crate::app::App;
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(subscribe::router())
+        .merge(me::router())
         .merge(api::router(state.clone()))
         .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(not_found)
@@ -177,6 +180,34 @@ pub(crate) async fn to_completion<T: Send + 'static>(
             "the request's task failed: {e}"
         )))
     })
+}
+
+/// `429` with `Retry-After` and a page that says how long to wait and links back.
+pub(crate) fn too_many_requests(
+    state: &AppState,
+    wait: Duration,
+    back: &str,
+    back_text: &str,
+) -> Response {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    let when = if minutes == 1 {
+        "a minute".to_string()
+    } else {
+        format!("{minutes} minutes")
+    };
+    let mut r = page(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        "web/message.html",
+        serde_json::json!({"title": "Error: too many requests",
+                           "message": format!("Too many requests came from your network. Please try again in {when}."),
+                           "link": {"href": back, "text": back_text}}),
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(wait.as_secs().max(1)),
+    );
+    r
 }
 
 /// A page for an unexpected failure; the cause is logged once, here.

@@ -63,16 +63,24 @@ async fn index(State(state): State<AppState>) -> Response {
 }
 
 async fn list_page(State(state): State<AppState>, Path(list): Path<String>) -> Response {
-    list_page_with(&state, &list, StatusCode::OK, None, "").await
+    list_page_with(&state, &list, StatusCode::OK, None, ("", "")).await
 }
 
-/// The list page, optionally with a form error (also used by the subscribe handler).
+/// Which form of the list page an error belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormError {
+    Subscribe,
+    Unsubscribe,
+}
+
+/// The list page, optionally with an error shown at its form, which keeps the address
+/// typed (also used by the subscribe handler).
 pub(crate) async fn list_page_with(
     state: &AppState,
     list: &str,
     status: StatusCode,
-    error: Option<&str>,
-    email: &str,
+    error: Option<(FormError, &str)>,
+    (email, name): (&str, &str),
 ) -> Response {
     let found = match ListRef::parse(list) {
         Ok(r) => state.app.list_info(&r).await,
@@ -94,8 +102,14 @@ pub(crate) async fn list_page_with(
                 json!({
                     "title": info.settings.name,
                     "list": info,
-                    "error": error,
+                    "error": error.map(|(_, e)| e),
+                    "error_form": error.map(|(f, _)| match f {
+                        FormError::Subscribe => "subscribe",
+                        FormError::Unsubscribe => "unsubscribe",
+                    }),
+                    "description": paragraphs(&info.settings.description),
                     "email": email,
+                    "name": name,
                     "subscribe_address": suffix("subscribe"),
                     "unsubscribe_address": suffix("unsubscribe"),
                 }),
@@ -114,4 +128,70 @@ pub(crate) fn list_not_found(state: &AppState) -> Response {
         json!({"title": "No such list", "message": "There is no mailing list at this address.",
                "link": {"href": "/", "text": "See all lists"}}),
     )
+}
+
+/// A list's description as paragraphs (split at blank lines), each a run of text
+/// pieces and links (the URLs in it), for the template to print escaped.
+fn paragraphs(text: &str) -> serde_json::Value {
+    let paras: Vec<serde_json::Value> = text
+        .replace("\r\n", "\n")
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| serde_json::Value::Array(linkify(p)))
+        .collect();
+    serde_json::Value::Array(paras)
+}
+
+/// Splits text into `{"text"}` and `{"link"}` pieces at http(s) URLs.
+fn linkify(text: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = ["https://", "http://"]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        let url_len = rest[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
+            .unwrap_or(rest.len() - start);
+        let mut url = &rest[start..start + url_len];
+        // a full stop or a closing bracket after a URL usually ends the sentence
+        url = url.trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
+        if start > 0 {
+            out.push(json!({"text": &rest[..start]}));
+        }
+        out.push(json!({"link": url}));
+        rest = &rest[start + url.len()..];
+    }
+    if !rest.is_empty() {
+        out.push(json!({"text": rest}));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_a_description_become_links() {
+        let p = linkify("See https://example.org/a?b=1. Or http://x.test");
+        assert_eq!(
+            p,
+            vec![
+                json!({"text": "See "}),
+                json!({"link": "https://example.org/a?b=1"}),
+                json!({"text": ". Or "}),
+                json!({"link": "http://x.test"}),
+            ]
+        );
+        assert_eq!(linkify("no links"), vec![json!({"text": "no links"})]);
+    }
+
+    #[test]
+    fn a_description_splits_into_paragraphs_at_blank_lines() {
+        let v = paragraphs("One\nstill one\r\n\r\nTwo\n\n\n");
+        assert_eq!(v.as_array().unwrap().len(), 2);
+    }
 }

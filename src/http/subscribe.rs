@@ -6,7 +6,7 @@
 //! (docs/standards.md#15, #23).
 
 use super::client::{FormFields, PeerAddr, client_ip, wants_json};
-use super::pages::{list_not_found, list_page_with};
+use super::pages::{FormError, list_not_found, list_page_with};
 use super::{AppState, page, to_completion, unexpected};
 use crate::app::AppError;
 use crate::app::subscriptions::{
@@ -68,50 +68,46 @@ async fn request(
     kind: Kind,
 ) -> Response {
     let json = wants_json(&headers);
-    let ip = client_ip(peer.0, &headers, &state.trusted_proxies);
-    if !state.ip_limiter.allow(ip) {
-        let msg = "Too many requests from your network. Please try again later.";
-        return if json {
-            with_cors((StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": msg}))).into_response())
-        } else {
-            page(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                "web/message.html",
-                json!({"title": "Slow down", "message": msg}),
-            )
-        };
-    }
     let Ok(list_ref) = ListRef::parse(&list) else {
         return not_found(&state, json);
     };
     let form = match form {
         Ok(f) => f,
         Err(e) => {
-            return bad_input(
-                &state,
-                &list,
-                json,
-                &format!("The form could not be read: {}", e.0),
-                "",
-            )
-            .await;
+            let reason = format!("The form could not be read: {}", e.0);
+            return bad_input(&state, &list, json, kind, &reason, ("", "")).await;
         }
     };
     let email_text = form.get("email").unwrap_or("").trim().to_string();
     let address = match EmailAddress::parse(&email_text) {
         Ok(a) => a,
         Err(e) => {
-            return bad_input(
-                &state,
-                &list,
-                json,
-                &capitalise(&e.to_string()),
-                &email_text,
-            )
-            .await;
+            let reason = sentence(&e.to_string());
+            let name = form.get("name").unwrap_or("");
+            return bad_input(&state, &list, json, kind, &reason, (&email_text, name)).await;
         }
     };
+    // only well-formed requests count against the client's limit
+    let ip = client_ip(peer.0, &headers, &state.trusted_proxies);
+    if let Err(wait) = state.ip_limiter.allow(ip) {
+        if json {
+            let msg = "Too many requests from your network. Please try again later.";
+            let mut r = with_cors(
+                (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": msg}))).into_response(),
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+            return r;
+        }
+        return super::too_many_requests(
+            &state,
+            wait,
+            &format!("/lists/{list}"),
+            "Back to the list",
+        );
+    }
     let list_info = match state.app.get_list(&list_ref).await {
         Ok(l) => l,
         Err(AppError::NoSuchList(_)) => return not_found(&state, json),
@@ -166,11 +162,14 @@ async fn request(
             list_info.settings.name
         ),
     };
+    let hours = state.app.settings.confirm_expiry.as_secs().div_ceil(3600);
     page(
         &state,
         StatusCode::OK,
-        "web/message.html",
-        json!({"title": "Check your inbox", "message": message,
+        "web/check_inbox.html",
+        json!({"message": message,
+               "sender": list_info.address.with_suffix("owner"),
+               "expiry": if hours == 1 { "an hour".to_string() } else { format!("{hours} hours") },
                "link": {"href": format!("/lists/{}", list_info.address.list_id()), "text": format!("Back to {}", list_info.settings.name)}}),
     )
 }
@@ -194,15 +193,27 @@ async fn bad_input(
     state: &AppState,
     list: &str,
     json: bool,
+    kind: Kind,
     reason: &str,
-    email: &str,
+    typed: (&str, &str),
 ) -> Response {
     if json {
         return with_cors(
             (StatusCode::BAD_REQUEST, Json(json!({"error": reason}))).into_response(),
         );
     }
-    list_page_with(state, list, StatusCode::BAD_REQUEST, Some(reason), email).await
+    let form = match kind {
+        Kind::Join => FormError::Subscribe,
+        Kind::Leave => FormError::Unsubscribe,
+    };
+    list_page_with(
+        state,
+        list,
+        StatusCode::BAD_REQUEST,
+        Some((form, reason)),
+        typed,
+    )
+    .await
 }
 
 fn not_found(state: &AppState, json: bool) -> Response {
@@ -367,22 +378,23 @@ fn spent(state: &AppState, list: Option<&List>) -> Response {
 }
 
 async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let found = match state.app.inspect_unsubscribe_token(&token).await {
+    let (list, address) = match state.app.inspect_unsubscribe_token(&token).await {
         Ok(Some((list, address, status))) if status != MemberStatus::Subscribed => {
             return already_left(&state, &list, &address);
         }
-        other => other.map(|f| f.map(|(list, address, _)| (list, address))),
+        Ok(Some((list, address, _))) => (list, address),
+        Ok(None) => return bad_unsubscribe_token(&state),
+        Err(e) => return unexpected(&state, &e),
     };
-    button_page(&state, found, "web/unsubscribe.html", |list, address| {
-        (
-            format!("Leave {}", list.settings.name),
-            format!(
-                "Press the button to unsubscribe {address} from {} <{}>.",
-                list.settings.name, list.address
-            ),
-            format!("/unsubscribe/{token}"),
-        )
-    })
+    page(
+        &state,
+        StatusCode::OK,
+        "web/unsubscribe.html",
+        json!({"title": format!("Leave {}", list.settings.name),
+               "message": format!("Press the button to unsubscribe {address} from {} <{}>.", list.settings.name, list.address),
+               "action": format!("/unsubscribe/{token}"),
+               "preferences": format!("/preferences/{token}")}),
+    )
 }
 
 /// The unsubscribe link of a membership that has ended: it says so, with the way back.
@@ -486,10 +498,27 @@ fn bad_unsubscribe_token(state: &AppState) -> Response {
     )
 }
 
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
+/// An error as a sentence for a page: the backticks that quote values in the CLI's
+/// messages become quotation marks, the first letter is a capital, and it ends with a
+/// full stop.
+pub(crate) fn sentence(s: &str) -> String {
+    let mut quoted = String::with_capacity(s.len() + 4);
+    let mut open = false;
+    for c in s.chars() {
+        if c == '`' {
+            quoted.push(if open { '”' } else { '“' });
+            open = !open;
+        } else {
+            quoted.push(c);
+        }
+    }
+    let mut c = quoted.chars();
+    let mut out: String = match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    };
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
     }
+    out
 }

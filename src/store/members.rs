@@ -2,9 +2,7 @@
 //! leaves so the consent record and the withdrawal survive.
 
 use super::decode;
-use crate::domain::{
-    Consent, Delivery, EmailAddress, Evidence, Member, MemberStatus, Role, Source,
-};
+use crate::domain::{Consent, EmailAddress, Evidence, Member, MemberStatus, Role, Source};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -17,6 +15,7 @@ struct MemberRow {
     role: String,
     status: String,
     delivery: String,
+    mode: String,
     bounce_score: i32,
     own_posts: bool,
     subscribed_at: Option<OffsetDateTime>,
@@ -45,6 +44,7 @@ impl TryFrom<MemberRow> for Member {
             role: decode("role", &r.role)?,
             status: decode("status", &r.status)?,
             delivery: decode("delivery", &r.delivery)?,
+            mode: decode("mode", &r.mode)?,
             bounce_score: r.bounce_score,
             own_posts: r.own_posts,
             subscribed_at: r.subscribed_at,
@@ -80,7 +80,7 @@ pub async fn find_member(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where list_id = $1 and role = $2 and address_key = $3
@@ -109,7 +109,7 @@ pub async fn list_members_page(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member
@@ -142,13 +142,39 @@ pub async fn find_member_roles(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where list_id = $1 and address_key = $2
         order by role
         "#,
         list_id,
+        address.key()
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Member::try_from)
+    .collect()
+}
+
+/// Every current or waiting role of an address, on every list (for `/me`), oldest
+/// list first.
+pub async fn find_memberships_of(
+    db: impl PgExecutor<'_>,
+    address: &EmailAddress,
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        select m.id, m.list_id, m.address, m.name, m.role, m.status, m.delivery, m.mode, m.bounce_score,
+               m.own_posts, m.subscribed_at, m.requested_at, m.request_source, m.request_ip,
+               m.request_user_agent, m.request_message_id, m.request_form_text, m.confirmed_at,
+               m.confirm_method, m.confirm_ip, m.confirm_message_id, m.unsubscribed_at, m.unsubscribe_method
+        from member m join list l on l.id = m.list_id
+        where m.address_key = $1 and m.status in ('subscribed', 'pending')
+        order by l.created_at, l.id, m.role
+        "#,
         address.key()
     )
     .fetch_all(db)
@@ -166,7 +192,7 @@ pub async fn find_member_by_id_for_update(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member where id = $1
@@ -216,7 +242,7 @@ pub async fn list_members(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member
@@ -289,7 +315,7 @@ pub async fn upsert_confirmed_member(
             bounce_warnings_sent = 0,
             bounce_warned_at = null,
             updated_at = now()
-        returning id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+        returning id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         "#,
@@ -338,17 +364,15 @@ pub async fn update_member_left(
 /// Changes the role-independent attributes of a member row.
 pub async fn update_member_attributes(
     db: impl PgExecutor<'_>,
-    member_id: Uuid,
-    delivery: Delivery,
-    name: Option<&str>,
-    own_posts: bool,
+    member: &Member,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update member set delivery = $2, name = $3, own_posts = $4, updated_at = now() where id = $1",
-        member_id,
-        delivery.as_str(),
-        name,
-        own_posts
+        "update member set delivery = $2, name = $3, own_posts = $4, mode = $5, updated_at = now() where id = $1",
+        member.id,
+        member.delivery.as_str(),
+        member.name.as_deref(),
+        member.own_posts,
+        member.mode.as_str()
     )
     .execute(db)
     .await
@@ -399,7 +423,7 @@ pub async fn list_waiting_members(
     sqlx::query_as!(
         MemberRow,
         r#"
-        select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
         from member
@@ -459,7 +483,7 @@ pub async fn search_members(
             sqlx::query_as!(
                 MemberRow,
                 r#"
-                select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+                select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
                 from member
@@ -486,7 +510,7 @@ pub async fn search_members(
             sqlx::query_as!(
                 MemberRow,
                 r#"
-                select id, list_id, address, name, role, status, delivery, bounce_score, own_posts, subscribed_at, requested_at,
+                select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
                request_source, request_ip, request_user_agent, request_message_id, request_form_text,
                confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
                 from member

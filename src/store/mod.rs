@@ -14,6 +14,7 @@ pub mod pending;
 pub mod posts;
 pub mod roster;
 pub mod secret;
+pub mod sessions;
 pub mod wakeup;
 pub mod web_requests;
 

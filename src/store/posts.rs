@@ -232,7 +232,7 @@ pub async fn update_post_accepted(
 }
 
 /// The fan-out: queues one copy of the post for every subscribed member of the list
-/// with delivery enabled, in one statement; the author is left out when they turned
+/// with delivery enabled who takes single copies (not digests), in one statement; the author is left out when they turned
 /// their own posts off. Returns how many copies were queued. The copies name the
 /// post, not the list: a foreign-key check per copy would double the statement's cost.
 pub async fn insert_post_copies(
@@ -247,7 +247,7 @@ pub async fn insert_post_copies(
         select 'post', m.address, m.address_key, $2, m.id
         from member m
         where m.list_id = $1 and m.role = 'member' and m.status = 'subscribed'
-          and m.delivery = 'enabled'
+          and m.delivery = 'enabled' and m.mode = 'each'
           and (m.own_posts or m.address_key is distinct from $3)
         "#,
         list_id,

@@ -6,8 +6,9 @@ use uuid::Uuid;
 
 /// A request as the form received it.
 pub struct NewWebRequest<'a> {
-    pub list_id: Uuid,
-    /// `subscribe` or `unsubscribe`.
+    /// None for a sign-in request.
+    pub list_id: Option<Uuid>,
+    /// `subscribe`, `unsubscribe` or `signin`.
     pub kind: &'a str,
     pub address: &'a str,
     pub name: Option<&'a str>,
@@ -36,7 +37,7 @@ pub async fn insert_web_request(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WebRequestRow {
     pub id: i64,
-    pub list_id: Uuid,
+    pub list_id: Option<Uuid>,
     pub kind: String,
     pub address: String,
     pub name: Option<String>,

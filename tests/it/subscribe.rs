@@ -423,10 +423,17 @@ async fn one_click_unsubscribe_works_without_cookies_and_repeats_harmlessly() {
         .text()
         .await
         .unwrap();
-    assert_eq!(page.matches("<button").count(), 1);
+    // one button posts to the link itself; the others offer pausing or a digest
+    // instead, posting elsewhere (docs/contract.md#signin)
     let token = link.rsplit('/').next().unwrap();
-    assert!(
-        page.contains("<form method=\"post\"") && page.contains(token),
+    let page = page.replace("&#x2f;", "/");
+    let action = format!("action=\"/unsubscribe/{token}\"");
+    assert_eq!(page.matches(action.as_str()).count(), 1, "{page}");
+    assert_eq!(page.matches("<button").count(), 3, "{page}");
+    assert_eq!(
+        page.matches(format!("action=\"/preferences/{token}\"").as_str())
+            .count(),
+        2,
         "{page}"
     );
     assert_eq!(
@@ -751,7 +758,7 @@ async fn admin_add_is_immediate_but_someone_who_left_needs_an_invitation() {
     let csv = s.cli(&["members", "ls", LIST, "--csv"]);
     assert!(
         csv.stdout
-            .starts_with("email,name,role,status,delivery,subscribed_at"),
+            .starts_with("email,name,role,status,delivery,subscribed_at,mode"),
         "{csv:?}"
     );
     let set = s.cli(&[

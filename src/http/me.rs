@@ -1,0 +1,328 @@
+//! Signing in and a member's own page (docs/contract.md#signin): `/signin`, the link's
+//! page, `/signout`, `/me` with its forms, and the preferences forms of the
+//! unsubscribe page.
+//!
+//! Every answer here carries the private-page headers (no caching, no framing); every
+//! POST of a signed-in page passes the CSRF check of [`CsrfForm`].
+
+use super::client::{FormFields, PeerAddr, client_ip};
+use super::session::{
+    CsrfForm, SignedIn, private_headers, session_cookie, session_removal_cookie, session_set_cookie,
+};
+use super::{AppState, page, to_completion, unexpected};
+use crate::app::sessions::{MyChange, MyChangeOutcome, SignInOutcome, SigninView};
+use crate::domain::session::SIGNIN_MINUTES;
+use crate::domain::{EmailAddress, ListRef, MemberChange};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::cookie::CookieJar;
+use serde_json::json;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/signin", get(signin_form).post(signin_request))
+        .route("/signin/{token}", get(signin_page).post(signin))
+        .route("/signout", post(signout))
+        .route("/me", get(me))
+        .route("/me/lists/{list}", post(change))
+        .route("/preferences/{token}", post(preferences))
+        .route_layer(axum::middleware::from_fn(private_headers))
+}
+
+async fn signin_form(State(state): State<AppState>) -> Response {
+    signin_form_with(&state, StatusCode::OK, None, "")
+}
+
+fn signin_form_with(
+    state: &AppState,
+    status: StatusCode,
+    error: Option<&str>,
+    email: &str,
+) -> Response {
+    page(
+        state,
+        status,
+        "web/signin.html",
+        json!({"error": error, "email": email, "expiry_minutes": SIGNIN_MINUTES}),
+    )
+}
+
+/// `POST /signin`: the same page for every well-formed address (docs/standards.md#51);
+/// the request is stored and carried out by the workers, so its timing tells nothing.
+async fn signin_request(
+    State(state): State<AppState>,
+    peer: PeerAddr,
+    headers: HeaderMap,
+    form: Result<FormFields, super::client::BadForm>,
+) -> Response {
+    let email = form
+        .as_ref()
+        .ok()
+        .and_then(|f| f.get("email"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let address = match EmailAddress::parse(&email) {
+        Ok(a) => a,
+        Err(e) => {
+            let reason = super::subscribe::sentence(&e.to_string());
+            return signin_form_with(&state, StatusCode::BAD_REQUEST, Some(&reason), &email);
+        }
+    };
+    // only well-formed requests count against the client's limit
+    let ip = client_ip(peer.0, &headers, &state.trusted_proxies);
+    if let Err(wait) = state.ip_limiter.allow(ip) {
+        return super::too_many_requests(&state, wait, "/signin", "Back to sign in");
+    }
+    let app = state.app.clone();
+    let ip_text = ip.map(|i| i.to_string());
+    let a = address.clone();
+    if let Err(e) =
+        to_completion(async move { app.queue_signin_request(&a, ip_text.as_deref()).await }).await
+    {
+        return unexpected(&state, &e);
+    }
+    page(
+        &state,
+        StatusCode::OK,
+        "web/check_inbox.html",
+        json!({"message": format!("If {address} belongs to a list here, a message with a sign-in link is on its way."),
+               "sender": "the owner address of one of your lists (its name ends in +owner)",
+               "expiry": format!("{SIGNIN_MINUTES} minutes, once"),
+               "link": {"href": "/lists", "text": "See all lists"}}),
+    )
+}
+
+/// The link's page: one button (mail scanners open links; GET changes nothing).
+async fn signin_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.app.inspect_signin(&token).await {
+        Ok(SigninView::Valid { address }) => page(
+            &state,
+            StatusCode::OK,
+            "web/confirm.html",
+            json!({"title": "Sign in",
+                   "message": format!("Press the button to sign in as {address}."),
+                   "button": "Sign in", "action": format!("/signin/{token}")}),
+        ),
+        Ok(view) => spent_link(&state, &view),
+        Err(e) => unexpected(&state, &e),
+    }
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(token): Path<String>,
+) -> Response {
+    let previous = session_cookie(&jar);
+    let app = state.app.clone();
+    let outcome =
+        match to_completion(async move { app.sign_in(&token, previous.as_ref()).await }).await {
+            Ok(o) => o,
+            Err(e) => return unexpected(&state, &e),
+        };
+    match outcome {
+        SignInOutcome::SignedIn { session, .. } => (
+            jar.add(session_set_cookie(&state, &session)),
+            Redirect::to("/me"),
+        )
+            .into_response(),
+        SignInOutcome::Used => spent_link(&state, &SigninView::Used),
+        SignInOutcome::Expired => spent_link(&state, &SigninView::Expired),
+        SignInOutcome::Unknown => spent_link(&state, &SigninView::Unknown),
+    }
+}
+
+/// A used or expired link is `410`, an unknown one `404`; both lead back to `/signin`.
+fn spent_link(state: &AppState, view: &SigninView) -> Response {
+    let (status, title) = match view {
+        SigninView::Used => (StatusCode::GONE, "This sign-in link has already been used"),
+        SigninView::Expired => (StatusCode::GONE, "This sign-in link has expired"),
+        _ => (StatusCode::NOT_FOUND, "This sign-in link is not valid"),
+    };
+    page(
+        state,
+        status,
+        "web/message.html",
+        json!({"title": title,
+               "message": "Each link works once, for 15 minutes. Ask for a new one.",
+               "link": {"href": "/signin", "text": "Sign in again"}}),
+    )
+}
+
+async fn signout(State(state): State<AppState>, jar: CookieJar, form: CsrfForm) -> Response {
+    if let Err(e) = state.app.sign_out(&form.viewer).await {
+        return unexpected(&state, &e);
+    }
+    (
+        jar.remove(session_removal_cookie()),
+        page(
+            &state,
+            StatusCode::OK,
+            "web/message.html",
+            json!({"title": "You are signed out", "message": "Your session has ended.",
+                   "link": {"href": "/signin", "text": "Sign in again"}}),
+        ),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct MeQuery {
+    changed: Option<String>,
+    left: Option<String>,
+}
+
+async fn me(
+    State(state): State<AppState>,
+    SignedIn(viewer): SignedIn,
+    Query(q): Query<MeQuery>,
+) -> Response {
+    let lists = match state.app.my_lists(&viewer).await {
+        Ok(l) => l,
+        Err(e) => return unexpected(&state, &e),
+    };
+    let name_of = |id: &str| {
+        lists
+            .iter()
+            .find(|l| l.list_id == id)
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let notice = match (&q.changed, &q.left) {
+        (Some(id), _) => Some(format!("Your settings for {} are saved.", name_of(id))),
+        (_, Some(id)) => Some(format!(
+            "You have left the list {id}. A goodbye message is on its way."
+        )),
+        _ => None,
+    };
+    page(
+        &state,
+        StatusCode::OK,
+        "web/me.html",
+        json!({"address": viewer.address.to_string(), "csrf": viewer.csrf, "lists": lists,
+               "notice": notice, "is_site_admin": viewer.is_site_admin}),
+    )
+}
+
+/// `POST /me/lists/{list}`: `delivery`, `mode`, `own_posts` (any subset) or
+/// `action=leave`; then back to `/me`.
+async fn change(
+    State(state): State<AppState>,
+    Path(list): Path<String>,
+    form: CsrfForm,
+) -> Response {
+    let Ok(list_ref) = ListRef::parse(&list) else {
+        return super::pages::list_not_found(&state);
+    };
+    let change = if form.fields.get("action") == Some("leave") {
+        MyChange::Leave
+    } else {
+        match member_change(&form.fields, &["delivery", "mode", "own_posts"]) {
+            Ok(c) => MyChange::Set(c),
+            Err(reason) => return bad_change(&state, &reason),
+        }
+    };
+    let (app, viewer) = (state.app.clone(), form.viewer);
+    let done =
+        to_completion(async move { app.change_my_membership(&viewer, &list_ref, &change).await })
+            .await;
+    match done {
+        Ok(MyChangeOutcome::Changed { list, .. }) => {
+            Redirect::to(&format!("/me?changed={}", list.address.list_id())).into_response()
+        }
+        Ok(MyChangeOutcome::Left { list }) => {
+            Redirect::to(&format!("/me?left={}", list.address.list_id())).into_response()
+        }
+        Ok(MyChangeOutcome::NotAMember) => page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "web/message.html",
+            json!({"title": "Error: you are not subscribed to this list",
+                   "message": "Nothing was changed.",
+                   "link": {"href": "/me", "text": "Your subscriptions"}}),
+        ),
+        Err(e) => unexpected(&state, &e),
+    }
+}
+
+/// The member settings among a form's fields.
+fn member_change(fields: &FormFields, keys: &[&str]) -> Result<MemberChange, String> {
+    let mut change = MemberChange::default();
+    for key in keys {
+        if let Some(value) = fields.get(key) {
+            change
+                .apply(key, value)
+                .map_err(|e| super::subscribe::sentence(&e.to_string()))?;
+        }
+    }
+    if change == MemberChange::default() {
+        return Err("Choose what to change.".into());
+    }
+    Ok(change)
+}
+
+fn bad_change(state: &AppState, reason: &str) -> Response {
+    page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "web/message.html",
+        json!({"title": "Error: nothing was changed", "message": reason,
+               "link": {"href": "/me", "text": "Your subscriptions"}}),
+    )
+}
+
+/// `POST /preferences/{token}`: pause delivery or switch to a digest with the
+/// member's unsubscribe token (no session; the token is the authority).
+async fn preferences(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    form: Result<FormFields, super::client::BadForm>,
+) -> Response {
+    let fields = form.unwrap_or_default();
+    let change = match member_change(&fields, &["delivery", "mode"]) {
+        Ok(c) => c,
+        Err(reason) => return bad_change(&state, &reason),
+    };
+    let app = state.app.clone();
+    let done =
+        to_completion(async move { app.update_preferences_with_token(&token, &change).await })
+            .await;
+    match done {
+        Ok(MyChangeOutcome::Changed { list, member }) => {
+            let what = match (member.delivery, member.mode) {
+                (crate::domain::Delivery::Disabled, _) => format!(
+                    "Delivery to {} is paused: you stay a member of {} and receive nothing until you turn it back on.",
+                    member.address, list.settings.name
+                ),
+                (_, crate::domain::Mode::Each) => format!(
+                    "{} receives every message of {} as it is sent.",
+                    member.address, list.settings.name
+                ),
+                (_, _) => format!(
+                    "{} receives the messages of {} gathered into digests.",
+                    member.address, list.settings.name
+                ),
+            };
+            page(
+                &state,
+                StatusCode::OK,
+                "web/message.html",
+                json!({"title": "Your preferences are saved", "message": what,
+                       "link": {"href": "/signin", "text": "Sign in to change more"}}),
+            )
+        }
+        Ok(_) => page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "web/message.html",
+            json!({"title": "This link is not valid",
+                   "message": "Nothing was changed. Use the link from a recent message of the list.",
+                   "link": {"href": "/lists", "text": "See all lists"}}),
+        ),
+        Err(e) => unexpected(&state, &e),
+    }
+}
