@@ -335,3 +335,505 @@ async fn member_search_finds_parts_of_addresses_and_names_page_by_page() {
     sorted.dedup();
     assert_eq!(sorted.len(), 123, "no row twice");
 }
+
+/// A browser's session, made by signing in with a link from `listd signin-link`.
+struct Session<'a> {
+    s: &'a TestServer,
+    cookie: String,
+    csrf: String,
+}
+
+/// Signs in as `address` as a person does: the link's page, its button, the cookie.
+async fn sign_in<'a>(s: &'a TestServer, address: &str) -> Session<'a> {
+    let out = s.cli(&["signin-link", address]);
+    let link = if out.code == 0 {
+        out.stdout.trim().lines().last().unwrap().to_string()
+    } else {
+        // the CLI's process is not told the test server's site admins
+        s.app
+            .signin_link(&addr(address))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{address} may sign in: {out:?}"))
+    };
+    let http = crate::harness::http();
+    assert_eq!(http.get(&link).send().await.unwrap().status(), 200);
+    let r = http.post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("listd_session="))
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut session = Session {
+        s,
+        cookie,
+        csrf: String::new(),
+    };
+    let (status, page) = session.get("/me").await;
+    assert_eq!(status, 200, "{page}");
+    session.csrf = field_value(&page, "csrf").expect("a csrf field (the sign-out form)");
+    session
+}
+
+/// The value of a hidden input of a page.
+fn field_value(page: &str, name: &str) -> Option<String> {
+    let at = page.find(&format!("name=\"{name}\" value=\""))?;
+    let rest = &page[at + name.len() + 15..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+impl Session<'_> {
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = crate::harness::http()
+            .get(self.s.url(path))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap().replace("&#x2f;", "/"))
+    }
+
+    /// Posts a form with the session's csrf field; returns the status, the Location
+    /// and the body.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
+        let mut form: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
+        form.extend_from_slice(fields);
+        let r = crate::harness::http()
+            .post(self.s.url(path))
+            .header("cookie", &self.cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (
+            status,
+            location,
+            r.text().await.unwrap().replace("&#x2f;", "/"),
+        )
+    }
+}
+
+fn post_copies(s: &TestServer, rcpt: &str) -> usize {
+    s.sink
+        .to(rcpt)
+        .iter()
+        .filter(|c| c.mail_from.contains("+bounces+m"))
+        .count()
+}
+
+const HELD: &str = "/admin/lists/dev.lists.example.org/held";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_approves_in_the_console_once_and_a_second_decision_says_who_made_the_first() {
+    let s = server_with(|_| {}).await;
+    let id = held_post(&s, "mallory@example.com", "Approve me")
+        .await
+        .to_string();
+    // the notice's link leads to the console; without a session, to signing in
+    let notice = s.sink.to(OWNER).pop().unwrap().body_text();
+    let link = crate::harness::find_link(&notice, &s.url("/admin/")).unwrap();
+    let r = crate::harness::http().get(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/signin");
+
+    let owner = sign_in(&s, OWNER).await;
+    let (status, home) = owner.get("/admin").await;
+    assert_eq!(status, 200);
+    assert!(
+        home.contains("1 held post") && home.contains("/admin/lists/dev.lists.example.org"),
+        "{home}"
+    );
+    assert!(
+        !home.contains("ops@lists.example.org"),
+        "only the lists one runs"
+    );
+    let (status, page) = owner.get(&link.replace(&s.base, "")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Approve me") && page.contains("first line"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;b&gt;not html&lt;/b&gt;"),
+        "the text is shown as text"
+    );
+    let r = crate::harness::http()
+        .get(s.url(HELD))
+        .header("cookie", &owner.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+
+    // without the csrf field: 403, nothing changes
+    let r = crate::harness::http()
+        .post(s.url(&format!("{HELD}/{id}")))
+        .header("cookie", &owner.cookie)
+        .form(&[("action", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        s.cli(&["held", "show", &id, "--json"]).json()["status"],
+        "held"
+    );
+
+    let (status, location, _) = owner
+        .post(&format!("{HELD}/{id}"), &[("action", "approve")])
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, &*format!("{HELD}?done=approve&id={id}"))
+    );
+    let (_, page) = owner.get(&location).await;
+    assert!(page.contains("is approved"), "{page}");
+    s.deliver().await;
+    assert_eq!(post_copies(&s, "anne@example.net"), 1, "relayed");
+    let shown = s.cli(&["held", "show", &id, "--json"]).json();
+    assert_eq!(shown["decided_by"], OWNER);
+
+    // the moderator, a moment later, sees who decided and cannot decide again
+    let moderator = sign_in(&s, MODERATOR).await;
+    let (_, page) = moderator.get(HELD).await;
+    assert!(
+        page.contains("accepted by") && page.contains(OWNER),
+        "{page}"
+    );
+    let (status, _, page) = moderator
+        .post(&format!("{HELD}/{id}"), &[("action", "discard")])
+        .await;
+    assert_eq!(status, 409);
+    assert!(
+        page.contains("accepted by") && page.contains(OWNER),
+        "{page}"
+    );
+    s.deliver().await;
+    assert_eq!(post_copies(&s, "anne@example.net"), 1, "relayed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_tells_the_sender_and_accept_sender_lets_the_next_post_through() {
+    let s = server_with(|_| {}).await;
+    let moderator = sign_in(&s, MODERATOR).await;
+    let id = held_post(&s, "zed@example.com", "First try")
+        .await
+        .to_string();
+    let (status, _, _) = moderator
+        .post(
+            &format!("{HELD}/{id}"),
+            &[
+                ("action", "reject"),
+                ("reason", "please introduce yourself"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    s.deliver().await;
+    assert!(
+        s.sink
+            .to("zed@example.com")
+            .iter()
+            .any(|c| c.body_text().contains("please introduce yourself")),
+        "the sender gets the reason"
+    );
+    assert_eq!(post_copies(&s, "anne@example.net"), 0);
+
+    let id = held_post(&s, "zed@example.com", "Second try")
+        .await
+        .to_string();
+    let (status, location, _) = moderator
+        .post(&format!("{HELD}/{id}"), &[("action", "accept-sender")])
+        .await;
+    assert_eq!(
+        (status, location.contains("done=accept-sender")),
+        (303, true)
+    );
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(
+        info["accept_senders"],
+        serde_json::json!(["zed@example.com"])
+    );
+    let m = mail("Zed <zed@example.com>", LIST, "Third", "", "hello\r\n");
+    smtplib(s.smtp_port(), "zed@example.com", &[LIST], &m).unwrap();
+    s.process().await;
+    assert_eq!(
+        post_copies(&s, "anne@example.net"),
+        2,
+        "approved, then relayed at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_of_one_list_gets_404_for_another_and_owners_only_pages_are_refused() {
+    let s = server_with(|_| {}).await;
+    let moderator = sign_in(&s, MODERATOR).await;
+    let other_held = held_post_on(&s, OTHER).await;
+    for path in [
+        "/admin/lists/ops.lists.example.org".to_string(),
+        "/admin/lists/ops.lists.example.org/held".into(),
+        "/admin/lists/ops.lists.example.org/members".into(),
+        "/admin/lists/ops.lists.example.org/members.csv".into(),
+        "/admin/lists/ops.lists.example.org/requests".into(),
+        "/admin/lists/nosuch.lists.example.org/held".into(),
+    ] {
+        let (status, page) = moderator.get(&path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!page.contains("ops@"), "nothing of the list shows: {path}");
+    }
+    let (status, _, _) = moderator
+        .post(
+            &format!("/admin/lists/ops.lists.example.org/held/{other_held}"),
+            &[("action", "approve")],
+        )
+        .await;
+    assert_eq!(status, 404);
+    // through the moderator's own list, a post of the other list does not exist either
+    let (status, _, _) = moderator
+        .post(&format!("{HELD}/{other_held}"), &[("action", "approve")])
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        s.cli(&["held", "show", &other_held.to_string(), "--json"])
+            .json()["status"],
+        "held"
+    );
+    // a moderator decides held posts but does not change settings or members
+    let (status, _, _) = moderator
+        .post("/admin/lists/dev.lists.example.org", &[("posting", "open")])
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = moderator
+        .get("/admin/lists/dev.lists.example.org/members")
+        .await;
+    assert_eq!(status, 403);
+    // a signed-in member runs nothing: an empty console, and 404 for the list
+    let anne = sign_in(&s, "anne@example.net").await;
+    let (status, page) = anne.get("/admin").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("You do not run any list"), "{page}");
+    assert_eq!(anne.get(HELD).await.0, 404);
+    // without a session, every console URL leads to signing in
+    let r = crate::harness::http()
+        .get(s.url("/admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+}
+
+async fn held_post_on(s: &TestServer, list: &str) -> i64 {
+    let m = mail("mallory@example.com", list, "Elsewhere", "", "x\r\n");
+    smtplib(s.smtp_port(), "mallory@example.com", &[list], &m).unwrap();
+    s.process().await;
+    s.cli(&["held", "ls", list, "--json"]).json()[0]["id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_form_saves_every_setting_or_answers_400_and_saves_nothing() {
+    let s = server_with(|_| {}).await;
+    let owner = sign_in(&s, OWNER).await;
+    let path = "/admin/lists/dev.lists.example.org";
+    let (status, page) = owner.get(path).await;
+    assert_eq!(status, 200);
+    for key in listd::domain::ListSettings::KEYS
+        .iter()
+        .chain(&["owners", "moderators"])
+    {
+        assert!(
+            page.contains(&format!("name=\"{key}\"")),
+            "a field for {key}"
+        );
+    }
+    let (status, _, page) = owner
+        .post(
+            path,
+            &[
+                ("posting", "moderated"),
+                ("bounce-stale-days", "zero"),
+                ("owners", OWNER),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("aria-invalid=\"true\"") && page.contains("bounce-stale-days"),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"zero\""),
+        "what was typed is shown again"
+    );
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(info["posting"], "members", "nothing saved");
+
+    let (status, _, page) = owner
+        .post(
+            path,
+            &[("posting", "moderated"), ("owners", "not an address")],
+        )
+        .await;
+    assert_eq!(status, 400, "{page}");
+
+    let (status, location, _) = owner
+        .post(
+            path,
+            &[
+                ("posting", "moderated"),
+                ("subject-prefix", "[dev list]"),
+                ("accept-senders", "friend@example.org"),
+                ("owners", &format!("{OWNER}\nsecond@example.org")),
+                ("moderators", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/admin/lists/dev.lists.example.org?saved=1")
+    );
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(info["posting"], "moderated");
+    assert_eq!(info["subject_prefix"], "[dev list]");
+    assert_eq!(
+        info["accept_senders"],
+        serde_json::json!(["friend@example.org"])
+    );
+    assert_eq!(info["owners"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_search_add_pause_and_remove_members_and_download_them() {
+    let s = server_with(|c| c.admins = vec![addr("root@example.org")]).await;
+    let owner = sign_in(&s, OWNER).await;
+    let members = "/admin/lists/dev.lists.example.org/members";
+    let (status, location, _) = owner
+        .post(
+            members,
+            &[
+                ("action", "add"),
+                (
+                    "address",
+                    "bea@example.org, carl@example.org\ndora@example.org",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(location.contains("added=3"), "{location}");
+    let (_, page) = owner.get(&format!("{members}?q=CARL")).await;
+    assert!(
+        page.contains("carl@example.org") && !page.contains("bea@example.org"),
+        "{page}"
+    );
+    let (status, _, _) = owner
+        .post(
+            members,
+            &[("action", "pause"), ("address", "carl@example.org")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let shown = s
+        .cli(&["members", "show", LIST, "carl@example.org", "--json"])
+        .json();
+    assert_eq!(shown["delivery"], "disabled");
+    let (_, page) = owner.get(&format!("{members}?status=disabled")).await;
+    assert!(
+        page.contains("carl@example.org") && page.contains("Resume delivery"),
+        "{page}"
+    );
+    let (status, _, _) = owner
+        .post(
+            members,
+            &[("action", "remove"), ("address", "dora@example.org")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (status, _, _) = owner
+        .post(
+            members,
+            &[("action", "invite"), ("address", "eve@example.org")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    s.deliver().await;
+    assert_eq!(
+        s.sink.to("eve@example.org").len(),
+        1,
+        "an invitation to confirm"
+    );
+    let (status, _, page) = owner
+        .post(members, &[("action", "add"), ("address", "nope")])
+        .await;
+    assert_eq!(status, 400, "{page}");
+
+    let r = crate::harness::http()
+        .get(s.url("/admin/lists/dev.lists.example.org/members.csv"))
+        .header("cookie", &owner.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("email,name,status"), "{csv}");
+    assert!(csv.contains("bea@example.org") && csv.contains("anne@example.net"));
+    assert!(!csv.contains("dora@example.org"), "only subscribed members");
+
+    // a site admin sees every list and creates one
+    let root = sign_in(&s, "root@example.org").await;
+    let (_, page) = root.get("/admin").await;
+    assert!(
+        page.contains("ops@lists.example.org") && page.contains("Create a list"),
+        "{page}"
+    );
+    let (status, _, page) = root
+        .post("/admin/lists", &[("address", "not a list"), ("name", "X")])
+        .await;
+    assert_eq!(status, 400, "{page}");
+    let (status, location, _) = root
+        .post(
+            "/admin/lists",
+            &[("address", "new@lists.example.org"), ("name", "New list")],
+        )
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/admin/lists/new.lists.example.org?created=1")
+    );
+    let info = s
+        .cli(&["lists", "show", "new@lists.example.org", "--json"])
+        .json();
+    assert_eq!(info["name"], "New list");
+    let (status, _, _) = owner
+        .post("/admin/lists", &[("address", "x@lists.example.org")])
+        .await;
+    assert_eq!(status, 404, "only site admins create lists");
+}
