@@ -87,6 +87,8 @@ pub enum RequestDecision {
 
 /// Longest search text taken (an address is at most 254 octets).
 const MAX_SEARCH_LEN: usize = 254;
+/// Shortest search text: the trigram index finds parts of three characters or more.
+pub const MIN_SEARCH_LEN: usize = 3;
 
 impl App {
     /// One page of a list's members matching `query`, after `after`, and the cursor
@@ -110,6 +112,16 @@ impl App {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(|t| t.chars().take(MAX_SEARCH_LEN).collect::<String>());
+        if let Some(t) = &text
+            && t.chars().count() < MIN_SEARCH_LEN
+        {
+            return Err(AppError::BadSetting(
+                crate::domain::SettingError::BadValue {
+                    key: "q".into(),
+                    problem: format!("type at least {MIN_SEARCH_LEN} characters to search"),
+                },
+            ));
+        }
         let limit = limit.clamp(1, 1000);
         let rows = store::members::search_members(
             &self.db,

@@ -638,12 +638,19 @@ async fn members_page(
     };
     let after = q.after.as_deref().and_then(parse_cursor);
     let list_ref = ListRef::Address(run.list.address.clone());
+    let mut status = status;
+    let mut search_error = None;
     let (page_rows, next) = match state
         .app
         .search_members(&list_ref, &query, after.as_ref(), PAGE_SIZE)
         .await
     {
         Ok(p) => p,
+        Err(AppError::BadSetting(SettingError::BadValue { problem, .. })) => {
+            status = StatusCode::BAD_REQUEST;
+            search_error = Some(super::subscribe::sentence(&problem));
+            (Vec::new(), None)
+        }
         Err(e) => return unexpected(state, &e),
     };
     let status_value = q.status.clone().unwrap_or_else(|| "subscribed".into());
@@ -710,6 +717,7 @@ async fn members_page(
             "first": after.is_some().then(|| link(None)),
             "notice": notice,
             "error": error.map(|(k, m)| json!({"field": k, "message": m})),
+            "search_error": search_error,
         }),
     );
     page(state, status, "web/admin_members.html", ctx)

@@ -308,6 +308,12 @@ async fn member_search_finds_parts_of_addresses_and_names_page_by_page() {
     assert_eq!(found[0].address, "user042@example.org");
     let (found, _) = s.app.search_members(&l, &q("r04"), None, 50).await.unwrap();
     assert_eq!(found.len(), 10, "user040 to user049");
+    let short = s
+        .app
+        .search_members(&l, &q("ab"), None, 50)
+        .await
+        .unwrap_err();
+    assert!(short.to_string().contains("at least 3"), "{short}");
     let (found, _) = s
         .app
         .search_members(&l, &q("100%"), None, 50)
@@ -743,6 +749,12 @@ async fn owners_search_add_pause_and_remove_members_and_download_them() {
         .await;
     assert_eq!(status, 303);
     assert!(location.contains("added=3"), "{location}");
+    let (status, page) = owner.get(&format!("{members}?q=ca")).await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("at least 3 characters") && page.contains("aria-invalid"),
+        "{page}"
+    );
     let (_, page) = owner.get(&format!("{members}?q=CARL")).await;
     assert!(
         page.contains("carl@example.org") && !page.contains("bea@example.org"),
