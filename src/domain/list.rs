@@ -21,6 +21,10 @@ text_enum! {
     ReplyTo { Poster = "poster", List = "list" }
 }
 text_enum! {
+    /// Who may read the list's archive (docs/contract.md#archive).
+    Archive { Public = "public", Members = "members", Off = "off" }
+}
+text_enum! {
     /// How From is treated for authors whose domain publishes a strict DMARC policy.
     Dmarc { WhenNeeded = "when-needed", Always = "always", Never = "never", Wrap = "wrap" }
 }
@@ -46,6 +50,7 @@ pub struct ListSettings {
     pub bounce_stale_days: i32,
     pub bounce_warnings: i32,
     pub bounce_warning_interval_days: i32,
+    pub archive: Archive,
 }
 
 /// A setting that cannot be applied.
@@ -75,6 +80,7 @@ impl ListSettings {
         "bounce-stale-days",
         "bounce-warnings",
         "bounce-warning-interval-days",
+        "archive",
     ];
 
     /// The defaults for a new list (docs/contract.md#policies).
@@ -93,6 +99,7 @@ impl ListSettings {
             bounce_stale_days: 7,
             bounce_warnings: 3,
             bounce_warning_interval_days: 7,
+            archive: Archive::Public,
         }
     }
 
@@ -143,6 +150,7 @@ impl ListSettings {
             "bounce-warning-interval-days" => {
                 self.bounce_warning_interval_days = positive(value, 1).map_err(bad)?
             }
+            "archive" => self.archive = value.parse().map_err(from_enum)?,
             _ => return Err(SettingError::UnknownKey(key)),
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! module imports another part of the crate.
 
 pub mod address;
+pub mod archive;
 pub mod bounce;
 pub mod dmarc;
 pub mod headers;
@@ -17,11 +18,13 @@ pub mod token;
 
 pub use address::{AddressError, EmailAddress, ListAddress, ListRef};
 pub use list::{
-    Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError, Subscription,
+    Archive, Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError,
+    Subscription,
 };
 pub use member::{Consent, Delivery, Evidence, Member, MemberStatus, Role, Source};
 pub use token::{
-    ConfirmToken, MailtoToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef, VerpToken,
+    ConfirmToken, FeedToken, MailtoToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef,
+    VerpToken,
 };
 
 /// Declares a closed set of text values (a policy or status) with its spelling.
