@@ -341,8 +341,14 @@ impl App {
             for entry in entries {
                 match entry {
                     Ok(e) if looks_like_message(&e.raw) => {
-                        let envelope = Some(e.envelope_from).filter(|s| !s.is_empty());
-                        let arrival = e.received.unwrap_or_else(OffsetDateTime::now_utc);
+                        // the null sender is written MAILER-DAEMON
+                        let envelope = Some(e.envelope_from)
+                            .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("MAILER-DAEMON"));
+                        // whole seconds, as a `From ` line keeps them: an export reads back
+                        let arrival = e.received.unwrap_or_else(|| {
+                            let now = OffsetDateTime::now_utc();
+                            now.replace_nanosecond(0).unwrap_or(now)
+                        });
                         bytes += e.raw.len();
                         batch
                             .items
@@ -548,7 +554,8 @@ impl App {
                 subject: shown_subject(&r.subject, false),
                 from_name: obscure_addresses(&r.from_name).into_owned(),
                 date: r.date,
-                snippet: obscure_addresses(&r.snippet).into_owned(),
+                snippet: obscure_addresses(&r.snippet.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .into_owned(),
             })
             .collect())
     }

@@ -5,6 +5,7 @@
 //! 2 (usage error: bad arguments, an unknown setting or value).
 
 mod api_tokens;
+mod archive;
 mod held;
 mod inbound;
 mod lists;
@@ -61,6 +62,11 @@ pub enum Command {
     Inbound {
         #[command(subcommand)]
         command: inbound::InboundCommand,
+    },
+    /// A list's archive: import and export mbox files, take a message down
+    Archive {
+        #[command(subcommand)]
+        command: archive::ArchiveCommand,
     },
     /// Bearer tokens for the admin API
     ApiTokens {
@@ -124,6 +130,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
         Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
         Command::Inbound { command } => with_app(&config, |app| inbound::run(app, command)).await,
+        Command::Archive { command } => with_app(&config, |app| archive::run(app, command)).await,
         Command::ApiTokens { command } => {
             with_app(&config, |app| api_tokens::run(app, command)).await
         }

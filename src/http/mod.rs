@@ -4,6 +4,7 @@
 //! JSON body. Pages are server-rendered templates that work without JavaScript.
 
 pub mod api;
+mod archive;
 mod client;
 pub mod metrics;
 mod pages;
@@ -43,6 +44,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
+        .merge(archive::router())
         .merge(subscribe::router())
         .merge(api::router(state.clone()))
         .route("/metrics", axum::routing::get(metrics::metrics))

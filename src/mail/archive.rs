@@ -141,7 +141,7 @@ pub fn read_facts(raw: &[u8], relayer: Option<Relayer<'_>>) -> Facts {
         subject: storable(msg.subject().unwrap_or("").trim()),
         from_name: storable(&cut(&from_name, 200)),
         refs,
-        text: storable(&cut(&text, MAX_TEXT)),
+        text: storable(&cut(&lf(&text), MAX_TEXT)),
     }
 }
 
@@ -152,6 +152,11 @@ pub fn derived_id(raw: &[u8]) -> String {
     let digest = Sha256::digest(raw);
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}@archive.invalid")
+}
+
+/// Text with LF line ends, as pages and search show it.
+fn lf(text: &str) -> String {
+    text.replace("\r\n", "\n")
 }
 
 fn cut(text: &str, max: usize) -> String {
@@ -226,7 +231,7 @@ pub fn render(raw: &[u8]) -> Rendered {
         })
         .collect();
     Rendered {
-        text: (!text.is_empty() || html.is_empty()).then(|| cut(&text, MAX_TEXT)),
+        text: (!text.is_empty() || html.is_empty()).then(|| cut(&lf(&text), MAX_TEXT)),
         html: (text.is_empty() && !html.is_empty()).then_some(html),
         attachments,
     }

@@ -183,7 +183,14 @@ fn read_from_line(line: &[u8]) -> (String, Option<OffsetDateTime>) {
             let mut hms = words.get(i + 2)?.split(':').map(|p| p.parse::<u8>().ok());
             let (h, m) = (hms.next()??, hms.next()??);
             let s = hms.next().flatten().unwrap_or(0);
-            let year: i32 = words.get(i + 3)?.parse().ok()?;
+            // Google Takeout writes a zone before the year: `… 10:00:00 +0000 2020`
+            let digits = |w: &&&str| w.len() == 4 && w.bytes().all(|b| b.is_ascii_digit());
+            let year: i32 = [i + 3, i + 4]
+                .iter()
+                .filter_map(|&k| words.get(k))
+                .find(digits)?
+                .parse()
+                .ok()?;
             let month = time::Month::try_from(u8::try_from(month + 1).ok()?).ok()?;
             let date = time::Date::from_calendar_date(year, month, day).ok()?;
             Some(date.with_hms(h, m, s).ok()?.assume_utc())
@@ -267,6 +274,9 @@ mod tests {
         assert_eq!(e[1].envelope_from, "bob at example.org");
         assert_eq!((e[1].number, e[1].line), (2, 8));
         assert_eq!(e[1].raw, b"Subject: two\r\n\r\ntwo\r\n".to_vec());
+        let takeout = read(b"From 1661234567890123456@xxx Tue Aug 23 10:00:00 +0000 2022\nSubject: x\n\ny\n");
+        assert_eq!(takeout[0].envelope_from, "1661234567890123456@xxx");
+        assert_eq!(takeout[0].received.unwrap().unix_timestamp(), 1661248800);
     }
 
     #[test]
