@@ -554,8 +554,10 @@ impl App {
                 subject: shown_subject(&r.subject, false),
                 from_name: obscure_addresses(&r.from_name).into_owned(),
                 date: r.date,
-                snippet: obscure_addresses(&r.snippet.split_whitespace().collect::<Vec<_>>().join(" "))
-                    .into_owned(),
+                snippet: obscure_addresses(
+                    &r.snippet.split_whitespace().collect::<Vec<_>>().join(" "),
+                )
+                .into_owned(),
             })
             .collect())
     }

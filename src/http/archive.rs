@@ -389,11 +389,10 @@ async fn attachment(
                     }
                 })
                 .collect();
-            let encoded = percent_encoding::utf8_percent_encode(
-                &name,
-                percent_encoding::NON_ALPHANUMERIC,
-            );
-            let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+            let encoded =
+                percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
+            let disposition =
+                format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
             let mut response = (
                 [
                     (header::CONTENT_TYPE, "application/octet-stream"),
@@ -403,7 +402,9 @@ async fn attachment(
             )
                 .into_response();
             if let Ok(v) = HeaderValue::from_str(&disposition) {
-                response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, v);
             }
             response
         }
@@ -523,10 +524,7 @@ async fn feed(
     atom.set_title(format!("{} archive", list.settings.name));
     atom.set_id(archive.clone());
     atom.set_updated(to_atom(
-        entries
-            .first()
-            .map(|e| e.date)
-            .unwrap_or(list.created_at),
+        entries.first().map(|e| e.date).unwrap_or(list.created_at),
     ));
     atom.set_links(vec![link(archive.clone(), "alternate")]);
     atom.set_entries(
@@ -620,14 +618,20 @@ async fn mbox(
                 }
                 Err(e) => {
                     crate::error_limited!("mbox download failed", e);
-                    Some((Err(std::io::Error::other("the archive cannot be read")), None))
+                    Some((
+                        Err(std::io::Error::other("the archive cannot be read")),
+                        None,
+                    ))
                 }
             }
         }
     });
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/mbox"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/mbox"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }

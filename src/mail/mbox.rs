@@ -274,7 +274,8 @@ mod tests {
         assert_eq!(e[1].envelope_from, "bob at example.org");
         assert_eq!((e[1].number, e[1].line), (2, 8));
         assert_eq!(e[1].raw, b"Subject: two\r\n\r\ntwo\r\n".to_vec());
-        let takeout = read(b"From 1661234567890123456@xxx Tue Aug 23 10:00:00 +0000 2022\nSubject: x\n\ny\n");
+        let takeout =
+            read(b"From 1661234567890123456@xxx Tue Aug 23 10:00:00 +0000 2022\nSubject: x\n\ny\n");
         assert_eq!(takeout[0].envelope_from, "1661234567890123456@xxx");
         assert_eq!(takeout[0].received.unwrap().unix_timestamp(), 1661248800);
     }
