@@ -392,6 +392,7 @@ impl App {
             report.bad.extend(batch.bad);
             if !batch.items.is_empty() {
                 let mut tx = self.db.begin().await?;
+                store::archive::set_commit_unsynced(&mut *tx).await?;
                 report.added += archive_batch(&mut tx, list.id, batch.items).await? as u64;
                 tx.commit().await?;
             }

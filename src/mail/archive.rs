@@ -29,7 +29,8 @@ pub struct Facts {
     pub from_name: String,
     /// The ancestors it names, nearest first.
     pub refs: Vec<String>,
-    /// Its text (an HTML-only message's converted to text), for search.
+    /// Its own text (an HTML-only message's converted to text), for search: lines
+    /// quoted from other messages (`> …`) are left out, as they are found in those.
     pub text: String,
 }
 
@@ -141,7 +142,7 @@ pub fn read_facts(raw: &[u8], relayer: Option<Relayer<'_>>) -> Facts {
         subject: storable(msg.subject().unwrap_or("").trim()),
         from_name: storable(&cut(&from_name, 200)),
         refs,
-        text: storable(&cut(&lf(&text), MAX_TEXT)),
+        text: storable(&cut(&own_text(&text), MAX_TEXT)),
     }
 }
 
@@ -152,6 +153,18 @@ pub fn derived_id(raw: &[u8]) -> String {
     let digest = Sha256::digest(raw);
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}@archive.invalid")
+}
+
+/// The lines of `text` that are not quoted (`>`), with LF line ends.
+fn own_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if !line.trim_start().starts_with('>') {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Text with LF line ends, as pages and search show it.

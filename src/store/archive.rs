@@ -18,6 +18,15 @@ pub async fn lock_list_archive(db: impl PgExecutor<'_>, list_id: Uuid) -> Result
         .map(|_| ())
 }
 
+/// Lets the transaction commit without waiting for its write-ahead log to reach the
+/// disk: for imports, which a crash leaves to be run again (they are idempotent).
+pub async fn set_commit_unsynced(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!("set local synchronous_commit = off")
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 /// Ids for `n` new messages.
 pub async fn allocate_ids(db: impl PgExecutor<'_>, n: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
