@@ -23,6 +23,9 @@ create table archive_message (
     from_name text not null default '',
     -- the Message-IDs of the ancestors the message names, nearest first
     refs text[] not null default '{}',
+    -- those of them nearer than its parent (all of them for a root): when one of these
+    -- arrives, the message moves under it (empty for most messages)
+    waiting text[] not null default '{}',
     -- the nearest archived ancestor, and the thread's root (its own id for a root)
     parent_id bigint,
     thread_id bigint not null,
@@ -44,8 +47,9 @@ create table archive_message (
 create index archive_message_list_date_idx on archive_message (list_id, date, id);
 -- a thread's messages
 create index archive_message_thread_idx on archive_message (thread_id, date);
--- the replies that name a message that arrives after them
-create index archive_message_refs_idx on archive_message using gin (refs);
+-- the messages that wait for an ancestor that arrives after them
+create index archive_message_waiting_idx on archive_message using gin (waiting)
+    where waiting <> '{}';
 create index archive_message_search_idx on archive_message using gin (search);
 
 -- One row per thread, kept up to date as messages arrive: the thread list reads it a

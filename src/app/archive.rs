@@ -683,6 +683,12 @@ fn parse_cursor(text: &str) -> Option<(OffsetDateTime, i64)> {
 
 /// Archives a batch of messages in `tx` and threads them with what is there; returns
 /// how many were new.
+///
+/// The threads a batch can change are those of the nearest archived ancestor of each
+/// new message (looked up nearest first, one query per step back: most replies stop at
+/// the first), and those of the messages waiting for one of the new ones. Every message
+/// of those threads is threaded again with the new ones; the rows that moved, the new
+/// rows and the threads' rows are written back.
 async fn archive_batch(
     tx: &mut PgConnection,
     list_id: uuid::Uuid,
@@ -703,20 +709,47 @@ async fn archive_batch(
     if items.is_empty() {
         return Ok(0);
     }
-    let new_ids = store::archive::allocate_ids(&mut *tx, items.len() as i64).await?;
     let names: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
-    let refs: Vec<String> = items
-        .iter()
-        .flat_map(|i| i.facts.refs.iter().cloned())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let touched = store::archive::find_touched_threads(&mut *tx, list_id, &refs, &names).await?;
+    let in_batch: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut touched: HashSet<i64> = HashSet::new();
+    let mut open: Vec<usize> = (0..items.len()).collect();
+    let mut step = 0;
+    while !open.is_empty() {
+        let mut ask = Vec::new();
+        let mut still = Vec::new();
+        for &i in &open {
+            match items[i].facts.refs.get(step) {
+                Some(r) if !in_batch.contains(r.as_str()) => {
+                    ask.push(r.clone());
+                    still.push(i);
+                }
+                _ => {}
+            }
+        }
+        if ask.is_empty() {
+            break;
+        }
+        ask.sort();
+        ask.dedup();
+        let found: HashMap<String, i64> = store::archive::find_threads_of(&mut *tx, list_id, &ask)
+            .await?
+            .into_iter()
+            .collect();
+        touched.extend(found.values().copied());
+        open = still
+            .into_iter()
+            .filter(|&i| !found.contains_key(&items[i].facts.refs[step]))
+            .collect();
+        step += 1;
+    }
+    touched.extend(store::archive::find_waiting_threads(&mut *tx, list_id, &names).await?);
+    let touched: Vec<i64> = touched.into_iter().collect();
     let old = if touched.is_empty() {
         Vec::new()
     } else {
         store::archive::find_thread_nodes(&mut *tx, &touched).await?
     };
+    let new_ids = store::archive::allocate_ids(&mut *tx, items.len() as i64).await?;
     let nodes: Vec<Node<'_>> = old
         .iter()
         .map(|r| Node {
@@ -739,27 +772,65 @@ async fn archive_batch(
             new_ids[i - old.len()]
         }
     };
-    let (mut moved, mut moved_parent, mut moved_thread) = (Vec::new(), Vec::new(), Vec::new());
+    // the ancestors nearer than the parent: the message moves when one of them arrives
+    let waiting = |i: usize| -> &[String] {
+        let refs = nodes[i].refs;
+        let upto = parent[i]
+            .and_then(|p| refs.iter().position(|r| r == nodes[p].message_id))
+            .unwrap_or(refs.len());
+        &refs[..upto]
+    };
+    let (mut moved, mut moved_parent, mut moved_thread, mut moved_waiting) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, row) in old.iter().enumerate() {
-        let (p, t) = (parent[i].map(pk), pk(root[i]));
-        if p != row.parent_id || t != row.thread_id {
+        let (p, t, w) = (parent[i].map(pk), pk(root[i]), waiting(i));
+        if p != row.parent_id || t != row.thread_id || w != row.waiting.as_slice() {
             moved.push(row.id);
             moved_parent.push(p);
             moved_thread.push(t);
+            moved_waiting.push(w.join("\n"));
         }
     }
     if !moved.is_empty() {
-        store::archive::update_tree(&mut *tx, &moved, &moved_parent, &moved_thread).await?;
+        store::archive::update_tree(
+            &mut *tx,
+            &moved,
+            &moved_parent,
+            &moved_thread,
+            &moved_waiting,
+        )
+        .await?;
     }
+    // every message of every thread the batch leaves is among the nodes: count them here
+    let mut threads: HashMap<i64, (OffsetDateTime, OffsetDateTime, i32)> = HashMap::new();
+    let date_of = |i: usize| {
+        if i < old.len() {
+            old[i].date
+        } else {
+            items[i - old.len()].date
+        }
+    };
+    for i in 0..nodes.len() {
+        let started = date_of(root[i]);
+        let t = threads.entry(pk(root[i])).or_insert((started, started, 0));
+        t.1 = t.1.max(date_of(i));
+        t.2 += 1;
+    }
+    let gone: Vec<i64> = touched
+        .iter()
+        .copied()
+        .filter(|t| !threads.contains_key(t))
+        .collect();
+    let mut new_waiting: Vec<String> = (0..items.len())
+        .map(|k| waiting(old.len() + k).join("\n"))
+        .collect();
     let mut new = store::archive::NewMessages::default();
-    let mut threads: HashSet<i64> = touched.into_iter().collect();
     for (k, item) in items.into_iter().enumerate() {
         let i = old.len() + k;
-        let thread = pk(root[i]);
-        threads.insert(thread);
         new.id.push(new_ids[k]);
         new.parent_id.push(parent[i].map(pk));
-        new.thread_id.push(thread);
+        new.thread_id.push(pk(root[i]));
+        new.waiting.push(std::mem::take(&mut new_waiting[k]));
         new.message_id.push(item.facts.message_id);
         new.post_id.push(item.post_id);
         new.envelope_from.push(item.envelope_from);
@@ -771,8 +842,18 @@ async fn archive_batch(
         new.body.push(item.facts.text);
     }
     let added = store::archive::insert_messages(&mut *tx, list_id, &new).await? as usize;
-    let threads: Vec<i64> = threads.into_iter().collect();
-    store::archive::refresh_threads(&mut *tx, list_id, &threads).await?;
+    if !gone.is_empty() {
+        store::archive::delete_threads(&mut *tx, &gone).await?;
+    }
+    let (mut ids, mut started, mut last, mut counts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, (s, l, n)) in threads {
+        ids.push(id);
+        started.push(s);
+        last.push(l);
+        counts.push(n);
+    }
+    store::archive::upsert_threads(&mut *tx, list_id, &ids, &started, &last, &counts).await?;
     Ok(added)
 }
 

@@ -53,23 +53,36 @@ pub async fn find_archived_ids(
     .await
 }
 
-/// The threads that new messages may join or change: those of the messages the new
-/// ones name (`refs`), and those of the messages that name one of the new ones (`ids`).
-pub async fn find_touched_threads(
+/// The threads of those of `message_ids` that the archive holds, by Message-ID.
+pub async fn find_threads_of(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
-    refs: &[String],
-    ids: &[String],
+    message_ids: &[String],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    Ok(sqlx::query!(
+        "select message_id, thread_id from archive_message where list_id = $1 and message_id = any($2)",
+        list_id,
+        message_ids
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.message_id, r.thread_id))
+    .collect())
+}
+
+/// The threads of the messages that wait for one of `message_ids` (they name it as
+/// an ancestor nearer than their parent).
+pub async fn find_waiting_threads(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    message_ids: &[String],
 ) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"
-        select thread_id as "thread_id!" from archive_message where list_id = $1 and message_id = any($2)
-        union
-        select thread_id from archive_message where refs && $3 and list_id = $1
-        "#,
+        r#"select distinct thread_id as "thread_id!" from archive_message
+           where waiting && $2 and waiting <> '{}' and list_id = $1"#,
         list_id,
-        refs,
-        ids
+        message_ids
     )
     .fetch_all(db)
     .await
@@ -81,6 +94,7 @@ pub struct NodeRow {
     pub id: i64,
     pub message_id: String,
     pub refs: Vec<String>,
+    pub waiting: Vec<String>,
     pub date: OffsetDateTime,
     pub parent_id: Option<i64>,
     pub thread_id: i64,
@@ -93,7 +107,7 @@ pub async fn find_thread_nodes(
 ) -> Result<Vec<NodeRow>, sqlx::Error> {
     sqlx::query_as!(
         NodeRow,
-        "select id, message_id, refs, date, parent_id, thread_id from archive_message
+        "select id, message_id, refs, waiting, date, parent_id, thread_id from archive_message
          where thread_id = any($1)",
         thread_ids
     )
@@ -113,6 +127,8 @@ pub struct NewMessages {
     pub from_name: Vec<String>,
     /// Each message's ancestors joined by line feeds (no Message-ID holds one).
     pub refs: Vec<String>,
+    /// The ancestors it waits for, joined the same way.
+    pub waiting: Vec<String>,
     pub parent_id: Vec<Option<i64>>,
     pub thread_id: Vec<i64>,
     pub raw: Vec<Vec<u8>>,
@@ -127,12 +143,14 @@ pub async fn insert_messages(
     Ok(sqlx::query!(
         r#"
         insert into archive_message (id, list_id, message_id, post_id, envelope_from, date, subject,
-                                     from_name, refs, parent_id, thread_id, raw, body)
+                                     from_name, refs, waiting, parent_id, thread_id, raw, body)
         select u.id, $1, u.message_id, u.post_id, u.envelope_from, u.date, u.subject, u.from_name,
-               string_to_array(u.refs, E'\n'), u.parent_id, u.thread_id, u.raw, u.body
+               string_to_array(u.refs, E'\n'), string_to_array(u.waiting, E'\n'), u.parent_id,
+               u.thread_id, u.raw, u.body
         from unnest($2::int8[], $3::text[], $4::int8[], $5::text[], $6::timestamptz[], $7::text[],
-                    $8::text[], $9::text[], $10::int8[], $11::int8[], $12::bytea[], $13::text[])
-             as u(id, message_id, post_id, envelope_from, date, subject, from_name, refs,
+                    $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::bytea[],
+                    $14::text[])
+             as u(id, message_id, post_id, envelope_from, date, subject, from_name, refs, waiting,
                   parent_id, thread_id, raw, body)
         on conflict (list_id, message_id) do nothing
         "#,
@@ -145,6 +163,7 @@ pub async fn insert_messages(
         &m.subject,
         &m.from_name,
         &m.refs,
+        &m.waiting,
         &m.parent_id as &[Option<i64>],
         &m.thread_id,
         &m.raw,
@@ -161,49 +180,61 @@ pub async fn update_tree(
     ids: &[i64],
     parent_ids: &[Option<i64>],
     thread_ids: &[i64],
+    waiting: &[String],
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
-        update archive_message a set parent_id = u.parent_id, thread_id = u.thread_id
-        from unnest($1::int8[], $2::int8[], $3::int8[]) as u(id, parent_id, thread_id)
+        update archive_message a
+        set parent_id = u.parent_id, thread_id = u.thread_id,
+            waiting = string_to_array(u.waiting, E'\n')
+        from unnest($1::int8[], $2::int8[], $3::int8[], $4::text[]) as u(id, parent_id, thread_id, waiting)
         where a.id = u.id
         "#,
         ids,
         parent_ids as &[Option<i64>],
-        thread_ids
+        thread_ids,
+        waiting
     )
     .execute(db)
     .await
     .map(|_| ())
 }
 
-/// Brings the thread rows of these threads up to date (and drops the rows of threads
-/// that joined another).
-pub async fn refresh_threads(
+/// Writes the rows of these threads (root id, start, last message, count).
+pub async fn upsert_threads(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
-    thread_ids: &[i64],
+    ids: &[i64],
+    started: &[OffsetDateTime],
+    last_date: &[OffsetDateTime],
+    messages: &[i32],
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
-        with agg as (
-            select thread_id, min(date) filter (where id = thread_id) as started,
-                   max(date) as last_date, count(*) as messages
-            from archive_message where thread_id = any($2) group by thread_id
-        ), gone as (
-            delete from archive_thread where id = any($2) and id not in (select thread_id from agg)
-        )
         insert into archive_thread (id, list_id, started, last_date, messages)
-        select thread_id, $1, coalesce(started, last_date), last_date, messages::integer from agg
+        select u.id, $1, u.started, u.last_date, u.messages
+        from unnest($2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
+             as u(id, started, last_date, messages)
         on conflict (id) do update
             set started = excluded.started, last_date = excluded.last_date, messages = excluded.messages
         "#,
         list_id,
-        thread_ids
+        ids,
+        started,
+        last_date,
+        messages
     )
     .execute(db)
     .await
     .map(|_| ())
+}
+
+/// Drops the rows of threads that joined another.
+pub async fn delete_threads(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query!("delete from archive_thread where id = any($1)", ids)
+        .execute(db)
+        .await
+        .map(|_| ())
 }
 
 /// A thread in a listing: its root and its counts.
@@ -226,25 +257,45 @@ pub async fn list_recent_threads(
     before: Option<(OffsetDateTime, i64)>,
     limit: i64,
 ) -> Result<Vec<ThreadRow>, sqlx::Error> {
-    let (date, id) = before.unzip();
-    sqlx::query_as!(
-        ThreadRow,
-        r#"
-        select t.id, m.message_id, m.subject, m.from_name, m.removed_at is not null as "removed!",
-               t.started, t.last_date, t.messages
-        from archive_thread t join archive_message m on m.id = t.id
-        where t.list_id = $1
-          and ($2::timestamptz is null or (t.last_date, t.id) < ($2, $3::int8))
-        order by t.last_date desc, t.id desc
-        limit $4
-        "#,
-        list_id,
-        date,
-        id,
-        limit
-    )
-    .fetch_all(db)
-    .await
+    // two statements: with the keyset written as a row comparison, it bounds the index scan
+    match before {
+        None => {
+            sqlx::query_as!(
+                ThreadRow,
+                r#"
+                select t.id, m.message_id, m.subject, m.from_name, m.removed_at is not null as "removed!",
+                       t.started, t.last_date, t.messages
+                from archive_thread t join archive_message m on m.id = t.id
+                where t.list_id = $1
+                order by t.last_date desc, t.id desc
+                limit $2
+                "#,
+                list_id,
+                limit
+            )
+            .fetch_all(db)
+            .await
+        }
+        Some((date, id)) => {
+            sqlx::query_as!(
+                ThreadRow,
+                r#"
+                select t.id, m.message_id, m.subject, m.from_name, m.removed_at is not null as "removed!",
+                       t.started, t.last_date, t.messages
+                from archive_thread t join archive_message m on m.id = t.id
+                where t.list_id = $1 and (t.last_date, t.id) < ($2, $3)
+                order by t.last_date desc, t.id desc
+                limit $4
+                "#,
+                list_id,
+                date,
+                id,
+                limit
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
 }
 
 /// Threads started in `[from, to)`, oldest first, after the keyset `after`.
@@ -256,23 +307,22 @@ pub async fn list_threads_started(
     after: Option<(OffsetDateTime, i64)>,
     limit: i64,
 ) -> Result<Vec<ThreadRow>, sqlx::Error> {
-    let (date, id) = after.unzip();
+    // the first page starts at the month's first instant, with no thread before it
+    let (date, id) = after.unwrap_or((from, i64::MIN));
     sqlx::query_as!(
         ThreadRow,
         r#"
         select t.id, m.message_id, m.subject, m.from_name, m.removed_at is not null as "removed!",
                t.started, t.last_date, t.messages
         from archive_thread t join archive_message m on m.id = t.id
-        where t.list_id = $1 and t.started >= $2 and t.started < $3
-          and ($4::timestamptz is null or (t.started, t.id) > ($4, $5::int8))
+        where t.list_id = $1 and (t.started, t.id) > ($2, $3) and t.started < $4
         order by t.started, t.id
-        limit $6
+        limit $5
         "#,
         list_id,
-        from,
-        to,
         date,
         id,
+        to,
         limit
     )
     .fetch_all(db)
@@ -452,22 +502,20 @@ pub async fn list_export(
     after: Option<(OffsetDateTime, i64)>,
     limit: i64,
 ) -> Result<Vec<ExportRow>, sqlx::Error> {
-    let (date, id) = after.unzip();
+    let (date, id) = after.unwrap_or((from, i64::MIN));
     sqlx::query_as!(
         ExportRow,
         r#"
         select id, date, envelope_from, raw as "raw!"
         from archive_message
-        where list_id = $1 and date >= $2 and date < $3 and raw is not null
-          and ($4::timestamptz is null or (date, id) > ($4, $5::int8))
+        where list_id = $1 and (date, id) > ($2, $3) and date < $4 and raw is not null
         order by date, id
-        limit $6
+        limit $5
         "#,
         list_id,
-        from,
-        to,
         date,
         id,
+        to,
         limit
     )
     .fetch_all(db)
