@@ -402,6 +402,9 @@ impl App {
             }
         }
         let _ = reader.join();
+        if report.added > 0 {
+            store::archive::flush_search_index(&self.db).await?;
+        }
         if let Some(e) = failed {
             return Err(AppError::Unexpected(anyhow::anyhow!(
                 "{e} (after {} messages)",
