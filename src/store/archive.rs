@@ -30,10 +30,12 @@ pub async fn set_commit_unsynced(db: impl PgExecutor<'_>) -> Result<(), sqlx::Er
 /// Moves the search index's pending entries into the index proper (after an import:
 /// searches would otherwise read them all until the next vacuum).
 pub async fn flush_search_index(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query!("select gin_clean_pending_list('archive_message_search_idx'::regclass)")
-        .execute(db)
-        .await
-        .map(|_| ())
+    sqlx::query_scalar!(
+        r#"select gin_clean_pending_list('archive_message_search_idx'::regclass) as "moved!""#
+    )
+    .fetch_one(db)
+    .await
+    .map(|_| ())
 }
 
 /// Ids for `n` new messages.
