@@ -18,6 +18,14 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("web/list.html", include_str!("../templates/web/list.html")),
     (
+        "web/archive.html",
+        include_str!("../templates/web/archive.html"),
+    ),
+    (
+        "web/archive_message.html",
+        include_str!("../templates/web/archive_message.html"),
+    ),
+    (
         "web/resume.html",
         include_str!("../templates/web/resume.html"),
     ),

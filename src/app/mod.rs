@@ -6,6 +6,7 @@
 //! mail it causes in that same transaction; it never talks SMTP itself.
 
 pub mod api_tokens;
+pub mod archive;
 pub mod bounces;
 pub mod inbound;
 pub mod lists;
@@ -96,6 +97,9 @@ pub enum AppError {
     BadSetting(#[from] SettingError),
     #[error("there is no message {0}")]
     NoSuchPost(i64),
+    /// An archived message that is not there (or was taken down).
+    #[error("the archive has no message <{0}>")]
+    NoSuchMessage(String),
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]

@@ -12,7 +12,8 @@ use crate::domain::post::{
     DUPLICATE_WINDOW_DAYS, PostFacts, PostStatus, Poster, Reason, Verdict, decide,
 };
 use crate::domain::{
-    Dmarc, EmailAddress, List, ListRef, MemberStatus, ModerateToken, Posting, ReplyTo, Role,
+    Archive, Dmarc, EmailAddress, List, ListRef, MemberStatus, ModerateToken, Posting, ReplyTo,
+    Role,
 };
 use crate::mail::Auto;
 use crate::mail::inbound::{Incoming, read_incoming};
@@ -269,6 +270,7 @@ impl App {
                         list,
                         post_id,
                         &prepared,
+                        (post.raw, post.mail_from),
                         incoming.from.as_ref(),
                         Decided {
                             by: "policy",
@@ -430,6 +432,7 @@ impl App {
                         &list,
                         id,
                         &prepared,
+                        (&peek.raw, peek.mail_from.as_deref()),
                         incoming.from.as_ref(),
                         Decided { by, note: reason },
                     )
@@ -560,31 +563,54 @@ impl App {
             },
         };
         let list_url = self.list_url(list);
+        // copies name the archive and their place in it (docs/standards.md#56)
+        let archived = list.settings.archive != Archive::Off;
+        let archive_url = self.archive_url(list);
+        let archived_at = format!("{archive_url}/m/");
         let rw = Rewrite {
             headers: ListHeaders {
                 list: &list.address,
                 list_name: &list.settings.name,
                 list_url: &list_url,
                 announce_only: list.settings.posting == Posting::Announce,
-                archive_url: None,
+                archive_url: archived.then_some(archive_url.as_str()),
             },
             subject_prefix: &list.settings.subject_prefix,
             reply_to_list: list.settings.reply_to == ReplyTo::List,
             from_mode,
+            archived_at: archived.then_some(archived_at.as_str()),
         };
         prepare(raw, &rw)
     }
 
-    /// Queues a copy for every member and marks the post accepted, in `tx`.
+    /// Queues a copy for every member, archives the post and marks it accepted, in
+    /// `tx`. `received` is the post as it came, with its envelope sender.
+    #[allow(clippy::too_many_arguments)]
     async fn fan_out(
         &self,
         tx: &mut PgConnection,
         list: &List,
         post_id: i64,
         prepared: &Prepared,
+        received: (&[u8], Option<&str>),
         author: Option<&EmailAddress>,
         decided: Decided<'_>,
     ) -> Result<u64, AppError> {
+        // the shared copy as relayed; a wrapped post's archive keeps the author's message
+        let archived = if list.settings.dmarc == Dmarc::Wrap {
+            received.0
+        } else {
+            prepared.shared()
+        };
+        self.archive_post(
+            tx,
+            list,
+            post_id,
+            archived,
+            prepared.message_id(),
+            received.1,
+        )
+        .await?;
         let author_key = author.map(|a| a.key());
         let copies =
             store::posts::insert_post_copies(&mut *tx, list.id, post_id, author_key.as_deref())

@@ -75,6 +75,10 @@ pub struct MyList {
     pub membership: Option<Member>,
     /// `owner` or `moderator`.
     pub staff: Option<Role>,
+    /// The archive's page, when the list keeps one.
+    pub archive_url: Option<String>,
+    /// The Atom feed of the archive; for a members-only archive, the person's own URL.
+    pub feed_url: Option<String>,
 }
 
 /// A change to one's own membership from `/me`.
@@ -280,7 +284,16 @@ impl App {
                     else {
                         continue;
                     };
+                    let (archive_url, feed_url) = match list.settings.archive {
+                        crate::domain::Archive::Off => (None, None),
+                        _ => (
+                            Some(self.archive_url(&list)),
+                            self.personal_feed_url(&list, &viewer.address).await?,
+                        ),
+                    };
                     out.push(MyList {
+                        archive_url,
+                        feed_url,
                         id: list.id,
                         list_id: list.address.list_id(),
                         address: list.address.to_string(),

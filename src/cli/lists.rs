@@ -222,6 +222,7 @@ fn show(info: &ListInfo) -> Result<(), Failure> {
             s.bounce_warning_interval_days.to_string(),
         ),
         ("accept-senders", s.accept_senders.join(", ")),
+        ("archive", s.archive.to_string()),
         (
             "created",
             info.created_at

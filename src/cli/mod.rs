@@ -5,6 +5,7 @@
 //! 2 (usage error: bad arguments, an unknown setting or value).
 
 mod api_tokens;
+mod archive;
 mod held;
 mod inbound;
 mod lists;
@@ -67,6 +68,11 @@ pub enum Command {
     SigninLink {
         /// The address to sign in as
         address: String,
+    },
+    /// A list's archive: import and export mbox files, take a message down
+    Archive {
+        #[command(subcommand)]
+        command: archive::ArchiveCommand,
     },
     /// Bearer tokens for the admin API
     ApiTokens {
@@ -131,6 +137,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
         Command::Inbound { command } => with_app(&config, |app| inbound::run(app, command)).await,
         Command::SigninLink { address } => with_app(&config, |app| signin_link(app, address)).await,
+        Command::Archive { command } => with_app(&config, |app| archive::run(app, command)).await,
         Command::ApiTokens { command } => {
             with_app(&config, |app| api_tokens::run(app, command)).await
         }

@@ -21,6 +21,10 @@ text_enum! {
     ReplyTo { Poster = "poster", List = "list" }
 }
 text_enum! {
+    /// Who may read the list's archive (docs/contract.md#archive).
+    Archive { Public = "public", Members = "members", Off = "off" }
+}
+text_enum! {
     /// How From is treated for authors whose domain publishes a strict DMARC policy.
     Dmarc { WhenNeeded = "when-needed", Always = "always", Never = "never", Wrap = "wrap" }
 }
@@ -50,6 +54,7 @@ pub struct ListSettings {
     pub bounce_warning_interval_days: i32,
     /// Addresses whose posts are accepted as a member's would be, as written.
     pub accept_senders: Vec<String>,
+    pub archive: Archive,
 }
 
 /// A setting that cannot be applied.
@@ -82,6 +87,7 @@ impl ListSettings {
         "bounce-warnings",
         "bounce-warning-interval-days",
         "accept-senders",
+        "archive",
     ];
 
     /// The defaults for a new list (docs/contract.md#policies).
@@ -101,6 +107,7 @@ impl ListSettings {
             bounce_warnings: 3,
             bounce_warning_interval_days: 7,
             accept_senders: Vec::new(),
+            archive: Archive::Public,
         }
     }
 
@@ -158,6 +165,7 @@ impl ListSettings {
                 }
                 self.accept_senders = addresses.iter().map(ToString::to_string).collect();
             }
+            "archive" => self.archive = value.parse().map_err(from_enum)?,
             _ => return Err(SettingError::UnknownKey(key)),
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! module imports another part of the crate.
 
 pub mod address;
+pub mod archive;
 pub mod bounce;
 pub mod dmarc;
 pub mod headers;
@@ -18,15 +19,16 @@ pub mod token;
 
 pub use address::{AddressError, EmailAddress, ListAddress, ListRef};
 pub use list::{
-    Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError, Subscription,
+    Archive, Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError,
+    Subscription,
 };
 pub use member::{
     Consent, Delivery, Evidence, Member, MemberChange, MemberStatus, Mode, Role, Source,
 };
 pub use session::SessionId;
 pub use token::{
-    ConfirmToken, MailtoToken, ModerateToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef,
-    VerpToken,
+    ConfirmToken, FeedToken, MailtoToken, ModerateToken, SecretKey, TokenHash, UnsubscribeToken,
+    VerpRef, VerpToken,
 };
 
 /// Declares a closed set of text values (a policy or status) with its spelling.

@@ -240,6 +240,62 @@ impl fmt::Debug for UnsubscribeToken {
     }
 }
 
+/// The token of a member's personal Atom feed of a members-only archive
+/// (docs/contract.md#archive): `base64url(member id ‖ HMAC(id, membership start)[..16])`
+/// under a purpose of its own, so it opens the feed and nothing else, and stops working
+/// when the membership ends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FeedToken(String);
+
+impl FeedToken {
+    /// Signs the token of a membership that began at `since`.
+    pub fn for_membership(key: &SecretKey, member_id: Uuid, since: time::OffsetDateTime) -> Self {
+        let since = since.unix_timestamp_nanos() / 1000;
+        let tag = key
+            .mac("feed", &[member_id.as_bytes(), &since.to_be_bytes()])
+            .finalize()
+            .into_bytes();
+        let mut raw = Vec::with_capacity(16 + MAC_LEN);
+        raw.extend_from_slice(member_id.as_bytes());
+        raw.extend_from_slice(&tag[..MAC_LEN]);
+        FeedToken(URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// The member id the token claims, before its signature is checked.
+    pub fn claimed_member(text: &str) -> Option<Uuid> {
+        UnsubscribeToken::claimed_member(text)
+    }
+
+    /// Checks the signature in constant time against the membership that began at `since`.
+    pub fn verify(
+        key: &SecretKey,
+        text: &str,
+        member_id: Uuid,
+        since: time::OffsetDateTime,
+    ) -> bool {
+        let since = since.unix_timestamp_nanos() / 1000;
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(text.trim()) else {
+            return false;
+        };
+        if raw.len() != 16 + MAC_LEN || raw[..16] != *member_id.as_bytes() {
+            return false;
+        }
+        key.mac("feed", &[member_id.as_bytes(), &since.to_be_bytes()])
+            .verify_truncated_left(&raw[16..])
+            .is_ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FeedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FeedToken(…)")
+    }
+}
+
 /// The token of a member's `L+unsubscribe+TOKEN@D` address: the membership's random
 /// unsubscribe key (98 bits, kept with the member and renewed with each membership),
 /// written as 19 lower-case letters and digits. 19 characters is what a 32-octet list

@@ -71,9 +71,10 @@ impl IntoResponse for ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         let (status, code) = match &e {
-            AppError::NoSuchList(_) | AppError::NoSuchMember { .. } | AppError::NoSuchPost(_) => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
+            AppError::NoSuchList(_)
+            | AppError::NoSuchMember { .. }
+            | AppError::NoSuchPost(_)
+            | AppError::NoSuchMessage(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::ListExists(_) => (StatusCode::CONFLICT, "exists"),
             AppError::BadAddress(_) | AppError::BadSetting(_) => {
                 (StatusCode::BAD_REQUEST, "invalid")

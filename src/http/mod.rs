@@ -4,6 +4,7 @@
 //! JSON body. Pages are server-rendered templates that work without JavaScript.
 
 pub mod api;
+mod archive;
 mod client;
 mod console;
 mod me;
@@ -46,6 +47,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
+        .merge(archive::router())
         .merge(subscribe::router())
         .merge(me::router())
         .merge(console::router())

@@ -3,9 +3,11 @@
 //! Every header value that carries user input goes through mail-builder, which
 //! encodes and folds it, so nothing a requester types can add a header line.
 
+pub mod archive;
 pub mod bounce;
 pub mod dmarc;
 pub mod inbound;
+pub mod mbox;
 pub mod rewrite;
 
 use crate::domain::ListAddress;

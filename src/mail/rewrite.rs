@@ -57,6 +57,9 @@ pub struct Rewrite<'a> {
     /// The list sets `Reply-To: <L>` (and, when From is rewritten, the author goes to Cc).
     pub reply_to_list: bool,
     pub from_mode: FromMode,
+    /// Where the archive's pages of single messages are (`…/archive/m/`), when the
+    /// list keeps an archive: each copy then carries its `Archived-At` (RFC 5064).
+    pub archived_at: Option<&'a str>,
 }
 
 /// What happens to the author's From (docs/standards.md#11, #12).
@@ -201,6 +204,9 @@ pub fn prepare(raw: &[u8], rw: &Rewrite<'_>) -> Result<Prepared, RewriteError> {
         FromMode::Keep | FromMode::Munge => write_post_header(&mut out, &post, &author, rw),
         FromMode::Wrap => write_wrapper_header(&mut out, &post, &author, rw),
     };
+    if let Some(base) = rw.archived_at {
+        write_archived_at(&mut out, base, &message_id);
+    }
     out.extend_from_slice(b"\r\n");
     let body_start = out.len();
     match rw.from_mode {
@@ -213,6 +219,20 @@ pub fn prepare(raw: &[u8], rw: &Rewrite<'_>) -> Result<Prepared, RewriteError> {
         list: rw.headers.list.clone(),
         message_id,
     })
+}
+
+/// `Archived-At: <BASE/ID>` (RFC 5064), the Message-ID percent-encoded; left out
+/// when the line would be longer than a header line may be.
+fn write_archived_at(out: &mut Vec<u8>, base: &str, message_id: &str) {
+    let url = format!(
+        "{base}{}",
+        crate::domain::archive::message_id_path(crate::domain::archive::bare_id(message_id))
+    );
+    if url.len() + 15 <= MAX_LINE && url.bytes().all(|b| b.is_ascii_graphic() && b != b'>') {
+        out.extend_from_slice(b"Archived-At: <");
+        out.extend_from_slice(url.as_bytes());
+        out.extend_from_slice(b">\r\n");
+    }
 }
 
 /// The header section of the post itself (Keep and Munge); returns the Message-ID.
@@ -786,7 +806,7 @@ fn classify(field: &[u8]) -> (usize, Kind) {
 /// reads it as white space inside the line, as listd's other checks of the same raw
 /// message did, and a line break there could make a new header field appear (or end
 /// the header section) after those checks. Borrowed when nothing changes.
-fn crlf_line_ends(raw: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn crlf_line_ends(raw: &[u8]) -> Cow<'_, [u8]> {
     let paired = |(i, &b): (usize, &u8)| match b {
         b'\r' => raw.get(i + 1) == Some(&b'\n'),
         b'\n' => i > 0 && raw.get(i - 1) == Some(&b'\r'),
@@ -848,6 +868,7 @@ mod tests {
             subject_prefix: "[dev]",
             reply_to_list,
             from_mode,
+            archived_at: None,
         }
     }
 
@@ -990,6 +1011,26 @@ mod tests {
             "<https://lists.example.org/archive/dev>"
         );
         assert_eq!(value(&msg, "List-Post"), "NO");
+    }
+
+    #[test]
+    fn copies_carry_their_archived_at_with_the_message_id_encoded() {
+        let list = dev();
+        let mut rw = rewrite(&list, FromMode::Keep, false);
+        rw.archived_at = Some("https://lists.example.org/lists/dev.lists.example.org/archive/m/");
+        let post = "From: anne@example.net\r\nMessage-ID: <a/b+c@example.net>\r\n\
+            Archived-At: <https://evil.example/msg>\r\nSubject: x\r\n\r\nbody\r\n";
+        let out = copy(post.as_bytes(), &rw);
+        let msg = parse(&out);
+        assert_eq!(
+            value(&msg, "Archived-At"),
+            "<https://lists.example.org/lists/dev.lists.example.org/archive/m/a%2Fb%2Bc%40example.net>"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out).matches("Archived-At").count(),
+            1,
+            "the poster's is dropped"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ struct ListRow {
     bounce_warnings: i32,
     bounce_warning_interval_days: i32,
     accept_senders: Vec<String>,
+    archive: String,
     created_at: OffsetDateTime,
 }
 
@@ -48,6 +49,7 @@ impl TryFrom<ListRow> for List {
                 bounce_warnings: r.bounce_warnings,
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
                 accept_senders: r.accept_senders,
+                archive: decode("archive", &r.archive)?,
             },
             created_at: r.created_at,
         })
@@ -67,11 +69,11 @@ pub async fn insert_list(
         insert into list (local_part, domain, name, description, subscription, posting, nonmember_action,
                           subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold,
                           bounce_stale_days, bounce_warnings, bounce_warning_interval_days,
-                          accept_senders)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                          accept_senders, archive)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
         returning id, local_part, domain, name, description, subscription, posting, nonmember_action,
                   subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-                  bounce_warnings, bounce_warning_interval_days, accept_senders, created_at
+                  bounce_warnings, bounce_warning_interval_days, accept_senders, archive, created_at
         "#,
         address.local_part(),
         address.domain(),
@@ -89,6 +91,7 @@ pub async fn insert_list(
         s.bounce_warnings,
         s.bounce_warning_interval_days,
         &s.accept_senders,
+        s.archive.as_str(),
     )
     .fetch_one(db)
     .await?
@@ -105,7 +108,7 @@ pub async fn find_list(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, accept_senders, created_at
+               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, created_at
         from list where list_id = $1
         "#,
         list_id
@@ -140,7 +143,7 @@ pub async fn find_list_by_id(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, accept_senders, created_at
+               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, created_at
         from list where id = $1
         "#,
         id
@@ -199,7 +202,7 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
         select l.id, l.local_part, l.domain, l.name, l.description, l.subscription, l.posting,
                l.nonmember_action, l.subject_prefix, l.reply_to, l.dmarc, l.advertised,
                l.bounce_score_threshold, l.bounce_stale_days, l.bounce_warnings,
-               l.bounce_warning_interval_days, l.accept_senders, l.created_at,
+               l.bounce_warning_interval_days, l.accept_senders, l.archive, l.created_at,
                count(m.id) filter (where m.role = 'member' and m.status = 'subscribed') as "members!",
                count(m.id) filter (where m.role = 'member' and m.status = 'pending') as "pending!",
                (select count(*) from post p where p.list_id = l.id and p.status = 'accepted') as "posts!",
@@ -233,6 +236,7 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
                 bounce_warnings: r.bounce_warnings,
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
                 accept_senders: r.accept_senders,
+                archive: r.archive,
                 created_at: r.created_at,
             })?;
             Ok(ListCounts {
@@ -259,7 +263,7 @@ pub async fn update_list_settings(
         update list set name = $2, description = $3, subscription = $4, posting = $5,
                nonmember_action = $6, subject_prefix = $7, reply_to = $8, dmarc = $9, advertised = $10,
                bounce_score_threshold = $11, bounce_stale_days = $12, bounce_warnings = $13,
-               bounce_warning_interval_days = $14, accept_senders = $15, updated_at = now()
+               bounce_warning_interval_days = $14, accept_senders = $15, archive = $16, updated_at = now()
         where id = $1
         "#,
         id,
@@ -277,6 +281,7 @@ pub async fn update_list_settings(
         s.bounce_warnings,
         s.bounce_warning_interval_days,
         &s.accept_senders,
+        s.archive.as_str(),
     )
     .execute(db)
     .await

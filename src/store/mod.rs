@@ -5,6 +5,7 @@
 //! `app`; the store only reads and writes what it is told.
 
 pub mod api_tokens;
+pub mod archive;
 pub mod bounces;
 pub mod inbound;
 pub mod lists;
@@ -93,7 +94,7 @@ pub async fn begin_try_locked(
 }
 
 /// The advisory lock number for a name.
-fn lock_key(name: &str) -> i64 {
+pub(crate) fn lock_key(name: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(name.as_bytes());
     let mut key = [0u8; 8];

@@ -1,6 +1,7 @@
 //! What a person sees: the subscribe form, the confirmation page and the unsubscribe
 //! page driven in headless Chromium through chromedriver (WebDriver), on a 375-px-wide
-//! window, with links taken from the captured mail.
+//! window, with links taken from the captured mail; every page checked with axe-core
+//! in both colour schemes (docs/standards.md#55).
 
 use crate::harness::{TestServer, find_link};
 use serde_json::{Value, json};
@@ -553,4 +554,81 @@ async fn a_member_signs_in_and_pauses_delivery_in_a_browser_on_a_phone_sized_scr
         (m["mode"].as_str(), m["status"].as_str()),
         (Some("digest"), Some("subscribed"))
     );
+}
+
+#[tokio::test]
+async fn the_archive_reads_well_on_a_phone_and_passes_axe() {
+    let s = TestServer::start().await;
+    assert_eq!(
+        s.cli(&[
+            "lists",
+            "create",
+            "dev@lists.example.org",
+            "--name",
+            "Developers"
+        ])
+        .code,
+        0
+    );
+    let long = "word ".repeat(40);
+    let mbox = format!(
+        "From anne@example.net Mon Mar  4 10:00:00 2024\n\
+         From: Anne Example <anne@example.net>\nMessage-ID: <root@example.net>\n\
+         Subject: Release planning for the next version, with a long subject line\n\
+         Date: Mon, 4 Mar 2024 10:00:00 +0000\n\n\
+         Shall we plan the release?\nhttps://example.org/a/very/long/link/{}\n\n\
+         From bob@example.com Tue Mar  5 10:00:00 2024\n\
+         From: Bob <bob@example.com>\nMessage-ID: <reply@example.net>\n\
+         In-Reply-To: <root@example.net>\nReferences: <root@example.net>\n\
+         Subject: Re: Release planning\nDate: Tue, 5 Mar 2024 10:00:00 +0000\n\
+         MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
+         --b\nContent-Type: text/plain\n\nYes, release planning: {long}\n\
+         --b\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=plan.pdf\n\n%PDF-\n--b--\n\n\
+         From carol@example.org Wed Mar  6 10:00:00 2024\n\
+         From: Carol <carol@example.org>\nMessage-ID: <html@example.net>\n\
+         In-Reply-To: <reply@example.net>\nSubject: Re: Release planning\n\
+         Date: Wed, 6 Mar 2024 10:00:00 +0000\nContent-Type: text/html\n\n\
+         <p>An <b>HTML</b> answer with a <a href=\"https://example.org\">link</a>.</p>\n\n",
+        "x".repeat(150)
+    );
+    let file = s.data_dir.path().join("archive.mbox");
+    std::fs::write(&file, mbox).unwrap();
+    let out = s.cli(&[
+        "archive",
+        "import",
+        "dev@lists.example.org",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let base = s.url("/lists/dev.lists.example.org/archive");
+    let pages = [
+        (base.clone(), "Release planning"),
+        (format!("{base}/2024/03"), "Release planning"),
+        (format!("{base}/m/reply%40example.net"), "The whole thread"),
+        (format!("{base}/m/html%40example.net"), "HTML answer"),
+        (format!("{base}/search?q=release+planning"), "Results"),
+        (
+            format!("{base}/search?q=nothing-matches-this"),
+            "Nothing in the archive matches",
+        ),
+    ];
+    for (url, expect) in pages {
+        b.go(&url).await;
+        let text = b.text().await;
+        assert!(text.contains(expect), "{url}: {text}");
+        assert!(
+            !text.contains("@example.net") || text.contains("@…"),
+            "{url}: {text}"
+        );
+        b.check_page(&url).await;
+    }
+    // the search box is a real form: typing and pressing the button searches
+    b.go(&base).await;
+    b.type_into("#q", "planning").await;
+    b.click("form[role=search] button").await;
+    let text = b.wait_for_text("Results").await;
+    assert!(text.contains("Release planning"), "{text}");
 }

@@ -3,6 +3,7 @@
 mod abuse;
 mod addresses;
 mod api;
+mod archive;
 mod bounces;
 mod browser;
 mod compose;

@@ -521,7 +521,15 @@ async fn the_posters_list_headers_never_survive_and_the_prefix_is_added_once() {
     let copy = &copies[0];
     assert_list_headers(&s, copy, "Re: [dev] Hello");
     assert!(!copy.text().contains("evil.example.com"), "A-6");
-    assert!(copy.headers("Archived-At").is_empty());
+    let archived_at = copy.headers("Archived-At");
+    assert_eq!(archived_at.len(), 1, "only the list's own Archived-At");
+    assert!(
+        archived_at[0].starts_with(&format!(
+            "<{}/lists/dev.lists.example.org/archive/m/",
+            s.base
+        )),
+        "{archived_at:?}"
+    );
     assert_eq!(
         copy.reply_to_address(),
         LIST,

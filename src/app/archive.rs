@@ -1,0 +1,880 @@
+//! The archive (docs/contract.md#archive): archiving accepted posts, importing and
+//! exporting mbox files, taking a message down, and what the archive's pages show.
+//!
+//! Messages are archived in batches (one for a post, in the transaction that accepts
+//! it; a thousand at a time for an import). Each batch is threaded under a per-list
+//! lock: the threads the batch touches (those of the messages it names, and those of
+//! messages naming it) are loaded and threaded again with the new messages by
+//! `domain::archive`, and whatever moved is written back. A message's parent depends
+//! only on which messages are archived, so the archive ends up the same whatever the
+//! order in which its messages came.
+//!
+//! Who may read an archive is decided in one place, [`App::may_read`]. Everything the
+//! pages show passes through [`obscure_addresses`]: no full address leaves in a page,
+//! a JSON body or the feed; the raw message and the mbox download keep them.
+
+use super::{App, AppError};
+use crate::domain::archive::{
+    Entry, Month, Node, bare_id, message_id_path, obscure_addresses, parents, reading_order, roots,
+};
+use crate::domain::{Archive, EmailAddress, FeedToken, List, ListRef, MemberStatus};
+use crate::mail::archive::{AttachmentInfo, Facts, Relayer, read_facts, render};
+use crate::mail::mbox::{Entry as MboxEntry, MboxError};
+use crate::store;
+use serde::Serialize;
+use sqlx::PgConnection;
+use std::collections::{HashMap, HashSet};
+use time::OffsetDateTime;
+
+/// Threads (or search results) on one page.
+pub const PAGE_SIZE: i64 = 50;
+/// Messages written to the database in one statement by an import.
+const IMPORT_BATCH: usize = 1000;
+/// Entries in the feed.
+const FEED_SIZE: i64 = 50;
+
+/// A message made ready to be archived.
+#[derive(Debug)]
+pub struct Readied {
+    raw: Vec<u8>,
+    facts: Facts,
+    envelope_from: Option<String>,
+    date: OffsetDateTime,
+    post_id: Option<i64>,
+}
+
+impl Readied {
+    /// Reads `raw` (CRLF line ends). Its date is its Date header, or `arrival` when
+    /// that is missing, unreadable or later than now.
+    pub fn new(
+        raw: Vec<u8>,
+        relayer: Option<Relayer<'_>>,
+        envelope_from: Option<String>,
+        arrival: OffsetDateTime,
+    ) -> Readied {
+        let facts = read_facts(&raw, relayer);
+        let now = OffsetDateTime::now_utc();
+        let date = facts.date.filter(|d| *d <= now).unwrap_or(arrival);
+        Readied {
+            raw,
+            facts,
+            envelope_from,
+            date,
+            post_id: None,
+        }
+    }
+
+    pub fn message_id(&self) -> &str {
+        &self.facts.message_id
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Entries read as messages.
+    pub read: u64,
+    /// Messages new to the archive.
+    pub added: u64,
+    /// Entries that could not be read, by place in the file.
+    pub bad: Vec<BadEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BadEntry {
+    /// The entry's number in the file (from 1; 0 before the first entry).
+    pub entry: usize,
+    pub line: usize,
+    pub reason: String,
+}
+
+/// A thread in a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadSummary {
+    /// The root message's Message-ID.
+    pub message_id: String,
+    pub subject: String,
+    pub from_name: String,
+    pub messages: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_date: OffsetDateTime,
+}
+
+/// A page of threads and the keyset of the next page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadPage {
+    pub threads: Vec<ThreadSummary>,
+    pub next: Option<String>,
+}
+
+/// One message of a thread, in reading order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadEntry {
+    pub message_id: String,
+    /// The Message-ID of the archived message it answers.
+    pub parent: Option<String>,
+    pub subject: String,
+    pub from_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub date: OffsetDateTime,
+    pub depth: usize,
+    pub removed: bool,
+}
+
+/// One message as its page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub message_id: String,
+    pub subject: String,
+    pub from_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub date: OffsetDateTime,
+    /// The text parts (or, for an HTML-only message, its text).
+    pub text: String,
+    /// Cleaned HTML, for an HTML-only message.
+    pub html: Option<String>,
+    pub attachments: Vec<AttachmentInfo>,
+    pub thread: Vec<ThreadEntry>,
+}
+
+/// A search result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub message_id: String,
+    pub subject: String,
+    pub from_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub date: OffsetDateTime,
+    /// Text around the matches; matched words between `<<` and `>>`.
+    pub snippet: String,
+}
+
+/// A feed entry.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    pub message_id: String,
+    pub subject: String,
+    pub from_name: String,
+    pub date: OffsetDateTime,
+    pub text: String,
+}
+
+/// Messages to export and the keyset after them.
+pub struct ExportPage {
+    pub messages: Vec<store::archive::ExportRow>,
+    pub next: Option<(OffsetDateTime, i64)>,
+}
+
+/// What `archive rm` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    Removed,
+    AlreadyRemoved,
+}
+
+impl App {
+    /// Whether `viewer` (the signed-in address, if any) may read the list's archive:
+    /// anyone when it is public; when it is for members, a subscribed member, owner or
+    /// moderator of the list, or a site admin; nobody when it is off.
+    pub async fn may_read(
+        &self,
+        list: &List,
+        viewer: Option<&EmailAddress>,
+    ) -> Result<bool, AppError> {
+        match list.settings.archive {
+            Archive::Off => Ok(false),
+            Archive::Public => Ok(true),
+            Archive::Members => {
+                let Some(viewer) = viewer else {
+                    return Ok(false);
+                };
+                if self.settings.admins.iter().any(|a| a.key() == viewer.key()) {
+                    return Ok(true);
+                }
+                let roles = store::members::find_member_roles(&self.db, list.id, viewer).await?;
+                Ok(roles.iter().any(|m| m.status == MemberStatus::Subscribed))
+            }
+        }
+    }
+
+    /// The list whose archive `viewer` asks to read; a list they may not read is as
+    /// unknown as one that does not exist.
+    pub async fn readable_archive(
+        &self,
+        list: &ListRef,
+        viewer: Option<&EmailAddress>,
+    ) -> Result<List, AppError> {
+        let found = self.get_list(list).await?;
+        if self.may_read(&found, viewer).await? {
+            Ok(found)
+        } else {
+            Err(AppError::NoSuchList(list.to_string()))
+        }
+    }
+
+    /// The list whose feed a personal feed token opens: the token must be that of a
+    /// current membership of the list (any role).
+    pub async fn archive_by_feed_token(
+        &self,
+        list: &ListRef,
+        token: &str,
+    ) -> Result<List, AppError> {
+        let found = self.get_list(list).await?;
+        let unknown = || AppError::NoSuchList(list.to_string());
+        if found.settings.archive == Archive::Off {
+            return Err(unknown());
+        }
+        let member_id = FeedToken::claimed_member(token).ok_or_else(unknown)?;
+        let member = store::archive::find_feed_member(&self.db, member_id)
+            .await?
+            .ok_or_else(unknown)?;
+        let current = member.list_id == found.id
+            && member.status == MemberStatus::Subscribed.as_str()
+            && member.subscribed_at.is_some_and(|since| {
+                FeedToken::verify(&self.settings.secret_key, token, member_id, since)
+            });
+        if current { Ok(found) } else { Err(unknown()) }
+    }
+
+    /// The feed URL to give `address` for a list: the public one for a public archive,
+    /// a personal one for a members-only archive (for as long as the membership lasts),
+    /// none when the archive is off or the address is not a member.
+    pub async fn personal_feed_url(
+        &self,
+        list: &List,
+        address: &EmailAddress,
+    ) -> Result<Option<String>, AppError> {
+        let base = format!("{}/feed.atom", self.archive_url(list));
+        match list.settings.archive {
+            Archive::Off => Ok(None),
+            Archive::Public => Ok(Some(base)),
+            Archive::Members => {
+                let roles = store::members::find_member_roles(&self.db, list.id, address).await?;
+                Ok(roles
+                    .iter()
+                    .find(|m| m.status == MemberStatus::Subscribed)
+                    .and_then(|m| {
+                        let since = m.subscribed_at?;
+                        let token =
+                            FeedToken::for_membership(&self.settings.secret_key, m.id, since);
+                        Some(format!("{base}?token={}", token.as_str()))
+                    }))
+            }
+        }
+    }
+
+    /// `{PUBLIC_URL}/lists/{list-id}/archive`.
+    pub fn archive_url(&self, list: &List) -> String {
+        format!("{}/archive", self.list_url(list))
+    }
+
+    /// The permalink of an archived message (its `Archived-At`).
+    pub fn archived_at_url(&self, list: &List, message_id: &str) -> String {
+        format!(
+            "{}/m/{}",
+            self.archive_url(list),
+            message_id_path(bare_id(message_id))
+        )
+    }
+
+    /// Archives an accepted post in the caller's transaction: `shared` is the copy as
+    /// relayed without the members' own header lines (or the author's message, when
+    /// it travelled wrapped), `message_id` the copies' Message-ID.
+    pub(crate) async fn archive_post(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        post_id: i64,
+        shared: &[u8],
+        message_id: &str,
+        envelope_from: Option<&str>,
+    ) -> Result<(), AppError> {
+        if list.settings.archive == Archive::Off {
+            return Ok(());
+        }
+        let raw = crate::mail::rewrite::crlf_line_ends(shared).into_owned();
+        let relayer = Relayer {
+            address: &list.address,
+            name: &list.settings.name,
+        };
+        let mut item = Readied::new(
+            raw,
+            Some(relayer),
+            envelope_from.map(str::to_string),
+            OffsetDateTime::now_utc(),
+        );
+        let id = crate::mail::storable(bare_id(message_id));
+        if !id.is_empty() && id != item.facts.message_id {
+            item.facts.message_id = id;
+        }
+        item.post_id = Some(post_id);
+        archive_batch(tx, list.id, vec![item]).await?;
+        Ok(())
+    }
+
+    /// Imports mbox entries into a list's archive: messages it already holds (by
+    /// Message-ID, removed ones included) are skipped, nothing is sent, entries that
+    /// cannot be read are reported and skipped. `progress` hears how many entries were
+    /// read so far. Reading and parsing run on a thread of their own, alongside the
+    /// database writes.
+    pub async fn import_archive<I>(
+        &self,
+        list: &ListRef,
+        entries: I,
+        mut progress: impl FnMut(u64),
+    ) -> Result<ImportReport, AppError>
+    where
+        I: Iterator<Item = Result<MboxEntry, MboxError>> + Send + 'static,
+    {
+        let list = self.get_list(list).await?;
+        let (tx_batches, mut batches) = tokio::sync::mpsc::channel::<Batch>(2);
+        let (address, name) = (list.address.clone(), list.settings.name.clone());
+        let reader = std::thread::spawn(move || {
+            let relayer = Relayer {
+                address: &address,
+                name: &name,
+            };
+            let mut batch = Batch::default();
+            let mut bytes = 0;
+            for entry in entries {
+                match entry {
+                    Ok(e) if looks_like_message(&e.raw) => {
+                        // the null sender is written MAILER-DAEMON
+                        let envelope = Some(e.envelope_from)
+                            .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("MAILER-DAEMON"));
+                        // whole seconds, as a `From ` line keeps them: an export reads back
+                        let arrival = e.received.unwrap_or_else(|| {
+                            let now = OffsetDateTime::now_utc();
+                            now.replace_nanosecond(0).unwrap_or(now)
+                        });
+                        bytes += e.raw.len();
+                        batch
+                            .items
+                            .push(Readied::new(e.raw, Some(relayer), envelope, arrival));
+                    }
+                    Ok(e) => batch.bad.push(BadEntry {
+                        entry: e.number,
+                        line: e.line,
+                        reason: if e.raw.is_empty() {
+                            "the entry is empty".into()
+                        } else {
+                            "the entry does not start with a header field".into()
+                        },
+                    }),
+                    Err(MboxError::NoFromLine { line }) => batch.bad.push(BadEntry {
+                        entry: 0,
+                        line,
+                        reason: "text before the first `From ` line is not a message".into(),
+                    }),
+                    Err(e @ MboxError::Io(_)) => {
+                        batch.failed = Some(e.to_string());
+                        break;
+                    }
+                }
+                if batch.items.len() >= IMPORT_BATCH || bytes >= 16 << 20 {
+                    bytes = 0;
+                    if tx_batches
+                        .blocking_send(std::mem::take(&mut batch))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            let _ = tx_batches.blocking_send(batch);
+        });
+        let mut report = ImportReport::default();
+        let mut failed = None;
+        while let Some(batch) = batches.recv().await {
+            report.read += batch.items.len() as u64;
+            report.bad.extend(batch.bad);
+            if !batch.items.is_empty() {
+                let mut tx = self.db.begin().await?;
+                store::archive::set_commit_unsynced(&mut *tx).await?;
+                report.added += archive_batch(&mut tx, list.id, batch.items).await? as u64;
+                tx.commit().await?;
+            }
+            progress(report.read + report.bad.len() as u64);
+            if batch.failed.is_some() {
+                failed = batch.failed;
+            }
+        }
+        let _ = reader.join();
+        if report.added > 0 {
+            store::archive::flush_search_index(&self.db).await?;
+        }
+        if let Some(e) = failed {
+            return Err(AppError::Unexpected(anyhow::anyhow!(
+                "{e} (after {} messages)",
+                report.read
+            )));
+        }
+        Ok(report)
+    }
+
+    /// Takes a message down for good: its page answers 404, its thread shows a
+    /// "removed" placeholder in its place, and no import brings it back.
+    pub async fn remove_archived(
+        &self,
+        list: &ListRef,
+        message_id: &str,
+    ) -> Result<RemoveOutcome, AppError> {
+        let list = self.get_list(list).await?;
+        let id = bare_id(message_id);
+        match store::archive::update_message_removed(&self.db, list.id, id).await? {
+            None => Err(AppError::NoSuchMessage(id.to_string())),
+            Some(true) => Ok(RemoveOutcome::AlreadyRemoved),
+            Some(false) => Ok(RemoveOutcome::Removed),
+        }
+    }
+
+    /// Threads by most recent activity, a page at a time (`cursor`: the `next` of the
+    /// page before).
+    pub async fn archive_threads(
+        &self,
+        list: &List,
+        cursor: Option<&str>,
+    ) -> Result<ThreadPage, AppError> {
+        let before = cursor.and_then(parse_cursor);
+        let rows =
+            store::archive::list_recent_threads(&self.db, list.id, before, PAGE_SIZE + 1).await?;
+        Ok(thread_page(rows, |t| (t.last_date, t.id)))
+    }
+
+    /// The threads started in a month, oldest first, a page at a time.
+    pub async fn archive_month(
+        &self,
+        list: &List,
+        month: Month,
+        cursor: Option<&str>,
+    ) -> Result<ThreadPage, AppError> {
+        let after = cursor.and_then(parse_cursor);
+        let rows = store::archive::list_threads_started(
+            &self.db,
+            list.id,
+            month.start(),
+            month.next().start(),
+            after,
+            PAGE_SIZE + 1,
+        )
+        .await?;
+        Ok(thread_page(rows, |t| (t.started, t.id)))
+    }
+
+    /// The months in which threads started, newest first.
+    pub async fn archive_months(&self, list: &List) -> Result<Vec<Month>, AppError> {
+        Ok(store::archive::list_months(&self.db, list.id)
+            .await?
+            .into_iter()
+            .map(Month::of)
+            .collect())
+    }
+
+    /// One message in its whole thread.
+    pub async fn archived_message(
+        &self,
+        list: &List,
+        message_id: &str,
+    ) -> Result<MessageView, AppError> {
+        let row = self.find_archived(list, message_id).await?;
+        let raw = row.raw.as_deref().unwrap_or_default();
+        let rendered = render(raw);
+        let entries = store::archive::list_thread(&self.db, row.thread_id).await?;
+        let by_id: HashMap<i64, &str> = entries
+            .iter()
+            .map(|e| (e.id, e.message_id.as_str()))
+            .collect();
+        let order = reading_order(
+            &entries
+                .iter()
+                .map(|e| Entry {
+                    key: e.id,
+                    parent: e.parent_id,
+                    date: e.date.unix_timestamp(),
+                })
+                .collect::<Vec<_>>(),
+        );
+        let thread = order
+            .into_iter()
+            .map(|(i, depth)| {
+                let e = &entries[i];
+                ThreadEntry {
+                    message_id: e.message_id.clone(),
+                    parent: e
+                        .parent_id
+                        .and_then(|p| by_id.get(&p))
+                        .map(|p| p.to_string()),
+                    subject: shown_subject(&e.subject, e.removed),
+                    from_name: obscure_addresses(&e.from_name).into_owned(),
+                    date: e.date,
+                    depth,
+                    removed: e.removed,
+                }
+            })
+            .collect();
+        Ok(MessageView {
+            message_id: row.message_id,
+            subject: shown_subject(&row.subject, false),
+            from_name: obscure_addresses(&row.from_name).into_owned(),
+            date: row.date,
+            text: obscure_addresses(rendered.text.as_deref().unwrap_or(&row.body)).into_owned(),
+            html: rendered.html.map(|h| obscure_addresses(&h).into_owned()),
+            attachments: rendered.attachments,
+            thread,
+        })
+    }
+
+    /// The archived message as it is kept.
+    pub async fn archived_raw(&self, list: &List, message_id: &str) -> Result<Vec<u8>, AppError> {
+        let row = self.find_archived(list, message_id).await?;
+        Ok(row.raw.unwrap_or_default())
+    }
+
+    /// One attachment of an archived message: its file name and bytes.
+    pub async fn archived_attachment(
+        &self,
+        list: &List,
+        message_id: &str,
+        index: usize,
+    ) -> Result<(String, Vec<u8>), AppError> {
+        let row = self.find_archived(list, message_id).await?;
+        crate::mail::archive::attachment(row.raw.as_deref().unwrap_or_default(), index)
+            .ok_or_else(|| AppError::NoSuchMessage(format!("{}/{index}", row.message_id)))
+    }
+
+    /// Full-text search, best matches first.
+    pub async fn search_archive(&self, list: &List, query: &str) -> Result<Vec<Hit>, AppError> {
+        let query = query.trim();
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = store::archive::search(&self.db, list.id, query, PAGE_SIZE).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Hit {
+                message_id: r.message_id,
+                subject: shown_subject(&r.subject, false),
+                from_name: obscure_addresses(&r.from_name).into_owned(),
+                date: r.date,
+                snippet: obscure_addresses(
+                    &r.snippet.split_whitespace().collect::<Vec<_>>().join(" "),
+                )
+                .into_owned(),
+            })
+            .collect())
+    }
+
+    /// The newest messages, for the feed.
+    pub async fn archive_feed(&self, list: &List) -> Result<Vec<FeedEntry>, AppError> {
+        let rows = store::archive::list_newest(&self.db, list.id, FEED_SIZE).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FeedEntry {
+                message_id: r.message_id,
+                subject: shown_subject(&r.subject, false),
+                from_name: obscure_addresses(&r.from_name).into_owned(),
+                date: r.date,
+                text: obscure_addresses(&r.body).into_owned(),
+            })
+            .collect())
+    }
+
+    /// A page of messages to export, dated from the start of `from` to the end of
+    /// `to` (both months included; all when absent), after the keyset `after`.
+    pub async fn archive_export_page(
+        &self,
+        list: &List,
+        from: Option<Month>,
+        to: Option<Month>,
+        after: Option<(OffsetDateTime, i64)>,
+    ) -> Result<ExportPage, AppError> {
+        let start = from.map_or(
+            OffsetDateTime::UNIX_EPOCH - time::Duration::days(365 * 200),
+            Month::start,
+        );
+        let end = to.map_or(
+            OffsetDateTime::now_utc() + time::Duration::days(365 * 100),
+            |m| m.next().start(),
+        );
+        let messages =
+            store::archive::list_export(&self.db, list.id, start, end, after, 200).await?;
+        let next = (messages.len() == 200)
+            .then(|| messages.last().map(|m| (m.date, m.id)))
+            .flatten();
+        Ok(ExportPage { messages, next })
+    }
+
+    async fn find_archived(
+        &self,
+        list: &List,
+        message_id: &str,
+    ) -> Result<store::archive::MessageRow, AppError> {
+        let id = bare_id(message_id);
+        match store::archive::find_message(&self.db, list.id, id).await? {
+            Some(row) if !row.removed => Ok(row),
+            _ => Err(AppError::NoSuchMessage(id.to_string())),
+        }
+    }
+}
+
+/// What the reading thread of an import hands over.
+#[derive(Debug, Default)]
+struct Batch {
+    items: Vec<Readied>,
+    bad: Vec<BadEntry>,
+    failed: Option<String>,
+}
+
+/// Whether an entry starts with a header field (`Name: value`).
+fn looks_like_message(raw: &[u8]) -> bool {
+    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    match first.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => first[..colon]
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b':'),
+        _ => false,
+    }
+}
+
+/// The subject a page shows: a placeholder for none or a removed message.
+fn shown_subject(subject: &str, removed: bool) -> String {
+    if removed {
+        "(removed)".to_string()
+    } else if subject.trim().is_empty() {
+        "(no subject)".to_string()
+    } else {
+        obscure_addresses(subject).into_owned()
+    }
+}
+
+fn thread_page(
+    mut rows: Vec<store::archive::ThreadRow>,
+    key: impl Fn(&store::archive::ThreadRow) -> (OffsetDateTime, i64),
+) -> ThreadPage {
+    let more = rows.len() as i64 > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE as usize);
+    let next = more.then(|| rows.last().map(|r| cursor(key(r)))).flatten();
+    ThreadPage {
+        threads: rows
+            .into_iter()
+            .map(|r| ThreadSummary {
+                message_id: r.message_id,
+                subject: shown_subject(&r.subject, r.removed),
+                from_name: obscure_addresses(&r.from_name).into_owned(),
+                messages: r.messages,
+                started: r.started,
+                last_date: r.last_date,
+            })
+            .collect(),
+        next,
+    }
+}
+
+/// A keyset as text: `MICROSECONDS.ID`.
+fn cursor((date, id): (OffsetDateTime, i64)) -> String {
+    format!("{}.{id}", date.unix_timestamp_nanos() / 1000)
+}
+
+fn parse_cursor(text: &str) -> Option<(OffsetDateTime, i64)> {
+    let (micros, id) = text.split_once('.')?;
+    let micros: i128 = micros.parse().ok()?;
+    let date = OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1000)?).ok()?;
+    Some((date, id.parse().ok()?))
+}
+
+/// Archives a batch of messages in `tx` and threads them with what is there; returns
+/// how many were new.
+///
+/// The threads a batch can change are those of the nearest archived ancestor of each
+/// new message (looked up nearest first, one query per step back: most replies stop at
+/// the first), and those of the messages waiting for one of the new ones. Every message
+/// of those threads is threaded again with the new ones; the rows that moved, the new
+/// rows and the threads' rows are written back.
+async fn archive_batch(
+    tx: &mut PgConnection,
+    list_id: uuid::Uuid,
+    items: Vec<Readied>,
+) -> Result<usize, sqlx::Error> {
+    store::archive::lock_list_archive(&mut *tx, list_id).await?;
+    let mut seen = HashSet::new();
+    let mut items: Vec<Readied> = items
+        .into_iter()
+        .filter(|i| seen.insert(i.facts.message_id.clone()))
+        .collect();
+    let ids: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
+    let known: HashSet<String> = store::archive::find_archived_ids(&mut *tx, list_id, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    items.retain(|i| !known.contains(&i.facts.message_id));
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let names: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
+    let in_batch: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut touched: HashSet<i64> = HashSet::new();
+    let mut open: Vec<usize> = (0..items.len()).collect();
+    let mut step = 0;
+    while !open.is_empty() {
+        let mut ask = Vec::new();
+        let mut still = Vec::new();
+        for &i in &open {
+            match items[i].facts.refs.get(step) {
+                Some(r) if !in_batch.contains(r.as_str()) => {
+                    ask.push(r.clone());
+                    still.push(i);
+                }
+                _ => {}
+            }
+        }
+        if ask.is_empty() {
+            break;
+        }
+        ask.sort();
+        ask.dedup();
+        let found: HashMap<String, i64> = store::archive::find_threads_of(&mut *tx, list_id, &ask)
+            .await?
+            .into_iter()
+            .collect();
+        touched.extend(found.values().copied());
+        open = still
+            .into_iter()
+            .filter(|&i| !found.contains_key(&items[i].facts.refs[step]))
+            .collect();
+        step += 1;
+    }
+    touched.extend(store::archive::find_waiting_threads(&mut *tx, list_id, &names).await?);
+    let touched: Vec<i64> = touched.into_iter().collect();
+    let old = if touched.is_empty() {
+        Vec::new()
+    } else {
+        store::archive::find_thread_nodes(&mut *tx, &touched).await?
+    };
+    let new_ids = store::archive::allocate_ids(&mut *tx, items.len() as i64).await?;
+    let nodes: Vec<Node<'_>> = old
+        .iter()
+        .map(|r| Node {
+            message_id: &r.message_id,
+            refs: &r.refs,
+            date: r.date.unix_timestamp(),
+        })
+        .chain(items.iter().map(|i| Node {
+            message_id: &i.facts.message_id,
+            refs: &i.facts.refs,
+            date: i.date.unix_timestamp(),
+        }))
+        .collect();
+    let parent = parents(&nodes);
+    let root = roots(&parent);
+    let pk = |i: usize| {
+        if i < old.len() {
+            old[i].id
+        } else {
+            new_ids[i - old.len()]
+        }
+    };
+    // the ancestors nearer than the parent: the message moves when one of them arrives
+    let waiting = |i: usize| -> &[String] {
+        let refs = nodes[i].refs;
+        let upto = parent[i]
+            .and_then(|p| refs.iter().position(|r| r == nodes[p].message_id))
+            .unwrap_or(refs.len());
+        &refs[..upto]
+    };
+    let (mut moved, mut moved_parent, mut moved_thread, mut moved_waiting) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, row) in old.iter().enumerate() {
+        let (p, t, w) = (parent[i].map(pk), pk(root[i]), waiting(i));
+        if p != row.parent_id || t != row.thread_id || w != row.waiting.as_slice() {
+            moved.push(row.id);
+            moved_parent.push(p);
+            moved_thread.push(t);
+            moved_waiting.push(w.join("\n"));
+        }
+    }
+    if !moved.is_empty() {
+        store::archive::update_tree(
+            &mut *tx,
+            &moved,
+            &moved_parent,
+            &moved_thread,
+            &moved_waiting,
+        )
+        .await?;
+    }
+    // every message of every thread the batch leaves is among the nodes: count them here
+    let mut threads: HashMap<i64, (OffsetDateTime, OffsetDateTime, i32)> = HashMap::new();
+    let date_of = |i: usize| {
+        if i < old.len() {
+            old[i].date
+        } else {
+            items[i - old.len()].date
+        }
+    };
+    for i in 0..nodes.len() {
+        let started = date_of(root[i]);
+        let t = threads.entry(pk(root[i])).or_insert((started, started, 0));
+        t.1 = t.1.max(date_of(i));
+        t.2 += 1;
+    }
+    let gone: Vec<i64> = touched
+        .iter()
+        .copied()
+        .filter(|t| !threads.contains_key(t))
+        .collect();
+    let mut new_waiting: Vec<String> = (0..items.len())
+        .map(|k| waiting(old.len() + k).join("\n"))
+        .collect();
+    let mut new = store::archive::NewMessages::default();
+    for (k, item) in items.into_iter().enumerate() {
+        let i = old.len() + k;
+        new.id.push(new_ids[k]);
+        new.parent_id.push(parent[i].map(pk));
+        new.thread_id.push(pk(root[i]));
+        new.waiting.push(std::mem::take(&mut new_waiting[k]));
+        new.message_id.push(item.facts.message_id);
+        new.post_id.push(item.post_id);
+        new.envelope_from.push(item.envelope_from);
+        new.date.push(item.date);
+        new.subject.push(item.facts.subject);
+        new.from_name.push(item.facts.from_name);
+        new.refs.push(item.facts.refs.join("\n"));
+        new.raw.push(item.raw);
+        new.body.push(item.facts.text);
+    }
+    let added = store::archive::insert_messages(&mut *tx, list_id, &new).await? as usize;
+    if !gone.is_empty() {
+        store::archive::delete_threads(&mut *tx, &gone).await?;
+    }
+    let (mut ids, mut started, mut last, mut counts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, (s, l, n)) in threads {
+        ids.push(id);
+        started.push(s);
+        last.push(l);
+        counts.push(n);
+    }
+    store::archive::upsert_threads(&mut *tx, list_id, &ids, &started, &last, &counts).await?;
+    Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_read_back() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000).unwrap();
+        assert_eq!(parse_cursor(&cursor((t, 42))), Some((t, 42)));
+        assert_eq!(parse_cursor("x.1"), None);
+    }
+
+    #[test]
+    fn an_entry_is_a_message_when_it_starts_with_a_header_field() {
+        assert!(looks_like_message(b"From: a@b\r\n\r\nx"));
+        assert!(!looks_like_message(b"hello there\r\n"));
+        assert!(!looks_like_message(b""));
+    }
+}

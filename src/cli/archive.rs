@@ -1,0 +1,167 @@
+//! `listd archive …`: import and export mbox files, take a message down.
+
+use super::lists::parse_ref;
+use super::{Failure, output};
+use crate::app::App;
+use crate::app::archive::RemoveOutcome;
+use crate::domain::archive::Month;
+use crate::mail::mbox::Reader;
+use clap::Subcommand;
+use std::io::{IsTerminal, Write};
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Add the messages of an mbox file (`-` for standard input) to a list's archive:
+    /// a Google Takeout of a group, a Mailman 2 or HyperKitty export; nothing is sent
+    Import {
+        list: String,
+        file: String,
+        /// mbox (mboxo or mboxrd)
+        #[arg(long, default_value = "mbox")]
+        format: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a list's archive as an mboxrd file on standard output
+    Export {
+        list: String,
+        /// First month, YYYY-MM
+        #[arg(long)]
+        from: Option<String>,
+        /// Last month, YYYY-MM (included)
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Take one message down for good (spam, erasure): its page is gone, its thread
+    /// keeps a "removed" placeholder, and no import brings it back
+    Rm { list: String, message_id: String },
+}
+
+pub async fn run(app: App, command: ArchiveCommand) -> Result<(), Failure> {
+    match command {
+        ArchiveCommand::Import {
+            list,
+            file,
+            format,
+            json,
+        } => import(&app, &list, &file, &format, json).await,
+        ArchiveCommand::Export { list, from, to } => export(&app, &list, from, to).await,
+        ArchiveCommand::Rm { list, message_id } => {
+            match app.remove_archived(&parse_ref(&list)?, &message_id).await? {
+                RemoveOutcome::Removed => println!("removed <{}>", bare(&message_id)),
+                RemoveOutcome::AlreadyRemoved => {
+                    println!("<{}> was already removed", bare(&message_id))
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn bare(id: &str) -> &str {
+    crate::domain::archive::bare_id(id)
+}
+
+/// Reads the file entry by entry (reporting unreadable entries by place on stderr),
+/// with a progress bar on a terminal.
+async fn import(
+    app: &App,
+    list: &str,
+    file: &str,
+    format: &str,
+    json: bool,
+) -> Result<(), Failure> {
+    let list = parse_ref(list)?;
+    if format != "mbox" {
+        return Err(Failure::usage(format!(
+            "`{format}` is not an archive format; use mbox"
+        )));
+    }
+    let input: Box<dyn std::io::BufRead + Send> = if file == "-" {
+        Box::new(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(file)
+            .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos} messages read ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let report = app
+        .import_archive(&list, Reader::new(input), |n| {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        })
+        .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for bad in &report.bad {
+        if bad.entry == 0 {
+            eprintln!("line {}: {}", bad.line, bad.reason);
+        } else {
+            eprintln!("entry {} (line {}): {}", bad.entry, bad.line, bad.reason);
+        }
+    }
+    if report.read == 0 {
+        return Err(Failure::failed(format!(
+            "no message could be read from {file}; is it an mbox file?"
+        )));
+    }
+    if json {
+        return output::json(&report);
+    }
+    println!(
+        "{} messages read, {} added, {} already in the archive{}",
+        report.read,
+        report.added,
+        report.read - report.added,
+        if report.bad.is_empty() {
+            String::new()
+        } else {
+            format!(", {} entries unreadable", report.bad.len())
+        }
+    );
+    Ok(())
+}
+
+async fn export(
+    app: &App,
+    list: &str,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<(), Failure> {
+    let month = |flag: &str, v: Option<String>| -> Result<Option<Month>, Failure> {
+        v.map(|v| {
+            Month::parse(&v)
+                .ok_or_else(|| Failure::usage(format!("{flag}: `{v}` is not a month (YYYY-MM)")))
+        })
+        .transpose()
+    };
+    let (from, to) = (month("--from", from)?, month("--to", to)?);
+    let list = app.get_list(&parse_ref(list)?).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut after = None;
+    loop {
+        let page = app.archive_export_page(&list, from, to, after).await?;
+        for m in &page.messages {
+            crate::mail::mbox::write_entry(&mut out, m.envelope_from.as_deref(), m.date, &m.raw)
+                .map_err(|e| Failure::failed(format!("writing the mbox file: {e}")))?;
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    out.flush()
+        .map_err(|e| Failure::failed(format!("writing the mbox file: {e}")))
+}

@@ -1,0 +1,582 @@
+//! The archive's tables: `archive_message` (each message, its place in its thread, its
+//! search vector) and `archive_thread` (one row per thread for the thread list).
+//!
+//! Pages are read with keysets (`(last_date, id)`, `(started, id)`, `(date, id)`),
+//! never with OFFSET, so the thousandth page costs what the first does. Search is
+//! PostgreSQL's full-text search over a generated `tsvector` with a GIN index.
+
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Serialises the threading of one list's archive until the transaction ends.
+pub async fn lock_list_archive(db: impl PgExecutor<'_>, list_id: Uuid) -> Result<(), sqlx::Error> {
+    let key = super::lock_key(&format!("archive/{list_id}"));
+    sqlx::query!("select pg_advisory_xact_lock($1)", key)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Lets the transaction commit without waiting for its write-ahead log to reach the
+/// disk: for imports, which a crash leaves to be run again (they are idempotent).
+pub async fn set_commit_unsynced(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!("set local synchronous_commit = off")
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Moves the search index's pending entries into the index proper (after an import:
+/// searches would otherwise read them all until the next vacuum).
+pub async fn flush_search_index(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select gin_clean_pending_list('archive_message_search_idx'::regclass) as "moved!""#
+    )
+    .fetch_one(db)
+    .await
+    .map(|_| ())
+}
+
+/// Ids for `n` new messages.
+pub async fn allocate_ids(db: impl PgExecutor<'_>, n: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select nextval(pg_get_serial_sequence('archive_message', 'id')) as "id!"
+           from generate_series(1, $1::bigint)"#,
+        n
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Which of these Message-IDs the list's archive already holds (removed ones too).
+pub async fn find_archived_ids(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    message_ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select message_id from archive_message where list_id = $1 and message_id = any($2)",
+        list_id,
+        message_ids
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The threads of those of `message_ids` that the archive holds, by Message-ID.
+pub async fn find_threads_of(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    message_ids: &[String],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    Ok(sqlx::query!(
+        "select message_id, thread_id from archive_message where list_id = $1 and message_id = any($2)",
+        list_id,
+        message_ids
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.message_id, r.thread_id))
+    .collect())
+}
+
+/// The threads of the messages that wait for one of `message_ids` (they name it as
+/// an ancestor nearer than their parent).
+pub async fn find_waiting_threads(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    message_ids: &[String],
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select distinct thread_id as "thread_id!" from archive_message
+           where waiting && $2 and waiting <> '{}' and list_id = $1"#,
+        list_id,
+        message_ids
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A message as threading sees it.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    pub id: i64,
+    pub message_id: String,
+    pub refs: Vec<String>,
+    pub waiting: Vec<String>,
+    pub date: OffsetDateTime,
+    pub parent_id: Option<i64>,
+    pub thread_id: i64,
+}
+
+/// Every message of these threads.
+pub async fn find_thread_nodes(
+    db: impl PgExecutor<'_>,
+    thread_ids: &[i64],
+) -> Result<Vec<NodeRow>, sqlx::Error> {
+    sqlx::query_as!(
+        NodeRow,
+        "select id, message_id, refs, waiting, date, parent_id, thread_id from archive_message
+         where thread_id = any($1)",
+        thread_ids
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// New messages to insert, column by column (one statement for a whole batch).
+#[derive(Debug, Default)]
+pub struct NewMessages {
+    pub id: Vec<i64>,
+    pub message_id: Vec<String>,
+    pub post_id: Vec<Option<i64>>,
+    pub envelope_from: Vec<Option<String>>,
+    pub date: Vec<OffsetDateTime>,
+    pub subject: Vec<String>,
+    pub from_name: Vec<String>,
+    /// Each message's ancestors joined by line feeds (no Message-ID holds one).
+    pub refs: Vec<String>,
+    /// The ancestors it waits for, joined the same way.
+    pub waiting: Vec<String>,
+    pub parent_id: Vec<Option<i64>>,
+    pub thread_id: Vec<i64>,
+    pub raw: Vec<Vec<u8>>,
+    pub body: Vec<String>,
+}
+
+pub async fn insert_messages(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    m: &NewMessages,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"
+        insert into archive_message (id, list_id, message_id, post_id, envelope_from, date, subject,
+                                     from_name, refs, waiting, parent_id, thread_id, raw, body)
+        select u.id, $1, u.message_id, u.post_id, u.envelope_from, u.date, u.subject, u.from_name,
+               string_to_array(u.refs, E'\n'), string_to_array(u.waiting, E'\n'), u.parent_id,
+               u.thread_id, u.raw, u.body
+        from unnest($2::int8[], $3::text[], $4::int8[], $5::text[], $6::timestamptz[], $7::text[],
+                    $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::bytea[],
+                    $14::text[])
+             as u(id, message_id, post_id, envelope_from, date, subject, from_name, refs, waiting,
+                  parent_id, thread_id, raw, body)
+        on conflict (list_id, message_id) do nothing
+        "#,
+        list_id,
+        &m.id,
+        &m.message_id,
+        &m.post_id as &[Option<i64>],
+        &m.envelope_from as &[Option<String>],
+        &m.date,
+        &m.subject,
+        &m.from_name,
+        &m.refs,
+        &m.waiting,
+        &m.parent_id as &[Option<i64>],
+        &m.thread_id,
+        &m.raw,
+        &m.body,
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Moves messages in their threads.
+pub async fn update_tree(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+    parent_ids: &[Option<i64>],
+    thread_ids: &[i64],
+    waiting: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update archive_message a
+        set parent_id = u.parent_id, thread_id = u.thread_id,
+            waiting = string_to_array(u.waiting, E'\n')
+        from unnest($1::int8[], $2::int8[], $3::int8[], $4::text[]) as u(id, parent_id, thread_id, waiting)
+        where a.id = u.id
+        "#,
+        ids,
+        parent_ids as &[Option<i64>],
+        thread_ids,
+        waiting
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Writes the rows of these threads (root id, start, last message, count).
+pub async fn upsert_threads(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    ids: &[i64],
+    started: &[OffsetDateTime],
+    last_date: &[OffsetDateTime],
+    messages: &[i32],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        insert into archive_thread (id, list_id, started, last_date, messages)
+        select u.id, $1, u.started, u.last_date, u.messages
+        from unnest($2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
+             as u(id, started, last_date, messages)
+        on conflict (id) do update
+            set started = excluded.started, last_date = excluded.last_date, messages = excluded.messages
+        "#,
+        list_id,
+        ids,
+        started,
+        last_date,
+        messages
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Drops the rows of threads that joined another.
+pub async fn delete_threads(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query!("delete from archive_thread where id = any($1)", ids)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// A thread in a listing: its root and its counts.
+#[derive(Debug, Clone)]
+pub struct ThreadRow {
+    pub id: i64,
+    pub message_id: String,
+    pub subject: String,
+    pub from_name: String,
+    pub removed: bool,
+    pub started: OffsetDateTime,
+    pub last_date: OffsetDateTime,
+    pub messages: i32,
+}
+
+/// Threads by most recent activity, after the keyset `before` (exclusive).
+pub async fn list_recent_threads(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    before: Option<(OffsetDateTime, i64)>,
+    limit: i64,
+) -> Result<Vec<ThreadRow>, sqlx::Error> {
+    // two statements: with the keyset written as a row comparison, it bounds the index scan
+    match before {
+        None => {
+            sqlx::query_as!(
+                ThreadRow,
+                r#"
+                select t.id, m.message_id, m.subject, m.from_name, m.removed_at is not null as "removed!",
+                       t.started, t.last_date, t.messages
+                from archive_thread t join archive_message m on m.id = t.id
+                where t.list_id = $1
+                order by t.last_date desc, t.id desc
+                limit $2
+                "#,
+                list_id,
+                limit
+            )
+            .fetch_all(db)
+            .await
+        }
+        Some((date, id)) => {
+            sqlx::query_as!(
+                ThreadRow,
+                r#"
+                select t.id, m.message_id, m.subject, m.from_name, m.removed_at is not null as "removed!",
+                       t.started, t.last_date, t.messages
+                from archive_thread t join archive_message m on m.id = t.id
+                where t.list_id = $1 and (t.last_date, t.id) < ($2, $3)
+                order by t.last_date desc, t.id desc
+                limit $4
+                "#,
+                list_id,
+                date,
+                id,
+                limit
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
+}
+
+/// Threads started in `[from, to)`, oldest first, after the keyset `after`.
+pub async fn list_threads_started(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    after: Option<(OffsetDateTime, i64)>,
+    limit: i64,
+) -> Result<Vec<ThreadRow>, sqlx::Error> {
+    // the first page starts at the month's first instant, with no thread before it
+    let (date, id) = after.unwrap_or((from, i64::MIN));
+    sqlx::query_as!(
+        ThreadRow,
+        r#"
+        select t.id, m.message_id, m.subject, m.from_name, m.removed_at is not null as "removed!",
+               t.started, t.last_date, t.messages
+        from archive_thread t join archive_message m on m.id = t.id
+        where t.list_id = $1 and (t.started, t.id) > ($2, $3) and t.started < $4
+        order by t.started, t.id
+        limit $5
+        "#,
+        list_id,
+        date,
+        id,
+        to,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The first instant (UTC) of every month in which a thread started, newest first:
+/// one index probe per month.
+pub async fn list_months(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+) -> Result<Vec<OffsetDateTime>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        with recursive m(month) as (
+            (select date_trunc('month', started, 'UTC') from archive_thread
+             where list_id = $1 order by started limit 1)
+            union all
+            select (select date_trunc('month', t.started, 'UTC') from archive_thread t
+                    where t.list_id = $1 and t.started >= m.month + interval '1 month'
+                    order by t.started limit 1)
+            from m where m.month is not null
+        )
+        select month as "month!" from m where month is not null order by month desc
+        "#,
+        list_id
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One archived message.
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub id: i64,
+    pub message_id: String,
+    pub thread_id: i64,
+    pub parent_id: Option<i64>,
+    pub date: OffsetDateTime,
+    pub subject: String,
+    pub from_name: String,
+    pub envelope_from: Option<String>,
+    pub raw: Option<Vec<u8>>,
+    pub body: String,
+    pub removed: bool,
+}
+
+pub async fn find_message(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    message_id: &str,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageRow,
+        r#"
+        select id, message_id, thread_id, parent_id, date, subject, from_name, envelope_from, raw, body,
+               removed_at is not null as "removed!"
+        from archive_message where list_id = $1 and message_id = $2
+        "#,
+        list_id,
+        message_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A message of a thread, as the thread's outline shows it.
+#[derive(Debug, Clone)]
+pub struct EntryRow {
+    pub id: i64,
+    pub message_id: String,
+    pub parent_id: Option<i64>,
+    pub date: OffsetDateTime,
+    pub subject: String,
+    pub from_name: String,
+    pub removed: bool,
+}
+
+pub async fn list_thread(
+    db: impl PgExecutor<'_>,
+    thread_id: i64,
+) -> Result<Vec<EntryRow>, sqlx::Error> {
+    sqlx::query_as!(
+        EntryRow,
+        r#"
+        select id, message_id, parent_id, date, subject, from_name, removed_at is not null as "removed!"
+        from archive_message where thread_id = $1
+        "#,
+        thread_id
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A search result.
+#[derive(Debug, Clone)]
+pub struct HitRow {
+    pub message_id: String,
+    pub subject: String,
+    pub from_name: String,
+    pub date: OffsetDateTime,
+    pub snippet: String,
+}
+
+/// Full-text search of subject, author name and text, best matches first, with a
+/// highlighted snippet (`<<`, `>>` around matched words).
+pub async fn search(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    query: &str,
+    limit: i64,
+) -> Result<Vec<HitRow>, sqlx::Error> {
+    sqlx::query_as!(
+        HitRow,
+        r#"
+        select h.message_id, h.subject, h.from_name, h.date,
+               ts_headline('english', left(h.body, 20000), h.q,
+                           'StartSel=<<, StopSel=>>, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
+                   as "snippet!"
+        from (
+            select m.message_id, m.subject, m.from_name, m.date, m.body, q.q,
+                   ts_rank(m.search, q.q) as rank
+            from archive_message m, websearch_to_tsquery('english', $2) as q(q)
+            where m.list_id = $1 and m.search @@ q.q
+            order by rank desc, m.date desc
+            limit $3
+        ) h
+        order by h.rank desc, h.date desc
+        "#,
+        list_id,
+        query,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The newest messages that are not removed, newest first.
+pub async fn list_newest(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageRow,
+        r#"
+        select id, message_id, thread_id, parent_id, date, subject, from_name, envelope_from,
+               null::bytea as raw, left(body, 4000) as "body!", false as "removed!"
+        from archive_message
+        where list_id = $1 and removed_at is null
+        order by date desc, id desc
+        limit $2
+        "#,
+        list_id,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A message to export.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub id: i64,
+    pub date: OffsetDateTime,
+    pub envelope_from: Option<String>,
+    pub raw: Vec<u8>,
+}
+
+/// Messages dated in `[from, to)` in date order, after the keyset `after`; removed
+/// messages are left out.
+pub async fn list_export(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    after: Option<(OffsetDateTime, i64)>,
+    limit: i64,
+) -> Result<Vec<ExportRow>, sqlx::Error> {
+    let (date, id) = after.unwrap_or((from, i64::MIN));
+    sqlx::query_as!(
+        ExportRow,
+        r#"
+        select id, date, envelope_from, raw as "raw!"
+        from archive_message
+        where list_id = $1 and (date, id) > ($2, $3) and date < $4 and raw is not null
+        order by date, id
+        limit $5
+        "#,
+        list_id,
+        date,
+        id,
+        to,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Takes a message down: its bytes, text, subject and author go; its place in the
+/// thread and its Message-ID stay. `None` when the list has no such message.
+pub async fn update_message_removed(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    message_id: &str,
+) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        with target as (
+            select id, removed_at is not null as was_removed from archive_message
+            where list_id = $1 and message_id = $2 for update
+        ), done as (
+            update archive_message a
+            set raw = null, body = '', subject = '', from_name = '', envelope_from = null,
+                removed_at = coalesce(a.removed_at, now())
+            from target where a.id = target.id
+        )
+        select was_removed as "was_removed!" from target
+        "#,
+        list_id,
+        message_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The membership a personal feed token names: its list, status and start.
+#[derive(Debug, Clone)]
+pub struct FeedMember {
+    pub list_id: Uuid,
+    pub status: String,
+    pub subscribed_at: Option<OffsetDateTime>,
+}
+
+pub async fn find_feed_member(
+    db: impl PgExecutor<'_>,
+    member_id: Uuid,
+) -> Result<Option<FeedMember>, sqlx::Error> {
+    sqlx::query_as!(
+        FeedMember,
+        "select list_id, status, subscribed_at from member where id = $1",
+        member_id
+    )
+    .fetch_optional(db)
+    .await
+}

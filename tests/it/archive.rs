@@ -1,0 +1,857 @@
+//! The archive, end to end: posts relayed over SMTP and found again through their
+//! `Archived-At` link, mbox files imported and exported with the `listd` binary, pages
+//! and JSON read over HTTP, threads compared across arrival orders, and the rules on
+//! who may read (docs/contract.md#archive; docs/standards.md#56 to #58).
+
+use crate::harness::{TestServer, http, mail, smtplib};
+use listd::domain::{ListAddress, ListRef, ListSettings};
+use listd::mail::mbox::Entry;
+use serde_json::Value;
+use std::path::Path;
+
+const LIST: &str = "dev@lists.example.org";
+const LIST_ID: &str = "dev.lists.example.org";
+const CORPUS: &str = "/work/shared/corpus/archive";
+
+async fn server() -> TestServer {
+    let s = TestServer::start().await;
+    let out = s.cli(&[
+        "lists",
+        "create",
+        LIST,
+        "--name",
+        "Developers",
+        "--owner",
+        "owner@example.org",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    s
+}
+
+fn archive(path: &str) -> String {
+    format!("/lists/{LIST_ID}/archive{path}")
+}
+
+async fn get(s: &TestServer, path: &str) -> reqwest::Response {
+    http().get(s.url(path)).send().await.unwrap()
+}
+
+async fn get_json(s: &TestServer, path: &str) -> Value {
+    let r = http()
+        .get(s.url(path))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+async fn status(s: &TestServer, path: &str) -> u16 {
+    get(s, path).await.status().as_u16()
+}
+
+/// Writes `text` to a file in the server's data directory and imports it.
+fn import(s: &TestServer, list: &str, text: &str) -> crate::harness::CliOutput {
+    let path = s
+        .data_dir
+        .path()
+        .join(format!("{}.mbox", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, text).unwrap();
+    s.cli(&["archive", "import", list, path.to_str().unwrap()])
+}
+
+/// A message path segment for a Message-ID.
+fn m(id: &str) -> String {
+    archive(&format!(
+        "/m/{}",
+        listd::domain::archive::message_id_path(id)
+    ))
+}
+
+/// One entry of a Google Takeout of a group: Gmail's `From ` line, the group's
+/// rewritten From, its List-Post, a text and an HTML alternative.
+fn takeout_entry(
+    id: &str,
+    parent: Option<&str>,
+    date: &str,
+    name: &str,
+    subject: &str,
+    text: &str,
+) -> String {
+    let threading = parent
+        .map(|p| format!("In-Reply-To: <{p}>\nReferences: <{p}>\n"))
+        .unwrap_or_default();
+    format!(
+        "From 1661234567890123456@xxx Tue Aug 23 10:00:00 +0000 2022\n\
+         X-GM-THRID: 1661234567890123456\n\
+         X-Gmail-Labels: =?UTF-8?Q?Groups,Opened?=\n\
+         Received: by 10.0.0.1 with SMTP id x; {date}\n\
+         From: '{name}' via InnerSource <innersource@googlegroups.com>\n\
+         Reply-To: {name} <{}@example.net>\n\
+         To: innersource <innersource@googlegroups.com>\n\
+         Message-ID: <{id}>\n{threading}\
+         Subject: {subject}\n\
+         Date: {date}\n\
+         MIME-Version: 1.0\n\
+         Content-Type: multipart/alternative; boundary=\"b1\"\n\
+         List-Post: <https://groups.google.com/group/innersource/post>, <mailto:innersource@googlegroups.com>\n\
+         List-ID: <innersource.googlegroups.com>\n\
+         \n--b1\nContent-Type: text/plain; charset=UTF-8\n\n{text}\n\n\
+         On Mon, {name} <{}@example.net> wrote:\n> earlier words\n\
+         \n--b1\nContent-Type: text/html; charset=UTF-8\n\n<div>{text}</div>\n--b1--\n\n",
+        name.to_lowercase().replace(' ', "."),
+        name.to_lowercase().replace(' ', "."),
+    )
+}
+
+fn takeout() -> String {
+    [
+        takeout_entry(
+            "t1@example.net",
+            None,
+            "Fri, 3 Mar 2017 09:00:00 +0000",
+            "Anne Example",
+            "Adopting inner source",
+            "How do we start with kubernetes teams?",
+        ),
+        takeout_entry(
+            "t2@example.net",
+            Some("t1@example.net"),
+            "Sat, 4 Mar 2017 10:00:00 +0000",
+            "Bob Builder",
+            "Re: Adopting inner source",
+            "Start with trusted committers.",
+        ),
+        takeout_entry(
+            "t3@example.net",
+            Some("t2@example.net"),
+            "Mon, 8 Jan 2018 11:00:00 +0000",
+            "Anne Example",
+            "Re: Adopting inner source",
+            "A year on: it worked.",
+        ),
+        takeout_entry(
+            "t4@example.net",
+            None,
+            "Tue, 5 May 2020 12:00:00 +0000",
+            "Carol Coder",
+            "Metrics",
+            "Which metrics matter?",
+        ),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_is_archived_and_its_archived_at_link_shows_it_in_its_thread() {
+    let s = server().await;
+    let out = s.cli(&[
+        "members",
+        "add",
+        LIST,
+        "anne@example.net",
+        "bob@example.com",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let first = mail(
+        "Anne Example <anne@example.net>",
+        LIST,
+        "Plans",
+        "",
+        "Mail me at anne@example.net.\r\n",
+    );
+    smtplib(s.smtp_port(), "anne@example.net", &[LIST], &first).unwrap();
+    s.process().await;
+    let copy = s.sink.to("bob@example.com").pop().expect("a copy for bob");
+    assert_eq!(
+        copy.headers("List-Archive"),
+        [format!("<{}>", s.url(&archive("")))]
+    );
+    let archived_at = copy.header("Archived-At").expect("an Archived-At");
+    let link = archived_at.trim_matches(['<', '>']);
+    assert!(link.starts_with(&s.url(&archive("/m/"))), "{link}");
+
+    // the link shows the message, naming the author but never the full address
+    let r = get(&s, link.strip_prefix(&s.base).unwrap()).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Plans") && page.contains("Anne Example"),
+        "{page}"
+    );
+    assert!(
+        page.contains("anne@…") && !page.contains("anne@example.net"),
+        "{page}"
+    );
+    let id = copy.parsed().message_id().unwrap().to_string();
+    let json = get_json(&s, link.strip_prefix(&s.base).unwrap()).await;
+    assert_eq!(json["message_id"], id);
+    assert_eq!(json["from_name"], "Anne Example");
+    assert_eq!(json["subject"], "[dev] Plans");
+    assert!(json["date"].as_str().unwrap().ends_with('Z'));
+    assert!(!json.to_string().contains("anne@example.net"));
+    // raw keeps the addresses
+    let raw = get(&s, &format!("{}/raw", m(&id))).await;
+    assert_eq!(raw.headers()["content-type"], "text/plain; charset=utf-8");
+    assert!(
+        raw.text()
+            .await
+            .unwrap()
+            .contains("From: Anne Example <anne@example.net>")
+    );
+
+    // a reply joins the thread; the list page links to the archive
+    let reply = mail(
+        "Bob <bob@example.com>",
+        LIST,
+        "Re: Plans",
+        &format!("In-Reply-To: <{id}>\r\nReferences: <{id}>\r\n"),
+        "Agreed.\r\n",
+    );
+    smtplib(s.smtp_port(), "bob@example.com", &[LIST], &reply).unwrap();
+    // DMARC: the copies' From names the list, the archive still names the author
+    assert_eq!(s.cli(&["lists", "set", LIST, "dmarc=always"]).code, 0);
+    let munged = mail(
+        "Anne Example <anne@example.net>",
+        LIST,
+        "Re: Plans",
+        &format!("In-Reply-To: <{id}>\r\nReferences: <{id}>\r\n"),
+        "Munged.\r\n",
+    );
+    smtplib(s.smtp_port(), "anne@example.net", &[LIST], &munged).unwrap();
+    s.process().await;
+    let thread = get_json(&s, &m(&id)).await["thread"].clone();
+    let thread = thread.as_array().unwrap();
+    assert_eq!(thread.len(), 3, "{thread:?}");
+    assert_eq!(thread[0]["message_id"], id);
+    assert_eq!(thread[0]["parent"], Value::Null);
+    assert_eq!(thread[1]["parent"], id.as_str());
+    assert_eq!(thread[1]["from_name"], "Bob");
+    assert_eq!(thread[2]["from_name"], "Anne Example", "{thread:?}");
+    let threads = get_json(&s, &archive("")).await;
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 1);
+    assert_eq!(threads["threads"][0]["messages"], 3);
+    assert_eq!(threads["threads"][0]["message_id"], id.as_str());
+    assert_eq!(threads["next"], Value::Null);
+    let list_page = get(&s, &format!("/lists/{LIST_ID}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list_page.contains(&format!("href=\"/lists/{LIST_ID}/archive\"")),
+        "{list_page}"
+    );
+
+    // wrap: the archive keeps the author's message, not the wrapper
+    assert_eq!(s.cli(&["lists", "set", LIST, "dmarc=wrap"]).code, 0);
+    let wrapped = mail(
+        "Anne Example <anne@example.net>",
+        LIST,
+        "Wrapped",
+        "",
+        "Inside.\r\n",
+    );
+    smtplib(s.smtp_port(), "anne@example.net", &[LIST], &wrapped).unwrap();
+    s.process().await;
+    let copy = s.sink.to("bob@example.com").pop().unwrap();
+    let link = copy.header("Archived-At").unwrap();
+    let path = link
+        .trim_matches(['<', '>'])
+        .strip_prefix(&s.base)
+        .unwrap()
+        .to_string();
+    let raw = get(&s, &format!("{path}/raw")).await.text().await.unwrap();
+    assert!(
+        raw.starts_with("From: Anne Example <anne@example.net>"),
+        "{raw}"
+    );
+    assert_eq!(get_json(&s, &path).await["from_name"], "Anne Example");
+}
+
+/// Messages whose threads test the rules: a missing ancestor, In-Reply-To alone,
+/// References in reverse order, a loop, and a parent that may arrive after its replies.
+fn threading_set() -> Vec<(String, Vec<u8>)> {
+    let msg = |id: &str, date: &str, headers: &str| {
+        (
+            id.to_string(),
+            format!("From: {id} <x@example.net>\r\nMessage-ID: <{id}@t>\r\nSubject: {id}\r\nDate: {date}\r\n{headers}\r\nbody of {id}\r\n")
+                .into_bytes(),
+        )
+    };
+    vec![
+        msg("a", "Mon, 1 Jan 2024 10:00:00 +0000", ""),
+        msg(
+            "b",
+            "Mon, 1 Jan 2024 11:00:00 +0000",
+            "In-Reply-To: <a@t>\r\nReferences: <a@t>\r\n",
+        ),
+        msg(
+            "c",
+            "Mon, 1 Jan 2024 12:00:00 +0000",
+            "References: <a@t> <b@t>\r\n",
+        ),
+        msg(
+            "d",
+            "Mon, 1 Jan 2024 13:00:00 +0000",
+            "In-Reply-To: <c@t>\r\n",
+        ),
+        msg(
+            "e",
+            "Mon, 1 Jan 2024 14:00:00 +0000",
+            "References: <a@t> <gone@t>\r\n",
+        ),
+        msg(
+            "f",
+            "Mon, 1 Jan 2024 15:00:00 +0000",
+            "References: <d@t> <a@t>\r\n",
+        ),
+        msg(
+            "g",
+            "Tue, 2 Jan 2024 10:00:00 +0000",
+            "In-Reply-To: <h@t>\r\n",
+        ),
+        msg(
+            "h",
+            "Tue, 2 Jan 2024 09:00:00 +0000",
+            "In-Reply-To: <g@t>\r\n",
+        ),
+        msg(
+            "i",
+            "Wed, 3 Jan 2024 10:00:00 +0000",
+            "In-Reply-To: <h@t>\r\n",
+        ),
+        msg("j", "Thu, 4 Jan 2024 10:00:00 +0000", ""),
+        msg(
+            "k",
+            "Thu, 4 Jan 2024 11:00:00 +0000",
+            "References: <j@t>\r\nIn-Reply-To: <j@t>\r\n",
+        ),
+        msg(
+            "l",
+            "Thu, 4 Jan 2024 12:00:00 +0000",
+            "References: <j@t> <k@t>\r\n",
+        ),
+    ]
+}
+
+/// (message, parent, root) of every message of a list, and its thread rows.
+async fn tree(
+    s: &TestServer,
+    list: &str,
+) -> (Vec<(String, Option<String>, String)>, Vec<(String, i32)>) {
+    let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "select m.message_id, p.message_id, t.message_id from archive_message m
+         join list l on l.id = m.list_id
+         left join archive_message p on p.id = m.parent_id
+         join archive_message t on t.id = m.thread_id
+         where l.list_id = $1 order by 1",
+    )
+    .bind(list)
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    let threads: Vec<(String, i32)> = sqlx::query_as(
+        "select m.message_id, t.messages from archive_thread t join archive_message m on m.id = t.id
+         join list l on l.id = t.list_id where l.list_id = $1 order by 1",
+    )
+    .bind(list)
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    (rows, threads)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_are_the_same_whatever_order_messages_arrive_in() {
+    let s = TestServer::start().await;
+    let set = threading_set();
+    let mut expected = None;
+    for seed in 0u64..8 {
+        let address = ListAddress::parse(&format!("order{seed}@lists.example.org")).unwrap();
+        s.app
+            .create_list(&address, &ListSettings::defaults_for(&address), &[])
+            .await
+            .unwrap();
+        let mut order: Vec<usize> = (0..set.len()).collect();
+        let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        if seed == 1 {
+            order.reverse();
+        }
+        // one message at a time, or (seed 7) all in one batch
+        let batches: Vec<Vec<usize>> = if seed == 7 {
+            vec![order]
+        } else {
+            order.into_iter().map(|i| vec![i]).collect()
+        };
+        for batch in batches {
+            let entries: Vec<_> = batch
+                .into_iter()
+                .map(|i| {
+                    Ok(Entry {
+                        number: 1,
+                        line: 1,
+                        envelope_from: "x@example.net".into(),
+                        received: None,
+                        raw: set[i].1.clone(),
+                    })
+                })
+                .collect();
+            s.app
+                .import_archive(
+                    &ListRef::Address(address.clone()),
+                    entries.into_iter(),
+                    |_| {},
+                )
+                .await
+                .unwrap();
+        }
+        let got = tree(&s, &address.list_id()).await;
+        match &expected {
+            None => expected = Some(got),
+            Some(e) => assert_eq!(&got, e, "arrival order {seed}"),
+        }
+    }
+    let (rows, threads) = expected.unwrap();
+    let parent = |id: &str| {
+        rows.iter()
+            .find(|r| r.0 == format!("{id}@t"))
+            .unwrap()
+            .1
+            .clone()
+            .map(|p| p.trim_end_matches("@t").to_string())
+    };
+    assert_eq!(parent("a"), None);
+    assert_eq!(parent("c").as_deref(), Some("b"));
+    assert_eq!(parent("d").as_deref(), Some("c"));
+    assert_eq!(
+        parent("e").as_deref(),
+        Some("a"),
+        "the nearest archived ancestor"
+    );
+    assert_eq!(
+        parent("f").as_deref(),
+        Some("a"),
+        "References' last is the nearest"
+    );
+    assert_eq!(parent("h"), None, "the loop is cut at its earliest message");
+    assert_eq!(parent("g").as_deref(), Some("h"));
+    assert_eq!(parent("l").as_deref(), Some("k"));
+    assert_eq!(
+        threads,
+        vec![
+            ("a@t".to_string(), 6),
+            ("h@t".to_string(), 3),
+            ("j@t".to_string(), 3)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeout_import_brings_years_of_history_in_threaded_searchable_and_sends_nothing() {
+    let s = server().await;
+    let text = format!(
+        "stray words before the first entry\n\n{}From nobody Mon Jan  1 00:00:00 2018\nthis has no header\n\n",
+        takeout()
+    );
+    let out = import(&s, LIST, &text);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("4 messages read, 4 added"), "{out:?}");
+    assert!(out.stderr.contains("line 1:"), "{out:?}");
+    assert!(out.stderr.contains("entry 5 (line "), "{out:?}");
+    // again: nothing new
+    let again = import(&s, LIST, &takeout());
+    assert!(
+        again.stdout.contains("4 messages read, 0 added"),
+        "{again:?}"
+    );
+    // nothing at all readable: a failure
+    let junk = import(&s, LIST, "no mbox here\n");
+    assert_eq!(junk.code, 1, "{junk:?}");
+
+    let threads = get_json(&s, &archive("")).await;
+    let threads = threads["threads"].as_array().unwrap().clone();
+    assert_eq!(threads.len(), 2);
+    assert_eq!(
+        threads[0]["message_id"], "t4@example.net",
+        "most recent activity first"
+    );
+    assert_eq!(threads[1]["messages"], 3);
+    assert_eq!(
+        threads[1]["last_date"], "2018-01-08T11:00:00Z",
+        "dates kept"
+    );
+    let march = get_json(&s, &archive("/2017/03")).await;
+    assert_eq!(march["threads"][0]["message_id"], "t1@example.net");
+    assert!(
+        get_json(&s, &archive("/2018/01")).await["threads"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let message = get_json(&s, &m("t3@example.net")).await;
+    assert_eq!(
+        message["from_name"], "Anne Example",
+        "not 'Anne Example' via the group"
+    );
+    assert_eq!(message["date"], "2018-01-08T11:00:00Z");
+    assert_eq!(message["thread"][2]["parent"], "t2@example.net");
+    assert!(!message.to_string().contains("anne.example@example.net"));
+    let page = get(&s, &archive("")).await.text().await.unwrap();
+    assert!(
+        page.contains(&format!(
+            "href=\"{}\"",
+            archive("/2017/03").replace('/', "&#x2f;")
+        )) || page.contains("March 2017"),
+        "{page}"
+    );
+
+    let found = get_json(&s, &archive("/search?q=kubernetes")).await;
+    let results = found["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{found}");
+    assert_eq!(results[0]["message_id"], "t1@example.net");
+    assert!(
+        results[0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("kubernetes")
+    );
+    let ranked = get_json(&s, &archive("/search?q=inner%20source")).await;
+    assert_eq!(ranked["results"].as_array().unwrap().len(), 3);
+    let html = get(&s, &archive("/search?q=kubernetes"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<mark>kubernetes</mark>"), "{html}");
+
+    assert_eq!(s.deliver().await, 0, "an import sends nothing");
+    assert!(s.sink.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_reads_back_to_the_same_archive() {
+    let s = server().await;
+    let files = [
+        "notmuch/notmuch-lkml.mbox",
+        "hyperkitty/hyperkitty-messages.mbox",
+        "bigbang/numpy-discussion-2001-November.mbox",
+        "perl-mail-box/mbox-src.mbox",
+        "apache-ponymail/nexus-html-only.mbox",
+    ];
+    let mut imported = 0;
+    for f in files {
+        let path = Path::new(CORPUS).join(f);
+        if path.exists() {
+            let out = s.cli(&["archive", "import", LIST, path.to_str().unwrap()]);
+            assert_eq!(out.code, 0, "{f}: {out:?}");
+            imported += 1;
+        }
+    }
+    if imported == 0 {
+        eprintln!("note: {CORPUS} is absent; exporting generated mail only");
+    }
+    assert_eq!(import(&s, LIST, &takeout()).code, 0);
+    // the download and the command write the same file (bytes that are not UTF-8
+    // included: the download is read as bytes, the command's output as text)
+    let export = s.cli(&["archive", "export", LIST]);
+    assert_eq!(export.code, 0, "{:?}", export.stderr);
+    let download = get(&s, &format!("/lists/{LIST_ID}/archive.mbox")).await;
+    assert_eq!(download.headers()["content-type"], "application/mbox");
+    let bytes = download.bytes().await.unwrap().to_vec();
+    assert_eq!(String::from_utf8_lossy(&bytes), export.stdout);
+
+    assert_eq!(
+        s.cli(&["lists", "create", "copy@lists.example.org"]).code,
+        0
+    );
+    let file = s.data_dir.path().join("export.mbox");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = s.cli(&[
+        "archive",
+        "import",
+        "copy@lists.example.org",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let (before, after) = (
+        columns(&s, LIST_ID).await,
+        columns(&s, "copy.lists.example.org").await,
+    );
+    assert!(before.len() >= 4);
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b, a);
+    }
+    let again = get(&s, "/lists/copy.lists.example.org/archive.mbox").await;
+    assert!(
+        again.bytes().await.unwrap() == bytes,
+        "a second round gives the same file"
+    );
+
+    // a range of months, both included
+    let range = s.cli(&[
+        "archive", "export", LIST, "--from", "2017-03", "--to", "2018-01",
+    ]);
+    for (id, inside) in [("t1", true), ("t2", true), ("t3", true), ("t4", false)] {
+        let line = format!("Message-ID: <{id}@example.net>");
+        assert_eq!(range.stdout.contains(&line), inside, "{id}");
+    }
+    let http_range = get(
+        &s,
+        &format!("/lists/{LIST_ID}/archive.mbox?from=2017-03&to=2018-01"),
+    )
+    .await;
+    assert_eq!(http_range.text().await.unwrap(), range.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rm_takes_a_message_down_and_its_thread_keeps_its_shape() {
+    let s = server().await;
+    assert_eq!(import(&s, LIST, &takeout()).code, 0);
+    let out = s.cli(&["archive", "rm", LIST, "<t2@example.net>"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(status(&s, &m("t2@example.net")).await, 404);
+    assert_eq!(
+        status(&s, &format!("{}/raw", m("t2@example.net"))).await,
+        404
+    );
+    let thread = get_json(&s, &m("t1@example.net")).await["thread"].clone();
+    assert_eq!(thread.as_array().unwrap().len(), 3);
+    assert_eq!(thread[1]["subject"], "(removed)");
+    assert_eq!(
+        thread[2]["parent"], "t2@example.net",
+        "the reply keeps its place"
+    );
+    let page = get(&s, &m("t1@example.net")).await.text().await.unwrap();
+    assert!(
+        page.contains("(removed)") && !page.contains("trusted committers"),
+        "{page}"
+    );
+    let search = get_json(&s, &archive("/search?q=trusted%20committers")).await;
+    assert!(search["results"].as_array().unwrap().is_empty());
+    // final: importing it again does not bring it back, nor does the export carry it
+    assert!(import(&s, LIST, &takeout()).stdout.contains("0 added"));
+    assert_eq!(status(&s, &m("t2@example.net")).await, 404);
+    assert!(
+        !s.cli(&["archive", "export", LIST])
+            .stdout
+            .contains("Message-ID: <t2@example.net>")
+    );
+    let unknown = s.cli(&["archive", "rm", LIST, "nope@example.net"]);
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_only_archive_is_hidden_from_strangers_and_its_feed_is_personal() {
+    let s = server().await;
+    assert_eq!(s.cli(&["members", "add", LIST, "anne@example.net"]).code, 0);
+    assert_eq!(import(&s, LIST, &takeout()).code, 0);
+    let public_feed = get(&s, &archive("/feed.atom")).await;
+    assert_eq!(
+        public_feed.headers()["content-type"],
+        "application/atom+xml; charset=utf-8"
+    );
+    let xml = public_feed.text().await.unwrap();
+    assert_atom(&xml, 4);
+    assert!(
+        !xml.contains("@example.net"),
+        "no address in the feed: {xml}"
+    );
+
+    assert_eq!(s.cli(&["lists", "set", LIST, "archive=members"]).code, 0);
+    let paths = [
+        archive(""),
+        archive("/2017/03"),
+        m("t1@example.net"),
+        format!("{}/raw", m("t1@example.net")),
+        archive("/search?q=kubernetes"),
+        archive("/feed.atom"),
+        format!("/lists/{LIST_ID}/archive.mbox"),
+    ];
+    for p in &paths {
+        assert_eq!(status(&s, p).await, 404, "{p} to a stranger");
+    }
+    let list = s
+        .app
+        .get_list(&ListRef::parse(LIST).unwrap())
+        .await
+        .unwrap();
+    let anne = listd::domain::EmailAddress::parse("Anne@Example.net").unwrap();
+    let stranger = listd::domain::EmailAddress::parse("eve@example.net").unwrap();
+    let owner = listd::domain::EmailAddress::parse("owner@example.org").unwrap();
+    assert!(s.app.may_read(&list, Some(&anne)).await.unwrap());
+    assert!(s.app.may_read(&list, Some(&owner)).await.unwrap());
+    assert!(!s.app.may_read(&list, Some(&stranger)).await.unwrap());
+    assert!(!s.app.may_read(&list, None).await.unwrap());
+
+    let url = s
+        .app
+        .personal_feed_url(&list, &anne)
+        .await
+        .unwrap()
+        .expect("a personal feed");
+    assert!(url.contains("?token="), "{url}");
+    let path = url.strip_prefix(&s.base).unwrap().to_string();
+    let r = get(&s, &path).await;
+    assert_eq!(r.status(), 200);
+    assert_atom(&r.text().await.unwrap(), 4);
+    assert_eq!(
+        status(&s, &format!("{path}x")).await,
+        404,
+        "a tampered token"
+    );
+    assert_eq!(
+        s.app.personal_feed_url(&list, &stranger).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.cli(&["members", "remove", LIST, "anne@example.net"]).code,
+        0
+    );
+    assert_eq!(status(&s, &path).await, 404, "the membership ended");
+
+    // off: every route is gone, new posts are not archived and carry no archive headers
+    assert_eq!(s.cli(&["lists", "set", LIST, "archive=off"]).code, 0);
+    for p in &paths {
+        assert_eq!(status(&s, p).await, 404, "{p} with the archive off");
+    }
+    assert_eq!(s.cli(&["members", "add", LIST, "bob@example.com"]).code, 0);
+    let post = mail(
+        "Bob <bob@example.com>",
+        LIST,
+        "Unarchived",
+        "",
+        "Off the record.\r\n",
+    );
+    smtplib(s.smtp_port(), "bob@example.com", &[LIST], &post).unwrap();
+    s.process().await;
+    let copy = s.sink.to("bob@example.com").pop().expect("a copy");
+    assert!(copy.header("List-Archive").is_none() && copy.header("Archived-At").is_none());
+    assert_eq!(s.cli(&["lists", "set", LIST, "archive=public"]).code, 0);
+    let threads = get_json(&s, &archive("")).await;
+    assert_eq!(
+        threads["threads"].as_array().unwrap().len(),
+        2,
+        "what was archived comes back, nothing more"
+    );
+}
+
+type Columns = (
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    Vec<u8>,
+);
+
+/// What an export must carry over: each message's place in its thread, date, subject,
+/// author, envelope sender and bytes.
+async fn columns(s: &TestServer, list: &str) -> Vec<Columns> {
+    sqlx::query_as(
+        "select m.message_id, p.message_id, t.message_id, m.date::text, m.subject || '|' || m.from_name,
+                m.envelope_from, m.raw
+         from archive_message m join list l on l.id = m.list_id
+         left join archive_message p on p.id = m.parent_id
+         join archive_message t on t.id = m.thread_id
+         where l.list_id = $1 order by 1",
+    )
+    .bind(list)
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap()
+}
+
+/// The feed is well-formed XML in the Atom namespace with `entries` entries.
+fn assert_atom(xml: &str, entries: usize) {
+    let script = "import sys, xml.dom.minidom as m\n\
+        d = m.parseString(sys.stdin.buffer.read()).documentElement\n\
+        print(d.namespaceURI, d.tagName, len(d.getElementsByTagNameNS('http://www.w3.org/2005/Atom', 'entry')))";
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(xml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("http://www.w3.org/2005/Atom feed {entries}"),
+        "{xml}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_is_cleaned_and_attachments_are_downloads() {
+    let s = server().await;
+    let mbox = "From a@example.net Mon Jan  1 00:00:00 2024\n\
+        From: Mallory <mallory@example.net>\nMessage-ID: <html@x>\nSubject: Shiny\n\
+        Date: Mon, 1 Jan 2024 00:00:00 +0000\nContent-Type: text/html\n\n\
+        <style>body{display:none}</style><p onclick=\"steal()\" style=\"color:red\">Hello\
+        <script>alert(1)</script><img src=\"https://tracker.example/p.gif\"></p>\n\n\
+        From a@example.net Mon Jan  1 00:00:00 2024\n\
+        From: Anne <anne@example.net>\nMessage-ID: <att@x>\nSubject: Plan\n\
+        Date: Mon, 1 Jan 2024 01:00:00 +0000\nMIME-Version: 1.0\n\
+        Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nsee attached\n\
+        --b\nContent-Type: text/html\nContent-Disposition: attachment; filename=\"pla\\\"n.html\"\n\n\
+        <script>alert(2)</script>\n--b--\n\n";
+    assert_eq!(import(&s, LIST, mbox).code, 0);
+    let r = get(&s, &m("html@x")).await;
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Hello"), "{page}");
+    for bad in [
+        "<script",
+        "alert(1)",
+        "onclick",
+        "tracker.example",
+        "display:none",
+        "color:red",
+    ] {
+        assert!(!page.contains(bad), "{bad} in {page}");
+    }
+    let page = get(&s, &m("att@x")).await.text().await.unwrap();
+    let href = format!("{}/attachments/0", m("att@x"));
+    assert!(page.contains(&href.replace('/', "&#x2f;")), "{page}");
+    let r = get(&s, &href).await;
+    assert_eq!(r.status(), 200);
+    let disposition = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        disposition.starts_with("attachment; filename=\"pla_n.html\""),
+        "{disposition}"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert!(
+        r.text().await.unwrap().contains("alert(2)"),
+        "the file as it was sent"
+    );
+    assert_eq!(
+        status(&s, &format!("{}/attachments/1", m("att@x"))).await,
+        404
+    );
+}
