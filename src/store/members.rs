@@ -457,7 +457,7 @@ pub struct MemberSearch<'a> {
 
 /// Rows of the list, in address order, that a search reads before it turns to the
 /// trigram index.
-const SEARCH_SCAN_ROWS: i64 = 20_000;
+const SEARCH_SCAN_ROWS: i64 = 5000;
 
 /// One page of a list's members, in (address key, role) order after `after` (keyset
 /// paging: a page costs the same however deep it is, and nothing reads the whole
@@ -466,9 +466,9 @@ const SEARCH_SCAN_ROWS: i64 = 20_000;
 /// planner cannot tell how many members a text matches, nor where they sit in address
 /// order:
 ///
-/// 1. the next 20,000 rows in address order are read and filtered: a text that many
-///    members match (one in 400 or more) fills its page here;
-/// 2. otherwise the matches are few (fewer than a page in 20,000 rows), and the trigram
+/// 1. the next 5,000 rows in address order are read and filtered: a text that many
+///    members match (one in 100 or more) fills its page here;
+/// 2. otherwise the matches are few (fewer than a page in 5,000 rows), and the trigram
 ///    index finds them all, to be sorted (index scans in address order are turned off
 ///    for this step so that the planner cannot go back to reading the list in order).
 ///
