@@ -813,9 +813,9 @@ async fn archive_batch(
             items[i - old.len()].date
         }
     };
-    for i in 0..nodes.len() {
-        let started = date_of(root[i]);
-        let t = threads.entry(pk(root[i])).or_insert((started, started, 0));
+    for (i, &r) in root.iter().enumerate() {
+        let started = date_of(r);
+        let t = threads.entry(pk(r)).or_insert((started, started, 0));
         t.1 = t.1.max(date_of(i));
         t.2 += 1;
     }

@@ -467,7 +467,7 @@ const SEARCH_SCAN_ROWS: i64 = 5000;
 /// order:
 ///
 /// 1. the next 5,000 rows in address order are read and filtered: a text that many
-///    members match fills its page here;
+///    members match (one in 100 or more) fills its page here;
 /// 2. otherwise the matches are few (fewer than a page in 5,000 rows), and the trigram
 ///    index finds them all, to be sorted (index scans in address order are turned off
 ///    for this step so that the planner cannot go back to reading the list in order).
