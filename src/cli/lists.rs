@@ -221,6 +221,15 @@ fn show(info: &ListInfo) -> Result<(), Failure> {
             "bounce-warning-interval-days",
             s.bounce_warning_interval_days.to_string(),
         ),
+        ("footer", s.footer.to_string()),
+        (
+            "footer-text",
+            if s.footer_text.is_empty() {
+                "(the built-in one)".to_string()
+            } else {
+                format!("{:?}", s.footer_text)
+            },
+        ),
         (
             "created",
             info.created_at

@@ -18,7 +18,8 @@ use crate::domain::headers::UnsubscribeTokens;
 use crate::domain::{
     Delivery, ListAddress, MailtoToken, MemberStatus, SecretKey, UnsubscribeToken, VerpToken,
 };
-use crate::mail::rewrite::write_copy;
+use crate::mail::footer::CopyLayout;
+use crate::mail::rewrite::{write_copy, write_copy_with_footer};
 use crate::store;
 use crate::store::outbound::Claimed;
 use anyhow::Context;
@@ -165,6 +166,8 @@ const CACHED_POSTS: usize = 16;
 struct SharedPost {
     list: ListAddress,
     shared: Vec<u8>,
+    /// The copies with the list's footer, when they have one.
+    layout: Option<CopyLayout>,
 }
 
 /// The most recently used posts, by id.
@@ -248,13 +251,22 @@ impl Worker {
             link: link.as_str(),
             mailto: mailto.as_str(),
         };
-        write_copy(
-            &mut message,
-            &post.list,
-            &self.copies.public_url,
-            tokens,
-            &post.shared,
-        );
+        match &post.layout {
+            Some(layout) => write_copy_with_footer(
+                &mut message,
+                &post.list,
+                &self.copies.public_url,
+                tokens,
+                layout,
+            ),
+            None => write_copy(
+                &mut message,
+                &post.list,
+                &self.copies.public_url,
+                tokens,
+                &post.shared,
+            ),
+        }
         Ok(Ready::Send {
             envelope_from: post.list.with_suffix(&format!("bounces+{}", verp.as_str())),
             message,
@@ -293,9 +305,17 @@ impl Worker {
         else {
             return Ok(None);
         };
+        let layout = match row.copy_layout.as_deref() {
+            Some(stored) => Some(
+                CopyLayout::from_bytes(stored)
+                    .with_context(|| format!("post {post_id}: unreadable copy layout"))?,
+            ),
+            None => None,
+        };
         let post = Arc::new(SharedPost {
             list: ListAddress::from_parts(&row.local_part, &row.domain),
             shared: row.relayed,
+            layout,
         });
         let mut posts = self.posts.lock().expect("post cache");
         if posts.len() >= CACHED_POSTS {

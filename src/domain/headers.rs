@@ -308,7 +308,7 @@ fn uri_len(s: &str) -> usize {
 
 /// Appends `s`, percent-encoding the bytes a `<URI>` item cannot hold, so that no
 /// configured URL or token can end the item or the header line early.
-fn push_uri(out: &mut Vec<u8>, s: &str) {
+pub fn push_uri(out: &mut Vec<u8>, s: &str) {
     if !s.bytes().any(uri_unsafe) {
         out.extend_from_slice(s.as_bytes());
         return;

@@ -1,5 +1,6 @@
 //! A list and its settings (docs/contract.md#policies), and the rules for changing them.
 
+use super::footer::Template;
 use super::{ListAddress, UnknownValue, text_enum};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -24,6 +25,10 @@ text_enum! {
     /// How From is treated for authors whose domain publishes a strict DMARC policy.
     Dmarc { WhenNeeded = "when-needed", Always = "always", Never = "never", Wrap = "wrap" }
 }
+text_enum! {
+    /// Whether each copy of a post ends with the list's footer (docs/standards.md#19).
+    Footer { On = "on", Off = "off" }
+}
 
 /// Longest subject prefix accepted; it is repeated in every subject line.
 const MAX_PREFIX_LEN: usize = 64;
@@ -46,6 +51,9 @@ pub struct ListSettings {
     pub bounce_stale_days: i32,
     pub bounce_warnings: i32,
     pub bounce_warning_interval_days: i32,
+    pub footer: Footer,
+    /// The footer's template (`domain::footer`); empty for the built-in one.
+    pub footer_text: String,
 }
 
 /// A setting that cannot be applied.
@@ -75,6 +83,8 @@ impl ListSettings {
         "bounce-stale-days",
         "bounce-warnings",
         "bounce-warning-interval-days",
+        "footer",
+        "footer-text",
     ];
 
     /// The defaults for a new list (docs/contract.md#policies).
@@ -93,6 +103,8 @@ impl ListSettings {
             bounce_stale_days: 7,
             bounce_warnings: 3,
             bounce_warning_interval_days: 7,
+            footer: Footer::On,
+            footer_text: String::new(),
         }
     }
 
@@ -142,6 +154,12 @@ impl ListSettings {
             "bounce-warnings" => self.bounce_warnings = positive(value, 0).map_err(bad)?,
             "bounce-warning-interval-days" => {
                 self.bounce_warning_interval_days = positive(value, 1).map_err(bad)?
+            }
+            "footer" => self.footer = value.parse().map_err(from_enum)?,
+            "footer-text" => {
+                Template::parse(value).map_err(|e| bad(e.to_string()))?;
+                // line ends kept as `\n`, one form whatever the owner typed
+                self.footer_text = value.trim().replace("\r\n", "\n").replace('\r', "\n")
             }
             _ => return Err(SettingError::UnknownKey(key)),
         }
@@ -250,6 +268,29 @@ mod tests {
         assert!(e.contains("posting") && e.contains("announce"), "{e}");
         assert!(s.apply_pair("bounce-stale-days=0").is_err());
         assert!(s.apply_pair("subject-prefix=[a]\r\nBcc: x").is_err());
+    }
+
+    #[test]
+    fn the_footer_is_on_by_default_and_its_template_is_checked() {
+        let mut s = dev();
+        assert_eq!(s.footer, Footer::On);
+        s.apply_pair("footer=off").unwrap();
+        assert_eq!(s.footer, Footer::Off);
+        assert!(s.apply_pair("footer=maybe").is_err());
+        s.apply_pair("footer-text=Bye: {unsubscribe_url}\r\nSee {me_url}")
+            .unwrap();
+        assert_eq!(s.footer_text, "Bye: {unsubscribe_url}\nSee {me_url}");
+        let e = s
+            .apply_pair("footer-text=no way out")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unsubscribe_url"), "{e}");
+        assert!(
+            s.apply_pair("footer-text={nope} {unsubscribe_url}")
+                .is_err()
+        );
+        s.apply_pair("footer-text=").unwrap();
+        assert_eq!(s.footer_text, "");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod address;
 pub mod bounce;
 pub mod dmarc;
+pub mod footer;
 pub mod headers;
 pub mod list;
 pub mod member;
@@ -17,7 +18,8 @@ pub mod token;
 
 pub use address::{AddressError, EmailAddress, ListAddress, ListRef};
 pub use list::{
-    Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError, Subscription,
+    Dmarc, Footer, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError,
+    Subscription,
 };
 pub use member::{Consent, Delivery, Evidence, Member, MemberStatus, Role, Source};
 pub use token::{

@@ -5,6 +5,7 @@
 
 pub mod bounce;
 pub mod dmarc;
+pub mod footer;
 pub mod inbound;
 pub mod rewrite;
 

@@ -7,6 +7,7 @@ mod bounces;
 mod browser;
 mod compose;
 mod dns;
+mod footer;
 mod harness;
 mod lists;
 mod pg;
