@@ -5,6 +5,7 @@
 //! 2 (usage error: bad arguments, an unknown setting or value).
 
 mod api_tokens;
+mod dkim;
 mod held;
 mod inbound;
 mod lists;
@@ -67,6 +68,11 @@ pub enum Command {
         #[command(subcommand)]
         command: api_tokens::ApiTokensCommand,
     },
+    /// DKIM keys: every message from a domain with a key is signed
+    Dkim {
+        #[command(subcommand)]
+        command: dkim::DkimCommand,
+    },
 }
 
 /// A command's failure: the sentence for stderr and the exit code.
@@ -127,6 +133,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::ApiTokens { command } => {
             with_app(&config, |app| api_tokens::run(app, command)).await
         }
+        Command::Dkim { command } => with_app(&config, |app| dkim::run(app, command)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

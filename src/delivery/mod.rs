@@ -18,6 +18,7 @@ use crate::domain::headers::UnsubscribeTokens;
 use crate::domain::{
     Delivery, ListAddress, MailtoToken, MemberStatus, SecretKey, UnsubscribeToken, VerpToken,
 };
+use crate::mail::dkim::{self, BodyHash, SignedHeaders, SigningKey};
 use crate::mail::footer::CopyLayout;
 use crate::mail::rewrite::{write_copy, write_copy_with_footer};
 use crate::store;
@@ -168,6 +169,71 @@ struct SharedPost {
     shared: Vec<u8>,
     /// The copies with the list's footer, when they have one.
     layout: Option<CopyLayout>,
+    /// What a DKIM signature of any copy shares.
+    signing: PostSigning,
+}
+
+/// The part of a DKIM signature every copy of a post shares: the signed header
+/// fields but the member's own, and the body hash, whole or up to the first footer
+/// (docs/standards.md#60).
+struct PostSigning {
+    headers: SignedHeaders,
+    body: BodyHash,
+    /// Octets of each copy, after the member's own lines, already in `body`; `None`
+    /// when `body` is the whole body.
+    resume_at: Option<usize>,
+}
+
+/// The member's own header fields, first in every copy of a post.
+const OWN_FIELDS: &[&str] = &["list-unsubscribe", "list-unsubscribe-post"];
+
+impl PostSigning {
+    fn new(shared: &[u8], layout: Option<&CopyLayout>) -> PostSigning {
+        let mut body = BodyHash::default();
+        match layout {
+            Some(layout) => {
+                let (fields, _) = dkim::header_fields(layout.head());
+                body.update(layout.first_slot());
+                PostSigning {
+                    headers: SignedHeaders::new(&fields, OWN_FIELDS),
+                    body,
+                    resume_at: Some(layout.head().len() + layout.first_slot().len()),
+                }
+            }
+            None => {
+                let (fields, body_start) = dkim::header_fields(shared);
+                body.update(&shared[body_start..]);
+                PostSigning {
+                    headers: SignedHeaders::new(&fields, OWN_FIELDS),
+                    body,
+                    resume_at: None,
+                }
+            }
+        }
+    }
+
+    /// The `DKIM-Signature` fields of one copy.
+    fn sign(&self, keys: &[Arc<SigningKey>], copy: &[u8], now: i64) -> Vec<u8> {
+        let (fields, _) = dkim::header_fields(copy);
+        let own: Vec<&[u8]> = fields.iter().take(OWN_FIELDS.len()).copied().collect();
+        let own_len: usize = own.iter().map(|f| f.len()).sum();
+        let body = match self.resume_at {
+            Some(at) => {
+                let mut body = self.body.clone();
+                body.update(copy.get(own_len + at..).unwrap_or_default());
+                body.finish()
+            }
+            None => self.body.clone().finish(),
+        };
+        dkim::sign_copy(keys, &self.headers, &own, body, now)
+    }
+}
+
+/// The DKIM keys in memory, by domain, and the ids they were loaded from.
+#[derive(Default)]
+struct DkimKeys {
+    ids: Vec<i64>,
+    by_domain: std::collections::HashMap<String, Vec<Arc<SigningKey>>>,
 }
 
 /// The most recently used posts, by id.
@@ -181,6 +247,10 @@ pub struct Worker {
     concurrency: usize,
     copies: Arc<CopySettings>,
     posts: Arc<PostCache>,
+    dkim: Arc<Mutex<Arc<DkimKeys>>>,
+    /// Signing is CPU work: at most one signature per core at a time, each on a
+    /// blocking thread, so the async threads keep the relay connections busy.
+    signers: Arc<tokio::sync::Semaphore>,
 }
 
 /// A message ready for the relay, or why a queued row is not to be sent.
@@ -188,6 +258,8 @@ enum Ready {
     Send {
         envelope_from: String,
         message: Vec<u8>,
+        /// The post a copy is of, whose signing state it uses.
+        post: Option<Arc<SharedPost>>,
     },
     Cancel(&'static str),
     /// listd cannot build this copy: see [`SendError::Local`].
@@ -202,7 +274,98 @@ impl Worker {
             concurrency: concurrency.max(1),
             copies: Arc::new(copies),
             posts: Arc::new(Mutex::new(Vec::with_capacity(CACHED_POSTS))),
+            dkim: Arc::default(),
+            signers: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
+    }
+
+    /// Reloads the DKIM keys when the keys in the database are not those in memory
+    /// (asked before each batch, so a removed key signs nothing claimed after).
+    async fn refresh_keys(&self) -> anyhow::Result<()> {
+        let ids = store::dkim::dkim_key_ids(&self.db)
+            .await
+            .context("reading the DKIM keys")?;
+        if self.dkim.lock().expect("dkim keys").ids == ids {
+            return Ok(());
+        }
+        let rows = store::dkim::signing_keys(&self.db)
+            .await
+            .context("reading the DKIM keys")?;
+        let mut keys = DkimKeys::default();
+        for row in rows {
+            let algorithm = match row.algorithm.parse() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(domain = %row.domain, selector = %row.selector, error = %e, "DKIM key not used");
+                    continue;
+                }
+            };
+            match SigningKey::from_pkcs8(&row.domain, &row.selector, algorithm, &row.private_key) {
+                Ok(key) => {
+                    keys.ids.push(row.id);
+                    keys.by_domain
+                        .entry(row.domain)
+                        .or_default()
+                        .push(Arc::new(key));
+                }
+                Err(e) => {
+                    tracing::error!(domain = %row.domain, selector = %row.selector, error = %e, "DKIM key not used")
+                }
+            }
+        }
+        keys.ids = ids;
+        *self.dkim.lock().expect("dkim keys") = Arc::new(keys);
+        Ok(())
+    }
+
+    /// The keys that sign mail from `domain` (none: unsigned).
+    fn keys_for(&self, domain: &str) -> Vec<Arc<SigningKey>> {
+        let keys = self.dkim.lock().expect("dkim keys").clone();
+        keys.by_domain
+            .get(&domain.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The message with one `DKIM-Signature` per key of the sender's domain first
+    /// (docs/contract.md#dkim), signed on a blocking thread.
+    async fn signed(
+        &self,
+        envelope_from: &str,
+        message: Vec<u8>,
+        post: Option<Arc<SharedPost>>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let domain = match &post {
+            Some(p) => p.list.domain().to_string(),
+            None => envelope_from
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default(),
+        };
+        let keys = self.keys_for(&domain);
+        if keys.is_empty() {
+            return Ok(message);
+        }
+        let _permit = self
+            .signers
+            .acquire()
+            .await
+            .context("the signing threads are closed")?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        tokio::task::spawn_blocking(move || {
+            let fields = match &post {
+                Some(post) => post.signing.sign(&keys, &message, now),
+                None => dkim::sign_message(&keys, &message, now),
+            };
+            let mut signed = Vec::with_capacity(fields.len() + message.len());
+            signed.extend_from_slice(&fields);
+            signed.extend_from_slice(&message);
+            signed
+        })
+        .await
+        .context("signing a message")
     }
 
     /// The bytes of a row: its own, or a member's copy of a post built now.
@@ -212,6 +375,7 @@ impl Worker {
             return Ok(Ready::Send {
                 envelope_from: self.personal_sender(envelope_from, row.id),
                 message,
+                post: None,
             });
         }
         let (Some(post_id), Some(member_id)) = (row.post_id, row.member_id) else {
@@ -270,6 +434,7 @@ impl Worker {
         Ok(Ready::Send {
             envelope_from: post.list.with_suffix(&format!("bounces+{}", verp.as_str())),
             message,
+            post: Some(post),
         })
     }
 
@@ -312,10 +477,12 @@ impl Worker {
             ),
             None => None,
         };
+        let signing = PostSigning::new(&row.relayed, layout.as_ref());
         let post = Arc::new(SharedPost {
             list: ListAddress::from_parts(&row.local_part, &row.domain),
             shared: row.relayed,
             layout,
+            signing,
         });
         let mut posts = self.posts.lock().expect("post cache");
         if posts.len() >= CACHED_POSTS {
@@ -355,6 +522,8 @@ impl Worker {
                 if stop.is_some_and(|s| *s.borrow()) {
                     return Ok(total);
                 }
+                // the keys of this batch: one removed by now signs none of it
+                self.refresh_keys().await?;
                 // before the claim: the lease may start as early as the statement does
                 let now = Instant::now();
                 let rows = store::outbound::claim_due(&self.db, batch as i64, LEASE.as_secs_f64())
@@ -532,7 +701,11 @@ impl Worker {
             Ready::Send {
                 envelope_from,
                 message,
-            } => (envelope_from, message),
+                post,
+            } => {
+                let message = self.signed(&envelope_from, message, post).await?;
+                (envelope_from, message)
+            }
             Ready::Cancel(reason) => {
                 metrics::counter!("listd_deliveries_total", "outcome" => "cancelled").increment(1);
                 tracing::info!(id = row.id, to = %row.recipient, reason, "not sent");

@@ -4,6 +4,7 @@
 //! encodes and folds it, so nothing a requester types can add a header line.
 
 pub mod bounce;
+pub mod dkim;
 pub mod dmarc;
 pub mod footer;
 pub mod inbound;
