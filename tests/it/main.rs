@@ -6,6 +6,7 @@ mod api;
 mod bounces;
 mod browser;
 mod compose;
+mod dkim;
 mod dns;
 mod footer;
 mod harness;
