@@ -322,11 +322,12 @@ impl Worker {
 
     /// The keys that sign mail from `domain` (none: unsigned).
     fn keys_for(&self, domain: &str) -> Vec<Arc<SigningKey>> {
-        let keys = self.dkim.lock().expect("dkim keys").clone();
-        keys.by_domain
-            .get(&domain.to_ascii_lowercase())
-            .cloned()
-            .unwrap_or_default()
+        let keys = self.dkim.lock().expect("dkim keys");
+        if keys.by_domain.is_empty() {
+            return Vec::new();
+        }
+        // list domains are stored in lower case, as keys' domains are
+        keys.by_domain.get(domain).cloned().unwrap_or_default()
     }
 
     /// The message with one `DKIM-Signature` per key of the sender's domain first
@@ -337,14 +338,15 @@ impl Worker {
         message: Vec<u8>,
         post: Option<Arc<SharedPost>>,
     ) -> anyhow::Result<Vec<u8>> {
-        let domain = match &post {
-            Some(p) => p.list.domain().to_string(),
-            None => envelope_from
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_string())
-                .unwrap_or_default(),
+        let keys = match &post {
+            Some(p) => self.keys_for(p.list.domain()),
+            None => self.keys_for(
+                &envelope_from
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_ascii_lowercase())
+                    .unwrap_or_default(),
+            ),
         };
-        let keys = self.keys_for(&domain);
         if keys.is_empty() {
             return Ok(message);
         }

@@ -297,7 +297,8 @@ const URI_SAFE: [bool; 256] = {
     table
 };
 
-fn uri_safe(s: &str) -> bool {
+/// Whether `s` can stand in a `<URI>` item as it is.
+pub fn uri_safe(s: &str) -> bool {
     s.bytes().all(|b| URI_SAFE[usize::from(b)])
 }
 

@@ -35,7 +35,8 @@
 //! fields alike. A post whose author mail-parser reads differently is refused.
 
 use crate::domain::headers::{
-    ListHeaders, UnsubscribeTokens, has_prefix, prefixed_subject, push_uri, write_unsubscribe,
+    ListHeaders, UnsubscribeTokens, has_prefix, prefixed_subject, push_uri, uri_safe,
+    write_unsubscribe,
 };
 use crate::domain::{EmailAddress, ListAddress};
 use crate::mail::footer::{CopyLayout, FooterText, plan};
@@ -200,9 +201,13 @@ pub fn write_copy_with_footer(
 ) {
     out.reserve(layout.shared_len() + 1200 + public_url.len() + 3 * tokens.link.len());
     write_unsubscribe(out, list, public_url, tokens);
-    let mut safe = Vec::new();
-    push_uri(&mut safe, tokens.link);
-    layout.write(out, std::str::from_utf8(&safe).unwrap_or_default());
+    if uri_safe(tokens.link) {
+        layout.write(out, tokens.link);
+    } else {
+        let mut safe = Vec::new();
+        push_uri(&mut safe, tokens.link);
+        layout.write(out, std::str::from_utf8(&safe).unwrap_or_default());
+    }
 }
 
 /// Rewrites `raw` for the list; see the module documentation for what changes.
