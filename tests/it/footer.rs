@@ -266,3 +266,35 @@ async fn the_footer_text_is_a_checked_template() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_shows_and_changes_the_footer() {
+    let s = server(&[]).await;
+    let out = s.cli(&["api-tokens", "create", "ops"]);
+    let token = out.stdout.lines().last().unwrap().trim().to_string();
+    let url = s.url("/api/v1/lists/dev.lists.example.org");
+    let get = http().get(&url).bearer_auth(&token).send().await.unwrap();
+    let list: serde_json::Value = get.json().await.unwrap();
+    assert_eq!(list["footer"], "on", "{list}");
+    let patch = http()
+        .patch(&url)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"footer": "off", "footer-text": "Bye: {unsubscribe_url}"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 200);
+    let list: serde_json::Value = patch.json().await.unwrap();
+    assert_eq!(
+        (list["footer"].as_str(), list["footer_text"].as_str()),
+        (Some("off"), Some("Bye: {unsubscribe_url}"))
+    );
+    let bad = http()
+        .patch(&url)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"footer-text": "no link"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
