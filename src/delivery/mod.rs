@@ -51,6 +51,7 @@ const RECORD_RETRY_FOR: Duration = Duration::from_secs(30);
 /// Polling interval when no notification arrives (a lost NOTIFY, a retry coming due).
 const POLL: Duration = Duration::from_secs(5);
 
+mod signing;
 mod smtp;
 
 /// Where mail goes: an SMTP relay, or a directory of `.eml` files.
@@ -248,9 +249,8 @@ pub struct Worker {
     copies: Arc<CopySettings>,
     posts: Arc<PostCache>,
     dkim: Arc<Mutex<Arc<DkimKeys>>>,
-    /// Signing is CPU work: at most one signature per core at a time, each on a
-    /// blocking thread, so the async threads keep the relay connections busy.
-    signers: Arc<tokio::sync::Semaphore>,
+    /// The signing threads, started when the first message is signed.
+    signers: Arc<std::sync::OnceLock<signing::Signers>>,
 }
 
 /// A message ready for the relay, or why a queued row is not to be sent.
@@ -275,9 +275,7 @@ impl Worker {
             copies: Arc::new(copies),
             posts: Arc::new(Mutex::new(Vec::with_capacity(CACHED_POSTS))),
             dkim: Arc::default(),
-            signers: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            signers: Arc::default(),
         }
     }
 
@@ -350,24 +348,29 @@ impl Worker {
         if keys.is_empty() {
             return Ok(message);
         }
-        let _permit = self
-            .signers
-            .acquire()
-            .await
-            .context("the signing threads are closed")?;
+        let signers = match self.signers.get() {
+            Some(s) => s,
+            None => {
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let started =
+                    signing::Signers::start(cores).context("starting the signing threads")?;
+                self.signers.get_or_init(|| started)
+            }
+        };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        tokio::task::spawn_blocking(move || {
-            let fields = match &post {
-                Some(post) => post.signing.sign(&keys, &message, now),
-                None => dkim::sign_message(&keys, &message, now),
-            };
-            let mut signed = Vec::with_capacity(fields.len() + message.len());
-            signed.extend_from_slice(&fields);
-            signed.extend_from_slice(&message);
-            signed
-        })
-        .await
-        .context("signing a message")
+        signers
+            .run(move || {
+                let fields = match &post {
+                    Some(post) => post.signing.sign(&keys, &message, now),
+                    None => dkim::sign_message(&keys, &message, now),
+                };
+                let mut signed = Vec::with_capacity(fields.len() + message.len());
+                signed.extend_from_slice(&fields);
+                signed.extend_from_slice(&message);
+                signed
+            })
+            .await
+            .context("signing a message")
     }
 
     /// The bytes of a row: its own, or a member's copy of a post built now.
