@@ -15,7 +15,9 @@
 //! * `text/html` alone, or the HTML of a `multipart/related`: inserted before
 //!   `</body>` (escaped; non-ASCII as character references, so any charset takes it).
 //! * `multipart/alternative`: both the text and the HTML variant (the HTML one also
-//!   inside a `multipart/related`), so the footer shows whichever a client picks.
+//!   inside a `multipart/related`), so the footer shows whichever a client picks. A
+//!   text variant in a charset other than UTF-8 or US-ASCII (Outlook's ISO-8859-1)
+//!   gets the footer's non-ASCII characters as `?`; its HTML variant shows them.
 //!   Outlook shows a text part that follows an alternative as an attachment, so no
 //!   extra part is added here.
 //! * `multipart/mixed`: a trailing inline `text/plain` part.
