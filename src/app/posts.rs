@@ -7,15 +7,17 @@
 //! that accepts it. The delivery workers build each member's copy when they send it.
 
 use super::{App, AppError};
+use crate::domain::footer::{FooterValues, Template};
 use crate::domain::headers::ListHeaders;
 use crate::domain::post::{
     DUPLICATE_WINDOW_DAYS, PostFacts, PostStatus, Poster, Reason, Verdict, decide,
 };
 use crate::domain::{
-    Archive, Dmarc, EmailAddress, List, ListRef, MemberStatus, ModerateToken, Posting, ReplyTo,
-    Role,
+    Archive, Dmarc, EmailAddress, Footer, List, ListRef, MemberStatus, ModerateToken, Posting,
+    ReplyTo, Role,
 };
 use crate::mail::Auto;
+use crate::mail::footer::FooterText;
 use crate::mail::inbound::{Incoming, read_incoming};
 use crate::mail::rewrite::{FromMode, Prepared, Rewrite, prepare};
 use crate::store;
@@ -567,6 +569,25 @@ impl App {
         let archived = list.settings.archive != Archive::Off;
         let archive_url = self.archive_url(list);
         let archived_at = format!("{archive_url}/m/");
+        let public_url = self.settings.public_url.trim_end_matches('/');
+        let link_base = format!("{public_url}/unsubscribe/");
+        let rendered = (list.settings.footer == Footer::On).then(|| {
+            // the setting was checked when it was set; a template that no longer
+            // parses (an older rule) falls back to the built-in one
+            let template = Template::parse(&list.settings.footer_text)
+                .or_else(|_| Template::parse(""))
+                .expect("the built-in footer parses");
+            template.render(&FooterValues {
+                list_name: &list.settings.name,
+                list_description: &list.settings.description,
+                list_address: &list.address.to_string(),
+                list_id: &list.address.list_id(),
+                list_url: &list_url,
+                owner_address: &list.address.with_suffix("owner"),
+                subscribe_address: &list.address.with_suffix("subscribe"),
+                me_url: &format!("{public_url}/me"),
+            })
+        });
         let rw = Rewrite {
             headers: ListHeaders {
                 list: &list.address,
@@ -579,6 +600,10 @@ impl App {
             reply_to_list: list.settings.reply_to == ReplyTo::List,
             from_mode,
             archived_at: archived.then_some(archived_at.as_str()),
+            footer: rendered.as_ref().map(|rendered| FooterText {
+                rendered,
+                link_base: &link_base,
+            }),
         };
         prepare(raw, &rw)
     }
@@ -619,6 +644,7 @@ impl App {
             &mut *tx,
             post_id,
             prepared.shared(),
+            prepared.layout().map(|l| l.to_bytes()).as_deref(),
             i32::try_from(copies).unwrap_or(i32::MAX),
             decided.by,
             decided.note,

@@ -223,6 +223,15 @@ fn show(info: &ListInfo) -> Result<(), Failure> {
         ),
         ("accept-senders", s.accept_senders.join(", ")),
         ("archive", s.archive.to_string()),
+        ("footer", s.footer.to_string()),
+        (
+            "footer-text",
+            if s.footer_text.is_empty() {
+                "(the built-in one)".to_string()
+            } else {
+                format!("{:?}", s.footer_text)
+            },
+        ),
         (
             "created",
             info.created_at

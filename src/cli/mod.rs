@@ -6,6 +6,7 @@
 
 mod api_tokens;
 mod archive;
+mod dkim;
 mod held;
 mod inbound;
 mod lists;
@@ -79,6 +80,11 @@ pub enum Command {
         #[command(subcommand)]
         command: api_tokens::ApiTokensCommand,
     },
+    /// DKIM keys: every message from a domain with a key is signed
+    Dkim {
+        #[command(subcommand)]
+        command: dkim::DkimCommand,
+    },
 }
 
 /// A command's failure: the sentence for stderr and the exit code.
@@ -141,6 +147,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::ApiTokens { command } => {
             with_app(&config, |app| api_tokens::run(app, command)).await
         }
+        Command::Dkim { command } => with_app(&config, |app| dkim::run(app, command)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,7 +18,9 @@ use crate::domain::headers::UnsubscribeTokens;
 use crate::domain::{
     Delivery, ListAddress, MailtoToken, MemberStatus, SecretKey, UnsubscribeToken, VerpToken,
 };
-use crate::mail::rewrite::write_copy;
+use crate::mail::dkim::{self, BodyHash, SignedHeaders, SigningKey};
+use crate::mail::footer::CopyLayout;
+use crate::mail::rewrite::{write_copy, write_copy_with_footer};
 use crate::store;
 use crate::store::outbound::Claimed;
 use anyhow::Context;
@@ -49,6 +51,7 @@ const RECORD_RETRY_FOR: Duration = Duration::from_secs(30);
 /// Polling interval when no notification arrives (a lost NOTIFY, a retry coming due).
 const POLL: Duration = Duration::from_secs(5);
 
+mod signing;
 mod smtp;
 
 /// Where mail goes: an SMTP relay, or a directory of `.eml` files.
@@ -165,6 +168,73 @@ const CACHED_POSTS: usize = 16;
 struct SharedPost {
     list: ListAddress,
     shared: Vec<u8>,
+    /// The copies with the list's footer, when they have one.
+    layout: Option<CopyLayout>,
+    /// What a DKIM signature of any copy shares.
+    signing: PostSigning,
+}
+
+/// The part of a DKIM signature every copy of a post shares: the signed header
+/// fields but the member's own, and the body hash, whole or up to the first footer
+/// (docs/standards.md#60).
+struct PostSigning {
+    headers: SignedHeaders,
+    body: BodyHash,
+    /// Octets of each copy, after the member's own lines, already in `body`; `None`
+    /// when `body` is the whole body.
+    resume_at: Option<usize>,
+}
+
+/// The member's own header fields, first in every copy of a post.
+const OWN_FIELDS: &[&str] = &["list-unsubscribe", "list-unsubscribe-post"];
+
+impl PostSigning {
+    fn new(shared: &[u8], layout: Option<&CopyLayout>) -> PostSigning {
+        let mut body = BodyHash::default();
+        match layout {
+            Some(layout) => {
+                let (fields, _) = dkim::header_fields(layout.head());
+                body.update(layout.first_slot());
+                PostSigning {
+                    headers: SignedHeaders::new(&fields, OWN_FIELDS),
+                    body,
+                    resume_at: Some(layout.head().len() + layout.first_slot().len()),
+                }
+            }
+            None => {
+                let (fields, body_start) = dkim::header_fields(shared);
+                body.update(&shared[body_start..]);
+                PostSigning {
+                    headers: SignedHeaders::new(&fields, OWN_FIELDS),
+                    body,
+                    resume_at: None,
+                }
+            }
+        }
+    }
+
+    /// The `DKIM-Signature` fields of one copy.
+    fn sign(&self, keys: &[Arc<SigningKey>], copy: &[u8], now: i64) -> Vec<u8> {
+        let (fields, _) = dkim::header_fields(copy);
+        let own: Vec<&[u8]> = fields.iter().take(OWN_FIELDS.len()).copied().collect();
+        let own_len: usize = own.iter().map(|f| f.len()).sum();
+        let body = match self.resume_at {
+            Some(at) => {
+                let mut body = self.body.clone();
+                body.update(copy.get(own_len + at..).unwrap_or_default());
+                body.finish()
+            }
+            None => self.body.clone().finish(),
+        };
+        dkim::sign_copy(keys, &self.headers, &own, body, now)
+    }
+}
+
+/// The DKIM keys in memory, by domain, and the ids they were loaded from.
+#[derive(Default)]
+struct DkimKeys {
+    ids: Vec<i64>,
+    by_domain: std::collections::HashMap<String, Vec<Arc<SigningKey>>>,
 }
 
 /// The most recently used posts, by id.
@@ -178,6 +248,9 @@ pub struct Worker {
     concurrency: usize,
     copies: Arc<CopySettings>,
     posts: Arc<PostCache>,
+    dkim: Arc<Mutex<Arc<DkimKeys>>>,
+    /// The signing threads, started when the first message is signed.
+    signers: Arc<std::sync::OnceLock<signing::Signers>>,
 }
 
 /// A message ready for the relay, or why a queued row is not to be sent.
@@ -185,6 +258,8 @@ enum Ready {
     Send {
         envelope_from: String,
         message: Vec<u8>,
+        /// The post a copy is of, whose signing state it uses.
+        post: Option<Arc<SharedPost>>,
     },
     Cancel(&'static str),
     /// listd cannot build this copy: see [`SendError::Local`].
@@ -199,7 +274,103 @@ impl Worker {
             concurrency: concurrency.max(1),
             copies: Arc::new(copies),
             posts: Arc::new(Mutex::new(Vec::with_capacity(CACHED_POSTS))),
+            dkim: Arc::default(),
+            signers: Arc::default(),
         }
+    }
+
+    /// Reloads the DKIM keys when the keys in the database are not those in memory
+    /// (asked before each batch, so a removed key signs nothing claimed after).
+    async fn refresh_keys(&self) -> anyhow::Result<()> {
+        let ids = store::dkim::dkim_key_ids(&self.db)
+            .await
+            .context("reading the DKIM keys")?;
+        if self.dkim.lock().expect("dkim keys").ids == ids {
+            return Ok(());
+        }
+        let rows = store::dkim::signing_keys(&self.db)
+            .await
+            .context("reading the DKIM keys")?;
+        let mut keys = DkimKeys::default();
+        for row in rows {
+            let algorithm = match row.algorithm.parse() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(domain = %row.domain, selector = %row.selector, error = %e, "DKIM key not used");
+                    continue;
+                }
+            };
+            match SigningKey::from_pkcs8(&row.domain, &row.selector, algorithm, &row.private_key) {
+                Ok(key) => {
+                    keys.ids.push(row.id);
+                    keys.by_domain
+                        .entry(row.domain)
+                        .or_default()
+                        .push(Arc::new(key));
+                }
+                Err(e) => {
+                    tracing::error!(domain = %row.domain, selector = %row.selector, error = %e, "DKIM key not used")
+                }
+            }
+        }
+        keys.ids = ids;
+        *self.dkim.lock().expect("dkim keys") = Arc::new(keys);
+        Ok(())
+    }
+
+    /// The keys that sign mail from `domain` (none: unsigned).
+    fn keys_for(&self, domain: &str) -> Vec<Arc<SigningKey>> {
+        let keys = self.dkim.lock().expect("dkim keys");
+        if keys.by_domain.is_empty() {
+            return Vec::new();
+        }
+        // list domains are stored in lower case, as keys' domains are
+        keys.by_domain.get(domain).cloned().unwrap_or_default()
+    }
+
+    /// The message with one `DKIM-Signature` per key of the sender's domain first
+    /// (docs/contract.md#dkim), signed on a blocking thread.
+    async fn signed(
+        &self,
+        envelope_from: &str,
+        message: Vec<u8>,
+        post: Option<Arc<SharedPost>>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let keys = match &post {
+            Some(p) => self.keys_for(p.list.domain()),
+            None => self.keys_for(
+                &envelope_from
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_ascii_lowercase())
+                    .unwrap_or_default(),
+            ),
+        };
+        if keys.is_empty() {
+            return Ok(message);
+        }
+        let signers = match self.signers.get() {
+            Some(s) => s,
+            None => {
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let started =
+                    signing::Signers::start(cores).context("starting the signing threads")?;
+                self.signers.get_or_init(|| started)
+            }
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        signers
+            .run(move || {
+                let fields = match &post {
+                    Some(post) => post.signing.sign(&keys, &message, now),
+                    None => dkim::sign_message(&keys, &message, now),
+                };
+                let mut signed = Vec::with_capacity(fields.len() + message.len());
+                signed.extend_from_slice(&fields);
+                signed.extend_from_slice(&message);
+                signed
+            })
+            .await
+            .context("signing a message")
     }
 
     /// The bytes of a row: its own, or a member's copy of a post built now.
@@ -209,6 +380,7 @@ impl Worker {
             return Ok(Ready::Send {
                 envelope_from: self.personal_sender(envelope_from, row.id),
                 message,
+                post: None,
             });
         }
         let (Some(post_id), Some(member_id)) = (row.post_id, row.member_id) else {
@@ -248,16 +420,26 @@ impl Worker {
             link: link.as_str(),
             mailto: mailto.as_str(),
         };
-        write_copy(
-            &mut message,
-            &post.list,
-            &self.copies.public_url,
-            tokens,
-            &post.shared,
-        );
+        match &post.layout {
+            Some(layout) => write_copy_with_footer(
+                &mut message,
+                &post.list,
+                &self.copies.public_url,
+                tokens,
+                layout,
+            ),
+            None => write_copy(
+                &mut message,
+                &post.list,
+                &self.copies.public_url,
+                tokens,
+                &post.shared,
+            ),
+        }
         Ok(Ready::Send {
             envelope_from: post.list.with_suffix(&format!("bounces+{}", verp.as_str())),
             message,
+            post: Some(post),
         })
     }
 
@@ -293,9 +475,19 @@ impl Worker {
         else {
             return Ok(None);
         };
+        let layout = match row.copy_layout.as_deref() {
+            Some(stored) => Some(
+                CopyLayout::from_bytes(stored)
+                    .with_context(|| format!("post {post_id}: unreadable copy layout"))?,
+            ),
+            None => None,
+        };
+        let signing = PostSigning::new(&row.relayed, layout.as_ref());
         let post = Arc::new(SharedPost {
             list: ListAddress::from_parts(&row.local_part, &row.domain),
             shared: row.relayed,
+            layout,
+            signing,
         });
         let mut posts = self.posts.lock().expect("post cache");
         if posts.len() >= CACHED_POSTS {
@@ -335,6 +527,8 @@ impl Worker {
                 if stop.is_some_and(|s| *s.borrow()) {
                     return Ok(total);
                 }
+                // the keys of this batch: one removed by now signs none of it
+                self.refresh_keys().await?;
                 // before the claim: the lease may start as early as the statement does
                 let now = Instant::now();
                 let rows = store::outbound::claim_due(&self.db, batch as i64, LEASE.as_secs_f64())
@@ -512,7 +706,11 @@ impl Worker {
             Ready::Send {
                 envelope_from,
                 message,
-            } => (envelope_from, message),
+                post,
+            } => {
+                let message = self.signed(&envelope_from, message, post).await?;
+                (envelope_from, message)
+            }
             Ready::Cancel(reason) => {
                 metrics::counter!("listd_deliveries_total", "outcome" => "cancelled").increment(1);
                 tracing::info!(id = row.id, to = %row.recipient, reason, "not sent");

@@ -297,7 +297,8 @@ const URI_SAFE: [bool; 256] = {
     table
 };
 
-fn uri_safe(s: &str) -> bool {
+/// Whether `s` can stand in a `<URI>` item as it is.
+pub fn uri_safe(s: &str) -> bool {
     s.bytes().all(|b| URI_SAFE[usize::from(b)])
 }
 
@@ -308,7 +309,7 @@ fn uri_len(s: &str) -> usize {
 
 /// Appends `s`, percent-encoding the bytes a `<URI>` item cannot hold, so that no
 /// configured URL or token can end the item or the header line early.
-fn push_uri(out: &mut Vec<u8>, s: &str) {
+pub fn push_uri(out: &mut Vec<u8>, s: &str) {
     if !s.bytes().any(uri_unsafe) {
         out.extend_from_slice(s.as_bytes());
         return;

@@ -1,5 +1,6 @@
 //! A list and its settings (docs/contract.md#policies), and the rules for changing them.
 
+use super::footer::Template;
 use super::{EmailAddress, ListAddress, UnknownValue, text_enum};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -28,6 +29,10 @@ text_enum! {
     /// How From is treated for authors whose domain publishes a strict DMARC policy.
     Dmarc { WhenNeeded = "when-needed", Always = "always", Never = "never", Wrap = "wrap" }
 }
+text_enum! {
+    /// Whether each copy of a post ends with the list's footer (docs/standards.md#19).
+    Footer { On = "on", Off = "off" }
+}
 
 /// Longest subject prefix accepted; it is repeated in every subject line.
 const MAX_PREFIX_LEN: usize = 64;
@@ -55,6 +60,9 @@ pub struct ListSettings {
     /// Addresses whose posts are accepted as a member's would be, as written.
     pub accept_senders: Vec<String>,
     pub archive: Archive,
+    pub footer: Footer,
+    /// The footer's template (`domain::footer`); empty for the built-in one.
+    pub footer_text: String,
 }
 
 /// A setting that cannot be applied.
@@ -88,6 +96,8 @@ impl ListSettings {
         "bounce-warning-interval-days",
         "accept-senders",
         "archive",
+        "footer",
+        "footer-text",
     ];
 
     /// The defaults for a new list (docs/contract.md#policies).
@@ -108,6 +118,8 @@ impl ListSettings {
             bounce_warning_interval_days: 7,
             accept_senders: Vec::new(),
             archive: Archive::Public,
+            footer: Footer::On,
+            footer_text: String::new(),
         }
     }
 
@@ -166,6 +178,12 @@ impl ListSettings {
                 self.accept_senders = addresses.iter().map(ToString::to_string).collect();
             }
             "archive" => self.archive = value.parse().map_err(from_enum)?,
+            "footer" => self.footer = value.parse().map_err(from_enum)?,
+            "footer-text" => {
+                Template::parse(value).map_err(|e| bad(e.to_string()))?;
+                // line ends kept as `\n`, one form whatever the owner typed
+                self.footer_text = value.trim().replace("\r\n", "\n").replace('\r', "\n")
+            }
             _ => return Err(SettingError::UnknownKey(key)),
         }
         Ok(())
@@ -333,6 +351,29 @@ mod tests {
         assert_eq!(s.accept_senders.len(), 3, "nothing changed by a bad value");
         s.apply_pair("accept-senders=").unwrap();
         assert!(s.accept_senders.is_empty());
+    }
+
+    #[test]
+    fn the_footer_is_on_by_default_and_its_template_is_checked() {
+        let mut s = dev();
+        assert_eq!(s.footer, Footer::On);
+        s.apply_pair("footer=off").unwrap();
+        assert_eq!(s.footer, Footer::Off);
+        assert!(s.apply_pair("footer=maybe").is_err());
+        s.apply_pair("footer-text=Bye: {unsubscribe_url}\r\nSee {me_url}")
+            .unwrap();
+        assert_eq!(s.footer_text, "Bye: {unsubscribe_url}\nSee {me_url}");
+        let e = s
+            .apply_pair("footer-text=no way out")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unsubscribe_url"), "{e}");
+        assert!(
+            s.apply_pair("footer-text={nope} {unsubscribe_url}")
+                .is_err()
+        );
+        s.apply_pair("footer-text=").unwrap();
+        assert_eq!(s.footer_text, "");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod address;
 pub mod archive;
 pub mod bounce;
 pub mod dmarc;
+pub mod footer;
 pub mod headers;
 pub mod list;
 pub mod member;
@@ -19,7 +20,7 @@ pub mod token;
 
 pub use address::{AddressError, EmailAddress, ListAddress, ListRef};
 pub use list::{
-    Archive, Dmarc, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError,
+    Archive, Dmarc, Footer, List, ListSettings, NonmemberAction, Posting, ReplyTo, SettingError,
     Subscription,
 };
 pub use member::{

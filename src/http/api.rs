@@ -513,7 +513,7 @@ async fn moderate(
 /// `deny_unknown_fields` structs accept).
 fn request_schema(path: &str, method: &str) -> Option<Value> {
     let strings = json!({"type": "array", "items": {"type": "string"}});
-    let settings = json!({"type": "object", "description": "settings as for `listd lists set` (posting, nonmember-action, subject-prefix, reply-to, dmarc, advertised, bounce-*, accept-senders, name, description)",
+    let settings = json!({"type": "object", "description": "settings as for `listd lists set` (posting, nonmember-action, subject-prefix, reply-to, dmarc, advertised, bounce-*, accept-senders, archive, footer, footer-text, name, description)",
                           "additionalProperties": {"type": ["string", "number", "boolean"]}});
     Some(match (path, method) {
         ("/api/v1/lists", "post") => {

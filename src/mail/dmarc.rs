@@ -94,6 +94,26 @@ impl DmarcResolver {
         }
     }
 
+    /// The TXT records at a fully qualified `name` (none when it has none), each
+    /// record's strings read back to back.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, NetError> {
+        let lookup = match self.resolver.txt_lookup(name).await {
+            Ok(lookup) => lookup,
+            Err(e) if e.is_no_records_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::TXT(txt) => {
+                    Some(String::from_utf8_lossy(&txt.txt_data.concat()).into_owned())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The DMARC record published at `_dmarc.<name>`, if exactly one is.
     async fn record_at(&self, name: &str) -> Result<Option<DmarcRecord>, NetError> {
         // Fully qualified, so no search domain of resolv.conf is tried.

@@ -5,7 +5,9 @@
 
 pub mod archive;
 pub mod bounce;
+pub mod dkim;
 pub mod dmarc;
+pub mod footer;
 pub mod inbound;
 pub mod mbox;
 pub mod rewrite;

@@ -35,9 +35,11 @@
 //! fields alike. A post whose author mail-parser reads differently is refused.
 
 use crate::domain::headers::{
-    ListHeaders, UnsubscribeTokens, has_prefix, prefixed_subject, write_unsubscribe,
+    ListHeaders, UnsubscribeTokens, has_prefix, prefixed_subject, push_uri, uri_safe,
+    write_unsubscribe,
 };
 use crate::domain::{EmailAddress, ListAddress};
+use crate::mail::footer::{CopyLayout, FooterText, plan};
 use mail_builder::headers::Header as _;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::date::Date;
@@ -60,6 +62,9 @@ pub struct Rewrite<'a> {
     /// Where the archive's pages of single messages are (`…/archive/m/`), when the
     /// list keeps an archive: each copy then carries its `Archived-At` (RFC 5064).
     pub archived_at: Option<&'a str>,
+    /// The list's footer (docs/standards.md#19), or none: then the body is relayed
+    /// as it came.
+    pub footer: Option<FooterText<'a>>,
 }
 
 /// What happens to the author's From (docs/standards.md#11, #12).
@@ -115,6 +120,8 @@ pub struct Prepared {
     body_start: usize,
     list: ListAddress,
     message_id: String,
+    /// The copies with the footer, when the list has one.
+    layout: Option<CopyLayout>,
 }
 
 impl Prepared {
@@ -127,7 +134,15 @@ impl Prepared {
         public_url: &str,
         tokens: UnsubscribeTokens<'_>,
     ) {
-        write_copy(out, &self.list, public_url, tokens, &self.shared);
+        match &self.layout {
+            Some(layout) => write_copy_with_footer(out, &self.list, public_url, tokens, layout),
+            None => write_copy(out, &self.list, public_url, tokens, &self.shared),
+        }
+    }
+
+    /// How copies with the footer are laid out (`None` when the list has no footer).
+    pub fn layout(&self) -> Option<&CopyLayout> {
+        self.layout.as_ref()
     }
 
     /// One member's copy in a new buffer; see [`Prepared::write_for_member`].
@@ -177,6 +192,27 @@ pub fn write_copy(
     out.extend_from_slice(shared);
 }
 
+/// Appends one member's copy of a post with the list's footer to `out`: the member's
+/// `List-Unsubscribe` and `List-Unsubscribe-Post` lines, then `layout` with the
+/// member's link token in the footer.
+pub fn write_copy_with_footer(
+    out: &mut Vec<u8>,
+    list: &ListAddress,
+    public_url: &str,
+    tokens: UnsubscribeTokens<'_>,
+    layout: &CopyLayout,
+) {
+    out.reserve(layout.shared_len() + 1200 + public_url.len() + 3 * tokens.link.len());
+    write_unsubscribe(out, list, public_url, tokens);
+    if uri_safe(tokens.link) {
+        layout.write(out, tokens.link);
+    } else {
+        let mut safe = Vec::new();
+        push_uri(&mut safe, tokens.link);
+        layout.write(out, std::str::from_utf8(&safe).unwrap_or_default());
+    }
+}
+
 /// Rewrites `raw` for the list; see the module documentation for what changes.
 pub fn prepare(raw: &[u8], rw: &Rewrite<'_>) -> Result<Prepared, RewriteError> {
     if let Some((line, octets)) = overlong_line(raw) {
@@ -213,11 +249,16 @@ pub fn prepare(raw: &[u8], rw: &Rewrite<'_>) -> Result<Prepared, RewriteError> {
         FromMode::Keep | FromMode::Munge => out.extend_from_slice(post.body),
         FromMode::Wrap => write_wrapper_body(&mut out, &canon, &author, rw),
     }
+    let layout = rw.footer.as_ref().map(|footer| {
+        let header = out.get(..body_start - 2).unwrap_or_default();
+        plan(header, out.get(body_start..).unwrap_or_default(), footer)
+    });
     Ok(Prepared {
         shared: out,
         body_start,
         list: rw.headers.list.clone(),
         message_id,
+        layout,
     })
 }
 
@@ -869,6 +910,7 @@ mod tests {
             reply_to_list,
             from_mode,
             archived_at: None,
+            footer: None,
         }
     }
 

@@ -25,6 +25,8 @@ struct ListRow {
     bounce_warning_interval_days: i32,
     accept_senders: Vec<String>,
     archive: String,
+    footer: String,
+    footer_text: String,
     created_at: OffsetDateTime,
 }
 
@@ -50,6 +52,8 @@ impl TryFrom<ListRow> for List {
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
                 accept_senders: r.accept_senders,
                 archive: decode("archive", &r.archive)?,
+                footer: decode("footer", &r.footer)?,
+                footer_text: r.footer_text,
             },
             created_at: r.created_at,
         })
@@ -69,11 +73,12 @@ pub async fn insert_list(
         insert into list (local_part, domain, name, description, subscription, posting, nonmember_action,
                           subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold,
                           bounce_stale_days, bounce_warnings, bounce_warning_interval_days,
-                          accept_senders, archive)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                          accept_senders, archive, footer, footer_text)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
         returning id, local_part, domain, name, description, subscription, posting, nonmember_action,
                   subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-                  bounce_warnings, bounce_warning_interval_days, accept_senders, archive, created_at
+                  bounce_warnings, bounce_warning_interval_days, accept_senders, archive, footer, footer_text,
+                  created_at
         "#,
         address.local_part(),
         address.domain(),
@@ -92,6 +97,8 @@ pub async fn insert_list(
         s.bounce_warning_interval_days,
         &s.accept_senders,
         s.archive.as_str(),
+        s.footer.as_str(),
+        s.footer_text,
     )
     .fetch_one(db)
     .await?
@@ -108,7 +115,7 @@ pub async fn find_list(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, created_at
+               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, footer, footer_text, created_at
         from list where list_id = $1
         "#,
         list_id
@@ -143,7 +150,7 @@ pub async fn find_list_by_id(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, created_at
+               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, footer, footer_text, created_at
         from list where id = $1
         "#,
         id
@@ -202,7 +209,7 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
         select l.id, l.local_part, l.domain, l.name, l.description, l.subscription, l.posting,
                l.nonmember_action, l.subject_prefix, l.reply_to, l.dmarc, l.advertised,
                l.bounce_score_threshold, l.bounce_stale_days, l.bounce_warnings,
-               l.bounce_warning_interval_days, l.accept_senders, l.archive, l.created_at,
+               l.bounce_warning_interval_days, l.accept_senders, l.archive, l.footer, l.footer_text, l.created_at,
                count(m.id) filter (where m.role = 'member' and m.status = 'subscribed') as "members!",
                count(m.id) filter (where m.role = 'member' and m.status = 'pending') as "pending!",
                (select count(*) from post p where p.list_id = l.id and p.status = 'accepted') as "posts!",
@@ -237,6 +244,8 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
                 accept_senders: r.accept_senders,
                 archive: r.archive,
+                footer: r.footer,
+                footer_text: r.footer_text,
                 created_at: r.created_at,
             })?;
             Ok(ListCounts {
@@ -263,7 +272,7 @@ pub async fn update_list_settings(
         update list set name = $2, description = $3, subscription = $4, posting = $5,
                nonmember_action = $6, subject_prefix = $7, reply_to = $8, dmarc = $9, advertised = $10,
                bounce_score_threshold = $11, bounce_stale_days = $12, bounce_warnings = $13,
-               bounce_warning_interval_days = $14, accept_senders = $15, archive = $16, updated_at = now()
+               bounce_warning_interval_days = $14, accept_senders = $15, archive = $16, footer = $17, footer_text = $18, updated_at = now()
         where id = $1
         "#,
         id,
@@ -282,6 +291,8 @@ pub async fn update_list_settings(
         s.bounce_warning_interval_days,
         &s.accept_senders,
         s.archive.as_str(),
+        s.footer.as_str(),
+        s.footer_text,
     )
     .execute(db)
     .await

@@ -205,11 +205,13 @@ pub async fn update_post_decided(
     .map(|_| ())
 }
 
-/// Marks a post accepted with the bytes its copies share.
+/// Marks a post accepted with the bytes its copies share, and the layout of its
+/// copies when they carry the list's footer.
 pub async fn update_post_accepted(
     db: impl PgExecutor<'_>,
     id: i64,
     relayed: &[u8],
+    copy_layout: Option<&[u8]>,
     copies: i32,
     decided_by: &str,
     note: Option<&str>,
@@ -217,14 +219,15 @@ pub async fn update_post_accepted(
     sqlx::query!(
         r#"
         update post set status = 'accepted', relayed = $2, copies = $3, decided_at = now(),
-                        decided_by = $4, reason = coalesce($5, reason)
+                        decided_by = $4, reason = coalesce($5, reason), copy_layout = $6
         where id = $1
         "#,
         id,
         relayed,
         copies,
         decided_by,
-        note
+        note,
+        copy_layout
     )
     .execute(db)
     .await
@@ -265,6 +268,8 @@ pub struct RelayedPost {
     pub local_part: String,
     pub domain: String,
     pub relayed: Vec<u8>,
+    /// `mail::footer::CopyLayout` in its stored form, when copies carry a footer.
+    pub copy_layout: Option<Vec<u8>>,
 }
 
 pub async fn find_relayed_post(
@@ -274,7 +279,7 @@ pub async fn find_relayed_post(
     sqlx::query_as!(
         RelayedPost,
         r#"
-        select l.local_part, l.domain, p.relayed as "relayed!"
+        select l.local_part, l.domain, p.relayed as "relayed!", p.copy_layout
         from post p join list l on l.id = p.list_id
         where p.id = $1 and p.relayed is not null
         "#,

@@ -225,13 +225,20 @@ async fn a_post_reaches_every_member_once_with_the_list_headers_and_one_click_wo
         assert_eq!(copies.len(), 1, "{who} gets the post once");
         let copy = &copies[0];
         assert_eq!(copy.rcpt_to, [who], "one member per transaction (H-49)");
-        urls.insert(assert_list_headers(&s, copy, "[dev] Hello"));
+        let url = assert_list_headers(&s, copy, "[dev] Hello");
         senders.insert(copy.mail_from.clone());
-        assert_eq!(
-            body_of(&copy.data),
-            body_of(sent.as_bytes()),
-            "body bytes unchanged"
+        // the post's body, then the list's footer with the member's own link
+        // (docs/standards.md#8, #19)
+        let body = body_of(&copy.data);
+        let sent_body = body_of(sent.as_bytes());
+        assert_eq!(&body[..sent_body.len()], sent_body, "body bytes kept");
+        let footer = String::from_utf8_lossy(&body[sent_body.len()..]);
+        assert!(
+            footer.starts_with("\r\n-- \r\n")
+                && footer.contains(&format!("Leave the list: {url}\r\n")),
+            "{footer}"
         );
+        urls.insert(url);
         assert_eq!(
             copy.parsed().from().unwrap().first().unwrap().address(),
             Some("anne@example.net"),
@@ -843,6 +850,8 @@ async fn a_lost_reply_after_the_data_is_not_resent_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_posts_are_relayed_byte_for_byte() {
     let s = server(&["--posting", "open"]).await;
+    let out = s.cli(&["lists", "set", LIST, "footer=off"]);
+    assert_eq!(out.code, 0, "{out:?}");
     add_members(&s, &["bob@example.com", "carol@example.org"]);
     // far past the socket's 64 KB hold-back, with lines that need dot-stuffing
     let line: String = ".leading dot and some text to make a long enough line of mail\r\n".into();
