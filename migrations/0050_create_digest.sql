@@ -67,3 +67,4 @@ alter table outbound
         or (post_id is not null and member_id is not null)
         or (digest_id is not null and member_id is not null)
     );
+create index outbound_digest_idx on outbound (digest_id) where digest_id is not null;

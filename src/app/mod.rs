@@ -7,6 +7,7 @@
 
 pub mod api_tokens;
 pub mod bounces;
+pub mod digests;
 pub mod inbound;
 pub mod lists;
 pub mod members;

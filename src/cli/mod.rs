@@ -5,6 +5,7 @@
 //! 2 (usage error: bad arguments, an unknown setting or value).
 
 mod api_tokens;
+mod digests;
 mod held;
 mod inbound;
 mod lists;
@@ -51,6 +52,11 @@ pub enum Command {
     Members {
         #[command(subcommand)]
         command: members::MembersCommand,
+    },
+    /// Send digests
+    Digests {
+        #[command(subcommand)]
+        command: digests::DigestsCommand,
     },
     /// Moderate held posts
     Held {
@@ -129,6 +135,9 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Lists { command } => with_app(&config, |app| lists::run(app, command)).await,
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
         Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
+        Command::Digests { command } => {
+            with_app(&config, |app| digests::run(app, command)).await
+        }
         Command::Inbound { command } => with_app(&config, |app| inbound::run(app, command)).await,
         Command::SigninLink { address } => with_app(&config, |app| signin_link(app, address)).await,
         Command::ApiTokens { command } => {

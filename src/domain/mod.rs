@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod bounce;
+pub mod digest;
 pub mod dmarc;
 pub mod headers;
 pub mod list;

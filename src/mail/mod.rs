@@ -4,6 +4,7 @@
 //! encodes and folds it, so nothing a requester types can add a header line.
 
 pub mod bounce;
+pub mod digest;
 pub mod dmarc;
 pub mod inbound;
 pub mod rewrite;

@@ -23,6 +23,9 @@ struct ListRow {
     bounce_stale_days: i32,
     bounce_warnings: i32,
     bounce_warning_interval_days: i32,
+    digest: bool,
+    digest_size_kb: i32,
+    digest_frequency: String,
     created_at: OffsetDateTime,
 }
 
@@ -46,6 +49,9 @@ impl TryFrom<ListRow> for List {
                 bounce_stale_days: r.bounce_stale_days,
                 bounce_warnings: r.bounce_warnings,
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
+                digest: r.digest,
+                digest_size_kb: r.digest_size_kb,
+                digest_frequency: decode("digest_frequency", &r.digest_frequency)?,
             },
             created_at: r.created_at,
         })
@@ -64,11 +70,13 @@ pub async fn insert_list(
         r#"
         insert into list (local_part, domain, name, description, subscription, posting, nonmember_action,
                           subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold,
-                          bounce_stale_days, bounce_warnings, bounce_warning_interval_days)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                          bounce_stale_days, bounce_warnings, bounce_warning_interval_days, digest,
+                          digest_size_kb, digest_frequency)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
         returning id, local_part, domain, name, description, subscription, posting, nonmember_action,
                   subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-                  bounce_warnings, bounce_warning_interval_days, created_at
+                  bounce_warnings, bounce_warning_interval_days, digest, digest_size_kb,
+                  digest_frequency, created_at
         "#,
         address.local_part(),
         address.domain(),
@@ -85,6 +93,9 @@ pub async fn insert_list(
         s.bounce_stale_days,
         s.bounce_warnings,
         s.bounce_warning_interval_days,
+        s.digest,
+        s.digest_size_kb,
+        s.digest_frequency.as_str(),
     )
     .fetch_one(db)
     .await?
@@ -101,7 +112,8 @@ pub async fn find_list(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, created_at
+               bounce_warnings, bounce_warning_interval_days, digest, digest_size_kb,
+               digest_frequency, created_at
         from list where list_id = $1
         "#,
         list_id
@@ -136,7 +148,8 @@ pub async fn find_list_by_id(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, created_at
+               bounce_warnings, bounce_warning_interval_days, digest, digest_size_kb,
+               digest_frequency, created_at
         from list where id = $1
         "#,
         id
@@ -195,7 +208,8 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
         select l.id, l.local_part, l.domain, l.name, l.description, l.subscription, l.posting,
                l.nonmember_action, l.subject_prefix, l.reply_to, l.dmarc, l.advertised,
                l.bounce_score_threshold, l.bounce_stale_days, l.bounce_warnings,
-               l.bounce_warning_interval_days, l.created_at,
+               l.bounce_warning_interval_days, l.digest, l.digest_size_kb, l.digest_frequency,
+               l.created_at,
                count(m.id) filter (where m.role = 'member' and m.status = 'subscribed') as "members!",
                count(m.id) filter (where m.role = 'member' and m.status = 'pending') as "pending!",
                (select count(*) from post p where p.list_id = l.id and p.status = 'accepted') as "posts!",
@@ -228,6 +242,9 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
                 bounce_stale_days: r.bounce_stale_days,
                 bounce_warnings: r.bounce_warnings,
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
+                digest: r.digest,
+                digest_size_kb: r.digest_size_kb,
+                digest_frequency: r.digest_frequency,
                 created_at: r.created_at,
             })?;
             Ok(ListCounts {
@@ -254,7 +271,8 @@ pub async fn update_list_settings(
         update list set name = $2, description = $3, subscription = $4, posting = $5,
                nonmember_action = $6, subject_prefix = $7, reply_to = $8, dmarc = $9, advertised = $10,
                bounce_score_threshold = $11, bounce_stale_days = $12, bounce_warnings = $13,
-               bounce_warning_interval_days = $14, updated_at = now()
+               bounce_warning_interval_days = $14, digest = $15, digest_size_kb = $16,
+               digest_frequency = $17, updated_at = now()
         where id = $1
         "#,
         id,
@@ -271,6 +289,9 @@ pub async fn update_list_settings(
         s.bounce_stale_days,
         s.bounce_warnings,
         s.bounce_warning_interval_days,
+        s.digest,
+        s.digest_size_kb,
+        s.digest_frequency.as_str(),
     )
     .execute(db)
     .await

@@ -44,6 +44,8 @@ pub struct Claimed {
     pub envelope_from: Option<String>,
     pub message: Option<Vec<u8>>,
     pub post_id: Option<i64>,
+    /// A digest copy's edition.
+    pub digest_id: Option<i64>,
     pub member_id: Option<Uuid>,
     /// When the member's current membership began (for their unsubscribe token).
     pub member_since: Option<OffsetDateTime>,
@@ -79,7 +81,7 @@ pub async fn claim_due(
         left join member m on m.id = due.member_id
         where o.id = due.id
         returning o.id, o.recipient, o.attempts, o.created_at, o.envelope_from, o.message,
-                  o.post_id, o.member_id, m.subscribed_at as "member_since?",
+                  o.post_id, o.digest_id, o.member_id, m.subscribed_at as "member_since?",
                   m.status as "member_status?", m.delivery as "member_delivery?",
                   m.short_id as "member_short_id?", m.unsubscribe_key as "member_unsubscribe_key?"
         "#,
@@ -197,12 +199,13 @@ pub async fn claim_delivery_fault_alerts(
         DeliveryFault,
         r#"
         with faults as (
-            -- a post's copies name their list through the post
-            select coalesce(o.list_id, p.list_id) as list_id, count(*) as waiting,
+            -- a post's copies name their list through the post, a digest's through its edition
+            select coalesce(o.list_id, p.list_id, e.list_id) as list_id, count(*) as waiting,
                    max(o.last_error) as error
             from outbound o left join post p on p.id = o.post_id
+                 left join digest_edition e on e.id = o.digest_id
             where o.fault_at > $1 and o.status = 'queued'
-              and coalesce(o.list_id, p.list_id) is not null
+              and coalesce(o.list_id, p.list_id, e.list_id) is not null
             group by 1
         ),
         alerted as (
