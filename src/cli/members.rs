@@ -4,6 +4,7 @@ use super::lists::parse_ref;
 use super::{Failure, output};
 use crate::app::App;
 use crate::app::members::{AddHow, AddOutcome, StatusFilter};
+use crate::app::roster::ImportOptions;
 use crate::domain::roster::csv_cell;
 use crate::domain::{EmailAddress, Member, Role};
 use clap::Subcommand;
@@ -25,6 +26,9 @@ pub enum MembersCommand {
         /// Add without sending new members the welcome message
         #[arg(long)]
         quiet: bool,
+        /// Read the file and say what the import would do, changing nothing
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -239,8 +243,16 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
             format,
             invite,
             quiet,
+            dry_run,
             json,
-        } => import(&app, &list, &file, &format, (invite, quiet), json).await,
+        } => {
+            let options = ImportOptions {
+                invite,
+                quiet,
+                dry_run,
+            };
+            import(&app, &list, &file, &format, options, json).await
+        }
         MembersCommand::Export { list, format } => {
             if format != "csv" {
                 return Err(Failure::usage(format!(
@@ -364,7 +376,7 @@ async fn import(
     list: &str,
     file: &str,
     format: &str,
-    (invite, quiet): (bool, bool),
+    options: ImportOptions,
     json: bool,
 ) -> Result<(), Failure> {
     use crate::domain::roster::{RosterFormat, read_roster};
@@ -395,7 +407,7 @@ async fn import(
         }
     });
     let report = app
-        .import_members(&list, entries, invite, quiet, |n| {
+        .import_members(&list, entries, options, |n| {
             if let Some(b) = &bar {
                 b.set_position(n);
             }
@@ -423,18 +435,29 @@ async fn import(
         v["invalid_lines"] = serde_json::json!(bad.iter().map(|e| e.line).collect::<Vec<_>>());
         return output::json(&v);
     }
+    let c = &report.choices;
+    let would = if options.dry_run { "would be " } else { "" };
     println!(
-        "{} added, {} already members, {} left before ({}), {} invalid line(s)",
+        "{} {would}added, {} already members, {} left before ({}), {} invalid line(s)",
         report.added,
         report.already_members,
         report.left,
-        if invite {
+        if options.invite && !options.dry_run {
             format!("{} invited", report.invited)
+        } else if options.invite {
+            "would be invited".to_string()
         } else {
             "skipped; --invite sends them a confirmation".to_string()
         },
         bad.len()
     );
+    println!(
+        "choices kept: {} every message, {} digest, {} plain digest, {} no mail (delivery paused); {} owner(s), {} moderator(s) ({} role(s) {would}given)",
+        c.each, c.digest, c.digest_plain, c.no_mail, c.owners, c.moderators, report.roles_given
+    );
+    if options.dry_run {
+        println!("dry run: nothing was changed");
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! exports. Rows are read one at a time (a million-row file never sits in memory);
 //! a bad row is reported with its line number and the rest go on.
 
-use super::EmailAddress;
+use super::{Delivery, EmailAddress, Mode, Role};
 use std::io::BufRead;
 
 /// The formats `members import` reads.
@@ -29,12 +29,61 @@ impl std::str::FromStr for RosterFormat {
     }
 }
 
-/// One member read from a roster.
+/// One member read from a roster, with the choices the source kept for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RosterEntry {
     pub line: u64,
     pub address: EmailAddress,
     pub name: Option<String>,
+    pub choices: Choices,
+}
+
+/// What a member had chosen (or been made) where they come from. An owner or
+/// moderator is also a member, as in Google Groups, where owners receive the group's
+/// mail by their own preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choices {
+    pub delivery: Delivery,
+    pub mode: Mode,
+    /// `Owner` or `Moderator` for the list's staff, else `Member`.
+    pub role: Role,
+}
+
+impl Default for Choices {
+    fn default() -> Self {
+        Choices {
+            delivery: Delivery::Enabled,
+            mode: Mode::Each,
+            role: Role::Member,
+        }
+    }
+}
+
+impl Choices {
+    /// Google Groups' "Email preference": "No email" pauses delivery (the member stays,
+    /// as they were), "Digest" and "Abridged" become a MIME digest, "All email" every
+    /// message. Mailman 3's delivery modes (`regular`, `mime_digests`,
+    /// `plaintext_digests`, `summary_digests`) and listd's own mode names are read too.
+    fn apply_preference(&mut self, text: &str) {
+        let t = text.trim().to_ascii_lowercase().replace(['_', ' '], "-");
+        match t.as_str() {
+            "no-email" | "no-mail" | "nomail" | "disabled" | "by-user" | "by-moderator"
+            | "by-bounces" => self.delivery = Delivery::Disabled,
+            "digest" | "abridged" | "mime-digests" | "summary-digests" | "daily-summary"
+            | "daily-digest" => self.mode = Mode::Digest,
+            "plaintext-digests" | "digest-plain" | "plain-digest" => self.mode = Mode::DigestPlain,
+            _ => {}
+        }
+    }
+
+    /// Google Groups' "Group status" or role: owner → owner, manager → moderator.
+    fn apply_role(&mut self, text: &str) {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "owner" => self.role = Role::Owner,
+            "manager" | "moderator" => self.role = Role::Moderator,
+            _ => {}
+        }
+    }
 }
 
 /// A row that could not be read.
@@ -73,11 +122,25 @@ pub fn read_roster<R: BufRead + 'static>(
 ) -> Box<dyn Iterator<Item = Result<RosterEntry, RosterError>>> {
     match format {
         RosterFormat::Lines => Box::new(read_lines(input)),
-        RosterFormat::Csv => read_csv(input, &["email", "address", "email address"], &["name"]),
+        RosterFormat::Csv => read_csv(
+            input,
+            Columns {
+                address: &["email", "address", "email address"],
+                name: &["name", "display_name", "display name"],
+                role: &["role"],
+                preference: &["mode", "delivery_mode", "delivery mode"],
+                delivery: &["delivery", "delivery_status", "delivery status"],
+            },
+        ),
         RosterFormat::GoogleGroups => read_csv(
             input,
-            &["email address", "email"],
-            &["nickname", "display name", "name"],
+            Columns {
+                address: &["email address", "email"],
+                name: &["nickname", "display name", "name"],
+                role: &["group status", "role", "group role"],
+                preference: &["email preference", "delivery settings", "subscription"],
+                delivery: &[],
+            },
         ),
     }
 }
@@ -105,14 +168,33 @@ fn read_lines<R: BufRead>(input: R) -> impl Iterator<Item = Result<RosterEntry, 
             ),
             None => (None, text),
         };
-        Some(entry(line_no, address, name))
+        Some(entry(line_no, address, name, Choices::default()))
     })
+}
+
+/// The header names a CSV format reads, each a list of spellings.
+#[derive(Clone, Copy)]
+struct Columns {
+    address: &'static [&'static str],
+    name: &'static [&'static str],
+    role: &'static [&'static str],
+    preference: &'static [&'static str],
+    delivery: &'static [&'static str],
+}
+
+/// Where each column is in a header row.
+#[derive(Clone, Copy)]
+struct At {
+    address: usize,
+    name: Option<usize>,
+    role: Option<usize>,
+    preference: Option<usize>,
+    delivery: Option<usize>,
 }
 
 fn read_csv<R: BufRead + 'static>(
     input: R,
-    address_columns: &'static [&'static str],
-    name_columns: &'static [&'static str],
+    columns: Columns,
 ) -> Box<dyn Iterator<Item = Result<RosterEntry, RosterError>>> {
     let reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -129,24 +211,29 @@ fn read_csv<R: BufRead + 'static>(
                     .iter()
                     .map(|c| c.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
                     .collect();
-                if let Some(at) = address_columns
-                    .iter()
-                    .find_map(|a| names.iter().position(|n| n == a))
-                {
-                    let name_at = name_columns
+                let find = |spellings: &[&str]| {
+                    spellings
                         .iter()
-                        .find_map(|a| names.iter().position(|n| n == a));
-                    header = Some((at, name_at));
+                        .find_map(|a| names.iter().position(|n| n == a))
+                };
+                if let Some(address) = find(columns.address) {
+                    header = Some(At {
+                        address,
+                        name: find(columns.name),
+                        role: find(columns.role),
+                        preference: find(columns.preference),
+                        delivery: find(columns.delivery),
+                    });
                     break;
                 }
             }
             Err(_) => continue,
         }
     }
-    let Some((address_at, name_at)) = header else {
+    let Some(at) = header else {
         return Box::new(std::iter::once(Err(RosterError {
             line: 1,
-            reason: format!("no header row naming a column `{}`", address_columns[0]),
+            reason: format!("no header row naming a column `{}`", columns.address[0]),
         })));
     };
     Box::new(records.filter_map(move |next| match next {
@@ -154,9 +241,19 @@ fn read_csv<R: BufRead + 'static>(
             if record.iter().all(|c| c.trim().is_empty()) {
                 return None;
             }
-            let address = from_csv_cell(record.get(address_at).unwrap_or(""));
-            let name = name_at.and_then(|i| record.get(i)).map(from_csv_cell);
-            Some(entry(line, address, name))
+            let cell = |i: Option<usize>| i.and_then(|i| record.get(i)).map(from_csv_cell);
+            let address = cell(Some(at.address)).unwrap_or("");
+            let mut choices = Choices::default();
+            if let Some(role) = cell(at.role) {
+                choices.apply_role(role);
+            }
+            if let Some(p) = cell(at.preference) {
+                choices.apply_preference(p);
+            }
+            if let Some(d) = cell(at.delivery) {
+                choices.apply_preference(d);
+            }
+            Some(entry(line, address, cell(at.name), choices))
         }
         Err(e) => Some(Err(RosterError {
             line: e.position().map_or(0, |p| p.line()),
@@ -165,7 +262,12 @@ fn read_csv<R: BufRead + 'static>(
     }))
 }
 
-fn entry(line: u64, address: &str, name: Option<&str>) -> Result<RosterEntry, RosterError> {
+fn entry(
+    line: u64,
+    address: &str,
+    name: Option<&str>,
+    choices: Choices,
+) -> Result<RosterEntry, RosterError> {
     let address = EmailAddress::parse(address.trim()).map_err(|e| RosterError {
         line,
         reason: e.to_string(),
@@ -183,6 +285,7 @@ fn entry(line: u64, address: &str, name: Option<&str>) -> Result<RosterEntry, Ro
         line,
         address,
         name,
+        choices,
     })
 }
 
@@ -284,6 +387,69 @@ broken@,B,member,,email,allowed,2020,1,2,3,4\n",
             vec![(3, "anne@example.net".into(), Some("Anne".into()))]
         );
         assert_eq!(bad, vec![4]);
+    }
+
+    #[test]
+    fn google_groups_preferences_and_roles_are_kept() {
+        let text = "Email address,Nickname,Group status,Email status,Email preference,Posting permissions\n\
+a@example.net,A,member,,All email,allowed\n\
+b@example.net,B,member,,Digest,allowed\n\
+c@example.net,C,member,,Abridged,allowed\n\
+d@example.net,D,member,,No email,allowed\n\
+e@example.net,E,owner,,All email,allowed\n\
+f@example.net,F,manager,,Digest,allowed\n";
+        let got: Vec<(String, Choices)> = read_roster(
+            RosterFormat::GoogleGroups,
+            std::io::Cursor::new(text.as_bytes()),
+        )
+        .map(|r| r.unwrap())
+        .map(|e| (e.address.to_string(), e.choices))
+        .collect();
+        let c = |delivery, mode, role| Choices {
+            delivery,
+            mode,
+            role,
+        };
+        use Delivery::*;
+        assert_eq!(
+            got,
+            vec![
+                ("a@example.net".into(), c(Enabled, Mode::Each, Role::Member)),
+                (
+                    "b@example.net".into(),
+                    c(Enabled, Mode::Digest, Role::Member)
+                ),
+                (
+                    "c@example.net".into(),
+                    c(Enabled, Mode::Digest, Role::Member)
+                ),
+                (
+                    "d@example.net".into(),
+                    c(Disabled, Mode::Each, Role::Member)
+                ),
+                ("e@example.net".into(), c(Enabled, Mode::Each, Role::Owner)),
+                (
+                    "f@example.net".into(),
+                    c(Enabled, Mode::Digest, Role::Moderator)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn mailman_3_delivery_modes_in_a_csv() {
+        let text = "email,display_name,role,delivery_mode,delivery_status\n\
+a@example.net,A,member,plaintext_digests,enabled\n\
+b@example.net,B,moderator,regular,by_user\n";
+        let got: Vec<Choices> =
+            read_roster(RosterFormat::Csv, std::io::Cursor::new(text.as_bytes()))
+                .map(|r| r.unwrap().choices)
+                .collect();
+        assert_eq!(got[0].mode, Mode::DigestPlain);
+        assert_eq!(
+            (got[1].role, got[1].mode, got[1].delivery),
+            (Role::Moderator, Mode::Each, Delivery::Disabled)
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use uuid::Uuid;
 pub async fn create_staging(db: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query(
         "create temporary table import_staging \
-         (line bigint not null, address text not null, address_key text not null, name text) \
+         (line bigint not null, address text not null, address_key text not null, name text, \
+          role text not null, delivery text not null, mode text not null) \
          on commit drop",
     )
     .execute(&mut *db)
@@ -34,10 +35,18 @@ pub async fn copy_into_staging(
         push_copy_field(&mut text, Some(&r.address.key()));
         text.push('\t');
         push_copy_field(&mut text, r.name.as_deref());
+        text.push('\t');
+        text.push_str(r.choices.role.as_str());
+        text.push('\t');
+        text.push_str(r.choices.delivery.as_str());
+        text.push('\t');
+        text.push_str(r.choices.mode.as_str());
         text.push('\n');
     }
     let mut copy = db
-        .copy_in_raw("copy import_staging (line, address, address_key, name) from stdin")
+        .copy_in_raw(
+            "copy import_staging (line, address, address_key, name, role, delivery, mode) from stdin",
+        )
         .await?;
     copy.send(text.as_bytes()).await?;
     copy.finish().await
@@ -65,6 +74,8 @@ fn push_copy_field(out: &mut String, value: Option<&str>) {
 pub struct StagedCounts {
     pub added: u64,
     pub already: u64,
+    /// Owner and moderator roles given.
+    pub staff: u64,
 }
 
 /// The ids of the members an import added, in address order.
@@ -97,18 +108,29 @@ pub async fn insert_staged_members(
     let row = sqlx::query(
         r#"
         with staged as (
-            select distinct on (address_key) address, address_key, name
+            select distinct on (address_key) address, address_key, name, role, delivery, mode
             from import_staging order by address_key, line
         ),
-        added as (
+        staff as (
+            -- owners and moderators keep their role (as well as their membership)
             insert into member (list_id, address, address_key, name, role, status, delivery,
                                 subscribed_at, requested_at, request_source, confirmed_at, confirm_method)
-            select $1, s.address, s.address_key, s.name, 'member', 'subscribed', 'enabled',
+            select $1, s.address, s.address_key, s.name, s.role, 'subscribed', 'enabled',
+                   now(), now(), 'import', now(), 'import'
+            from staged s where s.role in ('owner', 'moderator')
+            on conflict on constraint member_list_address_role_key do nothing
+            returning 1
+        ),
+        added as (
+            insert into member (list_id, address, address_key, name, role, status, delivery, mode,
+                                subscribed_at, requested_at, request_source, confirmed_at, confirm_method)
+            select $1, s.address, s.address_key, s.name, 'member', 'subscribed', s.delivery, s.mode,
                    now(), now(), 'import', now(), 'import'
             from staged s
             on conflict on constraint member_list_address_role_key do update set
                 status = 'subscribed',
-                delivery = 'enabled',
+                delivery = excluded.delivery,
+                mode = excluded.mode,
                 name = coalesce(excluded.name, member.name),
                 subscribed_at = now(),
                 unsubscribe_key = excluded.unsubscribe_key,
@@ -122,6 +144,7 @@ pub async fn insert_staged_members(
         )
         select
             (select count(*) from added) as added,
+            (select count(*) from staff) as staff,
             (select count(*) from staged s join member m
                on m.list_id = $1 and m.address_key = s.address_key and m.role = 'member'
              where m.status = 'subscribed') as already
@@ -133,6 +156,7 @@ pub async fn insert_staged_members(
     Ok(StagedCounts {
         added: row.try_get::<i64, _>("added")? as u64,
         already: row.try_get::<i64, _>("already")? as u64,
+        staff: row.try_get::<i64, _>("staff")? as u64,
     })
 }
 

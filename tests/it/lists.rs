@@ -351,6 +351,102 @@ mod import {
     }
 
     #[tokio::test]
+    async fn a_google_groups_export_keeps_each_members_choices_and_roles() {
+        let s = server().await;
+        let text = "Members for group sig@googlegroups.com\n\
+Email address,Nickname,Group status,Email status,Email preference,Posting permissions,Join year,Join month,Join day,Join hour,Join minute\n\
+all@example.net,All,member,,All email,allowed,2020,1,1,1,1\n\
+digest@example.net,Digest,member,,Digest,allowed,2020,1,1,1,1\n\
+abridged@example.net,Abridged,member,,Abridged,allowed,2020,1,1,1,1\n\
+none@example.net,None,member,,No email,allowed,2020,1,1,1,1\n\
+owner@example.net,Owner,owner,,All email,allowed,2020,1,1,1,1\n\
+manager@example.net,Manager,manager,,Digest,allowed,2020,1,1,1,1\n";
+        let file = write(s.data_dir.path(), "gg.csv", text);
+        let args = [
+            "members",
+            "import",
+            LIST,
+            &file,
+            "--format",
+            "google-groups",
+        ];
+
+        // a dry run says what would happen and changes nothing
+        let mut dry = args.to_vec();
+        dry.extend(["--dry-run", "--json"]);
+        let out = s.cli(&dry);
+        assert_eq!(out.code, 0, "{out:?}");
+        let report = out.json();
+        assert_eq!(report["dry_run"], true);
+        assert_eq!(report["added"], 6);
+        assert_eq!(report["roles_given"], 2);
+        assert_eq!(
+            report["choices"],
+            serde_json::json!({"each": 3, "digest": 3, "digest_plain": 0, "no_mail": 1, "owners": 1, "moderators": 1})
+        );
+        assert!(
+            s.cli(&["members", "ls", LIST, "--json"])
+                .json()
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let text_out = s.cli(&[&args[..], &["--dry-run"]].concat());
+        assert!(
+            text_out.stdout.contains("would be added")
+                && text_out.stdout.contains("nothing was changed"),
+            "{text_out:?}"
+        );
+
+        let out = s.cli(&[&args[..], &["--quiet"]].concat());
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(
+            out.stdout.contains("3 digest") && out.stdout.contains("1 no mail"),
+            "{out:?}"
+        );
+        let show = |who: &str| s.cli(&["members", "show", LIST, who, "--json"]).json();
+        let kept = |who: &str| {
+            let m = show(who);
+            (
+                m["delivery"].as_str().unwrap().to_string(),
+                m["mode"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(kept("all@example.net"), ("enabled".into(), "each".into()));
+        assert_eq!(
+            kept("digest@example.net"),
+            ("enabled".into(), "digest".into())
+        );
+        assert_eq!(
+            kept("abridged@example.net"),
+            ("enabled".into(), "digest".into())
+        );
+        assert_eq!(kept("none@example.net"), ("disabled".into(), "each".into()));
+        assert_eq!(
+            kept("manager@example.net"),
+            ("enabled".into(), "digest".into())
+        );
+        let owners = s
+            .cli(&["members", "ls", LIST, "--role", "owner", "--json"])
+            .json();
+        assert!(
+            owners
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["address"] == "owner@example.net")
+        );
+        let moderators = s
+            .cli(&["members", "ls", LIST, "--role", "moderator", "--json"])
+            .json();
+        assert_eq!(moderators[0]["address"], "manager@example.net");
+        assert_eq!(
+            show("owner@example.net")["roles"],
+            serde_json::json!(["member", "owner"])
+        );
+    }
+
+    #[tokio::test]
     async fn people_who_left_are_skipped_and_export_reimports() {
         let s = server().await;
         assert_eq!(s.cli(&["members", "add", LIST, "gone@example.net"]).code, 0);
