@@ -101,8 +101,7 @@ impl App {
         if !size_reached(waiting.bytes, list.settings.digest_size_kb) {
             return Ok(None);
         }
-        self.issue_digest(tx, list, OffsetDateTime::now_utc())
-            .await
+        self.issue_digest(tx, list, OffsetDateTime::now_utc()).await
     }
 
     /// Makes the list's next issue from everything its members are owed, in `tx`:

@@ -135,9 +135,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Lists { command } => with_app(&config, |app| lists::run(app, command)).await,
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
         Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
-        Command::Digests { command } => {
-            with_app(&config, |app| digests::run(app, command)).await
-        }
+        Command::Digests { command } => with_app(&config, |app| digests::run(app, command)).await,
         Command::Inbound { command } => with_app(&config, |app| inbound::run(app, command)).await,
         Command::SigninLink { address } => with_app(&config, |app| signin_link(app, address)).await,
         Command::ApiTokens { command } => {

@@ -6,6 +6,7 @@ mod api;
 mod bounces;
 mod browser;
 mod compose;
+mod digests;
 mod dns;
 mod harness;
 mod lists;
