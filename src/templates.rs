@@ -39,6 +39,30 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("web/me.html", include_str!("../templates/web/me.html")),
     (
+        "web/admin.html",
+        include_str!("../templates/web/admin.html"),
+    ),
+    (
+        "web/admin_nav.html",
+        include_str!("../templates/web/admin_nav.html"),
+    ),
+    (
+        "web/admin_list.html",
+        include_str!("../templates/web/admin_list.html"),
+    ),
+    (
+        "web/admin_held.html",
+        include_str!("../templates/web/admin_held.html"),
+    ),
+    (
+        "web/admin_members.html",
+        include_str!("../templates/web/admin_members.html"),
+    ),
+    (
+        "web/admin_requests.html",
+        include_str!("../templates/web/admin_requests.html"),
+    ),
+    (
         "web/unsubscribe.html",
         include_str!("../templates/web/unsubscribe.html"),
     ),
@@ -101,6 +125,10 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "email/inbound_failed.txt",
         include_str!("../templates/email/inbound_failed.txt"),
+    ),
+    (
+        "email/request_refused.txt",
+        include_str!("../templates/email/request_refused.txt"),
     ),
 ];
 

@@ -5,14 +5,17 @@
 //! Processing never answers or acts on automatic mail (bounces, auto-replies, list
 //! traffic), and answers a person at most ten times a day.
 
-use super::posts::{PostOutcome, ReceivedPost};
+use super::posts::{Moderation, ModerationOutcome, PostOutcome, ReceivedPost};
 use super::subscriptions::{
     ConfirmOutcome, ConfirmVia, Request, RequestOutcome, UnsubscribeOutcome,
 };
 use super::{App, AppError};
 use crate::domain::route::{Action, readings};
-use crate::domain::{EmailAddress, Evidence, List, MemberStatus, Role, Source};
-use crate::mail::inbound::{Command, Incoming, find_command, find_tokens, read_incoming};
+use crate::domain::{EmailAddress, Evidence, List, MemberStatus, ModerateToken, Role, Source};
+use crate::mail::inbound::{
+    Command, Incoming, ModerationReply, find_command, find_moderation_reply, find_tokens,
+    read_incoming,
+};
 use crate::mail::{Auto, SystemMail, compose_system_mail, storable, system_envelope_from};
 use crate::store;
 use crate::store::inbound::{InboundRow, NewInbound};
@@ -324,6 +327,9 @@ impl App {
             _ => {}
         }
         if incoming.automatic {
+            if let Action::Moderate(_) = action {
+                tracing::info!(list = %list.address, "an automatic reply to a held post's notice: ignored");
+            }
             return Ok("ignored: automatic mail".into());
         }
         let Some(from) = incoming.from.clone() else {
@@ -334,6 +340,7 @@ impl App {
             Action::Unsubscribe => self.mail_request(list, from, incoming, false).await,
             Action::UnsubscribeToken(token) => self.mail_unsubscribe_token(list, token).await,
             Action::Confirm(token) => self.mail_confirm(list, token, incoming).await,
+            Action::Moderate(token) => self.mail_moderate(list, token, &from, incoming).await,
             Action::Help => self.send_help(list, &from, incoming).await,
             Action::Request => match find_command(incoming) {
                 Some(Command::Subscribe) => self.mail_request(list, from, incoming, true).await,
@@ -410,6 +417,64 @@ impl App {
             ConfirmOutcome::Unknown => "unknown token",
         }
         .into())
+    }
+
+    /// A reply to a held post's notice: decides the post once, when it comes from one
+    /// of the list's owners or moderators (or a site admin) and its first unquoted line
+    /// is `approve`, `discard` or `reject <reason>`. Anything else changes nothing; every
+    /// outcome is logged, and kept with the received message.
+    async fn mail_moderate(
+        &self,
+        list: &List,
+        token: &str,
+        from: &EmailAddress,
+        incoming: &Incoming,
+    ) -> Result<String, AppError> {
+        let found = match ModerateToken::parse(token) {
+            Some(t) => {
+                store::posts::find_post_id_by_moderate_hash(&self.db, list.id, &t.hash().0).await?
+            }
+            None => None,
+        };
+        let Some(post_id) = found else {
+            tracing::info!(list = %list.address, "a moderation reply with an unknown token: ignored");
+            return Ok("ignored: unknown moderation token".into());
+        };
+        if !self.authority(list, from).await?.may_moderate() {
+            tracing::warn!(list = %list.address, post_id, "a moderation reply from an address that does not moderate the list: ignored");
+            return Ok(format!(
+                "ignored: {from} is not an owner or moderator of the list"
+            ));
+        }
+        let (decision, reason) = match find_moderation_reply(incoming) {
+            Some(ModerationReply::Approve) => (Moderation::Approve, None),
+            Some(ModerationReply::Discard) => (Moderation::Discard, None),
+            Some(ModerationReply::Reject(reason)) => (Moderation::Reject, reason),
+            None => {
+                tracing::info!(list = %list.address, post_id, by = %from, "a moderation reply without approve, discard or reject: nothing decided");
+                return Ok(format!(
+                    "post {post_id}: nothing decided (the reply's first line is not approve, discard or reject)"
+                ));
+            }
+        };
+        let done = match self
+            .moderate(post_id, decision, reason.as_deref(), &from.to_string())
+            .await
+        {
+            Ok(ModerationOutcome::Approved { copies }) => {
+                format!("post {post_id} approved by {from}: relayed to {copies} member(s)")
+            }
+            Ok(ModerationOutcome::Rejected) => format!("post {post_id} rejected by {from}"),
+            Ok(ModerationOutcome::Discarded) => format!("post {post_id} discarded by {from}"),
+            Ok(ModerationOutcome::AlreadyDecided(d)) => {
+                format!("post {post_id}: not decided again by {from}; it was {d}")
+            }
+            // the post cannot be relayed as it is: it stays held
+            Err(AppError::Refused(why)) => format!("post {post_id}: {why}"),
+            Err(e) => return Err(e),
+        };
+        tracing::info!(list = %list.address, post_id, by = %from, "{done}");
+        Ok(done)
     }
 
     async fn mail_unsubscribe_token(&self, list: &List, token: &str) -> Result<String, AppError> {

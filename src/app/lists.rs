@@ -121,6 +121,95 @@ impl App {
         self.list_info(list).await
     }
 
+    /// Changes settings (`KEY=VALUE` pairs) and, when given, replaces the list's owners
+    /// and moderators, in one transaction: a bad value changes nothing. Staff who are
+    /// no longer named are taken off (their rows keep the record); new ones are added
+    /// as an owner's explicit act. A list that has owners keeps at least one.
+    pub async fn update_list_and_staff(
+        &self,
+        list: &ListRef,
+        pairs: &[String],
+        owners: Option<&[EmailAddress]>,
+        moderators: Option<&[EmailAddress]>,
+    ) -> Result<ListInfo, AppError> {
+        let current = self.get_list(list).await?;
+        let mut settings = current.settings.clone();
+        for pair in pairs {
+            settings.apply_pair(pair)?;
+        }
+        let mut tx = self.db.begin().await?;
+        store::lists::update_list_settings(&mut *tx, current.id, &settings).await?;
+        for (role, wanted) in [(Role::Owner, owners), (Role::Moderator, moderators)] {
+            let Some(wanted) = wanted else { continue };
+            let now = store::members::list_members(
+                &mut *tx,
+                current.id,
+                Some(role),
+                Some(crate::domain::MemberStatus::Subscribed),
+            )
+            .await?;
+            if role == Role::Owner && wanted.is_empty() && !now.is_empty() {
+                return Err(AppError::BadSetting(
+                    crate::domain::SettingError::BadValue {
+                        key: "owners".into(),
+                        problem: "a list needs at least one owner".into(),
+                    },
+                ));
+            }
+            let key = |a: &str| EmailAddress::parse(a).map(|a| a.key()).unwrap_or_default();
+            for m in &now {
+                if !wanted.iter().any(|w| w.key() == key(&m.address)) {
+                    store::members::update_member_left(
+                        &mut *tx,
+                        m.id,
+                        crate::domain::MemberStatus::Removed,
+                        "admin",
+                    )
+                    .await?;
+                }
+            }
+            let admin = Evidence::default();
+            for w in wanted {
+                if now.iter().any(|m| key(&m.address) == w.key()) {
+                    continue;
+                }
+                let m = NewMembership {
+                    address: w,
+                    name: None,
+                    role,
+                    request_source: Source::Admin,
+                    requested_at: None,
+                    request: &admin,
+                    confirm_method: "admin",
+                    confirm: &admin,
+                };
+                store::members::upsert_confirmed_member(
+                    &mut *tx,
+                    current.id,
+                    &m,
+                    crate::domain::MemberStatus::Subscribed,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        self.list_info(list).await
+    }
+
+    /// The addresses holding a role on a list (subscribed rows).
+    pub async fn staff(&self, list: &List, role: Role) -> Result<Vec<String>, AppError> {
+        Ok(store::members::list_members(
+            &self.db,
+            list.id,
+            Some(role),
+            Some(crate::domain::MemberStatus::Subscribed),
+        )
+        .await?
+        .into_iter()
+        .map(|m| m.address)
+        .collect())
+    }
+
     /// Deletes a list with its members and pending requests.
     pub async fn delete_list(&self, list: &ListRef) -> Result<(), AppError> {
         let current = self.get_list(list).await?;

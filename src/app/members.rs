@@ -3,7 +3,8 @@
 use super::subscriptions::{Request, RequestOutcome};
 use super::{App, AppError};
 use crate::domain::{
-    Delivery, EmailAddress, Evidence, ListRef, Member, MemberChange, MemberStatus, Role, Source,
+    Delivery, EmailAddress, Evidence, List, ListRef, Member, MemberChange, MemberStatus, Role,
+    Source,
 };
 use crate::store;
 use crate::store::members::NewMembership;
@@ -69,7 +70,146 @@ pub enum AddHow {
     Invite,
 }
 
+/// What the console's member search asks for.
+#[derive(Debug, Clone, Default)]
+pub struct MemberQuery {
+    /// Part of an address or a name (any case).
+    pub text: Option<String>,
+    /// One role, or every role.
+    pub role: Option<Role>,
+    pub status: Option<StatusFilter>,
+}
+
+/// Where a page of the member search ends: the last row's address key and role.
+pub type MemberCursor = (String, Role);
+
+/// What an owner's decision on a waiting subscription did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestDecision {
+    /// Subscribed; the new member is welcomed.
+    Approved,
+    /// Refused; the requester is told.
+    Refused,
+    /// Nothing waits for this address (decided already, or never asked).
+    NotWaiting,
+}
+
+/// Longest search text taken (an address is at most 254 octets).
+const MAX_SEARCH_LEN: usize = 254;
+/// Shortest search text: the trigram index finds parts of three characters or more.
+pub const MIN_SEARCH_LEN: usize = 3;
+
 impl App {
+    /// One page of a list's members matching `query`, after `after`, and the cursor
+    /// of the next page (`None` on the last).
+    pub async fn search_members(
+        &self,
+        list: &ListRef,
+        query: &MemberQuery,
+        after: Option<&MemberCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Member>, Option<MemberCursor>), AppError> {
+        let list = self.get_list(list).await?;
+        let (status, disabled_only) = match query.status.unwrap_or(StatusFilter::All) {
+            StatusFilter::Status(s) => (Some(s), false),
+            StatusFilter::DeliveryDisabled => (Some(MemberStatus::Subscribed), true),
+            StatusFilter::All => (None, false),
+        };
+        let text = query
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| t.chars().take(MAX_SEARCH_LEN).collect::<String>());
+        if let Some(t) = &text
+            && t.chars().count() < MIN_SEARCH_LEN
+        {
+            return Err(AppError::BadSetting(
+                crate::domain::SettingError::BadValue {
+                    key: "q".into(),
+                    problem: format!("type at least {MIN_SEARCH_LEN} characters to search"),
+                },
+            ));
+        }
+        let limit = limit.clamp(1, 1000);
+        let rows = store::members::search_members(
+            &self.db,
+            list.id,
+            &store::members::MemberSearch {
+                text: text.as_deref(),
+                role: query.role,
+                status,
+                delivery_disabled_only: disabled_only,
+                after: after.map(|(k, r)| (k.as_str(), *r)),
+                limit: limit as i64 + 1,
+            },
+        )
+        .await?;
+        let more = rows.len() > limit;
+        let page: Vec<Member> = rows.into_iter().take(limit).collect();
+        let next = more
+            .then(|| page.last())
+            .flatten()
+            .and_then(|m| Some((EmailAddress::parse(&m.address).ok()?.key(), m.role)));
+        Ok((page, next))
+    }
+
+    /// Subscriptions confirmed by their mailbox and waiting for an owner
+    /// (`subscription=confirm-then-moderate`), oldest first.
+    pub async fn waiting_requests(&self, list: &List) -> Result<Vec<Member>, AppError> {
+        Ok(store::members::list_waiting_members(&self.db, list.id, 500).await?)
+    }
+
+    /// Approves or refuses a waiting subscription; the requester is told either way.
+    pub async fn decide_request(
+        &self,
+        list: &List,
+        address: &EmailAddress,
+        approve: bool,
+    ) -> Result<RequestDecision, AppError> {
+        let mut tx = store::pending::begin_for_address(&self.db, list.id, address).await?;
+        let waiting = store::members::find_member(&mut *tx, list.id, Role::Member, address)
+            .await?
+            .filter(|m| m.status == MemberStatus::Pending && m.consent.confirmed_at.is_some());
+        let Some(m) = waiting else {
+            return Ok(RequestDecision::NotWaiting);
+        };
+        let outcome = if approve {
+            store::members::update_member_approved(&mut *tx, m.id).await?;
+            let member = store::members::find_member_by_id_for_update(&mut *tx, m.id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("an approved member vanished"))?;
+            self.enqueue_welcome(&mut tx, list, &member).await?;
+            RequestDecision::Approved
+        } else {
+            store::members::update_member_left(&mut *tx, m.id, MemberStatus::Removed, "refused")
+                .await?;
+            let ctx = serde_json::json!({
+                "list_name": list.settings.name,
+                "list_address": list.address.to_string(),
+                "address": m.address,
+                "owner_address": list.address.with_suffix("owner"),
+            });
+            self.enqueue_mail(
+                &mut tx,
+                list,
+                "notice",
+                &m.address,
+                "email/request_refused.txt",
+                ctx,
+                crate::mail::Auto::Generated,
+                None,
+                None,
+            )
+            .await?;
+            RequestDecision::Refused
+        };
+        tx.commit().await?;
+        self.wakeups.outbound();
+        tracing::info!(list = %list.address, approve, "a waiting subscription was decided");
+        Ok(outcome)
+    }
+
     /// Adds addresses at once (an owner's explicit act), or invites them.
     pub async fn add_members(
         &self,

@@ -14,6 +14,7 @@ pub mod members;
 pub mod posts;
 pub mod roster;
 pub mod sessions;
+pub mod staff;
 pub mod subscriptions;
 pub mod web_requests;
 

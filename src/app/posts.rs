@@ -11,7 +11,9 @@ use crate::domain::headers::ListHeaders;
 use crate::domain::post::{
     DUPLICATE_WINDOW_DAYS, PostFacts, PostStatus, Poster, Reason, Verdict, decide,
 };
-use crate::domain::{Dmarc, EmailAddress, List, ListRef, MemberStatus, Posting, ReplyTo, Role};
+use crate::domain::{
+    Dmarc, EmailAddress, List, ListRef, MemberStatus, ModerateToken, Posting, ReplyTo, Role,
+};
 use crate::mail::Auto;
 use crate::mail::inbound::{Incoming, read_incoming};
 use crate::mail::rewrite::{FromMode, Prepared, Rewrite, prepare};
@@ -62,14 +64,48 @@ pub enum Moderation {
     Reject,
     /// Dropped without a word to the poster.
     Discard,
+    /// Approved, and the sender's later posts accepted as a member's would be (the
+    /// sender joins the list's `accept-senders`).
+    AcceptSender,
 }
 
 /// What a moderation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModerationOutcome {
-    Approved { copies: u64 },
+    Approved {
+        copies: u64,
+    },
     Rejected,
     Discarded,
+    /// The post was no longer held: someone (or the policy) had decided already.
+    AlreadyDecided(Decision),
+}
+
+/// A decision made on a post: what became of it, who decided, and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    /// `accepted`, `rejected` or `discarded`.
+    pub status: String,
+    /// `policy`, `cli`, an API token's name, or a person's address.
+    pub by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.status)?;
+        if let Some(by) = &self.by {
+            write!(f, " by {by}")?;
+        }
+        if let Some(at) = self.at.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        }) {
+            write!(f, " at {at}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A post as the moderation commands show it.
@@ -85,6 +121,30 @@ pub struct HeldPost {
     pub received_at: OffsetDateTime,
 }
 
+/// A held post as the console shows it: with the first lines of its text.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldItem {
+    #[serde(flatten)]
+    pub post: HeldPost,
+    /// The first lines of the text, as plain text (an HTML-only post's text is read
+    /// out of its HTML, which is never shown).
+    pub preview: String,
+}
+
+/// A post a person decided, as the console shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecidedItem {
+    pub id: i64,
+    pub from: String,
+    pub subject: String,
+    #[serde(flatten)]
+    pub decision: Decision,
+}
+
+/// Lines of a held post's text the console shows, at most, and characters per line.
+const PREVIEW_LINES: usize = 6;
+const PREVIEW_LINE_CHARS: usize = 160;
+
 /// One post with everything kept of it.
 #[derive(Debug, Clone)]
 pub struct PostDetail {
@@ -92,6 +152,7 @@ pub struct PostDetail {
     pub status: String,
     pub mail_from: Option<String>,
     pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
     pub copies: i32,
     pub raw: Vec<u8>,
 }
@@ -179,6 +240,9 @@ impl App {
             Verdict::Discard(r) => (PostStatus::Discarded, Some(r.to_string())),
         };
         let author = incoming.from.as_ref().map(|a| a.to_string());
+        // the token of the held post's reply address (docs/contract.md#console)
+        let moderate_token = (status == PostStatus::Held).then(ModerateToken::generate);
+        let moderate_hash = moderate_token.as_ref().map(|t| t.hash());
         let post_id = store::posts::insert_post(
             &mut *tx,
             &NewPost {
@@ -192,6 +256,7 @@ impl App {
                 status,
                 reason: reason.as_deref(),
                 automatic: incoming.automatic,
+                moderate_hash: moderate_hash.as_ref().map(|h| &h.0[..]),
             },
         )
         .await?;
@@ -230,7 +295,8 @@ impl App {
             (Verdict::Discard(_), _) => PostOutcome::Discarded { post_id, reason },
             _ => {
                 let row = held_view(list, post_id, &author, incoming, &reason);
-                self.notify_moderators(&mut tx, list, &row).await?;
+                self.notify_moderators(&mut tx, list, &row, moderate_token.as_ref())
+                    .await?;
                 if !incoming.automatic {
                     self.notify_poster(
                         &mut tx,
@@ -282,6 +348,7 @@ impl App {
             status: post.status.to_string(),
             mail_from: post.mail_from,
             decided_by: post.decided_by,
+            decided_at: post.decided_at,
             copies: post.copies,
             raw: post.raw,
         })
@@ -289,10 +356,36 @@ impl App {
 
     /// Approves, rejects or discards a held post, with the moderator's reason (told to
     /// the poster on rejection, kept with the post otherwise). Approval relays it as
-    /// if the policy had accepted it; a post that is no longer held is refused with
-    /// what became of it.
+    /// if the policy had accepted it. `by` is who decided: `cli`, an API token's name,
+    /// or the address of the person in the console or replying by mail. A post that is
+    /// no longer held is left alone, and the outcome says who decided it and when.
     pub async fn moderate(
         &self,
+        id: i64,
+        decision: Moderation,
+        reason: Option<&str>,
+        by: &str,
+    ) -> Result<ModerationOutcome, AppError> {
+        self.moderate_on(None, id, decision, reason, by).await
+    }
+
+    /// [`App::moderate`] for a post of `list` only: a post of another list is
+    /// `NoSuchPost`, as one that does not exist (the console's pages are per list).
+    pub async fn moderate_on_list(
+        &self,
+        list: &List,
+        id: i64,
+        decision: Moderation,
+        reason: Option<&str>,
+        by: &str,
+    ) -> Result<ModerationOutcome, AppError> {
+        self.moderate_on(Some(list.id), id, decision, reason, by)
+            .await
+    }
+
+    async fn moderate_on(
+        &self,
+        list_id: Option<uuid::Uuid>,
         id: i64,
         decision: Moderation,
         reason: Option<&str>,
@@ -301,13 +394,17 @@ impl App {
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let peek = store::posts::find_post(&self.db, id)
             .await?
+            .filter(|p| list_id.is_none_or(|l| l == p.list_id))
             .ok_or(AppError::NoSuchPost(id))?;
         let list = store::lists::find_list_by_id(&self.db, peek.list_id)
             .await?
             .ok_or(AppError::NoSuchPost(id))?;
         let incoming = read_incoming(&peek.raw, peek.mail_from.as_deref());
+        if peek.status != PostStatus::Held {
+            return Ok(ModerationOutcome::AlreadyDecided(decision_of(&peek)));
+        }
         let prepared = match decision {
-            Moderation::Approve => Some(
+            Moderation::Approve | Moderation::AcceptSender => Some(
                 self.rewrite(&list, &peek.raw, incoming.from.as_ref())
                     .await
                     .map_err(|e| {
@@ -317,21 +414,16 @@ impl App {
             _ => None,
         };
         let mut tx = self.db.begin().await?;
+        // locked until the end of the transaction: of two moderators acting at once,
+        // the second sees the first one's decision
         let post = store::posts::find_post(&mut *tx, id)
             .await?
             .ok_or(AppError::NoSuchPost(id))?;
         if post.status != PostStatus::Held {
-            return Err(AppError::Refused(format!(
-                "message {id} is not held: it was {}{}",
-                post.status,
-                post.decided_by
-                    .as_deref()
-                    .map(|b| format!(" (by {b})"))
-                    .unwrap_or_default()
-            )));
+            return Ok(ModerationOutcome::AlreadyDecided(decision_of(&post)));
         }
         let outcome = match (decision, prepared) {
-            (Moderation::Approve, Some(prepared)) => {
+            (Moderation::Approve | Moderation::AcceptSender, Some(prepared)) => {
                 let copies = self
                     .fan_out(
                         &mut tx,
@@ -342,6 +434,13 @@ impl App {
                         Decided { by, note: reason },
                     )
                     .await?;
+                if decision == Moderation::AcceptSender
+                    && let Some(sender) = incoming.from.as_ref()
+                {
+                    store::posts::update_list_accept_sender(&mut *tx, list.id, &sender.to_string())
+                        .await?;
+                    tracing::info!(list = %list.address, by, "a sender joins accept-senders");
+                }
                 ModerationOutcome::Approved { copies }
             }
             (Moderation::Reject, _) => {
@@ -381,6 +480,48 @@ impl App {
         Ok(outcome)
     }
 
+    /// A list's held posts for the console, oldest first, with the first lines of
+    /// their text.
+    pub async fn held_on_list(&self, list: &List) -> Result<Vec<HeldItem>, AppError> {
+        let rows = store::posts::list_held_heads(&self.db, list.id, 200).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let incoming = read_incoming(&r.head, r.mail_from.as_deref());
+                HeldItem {
+                    post: HeldPost {
+                        id: r.id,
+                        list: list.address.to_string(),
+                        from: r.author.or(r.mail_from).unwrap_or_default(),
+                        subject: r.subject,
+                        reason: r.reason.unwrap_or_default(),
+                        received_at: r.received_at,
+                    },
+                    preview: preview(&incoming.text),
+                }
+            })
+            .collect())
+    }
+
+    /// The posts of a list that people decided lately, newest first: who decided
+    /// what, and when.
+    pub async fn recent_decisions(&self, list: &List) -> Result<Vec<DecidedItem>, AppError> {
+        let rows = store::posts::list_recent_decisions(&self.db, list.id, 20).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DecidedItem {
+                id: r.id,
+                from: r.author.or(r.mail_from).unwrap_or_default(),
+                subject: r.subject,
+                decision: Decision {
+                    status: r.status,
+                    by: r.decided_by,
+                    at: r.decided_at,
+                },
+            })
+            .collect())
+    }
+
     /// Who the author is to the list.
     async fn poster(&self, list: &List, from: Option<&EmailAddress>) -> Result<Poster, AppError> {
         let Some(from) = from else {
@@ -395,6 +536,8 @@ impl App {
             Poster::Privileged
         } else if subscribed(Role::Member) {
             Poster::Member
+        } else if list.settings.accepts_sender(from) {
+            Poster::AcceptedSender
         } else {
             Poster::Stranger
         })
@@ -479,6 +622,7 @@ impl App {
         tx: &mut PgConnection,
         list: &List,
         held: &HeldPost,
+        token: Option<&ModerateToken>,
     ) -> Result<(), AppError> {
         let mut moderators = Vec::new();
         for role in [Role::Owner, Role::Moderator] {
@@ -497,6 +641,11 @@ impl App {
         if moderators.is_empty() {
             tracing::warn!(list = %list.address, id = held.id, "a post is held but the list has no owners or moderators to tell");
         }
+        // a reply to the notice decides the post: approve, discard or reject <reason>
+        let reply_to = token.map(|t| {
+            list.address
+                .with_suffix(&format!("moderate+{}", t.as_str()))
+        });
         let ctx = json!({
             "list_name": list.settings.name,
             "list_address": list.address.to_string(),
@@ -504,6 +653,12 @@ impl App {
             "from": held.from,
             "subject": held.subject,
             "reason": held.reason,
+            "by_reply": reply_to.is_some(),
+            "console_url": format!(
+                "{}/admin/lists/{}/held",
+                self.settings.public_url,
+                list.address.list_id()
+            ),
         });
         for m in moderators {
             self.enqueue_mail(
@@ -514,7 +669,7 @@ impl App {
                 "email/held_notice.txt",
                 ctx.clone(),
                 Auto::Generated,
-                None,
+                reply_to.as_deref(),
                 None,
             )
             .await?;
@@ -586,6 +741,31 @@ fn held_view(
         subject: incoming.subject.clone(),
         reason: reason.to_string(),
         received_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// The first lines of a text that are not blank, each cut to a length, with no
+/// control characters.
+fn preview(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .take(PREVIEW_LINES)
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .take(PREVIEW_LINE_CHARS)
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn decision_of(post: &PostRow) -> Decision {
+    Decision {
+        status: post.status.to_string(),
+        by: post.decided_by.clone(),
+        at: post.decided_at,
     }
 }
 

@@ -86,6 +86,7 @@ pub enum MyChange {
 
 /// What a change from `/me` or the preferences page did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // made once per form post and matched at once
 pub enum MyChangeOutcome {
     Changed {
         list: List,

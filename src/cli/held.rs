@@ -88,6 +88,7 @@ pub async fn run(app: App, command: HeldCommand) -> Result<(), Failure> {
                     "status": d.status,
                     "envelope_from": d.mail_from,
                     "decided_by": d.decided_by,
+                    "decided_at": d.decided_at.map(output::time),
                     "copies": d.copies,
                     "message": message,
                 }));
@@ -101,6 +102,14 @@ pub async fn run(app: App, command: HeldCommand) -> Result<(), Failure> {
                 ("subject", d.post.subject),
                 ("reason", d.post.reason),
                 ("received", output::time(d.post.received_at)),
+                (
+                    "decided by",
+                    d.decided_by.clone().unwrap_or_else(|| "-".into()),
+                ),
+                (
+                    "decided",
+                    d.decided_at.map(output::time).unwrap_or_else(|| "-".into()),
+                ),
             ]);
             println!();
             // shown as text, but never drives the terminal
@@ -137,6 +146,9 @@ async fn moderate(
             }
             Ok(ModerationOutcome::Rejected) => println!("message {id} rejected"),
             Ok(ModerationOutcome::Discarded) => println!("message {id} discarded"),
+            Ok(ModerationOutcome::AlreadyDecided(d)) => {
+                failures.push(format!("message {id} is not held: it was {d}"))
+            }
             Err(e) => failures.push(Failure::from(e).message),
         }
     }

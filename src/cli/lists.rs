@@ -221,6 +221,7 @@ fn show(info: &ListInfo) -> Result<(), Failure> {
             "bounce-warning-interval-days",
             s.bounce_warning_interval_days.to_string(),
         ),
+        ("accept-senders", s.accept_senders.join(", ")),
         (
             "created",
             info.created_at

@@ -465,46 +465,10 @@ async fn import(
 fn write_export(members: &[Member]) -> Result<(), Failure> {
     let mut w = csv::Writer::from_writer(std::io::stdout().lock());
     let fail = |e: csv::Error| Failure::failed(format!("writing CSV: {e}"));
-    let t = |v: Option<time::OffsetDateTime>| {
-        v.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
-    };
-    w.write_record([
-        "email",
-        "name",
-        "status",
-        "delivery",
-        "subscribed_at",
-        "requested_at",
-        "request_source",
-        "request_ip",
-        "request_user_agent",
-        "request_message_id",
-        "confirmed_at",
-        "confirm_method",
-        "confirm_ip",
-        "confirm_message_id",
-    ])
-    .map_err(fail)?;
+    w.write_record(crate::domain::roster::EXPORT_COLUMNS)
+        .map_err(fail)?;
     for m in members {
-        let c = &m.consent;
-        let o = |v: &Option<String>| v.clone().unwrap_or_default();
-        let row = [
-            m.address.clone(),
-            o(&m.name),
-            m.status.to_string(),
-            m.delivery.to_string(),
-            t(m.subscribed_at),
-            t(c.requested_at),
-            c.request_source.map(|s| s.to_string()).unwrap_or_default(),
-            o(&c.request_ip),
-            o(&c.request_user_agent),
-            o(&c.request_message_id),
-            t(c.confirmed_at),
-            o(&c.confirm_method),
-            o(&c.confirm_ip),
-            o(&c.confirm_message_id),
-        ];
-        w.write_record(row.iter().map(|cell| csv_cell(cell).into_owned()))
+        w.write_record(crate::domain::roster::export_row(m))
             .map_err(fail)?;
     }
     w.flush()

@@ -1,7 +1,7 @@
 //! A list and its settings (docs/contract.md#policies), and the rules for changing them.
 
 use super::digest::Frequency;
-use super::{ListAddress, UnknownValue, text_enum};
+use super::{EmailAddress, ListAddress, UnknownValue, text_enum};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -30,6 +30,8 @@ text_enum! {
 const MAX_PREFIX_LEN: usize = 64;
 const MAX_NAME_LEN: usize = 200;
 const MAX_DESCRIPTION_LEN: usize = 5000;
+/// Most addresses in a list's sender allow-list.
+const MAX_ACCEPT_SENDERS: usize = 1000;
 
 /// Every setting a list owner can change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -47,6 +49,8 @@ pub struct ListSettings {
     pub bounce_stale_days: i32,
     pub bounce_warnings: i32,
     pub bounce_warning_interval_days: i32,
+    /// Addresses whose posts are accepted as a member's would be, as written.
+    pub accept_senders: Vec<String>,
     /// Members in a digest mode get digests (off: single copies, like everyone).
     pub digest: bool,
     /// A digest goes out as soon as the waiting posts reach this many KiB.
@@ -83,6 +87,7 @@ impl ListSettings {
         "bounce-stale-days",
         "bounce-warnings",
         "bounce-warning-interval-days",
+        "accept-senders",
         "digest",
         "digest-size-kb",
         "digest-frequency",
@@ -104,6 +109,7 @@ impl ListSettings {
             bounce_stale_days: 7,
             bounce_warnings: 3,
             bounce_warning_interval_days: 7,
+            accept_senders: Vec::new(),
             digest: true,
             digest_size_kb: 30,
             digest_frequency: Frequency::Daily,
@@ -154,9 +160,40 @@ impl ListSettings {
             "bounce-warning-interval-days" => {
                 self.bounce_warning_interval_days = positive(value, 1).map_err(bad)?
             }
+            "accept-senders" => {
+                let addresses = parse_addresses(value).map_err(bad)?;
+                if addresses.len() > MAX_ACCEPT_SENDERS {
+                    return Err(bad(format!("more than {MAX_ACCEPT_SENDERS} addresses")));
+                }
+                self.accept_senders = addresses.iter().map(ToString::to_string).collect();
+            }
             _ => return Err(SettingError::UnknownKey(key)),
         }
         Ok(())
+    }
+
+    /// Whether posts from `sender` are accepted as a member's would be.
+    pub fn accepts_sender(&self, sender: &EmailAddress) -> bool {
+        let key = sender.key();
+        self.accept_senders
+            .iter()
+            .filter_map(|a| EmailAddress::parse(a).ok())
+            .any(|a| a.key() == key)
+    }
+
+    /// Adds `sender` to the allow-list; false when it was there already.
+    pub fn add_accept_sender(&mut self, sender: &EmailAddress) -> Result<bool, SettingError> {
+        if self.accepts_sender(sender) {
+            return Ok(false);
+        }
+        if self.accept_senders.len() >= MAX_ACCEPT_SENDERS {
+            return Err(SettingError::BadValue {
+                key: "accept-senders".into(),
+                problem: format!("more than {MAX_ACCEPT_SENDERS} addresses"),
+            });
+        }
+        self.accept_senders.push(sender.to_string());
+        Ok(true)
     }
 
     /// Advice for the owner about combinations that work against them.
@@ -180,6 +217,22 @@ fn on_off(value: &str) -> Result<bool, String> {
         "false" | "no" | "off" | "0" => Ok(false),
         other => Err(format!("`{other}` is not on or off (true or false)")),
     }
+}
+
+/// Addresses separated by commas, semicolons, spaces or new lines (an empty text is
+/// none); each must parse, and repeats (in any case) count once.
+pub fn parse_addresses(value: &str) -> Result<Vec<EmailAddress>, String> {
+    let mut out: Vec<EmailAddress> = Vec::new();
+    for word in value
+        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        let a = EmailAddress::parse(word).map_err(|e| format!("`{word}`: {e}"))?;
+        if !out.iter().any(|o| o.key() == a.key()) {
+            out.push(a);
+        }
+    }
+    Ok(out)
 }
 
 fn single_line(value: &str, max: usize, allow_empty: bool) -> Result<String, String> {
@@ -278,6 +331,26 @@ mod tests {
         assert!(e.contains("posting") && e.contains("announce"), "{e}");
         assert!(s.apply_pair("bounce-stale-days=0").is_err());
         assert!(s.apply_pair("subject-prefix=[a]\r\nBcc: x").is_err());
+    }
+
+    #[test]
+    fn accept_senders_are_addresses_compared_without_case() {
+        let mut s = dev();
+        s.apply_pair("accept-senders=Anne@Example.net, bob@example.org\nanne@example.NET")
+            .unwrap();
+        assert_eq!(s.accept_senders, ["Anne@example.net", "bob@example.org"]);
+        let anne = EmailAddress::parse("anne@EXAMPLE.net").unwrap();
+        assert!(s.accepts_sender(&anne));
+        assert_eq!(s.add_accept_sender(&anne), Ok(false));
+        let carol = EmailAddress::parse("carol@example.com").unwrap();
+        assert!(!s.accepts_sender(&carol));
+        assert_eq!(s.add_accept_sender(&carol), Ok(true));
+        assert!(s.accepts_sender(&carol));
+        let e = s.apply_pair("accept-senders=not-an-address").unwrap_err();
+        assert!(e.to_string().contains("not-an-address"), "{e}");
+        assert_eq!(s.accept_senders.len(), 3, "nothing changed by a bad value");
+        s.apply_pair("accept-senders=").unwrap();
+        assert!(s.accept_senders.is_empty());
     }
 
     #[test]

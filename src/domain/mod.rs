@@ -26,7 +26,8 @@ pub use member::{
 };
 pub use session::SessionId;
 pub use token::{
-    ConfirmToken, MailtoToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef, VerpToken,
+    ConfirmToken, MailtoToken, ModerateToken, SecretKey, TokenHash, UnsubscribeToken, VerpRef,
+    VerpToken,
 };
 
 /// Declares a closed set of text values (a policy or status) with its spelling.

@@ -23,6 +23,8 @@ pub enum Poster {
     Privileged,
     /// A subscribed member.
     Member,
+    /// Not a member, but on the list's `accept-senders`: posts as a member would.
+    AcceptedSender,
     /// Anyone else.
     Stranger,
 }
@@ -103,10 +105,14 @@ pub fn decide(posting: Posting, nonmember: NonmemberAction, facts: &PostFacts) -
     let verdict = match (posting, facts.poster) {
         (Posting::Open, _) => Verdict::Accept,
         (Posting::Moderated, _) => Verdict::Hold(Reason::Moderated),
-        (Posting::Members, Poster::Privileged | Poster::Member) => Verdict::Accept,
+        (Posting::Members, Poster::Privileged | Poster::Member | Poster::AcceptedSender) => {
+            Verdict::Accept
+        }
         (Posting::Members, Poster::Stranger) => outsider(Reason::NotAMember),
         (Posting::Announce, Poster::Privileged) => Verdict::Accept,
-        (Posting::Announce, Poster::Member | Poster::Stranger) => outsider(Reason::AnnounceOnly),
+        (Posting::Announce, Poster::Member | Poster::AcceptedSender | Poster::Stranger) => {
+            outsider(Reason::AnnounceOnly)
+        }
     };
     match verdict {
         Verdict::Accept if facts.automatic => Verdict::Hold(Reason::Automatic),
@@ -147,6 +153,19 @@ mod tests {
             d(Poster::Stranger, NonmemberAction::Discard),
             Verdict::Discard(Reason::NotAMember)
         );
+    }
+
+    #[test]
+    fn accepted_senders_post_as_members_do() {
+        for posting in Posting::ALL {
+            for action in NonmemberAction::ALL {
+                assert_eq!(
+                    decide(*posting, *action, &facts(Poster::AcceptedSender)),
+                    decide(*posting, *action, &facts(Poster::Member)),
+                    "{posting} {action}"
+                );
+            }
+        }
     }
 
     #[test]

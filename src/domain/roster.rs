@@ -105,6 +105,57 @@ pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The columns of `members export --format csv` (and the console's CSV download):
+/// what `import --format csv` reads, then the consent record.
+pub const EXPORT_COLUMNS: [&str; 14] = [
+    "email",
+    "name",
+    "status",
+    "delivery",
+    "subscribed_at",
+    "requested_at",
+    "request_source",
+    "request_ip",
+    "request_user_agent",
+    "request_message_id",
+    "confirmed_at",
+    "confirm_method",
+    "confirm_ip",
+    "confirm_message_id",
+];
+
+/// A member as a row of [`EXPORT_COLUMNS`], each cell safe for a spreadsheet.
+pub fn export_row(m: &super::Member) -> Vec<String> {
+    let t = |v: Option<time::OffsetDateTime>| {
+        v.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+    };
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    let c = &m.consent;
+    [
+        m.address.clone(),
+        o(&m.name),
+        m.status.to_string(),
+        m.delivery.to_string(),
+        t(m.subscribed_at),
+        t(c.requested_at),
+        c.request_source.map(|s| s.to_string()).unwrap_or_default(),
+        o(&c.request_ip),
+        o(&c.request_user_agent),
+        o(&c.request_message_id),
+        t(c.confirmed_at),
+        o(&c.confirm_method),
+        o(&c.confirm_ip),
+        o(&c.confirm_message_id),
+    ]
+    .iter()
+    .map(|cell| csv_cell(cell).into_owned())
+    .collect()
+}
+
 /// Undoes [`csv_cell`]: drops the `'` it added. A `'` followed by anything else is
 /// the cell's own text and stays.
 pub fn from_csv_cell(cell: &str) -> &str {

@@ -18,6 +18,8 @@ pub enum Action {
     UnsubscribeToken(String),
     /// `L+confirm+TOKEN@D`: a reply to a confirmation request.
     Confirm(String),
+    /// `L+moderate+TOKEN@D`: a moderator's reply to a held post's notice.
+    Moderate(String),
     /// `L-request@D`: commands in the Subject or body.
     Request,
     Owner,
@@ -37,6 +39,7 @@ impl Action {
             Action::Unsubscribe => "unsubscribe",
             Action::UnsubscribeToken(_) => "unsubscribe-token",
             Action::Confirm(_) => "confirm",
+            Action::Moderate(_) => "moderate",
             Action::Request => "request",
             Action::Owner => "owner",
             Action::Bounces(_) => "bounces",
@@ -48,7 +51,7 @@ impl Action {
     /// The token the address carries, if any.
     pub fn token(&self) -> Option<&str> {
         match self {
-            Action::UnsubscribeToken(t) | Action::Confirm(t) => Some(t),
+            Action::UnsubscribeToken(t) | Action::Confirm(t) | Action::Moderate(t) => Some(t),
             Action::Bounces(t) => t.as_deref(),
             _ => None,
         }
@@ -62,6 +65,7 @@ impl Action {
             ("unsubscribe", _) => Action::Unsubscribe,
             ("unsubscribe-token", Some(t)) => Action::UnsubscribeToken(t),
             ("confirm", Some(t)) => Action::Confirm(t),
+            ("moderate", Some(t)) => Action::Moderate(t),
             ("request", _) => Action::Request,
             ("owner", _) => Action::Owner,
             ("bounces", t) => Action::Bounces(t),
@@ -106,7 +110,8 @@ pub fn readings(address: &EmailAddress) -> Vec<(ListAddress, Action)> {
             push(base, action.clone());
         }
     }
-    // tokenized forms: L+unsubscribe+TOKEN, L+confirm+TOKEN, L-confirm+TOKEN, L+bounces+VERP, L-bounces+VERP
+    // tokenized forms: L+unsubscribe+TOKEN, L+confirm+TOKEN, L-confirm+TOKEN,
+    // L+moderate+TOKEN, L+bounces+VERP, L-bounces+VERP
     for (marker, make) in [
         (
             "+unsubscribe+",
@@ -114,6 +119,7 @@ pub fn readings(address: &EmailAddress) -> Vec<(ListAddress, Action)> {
         ),
         ("+confirm+", Action::Confirm),
         ("-confirm+", Action::Confirm),
+        ("+moderate+", Action::Moderate),
         ("+bounces+", |t| Action::Bounces(Some(t))),
         ("-bounces+", |t| Action::Bounces(Some(t))),
     ] {
@@ -160,6 +166,7 @@ mod tests {
             ),
             ("dev+confirm+XyZ", Action::Confirm("XyZ".into())),
             ("dev-confirm+XyZ", Action::Confirm("XyZ".into())),
+            ("dev+moderate+abc234", Action::Moderate("abc234".into())),
             ("dev+request", Action::Request),
             ("dev-request", Action::Request),
             ("dev+owner", Action::Owner),
@@ -208,6 +215,7 @@ mod tests {
         for a in [
             Action::Post,
             Action::Confirm("t".into()),
+            Action::Moderate("m".into()),
             Action::Bounces(None),
             Action::Bounces(Some("v".into())),
         ] {

@@ -10,6 +10,8 @@
 //!   membership lasts.
 //! * [`MailtoToken`]: the token of the `L+unsubscribe+TOKEN@D` address, 98 random bits
 //!   kept with the membership, in 19 lower-case letters and digits.
+//! * [`ModerateToken`]: 100 random bits in lower-case base32, for the
+//!   `L+moderate+TOKEN@D` Reply-To of a held post's notice; stored hashed with the post.
 //! * [`VerpToken`]: a member's short id and a 40-bit HMAC, in lower-case base32, for
 //!   the envelope sender `L+bounces+TOKEN@D` of the copies sent to that member, so a
 //!   bounce names its member even when its report does not.
@@ -148,6 +150,39 @@ impl ConfirmToken {
 impl fmt::Debug for ConfirmToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ConfirmToken(…)")
+    }
+}
+
+/// The token of a held post's `L+moderate+TOKEN@D` address: 100 random bits in 20
+/// lower-case base32 characters (`+moderate+` and 20 characters leave a 32-octet list
+/// name at 62 octets), stored only as its SHA-256 with the post.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ModerateToken(String);
+
+impl ModerateToken {
+    pub fn generate() -> Self {
+        ModerateToken(ConfirmToken::generate_short().0)
+    }
+
+    /// Reads a token in any case; `None` for anything that cannot be one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let lower = text.trim().to_ascii_lowercase();
+        (lower.len() == SHORT_TOKEN_LEN && lower.bytes().all(|b| BASE32.contains(&b)))
+            .then_some(ModerateToken(lower))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for ModerateToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ModerateToken(…)")
     }
 }
 
@@ -528,6 +563,19 @@ mod tests {
             ConfirmToken::parse("0123456789abcdefghij").is_none(),
             "0 and 1 are not base32"
         );
+    }
+
+    #[test]
+    fn moderate_tokens_fit_the_address_of_a_32_octet_list_name() {
+        let t = ModerateToken::generate();
+        assert_eq!(t.as_str().len(), SHORT_TOKEN_LEN);
+        let local = format!("{}+moderate+{}", "l".repeat(32), t.as_str());
+        assert!(local.len() <= 64, "{}", local.len());
+        let upper = ModerateToken::parse(&t.as_str().to_uppercase()).unwrap();
+        assert_eq!(upper.hash(), t.hash());
+        assert_ne!(t.hash(), ModerateToken::generate().hash());
+        assert!(ModerateToken::parse(&t.as_str()[1..]).is_none());
+        assert!(ModerateToken::parse("0123456789abcdefghij").is_none());
     }
 
     #[test]

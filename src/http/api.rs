@@ -132,7 +132,11 @@ fn bearer_token(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The name of the token a request came with: who the API's decisions are recorded as.
+#[derive(Debug, Clone)]
+struct TokenName(String);
+
+async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -140,7 +144,10 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         .and_then(bearer_token)
         .unwrap_or("");
     match state.app.check_api_token(token).await {
-        Ok(Some(_)) => next.run(request).await,
+        Ok(Some(name)) => {
+            request.extensions_mut().insert(TokenName(name));
+            next.run(request).await
+        }
         Ok(None) => {
             let mut r = ApiError(
                 StatusCode::UNAUTHORIZED,
@@ -251,6 +258,8 @@ async fn delete_list(State(state): State<AppState>, Path(list): Path<String>) ->
 struct MemberQuery {
     role: Option<String>,
     status: Option<String>,
+    /// Part of an address or a name.
+    q: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
 }
@@ -273,16 +282,39 @@ async fn members(
         .unwrap_or("subscribed")
         .parse()
         .map_err(|e: String| invalid("status", e))?;
-    let (page, next) = state
-        .app
-        .members_page(
-            &list_ref(&list)?,
-            role,
-            status,
-            q.cursor.as_deref(),
-            q.limit.unwrap_or(100),
-        )
-        .await?;
+    let (page, next) = match q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => {
+            state
+                .app
+                .members_page(
+                    &list_ref(&list)?,
+                    role,
+                    status,
+                    q.cursor.as_deref(),
+                    q.limit.unwrap_or(100),
+                )
+                .await?
+        }
+        // one role, so the cursor is the address key alone, as without a search
+        Some(text) => {
+            let query = crate::app::members::MemberQuery {
+                text: Some(text.to_string()),
+                role: Some(role),
+                status: Some(status),
+            };
+            let after = q.cursor.map(|c| (c, role));
+            let (page, next) = state
+                .app
+                .search_members(
+                    &list_ref(&list)?,
+                    &query,
+                    after.as_ref(),
+                    q.limit.unwrap_or(100),
+                )
+                .await?;
+            (page, next.map(|(key, _)| key))
+        }
+    };
     Ok(Json(json!({
         "members": page.iter().map(Member::summary).collect::<Vec<_>>(),
         "next_cursor": next,
@@ -411,6 +443,11 @@ async fn show_held(State(state): State<AppState>, Path(id): Path<String>) -> Api
     let d = state.app.post_detail(post_id(&id)?).await?;
     let mut v = serde_json::to_value(&d.post).map_err(|e| AppError::Unexpected(e.into()))?;
     v["status"] = json!(d.status);
+    v["decided_by"] = json!(d.decided_by);
+    v["decided_at"] = json!(d.decided_at.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }));
     v["copies"] = json!(d.copies);
     v["message"] = json!(String::from_utf8_lossy(&d.raw));
     Ok(Json(v).into_response())
@@ -424,6 +461,7 @@ struct Decision {
 
 async fn moderate(
     State(state): State<AppState>,
+    axum::Extension(TokenName(token)): axum::Extension<TokenName>,
     Path((id, decision)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult {
@@ -448,12 +486,24 @@ async fn moderate(
     };
     let outcome = state
         .app
-        .moderate(id, decision, d.reason.as_deref(), "api")
+        .moderate(id, decision, d.reason.as_deref(), &token)
         .await?;
     let v = match outcome {
         ModerationOutcome::Approved { copies } => json!({"outcome": "approved", "copies": copies}),
         ModerationOutcome::Rejected => json!({"outcome": "rejected"}),
         ModerationOutcome::Discarded => json!({"outcome": "discarded"}),
+        ModerationOutcome::AlreadyDecided(done) => {
+            let message = format!("message {id} is not held: it was {done}");
+            return Ok((
+                StatusCode::CONFLICT,
+                Json(json!({"error": {"code": "refused", "message": message,
+                                      "status": done.status, "decided_by": done.by,
+                                      "decided_at": done.at.and_then(|t| t
+                                          .format(&time::format_description::well_known::Rfc3339)
+                                          .ok())}})),
+            )
+                .into_response());
+        }
     };
     Ok(Json(v).into_response())
 }
@@ -462,7 +512,7 @@ async fn moderate(
 /// `deny_unknown_fields` structs accept).
 fn request_schema(path: &str, method: &str) -> Option<Value> {
     let strings = json!({"type": "array", "items": {"type": "string"}});
-    let settings = json!({"type": "object", "description": "settings as for `listd lists set` (posting, nonmember-action, subject-prefix, reply-to, dmarc, advertised, bounce-*, name, description)",
+    let settings = json!({"type": "object", "description": "settings as for `listd lists set` (posting, nonmember-action, subject-prefix, reply-to, dmarc, advertised, bounce-*, accept-senders, name, description)",
                           "additionalProperties": {"type": ["string", "number", "boolean"]}});
     Some(match (path, method) {
         ("/api/v1/lists", "post") => {
@@ -503,6 +553,7 @@ fn query_parameters(path: &str, method: &str) -> Vec<Value> {
                 "status",
                 "subscribed (default), pending, unsubscribed, removed, bounced, complained, disabled or all",
             ),
+            q("q", "part of an address or a name (any case)"),
             q("limit", "page size, 1 to 1000 (default 100)"),
             q("cursor", "the next_cursor of the previous page"),
         ],

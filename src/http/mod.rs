@@ -5,6 +5,7 @@
 
 pub mod api;
 mod client;
+mod console;
 mod me;
 pub mod metrics;
 mod pages;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .merge(subscribe::router())
         .merge(me::router())
+        .merge(console::router())
         .merge(api::router(state.clone()))
         .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(not_found)

@@ -155,6 +155,43 @@ fn parse_command(line: &str) -> Option<Command> {
     }
 }
 
+/// What a moderator's reply to a held post's notice asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModerationReply {
+    Approve,
+    Discard,
+    /// With the rest of the line as the reason, when there is one.
+    Reject(Option<String>),
+}
+
+/// Reads the first line of the reply's text that is neither blank nor quoted: it must
+/// start with `approve`, `discard` or `reject` (any case; after `reject`, the rest of
+/// the line is the reason). Anything else is no decision.
+pub fn find_moderation_reply(incoming: &Incoming) -> Option<ModerationReply> {
+    let line = incoming
+        .text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('>'))?;
+    let (word, rest) = line
+        .split_once(|c: char| c.is_whitespace())
+        .unwrap_or((line, ""));
+    let word = word
+        .trim_end_matches(|c: char| c.is_ascii_punctuation())
+        .to_ascii_lowercase();
+    match word.as_str() {
+        "approve" => Some(ModerationReply::Approve),
+        "discard" => Some(ModerationReply::Discard),
+        "reject" => {
+            let reason = rest.trim().trim_start_matches([':', '-']).trim();
+            Some(ModerationReply::Reject(
+                (!reason.is_empty()).then(|| reason.to_string()),
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Every word of the Subject and then the body that could be a confirmation token
 /// (either form), in order: replies quote the request, whose subject and link carry it,
 /// and a 20-letter word of the text may look like one too, so the caller tries each.
@@ -253,6 +290,31 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn a_moderators_reply_is_read_from_its_first_unquoted_line() {
+        let reply = |body: &str| {
+            find_moderation_reply(&incoming(
+                "From: mod@example.net\r\nSubject: Re: dev: a post awaits moderation",
+                body,
+            ))
+        };
+        assert_eq!(
+            reply("approve\r\n\r\n> A message"),
+            Some(ModerationReply::Approve)
+        );
+        assert_eq!(reply("\r\n  Approve.\r\n"), Some(ModerationReply::Approve));
+        assert_eq!(reply("DISCARD"), Some(ModerationReply::Discard));
+        assert_eq!(
+            reply("> approve\r\nreject: off topic here\r\nthanks"),
+            Some(ModerationReply::Reject(Some("off topic here".into())))
+        );
+        assert_eq!(reply("reject"), Some(ModerationReply::Reject(None)));
+        assert_eq!(reply("I think we should approve"), None);
+        assert_eq!(reply("approved it already\r\napprove"), None);
+        assert_eq!(reply("> approve"), None);
+        assert_eq!(reply(""), None);
     }
 
     #[test]

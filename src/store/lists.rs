@@ -23,6 +23,7 @@ struct ListRow {
     bounce_stale_days: i32,
     bounce_warnings: i32,
     bounce_warning_interval_days: i32,
+    accept_senders: Vec<String>,
     digest: bool,
     digest_size_kb: i32,
     digest_frequency: String,
@@ -49,6 +50,7 @@ impl TryFrom<ListRow> for List {
                 bounce_stale_days: r.bounce_stale_days,
                 bounce_warnings: r.bounce_warnings,
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
+                accept_senders: r.accept_senders,
                 digest: r.digest,
                 digest_size_kb: r.digest_size_kb,
                 digest_frequency: decode("digest_frequency", &r.digest_frequency)?,
@@ -70,12 +72,12 @@ pub async fn insert_list(
         r#"
         insert into list (local_part, domain, name, description, subscription, posting, nonmember_action,
                           subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold,
-                          bounce_stale_days, bounce_warnings, bounce_warning_interval_days, digest,
-                          digest_size_kb, digest_frequency)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                          bounce_stale_days, bounce_warnings, bounce_warning_interval_days,
+                          accept_senders, digest, digest_size_kb, digest_frequency)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
         returning id, local_part, domain, name, description, subscription, posting, nonmember_action,
                   subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-                  bounce_warnings, bounce_warning_interval_days, digest, digest_size_kb,
+                  bounce_warnings, bounce_warning_interval_days, accept_senders, digest, digest_size_kb,
                   digest_frequency, created_at
         "#,
         address.local_part(),
@@ -93,6 +95,7 @@ pub async fn insert_list(
         s.bounce_stale_days,
         s.bounce_warnings,
         s.bounce_warning_interval_days,
+        &s.accept_senders,
         s.digest,
         s.digest_size_kb,
         s.digest_frequency.as_str(),
@@ -112,7 +115,7 @@ pub async fn find_list(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, digest, digest_size_kb,
+               bounce_warnings, bounce_warning_interval_days, accept_senders, digest, digest_size_kb,
                digest_frequency, created_at
         from list where list_id = $1
         "#,
@@ -148,7 +151,7 @@ pub async fn find_list_by_id(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, digest, digest_size_kb,
+               bounce_warnings, bounce_warning_interval_days, accept_senders, digest, digest_size_kb,
                digest_frequency, created_at
         from list where id = $1
         "#,
@@ -208,8 +211,8 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
         select l.id, l.local_part, l.domain, l.name, l.description, l.subscription, l.posting,
                l.nonmember_action, l.subject_prefix, l.reply_to, l.dmarc, l.advertised,
                l.bounce_score_threshold, l.bounce_stale_days, l.bounce_warnings,
-               l.bounce_warning_interval_days, l.digest, l.digest_size_kb, l.digest_frequency,
-               l.created_at,
+               l.bounce_warning_interval_days, l.accept_senders, l.digest, l.digest_size_kb,
+               l.digest_frequency, l.created_at,
                count(m.id) filter (where m.role = 'member' and m.status = 'subscribed') as "members!",
                count(m.id) filter (where m.role = 'member' and m.status = 'pending') as "pending!",
                (select count(*) from post p where p.list_id = l.id and p.status = 'accepted') as "posts!",
@@ -242,6 +245,7 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
                 bounce_stale_days: r.bounce_stale_days,
                 bounce_warnings: r.bounce_warnings,
                 bounce_warning_interval_days: r.bounce_warning_interval_days,
+                accept_senders: r.accept_senders,
                 digest: r.digest,
                 digest_size_kb: r.digest_size_kb,
                 digest_frequency: r.digest_frequency,
@@ -271,8 +275,8 @@ pub async fn update_list_settings(
         update list set name = $2, description = $3, subscription = $4, posting = $5,
                nonmember_action = $6, subject_prefix = $7, reply_to = $8, dmarc = $9, advertised = $10,
                bounce_score_threshold = $11, bounce_stale_days = $12, bounce_warnings = $13,
-               bounce_warning_interval_days = $14, digest = $15, digest_size_kb = $16,
-               digest_frequency = $17, updated_at = now()
+               bounce_warning_interval_days = $14, accept_senders = $15, digest = $16,
+               digest_size_kb = $17, digest_frequency = $18, updated_at = now()
         where id = $1
         "#,
         id,
@@ -289,6 +293,7 @@ pub async fn update_list_settings(
         s.bounce_stale_days,
         s.bounce_warnings,
         s.bounce_warning_interval_days,
+        &s.accept_senders,
         s.digest,
         s.digest_size_kb,
         s.digest_frequency.as_str(),
@@ -305,4 +310,50 @@ pub async fn delete_list(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx
         .await?
         .rows_affected()
         > 0)
+}
+
+/// A list someone runs, with what waits for them there.
+#[derive(Debug, Clone)]
+pub struct RunListRow {
+    pub id: Uuid,
+    pub local_part: String,
+    pub domain: String,
+    pub name: String,
+    /// `owner` or `moderator`: the highest role the address holds (none for a site
+    /// admin who holds no role there).
+    pub role: Option<String>,
+    pub held: i64,
+    /// Subscriptions confirmed by the mailbox, waiting for an owner.
+    pub waiting: i64,
+}
+
+/// The lists an address owns or moderates (every list, with `every_list`), by address.
+pub async fn list_lists_run_by(
+    db: impl PgExecutor<'_>,
+    address_key: &str,
+    every_list: bool,
+) -> Result<Vec<RunListRow>, sqlx::Error> {
+    sqlx::query_as!(
+        RunListRow,
+        r#"
+        with staff as (
+            select list_id, case when bool_or(role = 'owner') then 'owner' else 'moderator' end as role
+            from member
+            where address_key = $1 and role <> 'member' and status = 'subscribed'
+            group by list_id
+        )
+        select l.id, l.local_part, l.domain, l.name, s.role as "role?",
+               (select count(*) from post p where p.list_id = l.id and p.status = 'held') as "held!",
+               (select count(*) from member m
+                where m.list_id = l.id and m.role = 'member' and m.status = 'pending'
+                  and m.confirmed_at is not null) as "waiting!"
+        from list l left join staff s on s.list_id = l.id
+        where $2 or s.list_id is not null
+        order by l.domain, l.local_part
+        "#,
+        address_key,
+        every_list
+    )
+    .fetch_all(db)
+    .await
 }

@@ -412,3 +412,189 @@ pub async fn update_member_approved(
     .await
     .map(|_| ())
 }
+
+/// Subscriptions confirmed by the mailbox and waiting for an owner
+/// (`confirm-then-moderate`), oldest first, at most `limit`.
+pub async fn list_waiting_members(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member
+        where list_id = $1 and role = 'member' and status = 'pending' and confirmed_at is not null
+        order by confirmed_at, address_key
+        limit $2
+        "#,
+        list_id,
+        limit
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Member::try_from)
+    .collect()
+}
+
+/// What a page of the member search asks for.
+#[derive(Debug, Clone, Default)]
+pub struct MemberSearch<'a> {
+    /// Part of an address or a name, matched without regard to case.
+    pub text: Option<&'a str>,
+    pub role: Option<Role>,
+    pub status: Option<MemberStatus>,
+    /// Subscribed members whose delivery is off.
+    pub delivery_disabled_only: bool,
+    /// The (address key, role) of the last row of the previous page.
+    pub after: Option<(&'a str, Role)>,
+    pub limit: i64,
+}
+
+/// Rows of the list, in address order, that a search reads before it turns to the
+/// trigram index.
+const SEARCH_SCAN_ROWS: i64 = 5000;
+
+/// One page of a list's members, in (address key, role) order after `after` (keyset
+/// paging: a page costs the same however deep it is, and nothing reads the whole
+/// list). A search text is matched with `ilike '%text%'` on the expression the
+/// trigram index `member_search_idx` covers, in two bounded steps, because the
+/// planner cannot tell how many members a text matches, nor where they sit in address
+/// order:
+///
+/// 1. the next 5,000 rows in address order are read and filtered: a text that many
+///    members match fills its page here;
+/// 2. otherwise the matches are few (fewer than a page in 5,000 rows), and the trigram
+///    index finds them all, to be sorted (index scans in address order are turned off
+///    for this step so that the planner cannot go back to reading the list in order).
+///
+/// Without pg_trgm (a server that refused the extension), step 2 reads the list.
+pub async fn search_members(
+    db: &sqlx::PgPool,
+    list_id: Uuid,
+    q: &MemberSearch<'_>,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let (after_key, after_role) = match q.after {
+        Some((k, r)) => (Some(k), Some(r.as_str())),
+        None => (None, None),
+    };
+    let role = q.role.map(Role::as_str);
+    let status = q.status.map(MemberStatus::as_str);
+    let Some(text) = q.text.filter(|t| !t.is_empty()) else {
+        return sqlx::query_as!(
+            MemberRow,
+            r#"
+            select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+            from member
+            where list_id = $1 and ($2::text is null or role = $2)
+              and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
+              and ($5::text is null or (address_key, role) > ($5, $6::text))
+            order by address_key, role
+            limit $7
+            "#,
+            list_id,
+            role,
+            status,
+            q.delivery_disabled_only,
+            after_key,
+            after_role,
+            q.limit
+        )
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(Member::try_from)
+        .collect();
+    };
+    let pattern = format!("%{}%", like_escape(text));
+    let near = sqlx::query_as!(
+        MemberRow,
+        r#"
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from (
+            select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method,
+               address_key
+            from member
+            where list_id = $1 and ($2::text is null or role = $2)
+              and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
+              and ($5::text is null or (address_key, role) > ($5, $6::text))
+            order by address_key, role
+            limit $9
+        ) m
+        where (address || ' ' || coalesce(name, '')) ilike $7
+        order by address_key, role
+        limit $8
+        "#,
+        list_id,
+        role,
+        status,
+        q.delivery_disabled_only,
+        after_key,
+        after_role,
+        pattern,
+        q.limit,
+        SEARCH_SCAN_ROWS
+    )
+    .fetch_all(db)
+    .await?;
+    if near.len() as i64 >= q.limit {
+        return near.into_iter().map(Member::try_from).collect();
+    }
+    let mut tx = db.begin().await?;
+    // planned with this text's values, and never as a walk through the list in order
+    sqlx::query!("set local plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("set local enable_indexscan = off")
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query_as!(
+        MemberRow,
+        r#"
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member
+        where list_id = $1 and ($2::text is null or role = $2)
+          and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
+          and ($5::text is null or (address_key, role) > ($5, $6::text))
+          and (address || ' ' || coalesce(name, '')) ilike $7
+        order by address_key, role
+        limit $8
+        "#,
+        list_id,
+        role,
+        status,
+        q.delivery_disabled_only,
+        after_key,
+        after_role,
+        pattern,
+        q.limit
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.into_iter().map(Member::try_from).collect()
+}
+
+/// A text matched literally by `like`: its wildcards and the escape character escaped.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -19,16 +19,18 @@ pub struct NewPost<'a> {
     pub status: PostStatus,
     pub reason: Option<&'a str>,
     pub automatic: bool,
+    /// For a held post: the hash of the token of its `L+moderate+TOKEN@D` address.
+    pub moderate_hash: Option<&'a [u8]>,
 }
 
 pub async fn insert_post(db: impl PgExecutor<'_>, p: &NewPost<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"
         insert into post (list_id, inbound_id, message_id, mail_from, author, subject, raw, status,
-                          reason, automatic, decided_at, decided_by)
+                          reason, automatic, decided_at, decided_by, moderate_hash)
         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
                 case when $8 = 'held' then null else now() end,
-                case when $8 = 'held' then null else 'policy' end)
+                case when $8 = 'held' then null else 'policy' end, $11)
         returning id
         "#,
         p.list_id,
@@ -40,7 +42,8 @@ pub async fn insert_post(db: impl PgExecutor<'_>, p: &NewPost<'_>) -> Result<i64
         p.raw,
         p.status.as_str(),
         p.reason,
-        p.automatic
+        p.automatic,
+        p.moderate_hash
     )
     .fetch_one(db)
     .await
@@ -56,6 +59,21 @@ pub async fn find_post_by_inbound(
         "select id from post where list_id = $1 and inbound_id = $2",
         list_id,
         inbound_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The post of a list whose moderation token has this hash.
+pub async fn find_post_id_by_moderate_hash(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    hash: &[u8],
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select id from post where moderate_hash = $1 and list_id = $2",
+        hash,
+        list_id
     )
     .fetch_optional(db)
     .await
@@ -305,4 +323,93 @@ pub async fn count_archived(db: impl PgExecutor<'_>, list_id: Uuid) -> Result<i6
     )
     .fetch_one(db)
     .await
+}
+
+/// A held post for the console: its row and the first 64 KiB of its message (enough
+/// for the first lines of its text, without reading a large post whole).
+#[derive(Debug, Clone)]
+pub struct HeldHead {
+    pub id: i64,
+    pub author: Option<String>,
+    pub mail_from: Option<String>,
+    pub subject: String,
+    pub reason: Option<String>,
+    pub received_at: OffsetDateTime,
+    pub head: Vec<u8>,
+}
+
+/// A list's held posts, oldest first, at most `limit`.
+pub async fn list_held_heads(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    limit: i64,
+) -> Result<Vec<HeldHead>, sqlx::Error> {
+    sqlx::query_as!(
+        HeldHead,
+        r#"
+        select id, author, mail_from, subject, reason, received_at,
+               substring(raw from 1 for 65536) as "head!"
+        from post
+        where list_id = $1 and status = 'held'
+        order by received_at, id
+        limit $2
+        "#,
+        list_id,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A post a person decided (not the policy).
+#[derive(Debug, Clone)]
+pub struct DecidedRow {
+    pub id: i64,
+    pub author: Option<String>,
+    pub mail_from: Option<String>,
+    pub subject: String,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+}
+
+/// The posts of a list that people decided lately, newest first.
+pub async fn list_recent_decisions(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    limit: i64,
+) -> Result<Vec<DecidedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        DecidedRow,
+        r#"
+        select id, author, mail_from, subject, status, decided_by, decided_at
+        from post
+        where list_id = $1 and decided_by <> 'policy'
+        order by decided_at desc, id desc
+        limit $2
+        "#,
+        list_id,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Adds an address to a list's `accept-senders`, unless it is there in any case.
+pub async fn update_list_accept_sender(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    address: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        update list set accept_senders = accept_senders || $2::text, updated_at = now()
+        where id = $1 and not exists (select 1 from unnest(accept_senders) a where lower(a) = lower($2))
+        "#,
+        list_id,
+        address
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
 }

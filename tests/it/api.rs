@@ -229,6 +229,17 @@ async fn the_api_does_what_the_cli_does_for_a_token_holder() {
         (status, body["error"]["code"].clone()),
         (409, "refused".into())
     );
+    // the second decision is told who made the first, and when
+    assert_eq!(body["error"]["decided_by"], "ops", "{body}");
+    assert_eq!(body["error"]["status"], "accepted");
+    assert!(body["error"]["decided_at"].as_str().unwrap().contains('T'));
+    let (_, one) = call(&s, &t, "GET", &format!("/api/v1/held/{id}"), None).await;
+    assert_eq!(
+        (one["decided_by"].clone(), one["status"].clone()),
+        ("ops".into(), "accepted".into())
+    );
+    let shown = s.cli(&["held", "show", &id.to_string()]);
+    assert!(shown.stdout.contains("ops"), "{}", shown.stdout);
 
     let (status, _) = call(
         &s,

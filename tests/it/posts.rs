@@ -341,7 +341,11 @@ async fn a_post_from_a_stranger_is_held_and_approval_releases_it() {
     assert!(held_ls(&s).as_array().unwrap().is_empty());
     let again = s.cli(&["held", "approve", &id]);
     assert_eq!(again.code, 1, "approving twice fails: {again:?}");
-    assert!(again.stderr.contains("not held"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("not held") && again.stderr.contains("accepted by cli at "),
+        "who decided, and when: {}",
+        again.stderr
+    );
     let unknown = s.cli(&["held", "discard", "999999"]);
     assert_eq!(unknown.code, 1);
     assert!(
@@ -884,4 +888,43 @@ async fn copies_still_queued_for_members_who_left_or_paused_are_not_sent() {
     .await
     .unwrap();
     assert_eq!(cancelled, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_on_the_allow_list_post_as_members_do() {
+    let s = server(&[]).await;
+    add_members(&s, &["anne@example.net"]);
+    let out = s.cli(&[
+        "lists",
+        "set",
+        LIST,
+        "accept-senders=Zed@Example.com, bot@example.org",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(
+        info["accept_senders"],
+        serde_json::json!(["Zed@example.com", "bot@example.org"])
+    );
+    let shown = s.cli(&["lists", "show", LIST]);
+    assert!(
+        shown.stdout.contains("accept-senders") && shown.stdout.contains("Zed@example.com"),
+        "{}",
+        shown.stdout
+    );
+    post(&s, "Zed <zed@example.com>", "From a friend", "");
+    post(&s, "Yan <yan@example.com>", "From a stranger", "");
+    s.process().await;
+    let copies = copies_to(&s, "anne@example.net");
+    assert_eq!(copies.len(), 1, "only the accepted sender's post");
+    assert!(copies[0].text().contains("From a friend"));
+    let held = held_ls(&s);
+    assert_eq!(held.as_array().unwrap().len(), 1);
+    assert_eq!(held[0]["from"], "yan@example.com");
+
+    let bad = s.cli(&["lists", "set", LIST, "accept-senders=nobody"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("nobody"), "{}", bad.stderr);
+    let info = s.cli(&["lists", "show", LIST, "--json"]).json();
+    assert_eq!(info["accept_senders"].as_array().unwrap().len(), 2);
 }
