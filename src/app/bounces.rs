@@ -42,6 +42,8 @@ pub struct Maintenance {
     pub members_removed: usize,
     pub scores_reset: u64,
     pub rows_deleted: u64,
+    /// Digest issues queued because their period ended.
+    pub digests_sent: usize,
 }
 
 impl App {
@@ -334,7 +336,10 @@ impl App {
         };
         self.judge_bounces(now).await?;
         self.alert_delivery_faults(now).await?;
-        let mut done = Maintenance::default();
+        let mut done = Maintenance {
+            digests_sent: self.send_due_digests(now).await?.len(),
+            ..Maintenance::default()
+        };
         for m in store::bounces::list_due_for_warning(&mut *tx, now).await? {
             let Some(list) = store::lists::find_list_by_id(&mut *tx, m.list_id).await? else {
                 continue;
@@ -368,7 +373,8 @@ impl App {
         done.scores_reset = store::bounces::update_stale_scores(&mut *tx, now).await?;
         done.rows_deleted = store::outbound::delete_old_outbound(&mut *tx, now - KEEP_ROWS).await?
             + store::pending::delete_expired_pending(&mut *tx, now - KEEP_ROWS).await?
-            + store::sessions::delete_expired_sessions(&mut *tx, now - KEEP_ROWS).await?;
+            + store::sessions::delete_expired_sessions(&mut *tx, now - KEEP_ROWS).await?
+            + store::digests::delete_old_digest_rows(&mut tx, now - KEEP_ROWS).await?;
         tx.commit().await?;
         self.wakeups.outbound();
         Ok(done)

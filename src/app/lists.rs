@@ -101,7 +101,23 @@ impl App {
         for pair in pairs {
             settings.apply_pair(pair)?;
         }
-        store::lists::update_list_settings(&self.db, current.id, &settings).await?;
+        let mut tx = self.db.begin().await?;
+        // waits for fan-outs in progress (they hold the row for share): what they
+        // recorded as owed is seen by the last digest below
+        store::lists::update_list_settings(&mut *tx, current.id, &settings).await?;
+        let last_digest = current.settings.digest && !settings.digest;
+        if last_digest {
+            let updated = List {
+                settings,
+                ..current
+            };
+            self.issue_digest(&mut tx, &updated, time::OffsetDateTime::now_utc())
+                .await?;
+        }
+        tx.commit().await?;
+        if last_digest {
+            self.wakeups.outbound();
+        }
         self.list_info(list).await
     }
 

@@ -8,6 +8,7 @@
 pub mod api_tokens;
 pub mod archive;
 pub mod bounces;
+pub mod digests;
 pub mod dkim;
 pub mod inbound;
 pub mod lists;

@@ -637,9 +637,18 @@ impl App {
         )
         .await?;
         let author_key = author.map(|a| a.key());
-        let copies =
-            store::posts::insert_post_copies(&mut *tx, list.id, post_id, author_key.as_deref())
-                .await?;
+        // read under a share lock: turning digests off waits for this fan-out to end,
+        // and a fan-out after it sees the new value
+        let digests = store::digests::find_digest_on_for_share(&mut *tx, list.id).await?;
+        let fan = store::posts::insert_post_copies(
+            &mut *tx,
+            list.id,
+            post_id,
+            author_key.as_deref(),
+            digests,
+        )
+        .await?;
+        let copies = u64::try_from(fan.copies).unwrap_or(0);
         store::posts::update_post_accepted(
             &mut *tx,
             post_id,
@@ -650,7 +659,11 @@ impl App {
             decided.note,
         )
         .await?;
-        tracing::info!(list = %list.address, post_id, copies, "post accepted");
+        tracing::info!(list = %list.address, post_id, copies, owed = fan.owed, "post accepted");
+        if fan.owed > 0 {
+            self.post_owed(tx, list, post_id, prepared.shared().len())
+                .await?;
+        }
         Ok(copies)
     }
 

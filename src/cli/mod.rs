@@ -6,6 +6,7 @@
 
 mod api_tokens;
 mod archive;
+mod digests;
 mod dkim;
 mod held;
 mod inbound;
@@ -53,6 +54,11 @@ pub enum Command {
     Members {
         #[command(subcommand)]
         command: members::MembersCommand,
+    },
+    /// Send digests
+    Digests {
+        #[command(subcommand)]
+        command: digests::DigestsCommand,
     },
     /// Moderate held posts
     Held {
@@ -141,6 +147,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Lists { command } => with_app(&config, |app| lists::run(app, command)).await,
         Command::Members { command } => with_app(&config, |app| members::run(app, command)).await,
         Command::Held { command } => with_app(&config, |app| held::run(app, command)).await,
+        Command::Digests { command } => with_app(&config, |app| digests::run(app, command)).await,
         Command::Inbound { command } => with_app(&config, |app| inbound::run(app, command)).await,
         Command::SigninLink { address } => with_app(&config, |app| signin_link(app, address)).await,
         Command::Archive { command } => with_app(&config, |app| archive::run(app, command)).await,

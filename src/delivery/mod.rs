@@ -9,8 +9,9 @@
 //!
 //! A copy of a post is a row naming the post and the member; the worker builds it when
 //! it is sent: the member's VERP envelope sender and `List-Unsubscribe` lines, then the
-//! bytes every copy shares, read once per post and kept in a small cache. Copies for
-//! members who left before their turn came are cancelled, not sent.
+//! bytes every copy shares, read once per post and kept in a small cache. A copy of a
+//! digest is made the same way from the bytes of its edition (`mail::digest`). Copies
+//! for members who left before their turn came are cancelled, not sent.
 
 use crate::config::RelayUrl;
 use crate::domain::bounce::{classify_relay_refusal, find_status_code};
@@ -237,8 +238,15 @@ struct DkimKeys {
     by_domain: std::collections::HashMap<String, Vec<Arc<SigningKey>>>,
 }
 
-/// The most recently used posts, by id.
-type PostCache = Mutex<Vec<(i64, Arc<SharedPost>)>>;
+/// What a member's copy is made from: a post, or one edition of a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    Post(i64),
+    Digest(i64),
+}
+
+/// The most recently used posts and digests.
+type PostCache = Mutex<Vec<(Shared, Arc<SharedPost>)>>;
 
 /// A delivery worker of one process.
 #[derive(Clone)]
@@ -383,8 +391,15 @@ impl Worker {
                 post: None,
             });
         }
-        let (Some(post_id), Some(member_id)) = (row.post_id, row.member_id) else {
-            anyhow::bail!("queued row {} has neither a message nor a post", row.id);
+        let shared = match (row.post_id, row.digest_id) {
+            (Some(id), _) => Shared::Post(id),
+            (None, Some(id)) => Shared::Digest(id),
+            (None, None) => {
+                anyhow::bail!("queued row {} has neither a message nor a post", row.id)
+            }
+        };
+        let Some(member_id) = row.member_id else {
+            anyhow::bail!("queued row {} names no member", row.id);
         };
         let (Some(since), Some(status)) = (row.member_since, row.member_status.as_deref()) else {
             return Ok(Ready::Cancel("the member no longer exists"));
@@ -397,9 +412,9 @@ impl Worker {
                 "the member turned delivery off before the copy was sent",
             ));
         }
-        let Some(post) = self.shared_post(post_id).await? else {
+        let Some(post) = self.shared_post(shared).await? else {
             return Ok(Ready::Cancel(
-                "the post no longer exists (its list was deleted)",
+                "the post or digest no longer exists (its list was deleted)",
             ));
         };
         let key = &self.copies.secret_key;
@@ -459,33 +474,42 @@ impl Worker {
         }
     }
 
-    async fn shared_post(&self, post_id: i64) -> anyhow::Result<Option<Arc<SharedPost>>> {
-        let cached = |posts: &Vec<(i64, Arc<SharedPost>)>| {
+    async fn shared_post(&self, key: Shared) -> anyhow::Result<Option<Arc<SharedPost>>> {
+        let cached = |posts: &Vec<(Shared, Arc<SharedPost>)>| {
             posts
                 .iter()
-                .find(|(id, _)| *id == post_id)
+                .find(|(k, _)| *k == key)
                 .map(|(_, p)| p.clone())
         };
         if let Some(p) = cached(&self.posts.lock().expect("post cache")) {
             return Ok(Some(p));
         }
-        let Some(row) = store::posts::find_relayed_post(&self.db, post_id)
-            .await
-            .context("reading a post to send")?
-        else {
+        // a post's copies may carry a footer (its layout); a digest is sent as built
+        let found = match key {
+            Shared::Post(id) => store::posts::find_relayed_post(&self.db, id)
+                .await
+                .context("reading a post to send")?
+                .map(|r| (r.local_part, r.domain, r.relayed, r.copy_layout)),
+            Shared::Digest(id) => store::digests::find_digest_edition(&self.db, id)
+                .await
+                .context("reading a digest to send")?
+                .map(|r| (r.local_part, r.domain, r.message, None)),
+        };
+        let Some((local_part, domain, shared, copy_layout)) = found else {
             return Ok(None);
         };
-        let layout = match row.copy_layout.as_deref() {
+        let layout = match copy_layout.as_deref() {
             Some(stored) => Some(
                 CopyLayout::from_bytes(stored)
-                    .with_context(|| format!("post {post_id}: unreadable copy layout"))?,
+                    .with_context(|| format!("{key:?}: unreadable copy layout"))?,
             ),
             None => None,
         };
-        let signing = PostSigning::new(&row.relayed, layout.as_ref());
+        // the body hash of a post or a digest is computed once here, for every copy
+        let signing = PostSigning::new(&shared, layout.as_ref());
         let post = Arc::new(SharedPost {
-            list: ListAddress::from_parts(&row.local_part, &row.domain),
-            shared: row.relayed,
+            list: ListAddress::from_parts(&local_part, &domain),
+            shared,
             layout,
             signing,
         });
@@ -493,7 +517,7 @@ impl Worker {
         if posts.len() >= CACHED_POSTS {
             posts.remove(0);
         }
-        posts.push((post_id, post.clone()));
+        posts.push((key, post.clone()));
         Ok(Some(post))
     }
 

@@ -1,5 +1,6 @@
 //! A list and its settings (docs/contract.md#policies), and the rules for changing them.
 
+use super::digest::Frequency;
 use super::footer::Template;
 use super::{EmailAddress, ListAddress, UnknownValue, text_enum};
 use time::OffsetDateTime;
@@ -63,6 +64,11 @@ pub struct ListSettings {
     pub footer: Footer,
     /// The footer's template (`domain::footer`); empty for the built-in one.
     pub footer_text: String,
+    /// Members in a digest mode get digests (off: single copies, like everyone).
+    pub digest: bool,
+    /// A digest goes out as soon as the waiting posts reach this many KiB.
+    pub digest_size_kb: i32,
+    pub digest_frequency: Frequency,
 }
 
 /// A setting that cannot be applied.
@@ -98,6 +104,9 @@ impl ListSettings {
         "archive",
         "footer",
         "footer-text",
+        "digest",
+        "digest-size-kb",
+        "digest-frequency",
     ];
 
     /// The defaults for a new list (docs/contract.md#policies).
@@ -120,6 +129,9 @@ impl ListSettings {
             archive: Archive::Public,
             footer: Footer::On,
             footer_text: String::new(),
+            digest: true,
+            digest_size_kb: 30,
+            digest_frequency: Frequency::Daily,
         }
     }
 
@@ -155,13 +167,10 @@ impl ListSettings {
             }
             "reply-to" => self.reply_to = value.parse().map_err(from_enum)?,
             "dmarc" => self.dmarc = value.parse().map_err(from_enum)?,
-            "advertised" => {
-                self.advertised = match value.trim().to_ascii_lowercase().as_str() {
-                    "true" | "yes" | "on" | "1" => true,
-                    "false" | "no" | "off" | "0" => false,
-                    other => return Err(bad(format!("`{other}` is not true or false"))),
-                }
-            }
+            "advertised" => self.advertised = on_off(value).map_err(bad)?,
+            "digest" => self.digest = on_off(value).map_err(bad)?,
+            "digest-size-kb" => self.digest_size_kb = positive(value, 1).map_err(bad)?,
+            "digest-frequency" => self.digest_frequency = value.parse().map_err(from_enum)?,
             "bounce-score-threshold" => {
                 self.bounce_score_threshold = positive(value, 1).map_err(bad)?
             }
@@ -225,6 +234,14 @@ impl ListSettings {
             );
         }
         out
+    }
+}
+
+fn on_off(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        other => Err(format!("`{other}` is not on or off (true or false)")),
     }
 }
 
@@ -314,6 +331,15 @@ mod tests {
         assert_eq!(s.subject_prefix, "");
         assert!(!s.advertised);
         assert_eq!(s.bounce_score_threshold, 9);
+        s.apply_pair("digest=off").unwrap();
+        s.apply_pair("digest-size-kb=100").unwrap();
+        s.apply_pair("digest_frequency=weekly").unwrap();
+        assert!(!s.digest);
+        assert_eq!(s.digest_size_kb, 100);
+        assert_eq!(s.digest_frequency, Frequency::Weekly);
+        assert!(s.apply_pair("digest-size-kb=0").is_err());
+        assert!(s.apply_pair("digest-size-kb=10001").is_err());
+        assert!(s.apply_pair("digest-frequency=hourly").is_err());
     }
 
     #[test]

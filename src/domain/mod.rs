@@ -7,6 +7,7 @@
 pub mod address;
 pub mod archive;
 pub mod bounce;
+pub mod digest;
 pub mod dmarc;
 pub mod footer;
 pub mod headers;

@@ -261,7 +261,13 @@ fn kind_of(key: &str) -> Kind {
         "nonmember-action" => names(NonmemberAction::ALL.iter().map(|v| v.as_str()).collect()),
         "reply-to" => names(ReplyTo::ALL.iter().map(|v| v.as_str()).collect()),
         "dmarc" => names(Dmarc::ALL.iter().map(|v| v.as_str()).collect()),
-        "advertised" => names(vec!["true", "false"]),
+        "advertised" | "digest" => names(vec!["true", "false"]),
+        "digest-frequency" => names(
+            crate::domain::digest::Frequency::ALL
+                .iter()
+                .map(|v| v.as_str())
+                .collect(),
+        ),
         k if k.starts_with("bounce-") || k.ends_with("-kb") => Kind::Number,
         "description" | "accept-senders" => Kind::Long,
         _ => Kind::Text,
@@ -284,6 +290,13 @@ fn help_of(key: &str) -> &'static str {
             "when-needed rewrites From only for authors whose domain requires it (recommended)."
         }
         "advertised" => "Shown on the public index of lists.",
+        "digest" => {
+            "Members who chose a digest get digests; false: everyone gets single copies (what waits is sent first)."
+        }
+        "digest-size-kb" => "A digest goes out as soon as the posts waiting reach this size (KiB).",
+        "digest-frequency" => {
+            "Posts still waiting go out at 00:00 UTC: every day, on Mondays, or on the 1st."
+        }
         "accept-senders" => {
             "Addresses whose posts are accepted as a member's would be, separated by commas or new lines."
         }

@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod bounce;
+pub mod digest;
 pub mod dkim;
 pub mod dmarc;
 pub mod footer;

@@ -27,6 +27,9 @@ struct ListRow {
     archive: String,
     footer: String,
     footer_text: String,
+    digest: bool,
+    digest_size_kb: i32,
+    digest_frequency: String,
     created_at: OffsetDateTime,
 }
 
@@ -54,6 +57,9 @@ impl TryFrom<ListRow> for List {
                 archive: decode("archive", &r.archive)?,
                 footer: decode("footer", &r.footer)?,
                 footer_text: r.footer_text,
+                digest: r.digest,
+                digest_size_kb: r.digest_size_kb,
+                digest_frequency: decode("digest_frequency", &r.digest_frequency)?,
             },
             created_at: r.created_at,
         })
@@ -73,12 +79,14 @@ pub async fn insert_list(
         insert into list (local_part, domain, name, description, subscription, posting, nonmember_action,
                           subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold,
                           bounce_stale_days, bounce_warnings, bounce_warning_interval_days,
-                          accept_senders, archive, footer, footer_text)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                          accept_senders, archive, footer, footer_text, digest, digest_size_kb,
+                          digest_frequency)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                $20, $21, $22)
         returning id, local_part, domain, name, description, subscription, posting, nonmember_action,
                   subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
                   bounce_warnings, bounce_warning_interval_days, accept_senders, archive, footer, footer_text,
-                  created_at
+                  digest, digest_size_kb, digest_frequency, created_at
         "#,
         address.local_part(),
         address.domain(),
@@ -99,6 +107,9 @@ pub async fn insert_list(
         s.archive.as_str(),
         s.footer.as_str(),
         s.footer_text,
+        s.digest,
+        s.digest_size_kb,
+        s.digest_frequency.as_str(),
     )
     .fetch_one(db)
     .await?
@@ -115,7 +126,8 @@ pub async fn find_list(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, footer, footer_text, created_at
+               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, footer, footer_text,
+               digest, digest_size_kb, digest_frequency, created_at
         from list where list_id = $1
         "#,
         list_id
@@ -150,7 +162,8 @@ pub async fn find_list_by_id(
         r#"
         select id, local_part, domain, name, description, subscription, posting, nonmember_action,
                subject_prefix, reply_to, dmarc, advertised, bounce_score_threshold, bounce_stale_days,
-               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, footer, footer_text, created_at
+               bounce_warnings, bounce_warning_interval_days, accept_senders, archive, footer, footer_text,
+               digest, digest_size_kb, digest_frequency, created_at
         from list where id = $1
         "#,
         id
@@ -209,7 +222,8 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
         select l.id, l.local_part, l.domain, l.name, l.description, l.subscription, l.posting,
                l.nonmember_action, l.subject_prefix, l.reply_to, l.dmarc, l.advertised,
                l.bounce_score_threshold, l.bounce_stale_days, l.bounce_warnings,
-               l.bounce_warning_interval_days, l.accept_senders, l.archive, l.footer, l.footer_text, l.created_at,
+               l.bounce_warning_interval_days, l.accept_senders, l.archive, l.footer, l.footer_text,
+               l.digest, l.digest_size_kb, l.digest_frequency, l.created_at,
                count(m.id) filter (where m.role = 'member' and m.status = 'subscribed') as "members!",
                count(m.id) filter (where m.role = 'member' and m.status = 'pending') as "pending!",
                (select count(*) from post p where p.list_id = l.id and p.status = 'accepted') as "posts!",
@@ -246,6 +260,9 @@ pub async fn all_lists(db: &PgPool, advertised_only: bool) -> Result<Vec<ListCou
                 archive: r.archive,
                 footer: r.footer,
                 footer_text: r.footer_text,
+                digest: r.digest,
+                digest_size_kb: r.digest_size_kb,
+                digest_frequency: r.digest_frequency,
                 created_at: r.created_at,
             })?;
             Ok(ListCounts {
@@ -272,7 +289,8 @@ pub async fn update_list_settings(
         update list set name = $2, description = $3, subscription = $4, posting = $5,
                nonmember_action = $6, subject_prefix = $7, reply_to = $8, dmarc = $9, advertised = $10,
                bounce_score_threshold = $11, bounce_stale_days = $12, bounce_warnings = $13,
-               bounce_warning_interval_days = $14, accept_senders = $15, archive = $16, footer = $17, footer_text = $18, updated_at = now()
+               bounce_warning_interval_days = $14, accept_senders = $15, archive = $16, footer = $17, footer_text = $18,
+               digest = $19, digest_size_kb = $20, digest_frequency = $21, updated_at = now()
         where id = $1
         "#,
         id,
@@ -293,6 +311,9 @@ pub async fn update_list_settings(
         s.archive.as_str(),
         s.footer.as_str(),
         s.footer_text,
+        s.digest,
+        s.digest_size_kb,
+        s.digest_frequency.as_str(),
     )
     .execute(db)
     .await

@@ -7,6 +7,7 @@
 pub mod api_tokens;
 pub mod archive;
 pub mod bounces;
+pub mod digests;
 pub mod dkim;
 pub mod inbound;
 pub mod lists;
@@ -117,4 +118,13 @@ pub(crate) fn decode<T: FromStr>(column: &str, value: &str) -> Result<T, sqlx::E
     value.parse().map_err(|_| {
         sqlx::Error::Decode(format!("unexpected {column} `{value}` in the database").into())
     })
+}
+
+/// Takes, in the caller's transaction, the advisory lock named by `name` (hashed),
+/// held until the transaction ends.
+pub async fn lock_in(db: &mut sqlx::PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!("select pg_advisory_xact_lock($1)", lock_key(name))
+        .execute(db)
+        .await
+        .map(|_| ())
 }

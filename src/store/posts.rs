@@ -234,32 +234,63 @@ pub async fn update_post_accepted(
     .map(|_| ())
 }
 
-/// The fan-out: queues one copy of the post for every subscribed member of the list
-/// with delivery enabled who takes single copies (not digests), in one statement; the author is left out when they turned
-/// their own posts off. Returns how many copies were queued. The copies name the
-/// post, not the list: a foreign-key check per copy would double the statement's cost.
+/// What the fan-out of one post queued and recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FanOut {
+    /// Single copies queued.
+    pub copies: i64,
+    /// Digest members now owed the post.
+    pub owed: i64,
+}
+
+/// The fan-out, in one statement (one snapshot of the members): queues one copy of
+/// the post for every subscribed member of the list with delivery enabled who takes
+/// single copies (everyone when `digests` is false), and records the post as owed to
+/// each of the others (docs/standards.md#digest-exactly-once). The author is left out
+/// of the single copies when they turned their own posts off; a digest carries every
+/// post. The copies name the post, not the list: a foreign-key check per copy would
+/// double the statement's cost.
 pub async fn insert_post_copies(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     post_id: i64,
     author_key: Option<&str>,
-) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query!(
+    digests: bool,
+) -> Result<FanOut, sqlx::Error> {
+    let r = sqlx::query!(
         r#"
-        insert into outbound (purpose, recipient, recipient_key, post_id, member_id)
-        select 'post', m.address, m.address_key, $2, m.id
-        from member m
-        where m.list_id = $1 and m.role = 'member' and m.status = 'subscribed'
-          and m.delivery = 'enabled' and m.mode = 'each'
-          and (m.own_posts or m.address_key is distinct from $3)
+        with m as (
+            select m.id, m.address, m.address_key, m.mode, m.own_posts
+            from member m
+            where m.list_id = $1 and m.role = 'member' and m.status = 'subscribed'
+              and m.delivery = 'enabled'
+        ),
+        copies as (
+            insert into outbound (purpose, recipient, recipient_key, post_id, member_id)
+            select 'post', m.address, m.address_key, $2, m.id
+            from m
+            where (m.mode = 'each' or not $4)
+              and (m.own_posts or m.address_key is distinct from $3)
+            returning 1
+        ),
+        owed as (
+            insert into digest_owed (list_id, post_id, member_id)
+            select $1, $2, m.id from m where m.mode <> 'each' and $4
+            returning 1
+        )
+        select (select count(*) from copies) as "copies!", (select count(*) from owed) as "owed!"
         "#,
         list_id,
         post_id,
-        author_key
+        author_key,
+        digests
     )
-    .execute(db)
-    .await?
-    .rows_affected())
+    .fetch_one(db)
+    .await?;
+    Ok(FanOut {
+        copies: r.copies,
+        owed: r.owed,
+    })
 }
 
 /// What every copy of an accepted post shares, for the delivery workers.

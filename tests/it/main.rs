@@ -8,6 +8,7 @@ mod bounces;
 mod browser;
 mod compose;
 mod console;
+mod digests;
 mod dkim;
 mod dns;
 mod footer;
