@@ -438,14 +438,15 @@ pub struct HitRow {
     pub snippet: String,
 }
 
-/// Matches ranked by a search: at most this many, the newest.
-pub const SEARCH_CANDIDATES: i64 = 2000;
-
 /// Full-text search of subject, author name and text, best matches first, with a
-/// highlighted snippet (`<<`, `>>` around matched words). The best matches are chosen
-/// among the newest [`SEARCH_CANDIDATES`] matches: ranking every match of a common word
-/// in a large archive reads all of them, while the newest are found by walking the date
-/// index (and a rare word's few matches through the search index).
+/// highlighted snippet (`<<`, `>>` around matched words).
+///
+/// Every match is ranked: for a word that a large share of a big archive holds this
+/// reads every matching row (seconds at a million messages). Limiting the ranked
+/// matches to the newest few thousand did not help by itself (the planner still reads
+/// all matches through the search index); a narrow table of (id, list, date, vector)
+/// would make those reads cheap, and would let an import fill it on a second
+/// connection, in parallel with the threaded insert.
 pub async fn search(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
@@ -455,30 +456,23 @@ pub async fn search(
     sqlx::query_as!(
         HitRow,
         r#"
-        with q as (select websearch_to_tsquery('english', $2) as q),
-        candidate as (
-            select m.id from archive_message m, q
-            where m.list_id = $1 and m.search @@ q.q
-            order by m.date desc, m.id desc
-            limit $4
-        ),
-        best as (
-            select m.message_id, m.subject, m.from_name, m.date, m.body, ts_rank(m.search, q.q) as rank
-            from candidate c join archive_message m on m.id = c.id, q
-            order by rank desc, m.date desc
-            limit $3
-        )
-        select b.message_id, b.subject, b.from_name, b.date,
-               ts_headline('english', left(b.body, 20000), q.q,
+        select h.message_id, h.subject, h.from_name, h.date,
+               ts_headline('english', left(h.body, 20000), h.q,
                            'StartSel=<<, StopSel=>>, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
                    as "snippet!"
-        from best b, q
-        order by b.rank desc, b.date desc
+        from (
+            select m.message_id, m.subject, m.from_name, m.date, m.body, q.q,
+                   ts_rank(m.search, q.q) as rank
+            from archive_message m, websearch_to_tsquery('english', $2) as q(q)
+            where m.list_id = $1 and m.search @@ q.q
+            order by rank desc, m.date desc
+            limit $3
+        ) h
+        order by h.rank desc, h.date desc
         "#,
         list_id,
         query,
-        limit,
-        SEARCH_CANDIDATES
+        limit
     )
     .fetch_all(db)
     .await
