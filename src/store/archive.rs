@@ -440,6 +440,13 @@ pub struct HitRow {
 
 /// Full-text search of subject, author name and text, best matches first, with a
 /// highlighted snippet (`<<`, `>>` around matched words).
+///
+/// Every match is ranked: for a word that a large share of a big archive holds this
+/// reads every matching row (seconds at a million messages). Limiting the ranked
+/// matches to the newest few thousand did not help by itself (the planner still reads
+/// all matches through the search index); a narrow table of (id, list, date, vector)
+/// would make those reads cheap, and would let an import fill it on a second
+/// connection, in parallel with the threaded insert.
 pub async fn search(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
