@@ -156,6 +156,7 @@ async fn a_post_is_archived_and_its_archived_at_link_shows_it_in_its_thread() {
         "members",
         "add",
         LIST,
+        "--quiet",
         "anne@example.net",
         "bob@example.com",
     ]);
@@ -661,7 +662,11 @@ async fn rm_takes_a_message_down_and_its_thread_keeps_its_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_only_archive_is_hidden_from_strangers_and_its_feed_is_personal() {
     let s = server().await;
-    assert_eq!(s.cli(&["members", "add", LIST, "anne@example.net"]).code, 0);
+    assert_eq!(
+        s.cli(&["members", "add", LIST, "--quiet", "anne@example.net"])
+            .code,
+        0
+    );
     assert_eq!(import(&s, LIST, &takeout()).code, 0);
     let public_feed = get(&s, &archive("/feed.atom")).await;
     assert_eq!(
@@ -732,7 +737,11 @@ async fn a_members_only_archive_is_hidden_from_strangers_and_its_feed_is_persona
     for p in &paths {
         assert_eq!(status(&s, p).await, 404, "{p} with the archive off");
     }
-    assert_eq!(s.cli(&["members", "add", LIST, "bob@example.com"]).code, 0);
+    assert_eq!(
+        s.cli(&["members", "add", LIST, "--quiet", "bob@example.com"])
+            .code,
+        0
+    );
     let post = mail(
         "Bob <bob@example.com>",
         LIST,

@@ -506,3 +506,47 @@ async fn mode_is_set_by_the_cli_and_the_api_and_shown_everywhere() {
     assert_eq!(copies(&s, "anne@example.net", "digest time"), 0);
     assert_eq!(copies(&s, "bob@example.net", "digest time"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_only_archive_opens_to_a_signed_in_member_and_their_feed_url() {
+    let s = server().await;
+    add(&s, &["anne@example.net"]);
+    let out = s.cli(&["lists", "set", LIST, "archive=members"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    post_to_list(&s, "anne@example.net", "kept for members");
+    s.process().await;
+    let archive = s.url(&format!("/lists/{LIST_ID}/archive"));
+    assert_eq!(http().get(&archive).send().await.unwrap().status(), 404);
+
+    let cookie = sign_in(&s, "anne@example.net", None).await;
+    let r = http()
+        .get(&archive)
+        .header("Cookie", cookie.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("kept for members"));
+
+    // /me names the archive and the member's own feed, which works without a cookie
+    let (html, _) = me_page(&s, &cookie).await;
+    let feed = html
+        .split("href=\"")
+        .filter_map(|h| h.split('"').next())
+        .find(|h| h.contains("feed.atom"))
+        .expect("a feed link on /me")
+        .replace("&amp;", "&");
+    let feed = if feed.starts_with("http") {
+        feed
+    } else {
+        s.url(&feed)
+    };
+    let r = http().get(&feed).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{feed}");
+    assert!(r.text().await.unwrap().contains("kept for members"));
+
+    // once the membership ends, so do the archive and the feed for that person
+    let r = change_mine(&s, &cookie, &[("action", "leave")]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(http().get(&feed).send().await.unwrap().status(), 404);
+}
