@@ -189,180 +189,47 @@ impl Config {
     }
 
     fn from_raw(raw: HashMap<&'static str, (String, String)>) -> Result<Config, ConfigError> {
-        let get = |key: &str| raw.get(key).map(|(name, v)| (name.as_str(), v.trim()));
-        let bad = |name: &str, problem: String| ConfigError::BadValue {
-            key: name.to_string(),
-            problem,
-        };
-
-        let data_dir = get("data_dir")
+        let raw = Raw(raw);
+        let data_dir = raw
+            .get("data_dir")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| PathBuf::from("./listd-data"));
         let data_dir = absolute(&data_dir);
-
-        let database_url = match get("database_url") {
-            Some((_, "")) | None => None,
-            Some((name, v)) => {
-                if !(v.starts_with("postgres://") || v.starts_with("postgresql://")) {
-                    return Err(bad(name, "must be a postgres:// URL".into()));
-                }
-                Some(v.to_string())
-            }
-        };
-        let addr = |key: &str, default: Option<&str>| -> Result<Option<SocketAddr>, ConfigError> {
-            let (name, v) = match get(key) {
-                Some(pair) => pair,
-                None => match default {
-                    Some(d) => (key, d),
-                    None => return Ok(None),
-                },
-            };
-            if v.eq_ignore_ascii_case("off") || v.is_empty() {
-                return Ok(None);
-            }
-            parse_socket_addr(v).map(Some).map_err(|p| bad(name, p))
-        };
-        let http_addr = addr("http_addr", Some("127.0.0.1:8080"))?.ok_or_else(|| {
-            bad(
-                "LISTD_HTTP_ADDR",
-                "cannot be off: the HTTP listener is needed".into(),
-            )
-        })?;
-        let smtp_addr = addr("smtp_addr", Some("127.0.0.1:2525"))?;
-        let lmtp_addr = addr("lmtp_addr", None)?;
-        let status_addr = addr("status_addr", None)?;
-        if let Some(a) = lmtp_addr
-            && a.port() == 25
-        {
-            return Err(bad(
-                get("lmtp_addr").map(|(n, _)| n).unwrap_or("LISTD_LMTP_ADDR"),
-                "must not use port 25: LMTP is for hand-over from a local MTA, not for the Internet".into(),
-            ));
-        }
-
-        let public_url = match get("public_url") {
-            Some((name, v)) => {
-                let u = url::Url::parse(v).map_err(|e| bad(name, format!("is not a URL ({e})")))?;
-                if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
-                    return Err(bad(name, "must be an http:// or https:// URL".into()));
-                }
-                v.trim_end_matches('/').to_string()
-            }
-            // links must name a reachable host: 0.0.0.0 and :: are not
-            None if http_addr.ip().is_unspecified() => {
-                format!("http://127.0.0.1:{}", http_addr.port())
-            }
-            None => format!("http://{http_addr}"),
-        };
-
-        let relay_url = match get("relay_url") {
+        let database_url = raw.database_url()?;
+        let Listeners {
+            http_addr,
+            smtp_addr,
+            lmtp_addr,
+            status_addr,
+        } = raw.listeners()?;
+        let public_url = raw.public_url(http_addr)?;
+        let relay_url = match raw.get("relay_url") {
             Some((name, v)) => parse_relay_url(v).map_err(|p| bad(name, p))?,
             None => RelayUrl::File(data_dir.join("outbox")),
         };
-
-        let secret_key = match get("secret_key") {
-            Some((_, "")) | None => None,
-            Some((name, v)) => Some(SecretKey::from_base64(v).map_err(|p| bad(name, p))?),
-        };
-
-        let hostname = match get("hostname") {
-            Some((name, v)) => {
-                if v.is_empty()
-                    || !v
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-                {
-                    return Err(bad(
-                        name,
-                        "must be a host name such as lists.example.org".into(),
-                    ));
-                }
-                v.to_ascii_lowercase()
-            }
-            None => default_hostname(&public_url),
-        };
-
-        let number = |key: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
-            match get(key) {
-                None => Ok(default),
-                Some((name, v)) => match v.replace('_', "").parse::<u64>() {
-                    Ok(n) if n >= min => Ok(n),
-                    _ => Err(bad(
-                        name,
-                        format!("must be a whole number of at least {min}, not `{v}`"),
-                    )),
-                },
-            }
-        };
-        let max_message_bytes = number("max_message_bytes", 10_485_760, 1024)?;
-        let delivery_concurrency = number("delivery_concurrency", 16, 1)? as usize;
-        let confirm_expiry = Duration::from_secs(number("confirm_expiry_hours", 72, 1)? * 3600);
-
-        let path = |key: &str| {
-            get(key)
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(_, v)| PathBuf::from(v))
-        };
-        let tls_cert = path("tls_cert");
-        let tls_key = path("tls_key");
-        if tls_cert.is_some() != tls_key.is_some() {
-            return Err(bad(
-                "LISTD_TLS_CERT",
-                "and LISTD_TLS_KEY must be set together".into(),
-            ));
-        }
-        let dns_server = match get("dns_server") {
-            Some((_, "")) | None => None,
-            Some((name, v)) => Some(parse_socket_addr(v).map_err(|p| bad(name, p))?),
-        };
-        let template_dir = path("template_dir");
-
-        let rate_per_ip = match get("rate_per_ip") {
+        let secret_key = raw.optional("secret_key", SecretKey::from_base64)?;
+        let hostname = raw.hostname(&public_url)?;
+        let max_message_bytes = raw.number("max_message_bytes", 10_485_760, 1024)?;
+        let delivery_concurrency = raw.number("delivery_concurrency", 16, 1)? as usize;
+        let confirm_expiry = Duration::from_secs(raw.number("confirm_expiry_hours", 72, 1)? * 3600);
+        let (tls_cert, tls_key) = raw.tls()?;
+        let dns_server = raw.optional("dns_server", parse_socket_addr)?;
+        let template_dir = raw.path("template_dir");
+        let rate_per_ip = match raw.get("rate_per_ip") {
             None => Some(Rate {
                 count: 30,
                 per: Duration::from_secs(3600),
             }),
             Some((name, v)) => parse_rate(v).map_err(|p| bad(name, p))?,
         };
-
-        let trusted_proxies = match get("trusted_proxies") {
-            None => Vec::new(),
-            Some((name, v)) => v
-                .split([',', ' '])
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<IpAddr>()
-                        .map_err(|_| bad(name, format!("`{s}` is not an IP address")))
-                })
-                .collect::<Result<_, _>>()?,
-        };
-
-        let log = get("log")
+        let trusted_proxies = raw.trusted_proxies()?;
+        let log = raw
+            .get("log")
             .map(|(_, v)| v.to_string())
             .filter(|v| !v.is_empty());
-        let log_format = match get("log_format") {
-            None => LogFormat::Text,
-            Some((_, v)) if v.eq_ignore_ascii_case("text") || v.is_empty() => LogFormat::Text,
-            Some((_, v)) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
-            Some((name, v)) => {
-                return Err(bad(name, format!("must be `text` or `json`, not `{v}`")));
-            }
-        };
-
-        let admins = match get("admins") {
-            None => Vec::new(),
-            Some((name, v)) => v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    crate::domain::EmailAddress::parse(s).map_err(|e| {
-                        bad(name, format!("holds `{s}`, which is not an address ({e})"))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let smtp_max_per_ip = number("smtp_max_per_ip", 20, 1)? as usize;
+        let log_format = raw.log_format()?;
+        let admins = raw.admins()?;
+        let smtp_max_per_ip = raw.number("smtp_max_per_ip", 20, 1)? as usize;
 
         Ok(Config {
             admins,
@@ -389,6 +256,203 @@ impl Config {
             log,
             log_format,
         })
+    }
+}
+
+struct Listeners {
+    http_addr: SocketAddr,
+    smtp_addr: Option<SocketAddr>,
+    lmtp_addr: Option<SocketAddr>,
+    status_addr: Option<SocketAddr>,
+}
+
+/// The given settings by key: the name they were given under (a file key or an
+/// environment variable, for messages) and their text.
+struct Raw(HashMap<&'static str, (String, String)>);
+
+fn bad(name: &str, problem: String) -> ConfigError {
+    ConfigError::BadValue {
+        key: name.to_string(),
+        problem,
+    }
+}
+
+impl Raw {
+    fn get(&self, key: &str) -> Option<(&str, &str)> {
+        self.0.get(key).map(|(name, v)| (name.as_str(), v.trim()))
+    }
+
+    /// A setting that may be absent or empty, parsed when given.
+    fn optional<T>(
+        &self,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.get(key) {
+            Some((_, "")) | None => Ok(None),
+            Some((name, v)) => parse(v).map(Some).map_err(|p| bad(name, p)),
+        }
+    }
+
+    fn database_url(&self) -> Result<Option<String>, ConfigError> {
+        self.optional("database_url", |v| {
+            if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+                Ok(v.to_string())
+            } else {
+                Err("must be a postgres:// URL".into())
+            }
+        })
+    }
+
+    /// A listening address, `off` (or empty) for none.
+    fn addr(&self, key: &str, default: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+        let (name, v) = match self.get(key) {
+            Some(pair) => pair,
+            None => match default {
+                Some(d) => (key, d),
+                None => return Ok(None),
+            },
+        };
+        if v.eq_ignore_ascii_case("off") || v.is_empty() {
+            return Ok(None);
+        }
+        parse_socket_addr(v).map(Some).map_err(|p| bad(name, p))
+    }
+
+    /// The HTTP, SMTP, LMTP and status listeners.
+    fn listeners(&self) -> Result<Listeners, ConfigError> {
+        let http_addr = self
+            .addr("http_addr", Some("127.0.0.1:8080"))?
+            .ok_or_else(|| {
+                bad(
+                    "LISTD_HTTP_ADDR",
+                    "cannot be off: the HTTP listener is needed".into(),
+                )
+            })?;
+        let smtp_addr = self.addr("smtp_addr", Some("127.0.0.1:2525"))?;
+        let lmtp_addr = self.addr("lmtp_addr", None)?;
+        let status_addr = self.addr("status_addr", None)?;
+        if let Some(a) = lmtp_addr
+            && a.port() == 25
+        {
+            return Err(bad(
+                self.get("lmtp_addr").map(|(n, _)| n).unwrap_or("LISTD_LMTP_ADDR"),
+                "must not use port 25: LMTP is for hand-over from a local MTA, not for the Internet".into(),
+            ));
+        }
+        Ok(Listeners {
+            http_addr,
+            smtp_addr,
+            lmtp_addr,
+            status_addr,
+        })
+    }
+
+    fn public_url(&self, http_addr: SocketAddr) -> Result<String, ConfigError> {
+        Ok(match self.get("public_url") {
+            Some((name, v)) => {
+                let u = url::Url::parse(v).map_err(|e| bad(name, format!("is not a URL ({e})")))?;
+                if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+                    return Err(bad(name, "must be an http:// or https:// URL".into()));
+                }
+                v.trim_end_matches('/').to_string()
+            }
+            // links must name a reachable host: 0.0.0.0 and :: are not
+            None if http_addr.ip().is_unspecified() => {
+                format!("http://127.0.0.1:{}", http_addr.port())
+            }
+            None => format!("http://{http_addr}"),
+        })
+    }
+
+    fn hostname(&self, public_url: &str) -> Result<String, ConfigError> {
+        Ok(match self.get("hostname") {
+            Some((name, v)) => {
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                {
+                    return Err(bad(
+                        name,
+                        "must be a host name such as lists.example.org".into(),
+                    ));
+                }
+                v.to_ascii_lowercase()
+            }
+            None => default_hostname(public_url),
+        })
+    }
+
+    fn number(&self, key: &str, default: u64, min: u64) -> Result<u64, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some((name, v)) => match v.replace('_', "").parse::<u64>() {
+                Ok(n) if n >= min => Ok(n),
+                _ => Err(bad(
+                    name,
+                    format!("must be a whole number of at least {min}, not `{v}`"),
+                )),
+            },
+        }
+    }
+
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        self.get(key)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(_, v)| PathBuf::from(v))
+    }
+
+    /// The TLS certificate and key, given together or not at all.
+    fn tls(&self) -> Result<(Option<PathBuf>, Option<PathBuf>), ConfigError> {
+        let tls_cert = self.path("tls_cert");
+        let tls_key = self.path("tls_key");
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(bad(
+                "LISTD_TLS_CERT",
+                "and LISTD_TLS_KEY must be set together".into(),
+            ));
+        }
+        Ok((tls_cert, tls_key))
+    }
+
+    fn trusted_proxies(&self) -> Result<Vec<IpAddr>, ConfigError> {
+        match self.get("trusted_proxies") {
+            None => Ok(Vec::new()),
+            Some((name, v)) => v
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<IpAddr>()
+                        .map_err(|_| bad(name, format!("`{s}` is not an IP address")))
+                })
+                .collect(),
+        }
+    }
+
+    fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.get("log_format") {
+            None => Ok(LogFormat::Text),
+            Some((_, v)) if v.eq_ignore_ascii_case("text") || v.is_empty() => Ok(LogFormat::Text),
+            Some((_, v)) if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
+            Some((name, v)) => Err(bad(name, format!("must be `text` or `json`, not `{v}`"))),
+        }
+    }
+
+    fn admins(&self) -> Result<Vec<crate::domain::EmailAddress>, ConfigError> {
+        match self.get("admins") {
+            None => Ok(Vec::new()),
+            Some((name, v)) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    crate::domain::EmailAddress::parse(s).map_err(|e| {
+                        bad(name, format!("holds `{s}`, which is not an address ({e})"))
+                    })
+                })
+                .collect(),
+        }
     }
 }
 

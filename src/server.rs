@@ -20,6 +20,9 @@ pub struct Parts {
     pub workers: bool,
 }
 
+/// The tasks of the running parts; each ends with an error only when its part failed.
+type Tasks = tokio::task::JoinSet<anyhow::Result<()>>;
+
 /// Runs until `shutdown` resolves (or a part fails), then stops everything.
 pub async fn run(
     config: &Config,
@@ -29,114 +32,20 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-
+    let mut tasks = Tasks::new();
     if parts.http {
-        let listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen for HTTP on {} (LISTD_HTTP_ADDR)",
-                    config.http_addr
-                )
-            })?;
-        tracing::info!(addr = %config.http_addr, public_url = %config.public_url, "HTTP listening");
-        let state = AppState::new(app.clone(), config);
-        let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            crate::http::serve(listener, state, stop)
-                .await
-                .context("HTTP server failed")
-        });
+        start_http(&mut tasks, config, &app, &stop_rx).await?;
     }
-
     if let Some(addr) = config.status_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} (LISTD_STATUS_ADDR)"))?;
-        tracing::info!(%addr, "status endpoints listening");
-        let state = AppState::new(app.clone(), config);
-        let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            crate::http::serve_status(listener, state, stop)
-                .await
-                .context("status listener failed")
-        });
+        start_status(&mut tasks, addr, config, &app, &stop_rx).await?;
     }
-
     if parts.smtp {
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(crate::smtp::load_tls(cert, key)?),
-            _ => None,
-        };
-        let listeners = [
-            (
-                config.smtp_addr,
-                crate::smtp::Protocol::Smtp,
-                "SMTP",
-                "LISTD_SMTP_ADDR",
-            ),
-            (
-                config.lmtp_addr,
-                crate::smtp::Protocol::Lmtp,
-                "LMTP",
-                "LISTD_LMTP_ADDR",
-            ),
-        ];
-        for (addr, protocol, name, key) in listeners {
-            let Some(addr) = addr else { continue };
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for {name} on {addr} ({key})"))?;
-            tracing::info!(%addr, "{name} listening");
-            let mut smtp = crate::smtp::SmtpConfig::new(config.hostname.clone(), protocol);
-            smtp.max_message_bytes = config.max_message_bytes as usize;
-            smtp.max_sessions_per_ip = match protocol {
-                crate::smtp::Protocol::Smtp => config.smtp_max_per_ip,
-                crate::smtp::Protocol::Lmtp => smtp.max_sessions,
-            };
-            smtp.tls = tls.clone();
-            let backend = crate::smtp::AppBackend::new(app.clone());
-            let stop = stop_rx.clone();
-            tasks.spawn(async move {
-                crate::smtp::serve(listener, smtp, backend, stop).await;
-                Ok(())
-            });
-        }
+        start_smtp(&mut tasks, config, &app, &stop_rx).await?;
     }
-
     // counters are recorded from the start, whichever parts run here
-    let _ = crate::http::metrics::handle();
+    let _ = crate::startup::metrics_recorder();
     if parts.workers {
-        let inbound = app.clone();
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            inbound.run_inbound_worker(stop).await;
-            Ok(())
-        });
-        let maintenance = app.clone();
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            maintenance.run_maintenance(MAINTENANCE_EVERY, stop).await;
-            Ok(())
-        });
-        let relay = crate::delivery::Relay::new(
-            &config.relay_url,
-            config.delivery_concurrency,
-            &config.hostname,
-        )?;
-        tracing::info!(relay = ?config.relay_url, "delivery workers running");
-        let copies = crate::delivery::CopySettings {
-            secret_key: app.settings.secret_key.clone(),
-            public_url: app.settings.public_url.clone(),
-        };
-        let worker =
-            crate::delivery::Worker::new(db.clone(), relay, config.delivery_concurrency, copies);
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            worker.run(stop).await;
-            Ok(())
-        });
+        start_workers(&mut tasks, config, db, &app, &stop_rx)?;
     }
 
     let mut outcome = Ok(());
@@ -158,6 +67,140 @@ pub async fn run(
         }
     }
     outcome
+}
+
+async fn start_http(
+    tasks: &mut Tasks,
+    config: &Config,
+    app: &App,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {} (LISTD_HTTP_ADDR)",
+                config.http_addr
+            )
+        })?;
+    tracing::info!(addr = %config.http_addr, public_url = %config.public_url, "HTTP listening");
+    let state = AppState::new(app.clone(), config);
+    let stop = stopped(stop_rx.clone());
+    tasks.spawn(async move {
+        crate::http::serve(listener, state, stop)
+            .await
+            .context("HTTP server failed")
+    });
+    Ok(())
+}
+
+async fn start_status(
+    tasks: &mut Tasks,
+    addr: std::net::SocketAddr,
+    config: &Config,
+    app: &App,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (LISTD_STATUS_ADDR)"))?;
+    tracing::info!(%addr, "status endpoints listening");
+    let state = AppState::new(app.clone(), config);
+    let stop = stopped(stop_rx.clone());
+    tasks.spawn(async move {
+        crate::http::serve_status(listener, state, stop)
+            .await
+            .context("status listener failed")
+    });
+    Ok(())
+}
+
+/// The SMTP and LMTP listeners that are configured.
+async fn start_smtp(
+    tasks: &mut Tasks,
+    config: &Config,
+    app: &App,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::smtp::load_tls(cert, key)?),
+        _ => None,
+    };
+    let listeners = [
+        (
+            config.smtp_addr,
+            crate::smtp::Protocol::Smtp,
+            "SMTP",
+            "LISTD_SMTP_ADDR",
+        ),
+        (
+            config.lmtp_addr,
+            crate::smtp::Protocol::Lmtp,
+            "LMTP",
+            "LISTD_LMTP_ADDR",
+        ),
+    ];
+    for (addr, protocol, name, key) in listeners {
+        let Some(addr) = addr else { continue };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for {name} on {addr} ({key})"))?;
+        tracing::info!(%addr, "{name} listening");
+        let mut smtp = crate::smtp::SmtpConfig::new(config.hostname.clone(), protocol);
+        smtp.max_message_bytes = config.max_message_bytes as usize;
+        smtp.max_sessions_per_ip = match protocol {
+            crate::smtp::Protocol::Smtp => config.smtp_max_per_ip,
+            crate::smtp::Protocol::Lmtp => smtp.max_sessions,
+        };
+        smtp.tls = tls.clone();
+        let backend = crate::smtp::AppBackend::new(app.clone());
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            crate::smtp::serve(listener, smtp, backend, stop).await;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The inbound worker, the maintenance and the delivery workers.
+fn start_workers(
+    tasks: &mut Tasks,
+    config: &Config,
+    db: &PgPool,
+    app: &App,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let inbound = app.clone();
+    let stop = stop_rx.clone();
+    tasks.spawn(async move {
+        inbound.run_inbound_worker(stop).await;
+        Ok(())
+    });
+    let maintenance = app.clone();
+    let stop = stop_rx.clone();
+    tasks.spawn(async move {
+        maintenance.run_maintenance(MAINTENANCE_EVERY, stop).await;
+        Ok(())
+    });
+    let relay = crate::delivery::Relay::new(
+        &config.relay_url,
+        config.delivery_concurrency,
+        &config.hostname,
+    )?;
+    tracing::info!(relay = ?config.relay_url, "delivery workers running");
+    let copies = crate::delivery::CopySettings {
+        secret_key: app.settings().secret_key.clone(),
+        public_url: app.settings().public_url.clone(),
+    };
+    let worker =
+        crate::delivery::Worker::new(db.clone(), relay, config.delivery_concurrency, copies);
+    let stop = stop_rx.clone();
+    tasks.spawn(async move {
+        worker.run(stop).await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// Resolves once `true` is sent on the channel (or its sender is gone).

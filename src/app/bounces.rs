@@ -11,10 +11,12 @@
 //! list's problem); policy bounces alert the owners once a day per receiving domain;
 //! a complaint unsubscribes at once. Nothing here ever writes to a bounce's sender.
 
+use super::outbox::{Mail, Staff};
 use super::{App, AppError};
 use crate::domain::bounce::BounceClass;
-use crate::domain::{Delivery, EmailAddress, List, MemberStatus, Role, VerpRef, VerpToken};
-use crate::mail::Auto;
+use crate::domain::{
+    Delivery, EmailAddress, List, MemberStatus, Purpose, Role, VerpRef, VerpToken,
+};
 use crate::mail::bounce::{Reading, read_bounce_from};
 use crate::store;
 use crate::store::bounces::{NewBounce, UnjudgedBounce};
@@ -204,8 +206,15 @@ impl App {
             };
             tracing::error!(list = %list.address, waiting = fault.waiting, error = %fault.error, "the list cannot deliver; owners told");
             let ctx = json!({"waiting": fault.waiting, "error": fault.error});
-            self.tell_owners(&mut tx, &list, "email/delivery_fault.txt", ctx)
-                .await?;
+            self.notify_staff(
+                &mut tx,
+                &list,
+                Staff::Owners,
+                "email/delivery_fault.txt",
+                ctx,
+                None,
+            )
+            .await?;
         }
         tx.commit().await?;
         if !faults.is_empty() {
@@ -289,8 +298,15 @@ impl App {
                     )
                     .await?;
                     let ctx = json!({"address": state.address, "removed": false, "score": score});
-                    self.tell_owners(tx, &list, "email/bounce_owner.txt", ctx)
-                        .await?;
+                    self.notify_staff(
+                        tx,
+                        &list,
+                        Staff::Owners,
+                        "email/bounce_owner.txt",
+                        ctx,
+                        None,
+                    )
+                    .await?;
                     format!("score {score}: delivery disabled, member told")
                 } else {
                     format!("score {score}")
@@ -365,8 +381,15 @@ impl App {
                 .await?;
                 done.members_removed += 1;
                 let ctx = json!({"address": m.address, "removed": true});
-                self.tell_owners(&mut tx, &list, "email/bounce_owner.txt", ctx)
-                    .await?;
+                self.notify_staff(
+                    &mut tx,
+                    &list,
+                    Staff::Owners,
+                    "email/bounce_owner.txt",
+                    ctx,
+                    None,
+                )
+                .await?;
                 tracing::info!(list = %list.address, member = %m.address, "removed after bounces");
             }
         }
@@ -422,18 +445,8 @@ impl App {
             "warnings": list.settings.bounce_warnings,
             "interval_days": list.settings.bounce_warning_interval_days,
         });
-        self.enqueue_mail(
-            tx,
-            list,
-            "notice",
-            address,
-            template,
-            ctx,
-            Auto::Generated,
-            None,
-            None,
-        )
-        .await
+        self.queue(tx, list, Mail::new(Purpose::Notice, address, template, ctx))
+            .await
     }
 
     /// Tells the owners that a receiving domain refuses the list's mail for policy
@@ -451,42 +464,8 @@ impl App {
             "status": bounce.status,
             "diagnostic": bounce.diagnostic,
         });
-        self.tell_owners(tx, list, "email/policy_alert.txt", ctx)
-            .await
-    }
-
-    /// A notice to every owner of the list (as Mailman 3 tells owners when bounces
-    /// turn a member's delivery off or remove them).
-    async fn tell_owners(
-        &self,
-        tx: &mut PgConnection,
-        list: &List,
-        template: &str,
-        mut ctx: serde_json::Value,
-    ) -> Result<(), AppError> {
-        let owners = store::members::list_members(
-            &mut *tx,
-            list.id,
-            Some(Role::Owner),
-            Some(MemberStatus::Subscribed),
-        )
-        .await?;
-        ctx["list_name"] = json!(list.settings.name);
-        ctx["list_address"] = json!(list.address.to_string());
-        for owner in owners {
-            self.enqueue_mail(
-                tx,
-                list,
-                "notice",
-                &owner.address,
-                template,
-                ctx.clone(),
-                Auto::Generated,
-                None,
-                None,
-            )
+        self.notify_staff(tx, list, Staff::Owners, "email/policy_alert.txt", ctx, None)
             .await?;
-        }
         Ok(())
     }
 }

@@ -5,22 +5,24 @@
 //! Processing never answers or acts on automatic mail (bounces, auto-replies, list
 //! traffic), and answers a person at most ten times a day.
 
+use super::outbox::{Mail, Staff, daily_limit_reached, staff_addresses};
 use super::posts::{Moderation, ModerationOutcome, PostOutcome, ReceivedPost};
 use super::subscriptions::{
     ConfirmOutcome, ConfirmVia, Request, RequestOutcome, UnsubscribeOutcome,
 };
 use super::{App, AppError};
-use crate::domain::route::{Action, readings};
-use crate::domain::{EmailAddress, Evidence, List, MemberStatus, ModerateToken, Role, Source};
+use crate::domain::route::{Action, Protocol, readings};
+use crate::domain::{EmailAddress, Evidence, List, ModerateToken, Purpose, Source};
+use crate::mail::forward::{loop_line, with_loop_marker};
 use crate::mail::inbound::{
     Command, Incoming, ModerationReply, find_command, find_moderation_reply, find_tokens,
     read_incoming,
 };
-use crate::mail::{Auto, SystemMail, compose_system_mail, storable, system_envelope_from};
+use crate::mail::storable;
 use crate::store;
 use crate::store::inbound::{InboundRow, NewInbound};
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 /// A recipient listd answers for: a list and what the mail asks of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +38,7 @@ pub struct Arrival<'a> {
     pub helo: &'a str,
     pub peer: Option<String>,
     pub tls: bool,
-    pub lmtp: bool,
+    pub protocol: Protocol,
 }
 
 /// A received message as an operator sees it (`listd inbound ls|show`).
@@ -73,8 +75,6 @@ pub enum RetryOutcome {
 /// Messages `listd inbound ls` shows at most.
 const INBOUND_SHOWN: i64 = 500;
 
-/// At most this many automatic replies to one address a day (docs/standards.md#27).
-const REPLIES_PER_DAY: i64 = 10;
 /// Mailboxes every mail domain must have (RFC 5321 §4.5.1, RFC 2142 §2), answered at
 /// every list domain unless a list has that name.
 const ROLE_ACCOUNTS: &[&str] = &["postmaster", "abuse"];
@@ -141,7 +141,7 @@ impl App {
             helo: arrival.helo,
             peer: arrival.peer.clone(),
             tls: arrival.tls,
-            protocol: if arrival.lmtp { "lmtp" } else { "smtp" },
+            protocol: arrival.protocol.as_str(),
             raw,
         };
         let id = store::inbound::insert_inbound(&self.db, &row).await?;
@@ -496,15 +496,8 @@ impl App {
         incoming: &Incoming,
     ) -> Result<String, AppError> {
         let mut tx = self.db.begin().await?;
-        let since = OffsetDateTime::now_utc() - Duration::DAY;
-        let sent = store::outbound::count_recent_to(
-            &mut *tx,
-            &to.to_string(),
-            super::subscriptions::AUTOMATIC_PURPOSES,
-            since,
-        )
-        .await?;
-        if sent >= REPLIES_PER_DAY {
+        let to = to.to_string();
+        if daily_limit_reached(&mut tx, &to).await? {
             return Ok("not answered: per-address limit".into());
         }
         let a = &list.address;
@@ -517,18 +510,9 @@ impl App {
             "owner_address": a.with_suffix("owner"),
             "request_address": a.with_suffix("request"),
         });
-        self.enqueue_mail(
-            &mut tx,
-            list,
-            "reply",
-            &to.to_string(),
-            "email/help.txt",
-            ctx,
-            Auto::Replied,
-            None,
-            incoming.message_id.as_deref(),
-        )
-        .await?;
+        let mail = Mail::new(Purpose::Reply, &to, "email/help.txt", ctx)
+            .replying_to(incoming.message_id.as_deref());
+        self.queue(&mut tx, list, mail).await?;
         tx.commit().await?;
         self.wakeups.outbound();
         Ok("help sent".into())
@@ -541,7 +525,8 @@ impl App {
             return Ok("not forwarded: the list has no owners".into());
         }
         let marker = list.address.with_suffix("owner");
-        self.forward(list, raw, &marker, "owner", &owners).await
+        self.forward(list, raw, &marker, Purpose::Owner, &owners)
+            .await
     }
 
     /// Sends mail for `postmaster@` or `abuse@` on to the site admins (to the list's
@@ -556,7 +541,8 @@ impl App {
             return Ok("not forwarded: no site admins (LISTD_ADMINS) and no owners".into());
         }
         let marker = format!("postmaster@{}", list.address.domain());
-        self.forward(list, raw, &marker, "postmaster", &to).await
+        self.forward(list, raw, &marker, Purpose::Postmaster, &to)
+            .await
     }
 
     /// Queues `raw` for `to`, unchanged but for an `X-Loop: <marker>` line; a message
@@ -566,33 +552,16 @@ impl App {
         list: &List,
         raw: &[u8],
         marker: &str,
-        purpose: &str,
+        purpose: Purpose,
         to: &[String],
     ) -> Result<String, AppError> {
-        let marker = format!("X-Loop: {marker}");
-        let head_end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(raw.len());
-        if String::from_utf8_lossy(&raw[..head_end])
-            .to_ascii_lowercase()
-            .contains(&marker.to_ascii_lowercase())
-        {
-            return Ok(format!("not forwarded: it already went through {marker}"));
-        }
-        let mut message = format!("{marker}\r\n").into_bytes();
-        message.extend_from_slice(raw);
-        let envelope_from = system_envelope_from(&list.address);
-        store::outbound::insert_outbound_copies(
-            &self.db,
-            Some(list.id),
-            purpose,
-            &envelope_from,
-            to,
-            &message,
-        )
-        .await?;
-        self.wakeups.outbound();
+        let Some(message) = with_loop_marker(raw, marker) else {
+            return Ok(format!(
+                "not forwarded: it already went through {}",
+                loop_line(marker)
+            ));
+        };
+        self.queue_copies(list, purpose, &message, to).await?;
         Ok(format!("forwarded to {} recipient(s)", to.len()))
     }
 
@@ -607,7 +576,7 @@ impl App {
             let Some(list) = store::lists::find_list(&mut *tx, list_id).await? else {
                 continue;
             };
-            let mut to = owners(&mut *tx, &list).await?;
+            let mut to = staff_addresses(&mut tx, &list, Staff::Owners).await?;
             if !admins_told {
                 to.extend(self.settings.admins.iter().map(|a| a.to_string()));
                 admins_told = true;
@@ -615,19 +584,23 @@ impl App {
             to.sort_by_key(|a| a.to_ascii_lowercase());
             to.dedup_by_key(|a| a.to_ascii_lowercase());
             let recipient = rcpt["address"].as_str().unwrap_or(list_id);
+            let ctx = json!({
+                "list_name": list.settings.name,
+                "recipient": recipient,
+                "attempts": row.attempts,
+                "mail_from": row.mail_from.as_deref().unwrap_or("<>"),
+                "error": error,
+                "id": row.id,
+            });
             for address in &to {
-                let message = self.unprocessed_notice(&list, address, recipient, row, error)?;
-                store::outbound::insert_outbound(
-                    &mut *tx,
-                    &store::outbound::NewOutbound {
-                        list_id: Some(list.id),
-                        purpose: "notice",
-                        envelope_from: &system_envelope_from(&list.address),
-                        recipient: address,
-                        message: &message,
-                    },
+                let mail = Mail::new(
+                    Purpose::Notice,
+                    address,
+                    "email/inbound_failed.txt",
+                    ctx.clone(),
                 )
-                .await?;
+                .attach(&row.raw);
+                self.queue(&mut tx, &list, mail).await?;
             }
         }
         tx.commit().await?;
@@ -639,39 +612,6 @@ impl App {
         }
         self.wakeups.outbound();
         Ok(())
-    }
-
-    fn unprocessed_notice(
-        &self,
-        list: &List,
-        to: &str,
-        recipient: &str,
-        row: &InboundRow,
-        error: &str,
-    ) -> Result<Vec<u8>, AppError> {
-        let ctx = json!({
-            "list_name": list.settings.name,
-            "recipient": recipient,
-            "attempts": row.attempts,
-            "mail_from": row.mail_from.as_deref().unwrap_or("<>"),
-            "error": error,
-            "id": row.id,
-        });
-        let text = self
-            .templates
-            .render_mail("email/inbound_failed.txt", ctx)
-            .map_err(|e| anyhow::anyhow!("rendering email/inbound_failed.txt: {e}"))?;
-        Ok(compose_system_mail(&SystemMail {
-            list: &list.address,
-            list_name: &list.settings.name,
-            to,
-            subject: &text.subject,
-            body: &text.body,
-            auto: Auto::Generated,
-            reply_to: None,
-            in_reply_to: None,
-            attachment: Some(&row.raw),
-        }))
     }
 }
 
@@ -704,15 +644,7 @@ fn inbound_view(r: store::inbound::InboundRecord, raw: Option<&[u8]>) -> Inbound
 }
 
 /// The addresses of a list's owners.
-async fn owners(db: impl sqlx::PgExecutor<'_>, list: &List) -> Result<Vec<String>, AppError> {
-    Ok(store::members::list_members(
-        db,
-        list.id,
-        Some(Role::Owner),
-        Some(MemberStatus::Subscribed),
-    )
-    .await?
-    .into_iter()
-    .map(|m| m.address)
-    .collect())
+async fn owners(db: &sqlx::PgPool, list: &List) -> Result<Vec<String>, AppError> {
+    let mut conn = db.acquire().await?;
+    staff_addresses(&mut conn, list, Staff::Owners).await
 }

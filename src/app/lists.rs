@@ -1,11 +1,9 @@
 //! Creating, reading, changing and deleting lists.
 
+use super::members::add_by_admin;
 use super::{App, AppError};
-use crate::domain::{
-    EmailAddress, Evidence, List, ListAddress, ListRef, ListSettings, Role, Source,
-};
+use crate::domain::{EmailAddress, List, ListAddress, ListRef, ListSettings, Role};
 use crate::store;
-use crate::store::members::NewMembership;
 use serde::Serialize;
 
 /// A list as shown to owners: its settings, head counts and owners.
@@ -47,25 +45,8 @@ impl App {
             }
             Err(e) => return Err(e.into()),
         };
-        let admin = Evidence::default();
         for owner in owners {
-            let m = NewMembership {
-                address: owner,
-                name: None,
-                role: Role::Owner,
-                request_source: Source::Admin,
-                requested_at: None,
-                request: &admin,
-                confirm_method: "admin",
-                confirm: &admin,
-            };
-            store::members::upsert_confirmed_member(
-                &mut *tx,
-                list.id,
-                &m,
-                crate::domain::MemberStatus::Subscribed,
-            )
-            .await?;
+            add_by_admin(&mut tx, list.id, owner, Role::Owner).await?;
         }
         tx.commit().await?;
         self.list_info(&ListRef::Address(address.clone())).await
@@ -168,28 +149,11 @@ impl App {
                     .await?;
                 }
             }
-            let admin = Evidence::default();
             for w in wanted {
                 if now.iter().any(|m| key(&m.address) == w.key()) {
                     continue;
                 }
-                let m = NewMembership {
-                    address: w,
-                    name: None,
-                    role,
-                    request_source: Source::Admin,
-                    requested_at: None,
-                    request: &admin,
-                    confirm_method: "admin",
-                    confirm: &admin,
-                };
-                store::members::upsert_confirmed_member(
-                    &mut *tx,
-                    current.id,
-                    &m,
-                    crate::domain::MemberStatus::Subscribed,
-                )
-                .await?;
+                add_by_admin(&mut tx, current.id, w, role).await?;
             }
         }
         tx.commit().await?;

@@ -1,10 +1,11 @@
 //! Owner actions on members: add, remove, list, show, change.
 
+use super::outbox::Mail;
 use super::subscriptions::{Request, RequestOutcome};
 use super::{App, AppError};
 use crate::domain::{
-    Delivery, EmailAddress, Evidence, List, ListRef, Member, MemberChange, MemberStatus, Role,
-    Source,
+    Delivery, EmailAddress, Evidence, List, ListRef, Member, MemberChange, MemberStatus, Purpose,
+    Role, Source,
 };
 use crate::store;
 use crate::store::members::NewMembership;
@@ -190,18 +191,13 @@ impl App {
                 "address": m.address,
                 "owner_address": list.address.with_suffix("owner"),
             });
-            self.enqueue_mail(
-                &mut tx,
-                list,
-                "notice",
+            let mail = Mail::new(
+                Purpose::Notice,
                 &m.address,
                 "email/request_refused.txt",
                 ctx,
-                crate::mail::Auto::Generated,
-                None,
-                None,
-            )
-            .await?;
+            );
+            self.queue(&mut tx, list, mail).await?;
             RequestDecision::Refused
         };
         tx.commit().await?;
@@ -263,24 +259,7 @@ impl App {
                     AddOutcome::Added
                 }
                 _ => {
-                    let admin = Evidence::default();
-                    let m = NewMembership {
-                        address,
-                        name: None,
-                        role,
-                        request_source: Source::Admin,
-                        requested_at: None,
-                        request: &admin,
-                        confirm_method: "admin",
-                        confirm: &admin,
-                    };
-                    let added = store::members::upsert_confirmed_member(
-                        &mut *tx,
-                        current_list.id,
-                        &m,
-                        MemberStatus::Subscribed,
-                    )
-                    .await?;
+                    let added = add_by_admin(&mut tx, current_list.id, address, role).await?;
                     if welcome {
                         self.enqueue_welcome(&mut tx, &current_list, &added).await?;
                     }
@@ -493,4 +472,29 @@ pub(crate) async fn apply_member_change(
         }
     }
     Ok(member)
+}
+
+/// Makes `address` a subscribed `role` of a list on an owner's or admin's word (no
+/// request, no confirmation: the consent evidence says `admin`).
+pub(super) async fn add_by_admin(
+    tx: &mut sqlx::PgConnection,
+    list_id: uuid::Uuid,
+    address: &EmailAddress,
+    role: Role,
+) -> Result<Member, AppError> {
+    let admin = Evidence::default();
+    let m = NewMembership {
+        address,
+        name: None,
+        role,
+        request_source: Source::Admin,
+        requested_at: None,
+        request: &admin,
+        confirm_method: Source::Admin,
+        confirm: &admin,
+    };
+    Ok(
+        store::members::upsert_confirmed_member(&mut *tx, list_id, &m, MemberStatus::Subscribed)
+            .await?,
+    )
 }

@@ -13,6 +13,7 @@ pub mod dkim;
 pub mod inbound;
 pub mod lists;
 pub mod members;
+pub mod outbox;
 pub mod posts;
 pub mod roster;
 pub mod sessions;
@@ -42,13 +43,13 @@ pub struct AppSettings {
 /// The application core shared by every front end.
 #[derive(Clone)]
 pub struct App {
-    pub db: PgPool,
+    db: PgPool,
     /// Wakes the workers after commits that queue work for them.
-    pub wakeups: crate::store::wakeup::Wakeups,
-    pub settings: Arc<AppSettings>,
-    pub templates: Arc<Templates>,
+    wakeups: crate::store::wakeup::Wakeups,
+    settings: Arc<AppSettings>,
+    templates: Arc<Templates>,
     /// DMARC policy look-ups for From rewriting.
-    pub dmarc: DmarcResolver,
+    dmarc: DmarcResolver,
 }
 
 impl App {
@@ -66,6 +67,22 @@ impl App {
             templates: Arc::new(templates),
             dmarc,
         }
+    }
+
+    /// The settings the app was built with.
+    pub fn settings(&self) -> &AppSettings {
+        &self.settings
+    }
+
+    /// The page and mail templates.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// Sends the wake-ups still pending (before a short-lived process exits, so that a
+    /// `serve` elsewhere delivers what it queued now).
+    pub async fn flush_wakeups(&self) {
+        self.wakeups.flush().await;
     }
 
     /// The queues at a glance (for `/metrics`).

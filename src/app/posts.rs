@@ -6,6 +6,7 @@
 //! its copies share, and fanned out as one queued row per member in the transaction
 //! that accepts it. The delivery workers build each member's copy when they send it.
 
+use super::outbox::{Mail, Staff, daily_limit_reached};
 use super::{App, AppError};
 use crate::domain::footer::{FooterValues, Template};
 use crate::domain::headers::ListHeaders;
@@ -14,9 +15,8 @@ use crate::domain::post::{
 };
 use crate::domain::{
     Archive, Dmarc, EmailAddress, Footer, List, ListRef, MemberStatus, ModerateToken, Posting,
-    ReplyTo, Role,
+    Purpose, ReplyTo, Role,
 };
-use crate::mail::Auto;
 use crate::mail::footer::FooterText;
 use crate::mail::inbound::{Incoming, read_incoming};
 use crate::mail::rewrite::{FromMode, Prepared, Rewrite, prepare};
@@ -87,8 +87,8 @@ pub enum ModerationOutcome {
 /// A decision made on a post: what became of it, who decided, and when.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Decision {
-    /// `accepted`, `rejected` or `discarded`.
-    pub status: String,
+    /// Accepted, rejected or discarded.
+    pub status: PostStatus,
     /// `policy`, `cli`, an API token's name, or a person's address.
     pub by: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -97,7 +97,7 @@ pub struct Decision {
 
 impl std::fmt::Display for Decision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.status)?;
+        f.write_str(self.status.as_str())?;
         if let Some(by) = &self.by {
             write!(f, " by {by}")?;
         }
@@ -152,7 +152,7 @@ const PREVIEW_LINE_CHARS: usize = 160;
 #[derive(Debug, Clone)]
 pub struct PostDetail {
     pub post: HeldPost,
-    pub status: String,
+    pub status: PostStatus,
     pub mail_from: Option<String>,
     pub decided_by: Option<String>,
     pub decided_at: Option<OffsetDateTime>,
@@ -160,8 +160,34 @@ pub struct PostDetail {
     pub raw: Vec<u8>,
 }
 
-/// At most this many automatic mails to one address a day (docs/standards.md#27).
-const NOTICES_PER_DAY: i64 = 10;
+/// The verdict on a received post, before anything is stored.
+struct Judged {
+    verdict: Verdict,
+    /// The copy to relay, for a post accepted.
+    prepared: Option<Prepared>,
+    /// Why an accepted post is held instead: it cannot be rewritten.
+    unrelayable: Option<String>,
+}
+
+/// A post as stored.
+struct Recorded {
+    post_id: i64,
+    author: Option<String>,
+    reason: String,
+    /// The token of a held post's reply address.
+    moderate_token: Option<ModerateToken>,
+}
+
+/// A post being accepted: what is relayed, what came, and who decided.
+struct Acceptance<'a> {
+    post_id: i64,
+    prepared: &'a Prepared,
+    /// The post as it came, and its envelope sender.
+    raw: &'a [u8],
+    mail_from: Option<&'a str>,
+    author: Option<&'a EmailAddress>,
+    decided: Decided<'a>,
+}
 
 /// Who accepted a post (`policy` or a moderator), and their note.
 #[derive(Debug, Clone, Copy)]
@@ -185,6 +211,29 @@ impl App {
         list: &List,
         post: ReceivedPost<'_>,
     ) -> Result<PostOutcome, AppError> {
+        // the rewrite (and its DNS look-up) happens before the transaction opens
+        let judged = self.judge_post(list, &post).await?;
+        let lock = format!(
+            "post/{}/{}",
+            list.id,
+            post.incoming.message_id.as_deref().unwrap_or("")
+        );
+        let mut tx = store::begin_locked(&self.db, &lock).await?;
+        if let Some(post_id) = find_duplicate(&mut tx, list, &post).await? {
+            return Ok(PostOutcome::Duplicate { post_id });
+        }
+        let recorded = record_post(&mut tx, list, &post, &judged).await?;
+        let outcome = self
+            .act_on_post(&mut tx, list, &post, judged, recorded)
+            .await?;
+        tx.commit().await?;
+        self.wakeups.outbound();
+        Ok(outcome)
+    }
+
+    /// The verdict on a post and, when it is to be relayed, its rewritten copy; a post
+    /// that cannot be rewritten is held instead.
+    async fn judge_post(&self, list: &List, post: &ReceivedPost<'_>) -> Result<Judged, AppError> {
         let incoming = post.incoming;
         let facts = PostFacts {
             poster: self.poster(list, incoming.from.as_ref()).await?,
@@ -192,131 +241,91 @@ impl App {
             received: incoming.received,
             automatic: incoming.robot,
         };
-        let mut verdict = decide(
+        let verdict = decide(
             list.settings.posting,
             list.settings.nonmember_action,
             &facts,
         );
-        // the rewrite (and its DNS look-up) happens before the transaction opens
-        let mut prepared = None;
-        let mut unrelayable = None;
-        if verdict == Verdict::Accept {
+        if verdict != Verdict::Accept {
+            return Ok(Judged {
+                verdict,
+                prepared: None,
+                unrelayable: None,
+            });
+        }
+        Ok(
             match self.rewrite(list, post.raw, incoming.from.as_ref()).await {
-                Ok(p) => prepared = Some(p),
-                Err(e) => {
-                    // held for the record; only reject or discard can end it
-                    unrelayable = Some(format!(
+                Ok(p) => Judged {
+                    verdict,
+                    prepared: Some(p),
+                    unrelayable: None,
+                },
+                // held for the record; only reject or discard can end it
+                Err(e) => Judged {
+                    verdict: Verdict::Hold(Reason::Moderated),
+                    prepared: None,
+                    unrelayable: Some(format!(
                         "the message cannot be relayed as it is ({e}); reject or discard it"
-                    ));
-                    verdict = Verdict::Hold(Reason::Moderated);
-                }
-            }
-        }
-        let lock = format!(
-            "post/{}/{}",
-            list.id,
-            incoming.message_id.as_deref().unwrap_or("")
-        );
-        let mut tx = store::begin_locked(&self.db, &lock).await?;
-        // processing repeated after a crash: the message already became a post
-        if let Some(inbound_id) = post.inbound_id
-            && let Some(post_id) =
-                store::posts::find_post_by_inbound(&mut *tx, list.id, inbound_id).await?
-        {
-            return Ok(PostOutcome::Duplicate { post_id });
-        }
-        if let Some(message_id) = incoming.message_id.as_deref() {
-            let since = OffsetDateTime::now_utc() - Duration::days(DUPLICATE_WINDOW_DAYS);
-            if let Some(post_id) =
-                store::posts::find_recent_post(&mut *tx, list.id, message_id, since).await?
-            {
-                return Ok(PostOutcome::Duplicate { post_id });
-            }
-        }
-        let (status, reason) = match verdict {
-            Verdict::Accept => (PostStatus::Accepted, None),
-            Verdict::Hold(r) => (
-                PostStatus::Held,
-                Some(unrelayable.unwrap_or_else(|| r.to_string())),
-            ),
-            Verdict::Reject(r) => (PostStatus::Rejected, Some(r.to_string())),
-            Verdict::Discard(r) => (PostStatus::Discarded, Some(r.to_string())),
-        };
-        let author = incoming.from.as_ref().map(|a| a.to_string());
-        // the token of the held post's reply address (docs/contract.md#console)
-        let moderate_token = (status == PostStatus::Held).then(ModerateToken::generate);
-        let moderate_hash = moderate_token.as_ref().map(|t| t.hash());
-        let post_id = store::posts::insert_post(
-            &mut *tx,
-            &NewPost {
-                list_id: list.id,
-                inbound_id: post.inbound_id,
-                message_id: incoming.message_id.as_deref(),
-                mail_from: post.mail_from,
-                author: author.as_deref(),
-                subject: &incoming.subject,
-                raw: post.raw,
-                status,
-                reason: reason.as_deref(),
-                automatic: incoming.automatic,
-                moderate_hash: moderate_hash.as_ref().map(|h| &h.0[..]),
+                    )),
+                },
             },
         )
-        .await?;
-        let reason = reason.unwrap_or_default();
-        let outcome = match (verdict, prepared) {
+    }
+
+    /// Relays an accepted post, or tells the moderators and the poster of one held or
+    /// rejected, in `tx`.
+    async fn act_on_post(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        post: &ReceivedPost<'_>,
+        judged: Judged,
+        recorded: Recorded,
+    ) -> Result<PostOutcome, AppError> {
+        let incoming = post.incoming;
+        let Recorded {
+            post_id,
+            author,
+            reason,
+            moderate_token,
+        } = recorded;
+        let in_reply_to = incoming.message_id.as_deref();
+        Ok(match (judged.verdict, judged.prepared) {
             (Verdict::Accept, Some(prepared)) => {
-                let copies = self
-                    .fan_out(
-                        &mut tx,
-                        list,
-                        post_id,
-                        &prepared,
-                        (post.raw, post.mail_from),
-                        incoming.from.as_ref(),
-                        Decided {
-                            by: "policy",
-                            note: None,
-                        },
-                    )
-                    .await?;
+                let accepted = Acceptance {
+                    post_id,
+                    prepared: &prepared,
+                    raw: post.raw,
+                    mail_from: post.mail_from,
+                    author: incoming.from.as_ref(),
+                    decided: Decided {
+                        by: "policy",
+                        note: None,
+                    },
+                };
+                let copies = self.fan_out(tx, list, accepted).await?;
                 PostOutcome::Relayed { post_id, copies }
             }
             (Verdict::Reject(_), _) => {
                 let row = held_view(list, post_id, &author, incoming, &reason);
                 if !incoming.automatic {
-                    self.notify_poster(
-                        &mut tx,
-                        list,
-                        &row,
-                        Notice::Rejected,
-                        incoming.message_id.as_deref(),
-                    )
-                    .await?;
+                    self.notify_poster(tx, list, &row, Notice::Rejected, in_reply_to)
+                        .await?;
                 }
                 PostOutcome::Rejected { post_id, reason }
             }
             (Verdict::Discard(_), _) => PostOutcome::Discarded { post_id, reason },
             _ => {
                 let row = held_view(list, post_id, &author, incoming, &reason);
-                self.notify_moderators(&mut tx, list, &row, moderate_token.as_ref())
+                self.notify_moderators(tx, list, &row, moderate_token.as_ref())
                     .await?;
                 if !incoming.automatic {
-                    self.notify_poster(
-                        &mut tx,
-                        list,
-                        &row,
-                        Notice::Held,
-                        incoming.message_id.as_deref(),
-                    )
-                    .await?;
+                    self.notify_poster(tx, list, &row, Notice::Held, in_reply_to)
+                        .await?;
                 }
                 PostOutcome::Held { post_id, reason }
             }
-        };
-        tx.commit().await?;
-        self.wakeups.outbound();
-        Ok(outcome)
+        })
     }
 
     /// Held posts, oldest first: of one list, or of every list.
@@ -349,7 +358,7 @@ impl App {
             .ok_or(AppError::NoSuchPost(id))?;
         Ok(PostDetail {
             post: row_view(&list, &post),
-            status: post.status.to_string(),
+            status: post.status,
             mail_from: post.mail_from,
             decided_by: post.decided_by,
             decided_at: post.decided_at,
@@ -432,11 +441,14 @@ impl App {
                     .fan_out(
                         &mut tx,
                         &list,
-                        id,
-                        &prepared,
-                        (&peek.raw, peek.mail_from.as_deref()),
-                        incoming.from.as_ref(),
-                        Decided { by, note: reason },
+                        Acceptance {
+                            post_id: id,
+                            prepared: &prepared,
+                            raw: &peek.raw,
+                            mail_from: peek.mail_from.as_deref(),
+                            author: incoming.from.as_ref(),
+                            decided: Decided { by, note: reason },
+                        },
                     )
                     .await?;
                 if decision == Moderation::AcceptSender
@@ -450,28 +462,7 @@ impl App {
             }
             (Moderation::Reject, _) => {
                 let reason = reason.unwrap_or("a moderator declined it");
-                store::posts::update_post_decided(
-                    &mut *tx,
-                    id,
-                    PostStatus::Rejected,
-                    Some(reason),
-                    by,
-                )
-                .await?;
-                if !post.automatic {
-                    let row = HeldPost {
-                        reason: reason.to_string(),
-                        ..row_view(&list, &post)
-                    };
-                    self.notify_poster(
-                        &mut tx,
-                        &list,
-                        &row,
-                        Notice::Rejected,
-                        post.message_id.as_deref(),
-                    )
-                    .await?;
-                }
+                self.reject_held(&mut tx, &list, &post, reason, by).await?;
                 ModerationOutcome::Rejected
             }
             _ => {
@@ -483,6 +474,34 @@ impl App {
         tx.commit().await?;
         self.wakeups.outbound();
         Ok(outcome)
+    }
+
+    /// Rejects a held post, telling a human poster why.
+    async fn reject_held(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        post: &PostRow,
+        reason: &str,
+        by: &str,
+    ) -> Result<(), AppError> {
+        store::posts::update_post_decided(
+            &mut *tx,
+            post.id,
+            PostStatus::Rejected,
+            Some(reason),
+            by,
+        )
+        .await?;
+        if !post.automatic {
+            let row = HeldPost {
+                reason: reason.to_string(),
+                ..row_view(list, post)
+            };
+            self.notify_poster(tx, list, &row, Notice::Rejected, post.message_id.as_deref())
+                .await?;
+        }
+        Ok(())
     }
 
     /// A list's held posts for the console, oldest first, with the first lines of
@@ -609,21 +628,24 @@ impl App {
     }
 
     /// Queues a copy for every member, archives the post and marks it accepted, in
-    /// `tx`. `received` is the post as it came, with its envelope sender.
-    #[allow(clippy::too_many_arguments)]
+    /// `tx`.
     async fn fan_out(
         &self,
         tx: &mut PgConnection,
         list: &List,
-        post_id: i64,
-        prepared: &Prepared,
-        received: (&[u8], Option<&str>),
-        author: Option<&EmailAddress>,
-        decided: Decided<'_>,
+        accepted: Acceptance<'_>,
     ) -> Result<u64, AppError> {
+        let Acceptance {
+            post_id,
+            prepared,
+            raw,
+            mail_from,
+            author,
+            decided,
+        } = accepted;
         // the shared copy as relayed; a wrapped post's archive keeps the author's message
         let archived = if list.settings.dmarc == Dmarc::Wrap {
-            received.0
+            raw
         } else {
             prepared.shared()
         };
@@ -633,7 +655,7 @@ impl App {
             post_id,
             archived,
             prepared.message_id(),
-            received.1,
+            mail_from,
         )
         .await?;
         let author_key = author.map(|a| a.key());
@@ -676,31 +698,12 @@ impl App {
         held: &HeldPost,
         token: Option<&ModerateToken>,
     ) -> Result<(), AppError> {
-        let mut moderators = Vec::new();
-        for role in [Role::Owner, Role::Moderator] {
-            moderators.extend(
-                store::members::list_members(
-                    &mut *tx,
-                    list.id,
-                    Some(role),
-                    Some(MemberStatus::Subscribed),
-                )
-                .await?,
-            );
-        }
-        let mut seen = std::collections::HashSet::new();
-        moderators.retain(|m| seen.insert(m.address.to_ascii_lowercase()));
-        if moderators.is_empty() {
-            tracing::warn!(list = %list.address, id = held.id, "a post is held but the list has no owners or moderators to tell");
-        }
         // a reply to the notice decides the post: approve, discard or reject <reason>
         let reply_to = token.map(|t| {
             list.address
                 .with_suffix(&format!("moderate+{}", t.as_str()))
         });
         let ctx = json!({
-            "list_name": list.settings.name,
-            "list_address": list.address.to_string(),
             "id": held.id,
             "from": held.from,
             "subject": held.subject,
@@ -712,19 +715,18 @@ impl App {
                 list.address.list_id()
             ),
         });
-        for m in moderators {
-            self.enqueue_mail(
+        let told = self
+            .notify_staff(
                 tx,
                 list,
-                "notice",
-                &m.address,
+                Staff::OwnersAndModerators,
                 "email/held_notice.txt",
-                ctx.clone(),
-                Auto::Generated,
+                ctx,
                 reply_to.as_deref(),
-                None,
             )
             .await?;
+        if told == 0 {
+            tracing::warn!(list = %list.address, id = held.id, "a post is held but the list has no owners or moderators to tell");
         }
         Ok(())
     }
@@ -742,15 +744,8 @@ impl App {
         let Ok(to) = EmailAddress::parse(&post.from) else {
             return Ok(());
         };
-        let since = OffsetDateTime::now_utc() - Duration::DAY;
-        let sent = store::outbound::count_recent_to(
-            &mut *tx,
-            &to.to_string(),
-            super::subscriptions::AUTOMATIC_PURPOSES,
-            since,
-        )
-        .await?;
-        if sent >= NOTICES_PER_DAY {
+        let to = to.to_string();
+        if daily_limit_reached(tx, &to).await? {
             tracing::info!(list = %list.address, "poster not told: per-address limit reached");
             return Ok(());
         }
@@ -761,22 +756,79 @@ impl App {
             "reason": post.reason,
             "owner_address": list.address.with_suffix("owner"),
         });
-        self.enqueue_mail(
-            tx,
-            list,
-            "reply",
-            &to.to_string(),
-            match notice {
-                Notice::Held => "email/post_held.txt",
-                Notice::Rejected => "email/post_rejected.txt",
-            },
-            ctx,
-            Auto::Replied,
-            None,
-            in_reply_to,
-        )
-        .await
+        let template = match notice {
+            Notice::Held => "email/post_held.txt",
+            Notice::Rejected => "email/post_rejected.txt",
+        };
+        let mail = Mail::new(Purpose::Reply, &to, template, ctx).replying_to(in_reply_to);
+        self.queue(tx, list, mail).await
     }
+}
+
+/// The post this one repeats, if any: the same received message processed again
+/// after a crash, or the same Message-ID lately.
+async fn find_duplicate(
+    tx: &mut PgConnection,
+    list: &List,
+    post: &ReceivedPost<'_>,
+) -> Result<Option<i64>, AppError> {
+    if let Some(inbound_id) = post.inbound_id
+        && let Some(post_id) =
+            store::posts::find_post_by_inbound(&mut *tx, list.id, inbound_id).await?
+    {
+        return Ok(Some(post_id));
+    }
+    if let Some(message_id) = post.incoming.message_id.as_deref() {
+        let since = OffsetDateTime::now_utc() - Duration::days(DUPLICATE_WINDOW_DAYS);
+        return Ok(store::posts::find_recent_post(&mut *tx, list.id, message_id, since).await?);
+    }
+    Ok(None)
+}
+
+/// Stores the post with its verdict (and, when held, the hash of its reply token).
+async fn record_post(
+    tx: &mut PgConnection,
+    list: &List,
+    post: &ReceivedPost<'_>,
+    judged: &Judged,
+) -> Result<Recorded, AppError> {
+    let incoming = post.incoming;
+    let (status, reason) = match judged.verdict {
+        Verdict::Accept => (PostStatus::Accepted, None),
+        Verdict::Hold(r) => (
+            PostStatus::Held,
+            Some(judged.unrelayable.clone().unwrap_or_else(|| r.to_string())),
+        ),
+        Verdict::Reject(r) => (PostStatus::Rejected, Some(r.to_string())),
+        Verdict::Discard(r) => (PostStatus::Discarded, Some(r.to_string())),
+    };
+    let author = incoming.from.as_ref().map(|a| a.to_string());
+    // the token of the held post's reply address (docs/contract.md#console)
+    let moderate_token = (status == PostStatus::Held).then(ModerateToken::generate);
+    let moderate_hash = moderate_token.as_ref().map(|t| t.hash());
+    let post_id = store::posts::insert_post(
+        &mut *tx,
+        &NewPost {
+            list_id: list.id,
+            inbound_id: post.inbound_id,
+            message_id: incoming.message_id.as_deref(),
+            mail_from: post.mail_from,
+            author: author.as_deref(),
+            subject: &incoming.subject,
+            raw: post.raw,
+            status,
+            reason: reason.as_deref(),
+            automatic: incoming.automatic,
+            moderate_hash: moderate_hash.as_ref().map(|h| &h.0[..]),
+        },
+    )
+    .await?;
+    Ok(Recorded {
+        post_id,
+        author,
+        reason: reason.unwrap_or_default(),
+        moderate_token,
+    })
 }
 
 fn held_view(
@@ -815,7 +867,7 @@ fn preview(text: &str) -> String {
 
 fn decision_of(post: &PostRow) -> Decision {
     Decision {
-        status: post.status.to_string(),
+        status: post.status,
         by: post.decided_by.clone(),
         at: post.decided_at,
     }

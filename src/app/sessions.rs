@@ -7,13 +7,13 @@
 //! same answer and no mail, so the form tells nobody who is a member.
 
 use super::members::apply_member_change;
+use super::outbox::{Mail, over_daily_limit};
 use super::{App, AppError};
 use crate::domain::session::{SESSION_DAYS, SIGNIN_MINUTES, csrf_matches, csrf_token};
 use crate::domain::{
-    ConfirmToken, EmailAddress, List, ListRef, Member, MemberChange, MemberStatus, Role, SessionId,
-    TokenHash,
+    ConfirmToken, EmailAddress, List, ListRef, Member, MemberChange, MemberStatus, Purpose, Role,
+    SessionId, TokenHash,
 };
-use crate::mail::Auto;
 use crate::store;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -121,12 +121,12 @@ impl App {
             address,
             now - SIGNIN_SPACING,
             now - Duration::DAY,
-            super::subscriptions::AUTOMATIC_PURPOSES,
+            Purpose::AUTOMATIC,
         )
         .await?;
         if counts.recent >= 1
             || counts.today >= SIGNINS_PER_DAY
-            || counts.automatic_today >= super::subscriptions::AUTOMATIC_PER_DAY
+            || over_daily_limit(counts.automatic_today)
         {
             tracing::info!("sign-in link not sent: per-address limit reached");
             return Ok(SigninRequestOutcome::RateLimited);
@@ -139,18 +139,9 @@ impl App {
             "expiry_minutes": SIGNIN_MINUTES,
             "list_name": list.settings.name,
         });
-        self.enqueue_mail(
-            &mut tx,
-            &list,
-            "signin",
-            &address.to_string(),
-            "email/signin.txt",
-            ctx,
-            Auto::Generated,
-            None,
-            None,
-        )
-        .await?;
+        let to = address.to_string();
+        let mail = Mail::new(Purpose::Signin, &to, "email/signin.txt", ctx);
+        self.queue(&mut tx, &list, mail).await?;
         tx.commit().await?;
         self.wakeups.outbound();
         Ok(SigninRequestOutcome::Sent)

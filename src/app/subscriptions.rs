@@ -5,15 +5,14 @@
 //! same neutral answer in the front ends. Mail is only enqueued, in the transaction
 //! that records the request or the change.
 
+use super::outbox::{Mail, over_daily_limit};
 use super::{App, AppError};
 use crate::domain::{
-    ConfirmToken, EmailAddress, Evidence, List, MailtoToken, MemberStatus, Role, Source,
-    Subscription, UnsubscribeToken,
+    ConfirmToken, EmailAddress, Evidence, List, MailtoToken, MemberStatus, Purpose, RequestKind,
+    Role, Source, Subscription, UnsubscribeToken,
 };
-use crate::mail::{Auto, SystemMail, compose_system_mail, system_envelope_from};
 use crate::store;
 use crate::store::members::NewMembership;
-use crate::store::outbound::NewOutbound;
 use crate::store::pending::NewPending;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -22,10 +21,6 @@ use time::{Duration, OffsetDateTime};
 /// Per address and list: one confirmation per 10 minutes, three per day (docs/standards.md#27).
 const CONFIRM_SPACING: Duration = Duration::minutes(10);
 const CONFIRMS_PER_DAY: i64 = 3;
-/// Per address, all lists: at most ten automatic mails a day.
-pub(crate) const AUTOMATIC_PER_DAY: i64 = 10;
-/// Purposes that count as automatic replies to a request.
-pub const AUTOMATIC_PURPOSES: &[&str] = &["confirm", "reply", "signin"];
 
 /// A request to join or leave, from any front end.
 #[derive(Debug, Clone)]
@@ -116,6 +111,35 @@ pub enum ConfirmVia {
     Mail { message_id: Option<String> },
 }
 
+impl ConfirmVia {
+    /// How the confirmation came, as recorded with the membership.
+    fn method(&self) -> Source {
+        match self {
+            ConfirmVia::Web { .. } => Source::Web,
+            ConfirmVia::Mail { .. } => Source::Mail,
+        }
+    }
+
+    /// The evidence of the confirmation (docs/standards.md#29).
+    fn evidence(&self) -> Evidence {
+        match self {
+            ConfirmVia::Web { ip } => Evidence {
+                ip: ip.clone(),
+                ..Evidence::default()
+            },
+            ConfirmVia::Mail { message_id } => Evidence {
+                message_id: message_id.clone(),
+                ..Evidence::default()
+            },
+        }
+    }
+}
+
+/// An address read back from the database.
+fn stored_address(address: &str) -> Result<EmailAddress, AppError> {
+    Ok(EmailAddress::parse(address).map_err(|e| anyhow::anyhow!("stored address: {e}"))?)
+}
+
 /// The result of a one-click unsubscribe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UnsubscribeOutcome {
@@ -135,12 +159,12 @@ impl App {
             .increment(1);
         let mut tx = store::pending::begin_for_address(&self.db, list.id, &req.address).await?;
         let state = self
-            .request_state(&mut tx, list, "subscribe", &req.address)
+            .request_state(&mut tx, list, RequestKind::Subscribe, &req.address)
             .await?;
-        if state.member_status.as_deref() == Some(MemberStatus::Subscribed.as_str()) {
+        if state.member_status == Some(MemberStatus::Subscribed) {
             return Ok(RequestOutcome::NothingToDo);
         }
-        if rate_limited(list, "subscribe", &state.counts) {
+        if rate_limited(list, RequestKind::Subscribe, &state.counts) {
             return Ok(RequestOutcome::RateLimited);
         }
         // the address does not exist: a confirmation to it bounced hard lately
@@ -150,7 +174,7 @@ impl App {
             return Ok(RequestOutcome::NothingToDo);
         }
         let new_member = state.member_status.is_none();
-        self.send_confirmation(&mut tx, list, "subscribe", &req, new_member)
+        self.send_confirmation(&mut tx, list, RequestKind::Subscribe, &req, new_member)
             .await?;
         tx.commit().await?;
         self.wakeups.outbound();
@@ -166,19 +190,19 @@ impl App {
     ) -> Result<RequestOutcome, AppError> {
         let mut tx = store::pending::begin_for_address(&self.db, list.id, &req.address).await?;
         let state = self
-            .request_state(&mut tx, list, "unsubscribe", &req.address)
+            .request_state(&mut tx, list, RequestKind::Unsubscribe, &req.address)
             .await?;
-        let is_member = state.member_status.as_deref() == Some(MemberStatus::Subscribed.as_str());
+        let is_member = state.member_status == Some(MemberStatus::Subscribed);
         // By mail, members and non-members get the same confirmation (docs/standards.md#18): it
         // goes to the sender's own mailbox, and confirming does nothing for a stranger.
         // The web form, which anyone can fill in for any address, sends nothing then.
         if !is_member && req.source != Source::Mail {
             return Ok(RequestOutcome::NothingToDo);
         }
-        if rate_limited(list, "unsubscribe", &state.counts) {
+        if rate_limited(list, RequestKind::Unsubscribe, &state.counts) {
             return Ok(RequestOutcome::RateLimited);
         }
-        self.send_confirmation(&mut tx, list, "unsubscribe", &req, false)
+        self.send_confirmation(&mut tx, list, RequestKind::Unsubscribe, &req, false)
             .await?;
         tx.commit().await?;
         self.wakeups.outbound();
@@ -208,7 +232,7 @@ impl App {
             }
         } else if p.expires_at < OffsetDateTime::now_utc() {
             TokenView::Expired { list }
-        } else if p.kind == "unsubscribe" {
+        } else if p.kind == RequestKind::Unsubscribe {
             TokenView::Unsubscribe {
                 list,
                 address: p.address,
@@ -261,91 +285,92 @@ impl App {
             return Ok(ConfirmOutcome::Expired { list });
         }
         store::pending::update_pending_used(&mut *tx, p.id).await?;
-        let address =
-            EmailAddress::parse(&p.address).map_err(|e| anyhow::anyhow!("stored address: {e}"))?;
-        let (method, confirm) = match &via {
-            ConfirmVia::Web { ip } => (
-                "web",
-                Evidence {
-                    ip: ip.clone(),
-                    ..Evidence::default()
-                },
-            ),
-            ConfirmVia::Mail { message_id } => (
-                "mail",
-                Evidence {
-                    message_id: message_id.clone(),
-                    ..Evidence::default()
-                },
-            ),
-        };
-        let outcome = if p.kind == "unsubscribe" {
-            match store::members::find_member(&mut *tx, list.id, Role::Member, &address).await? {
-                Some(m) if m.status == MemberStatus::Subscribed => {
-                    store::members::update_member_left(
-                        &mut *tx,
-                        m.id,
-                        MemberStatus::Unsubscribed,
-                        method,
-                    )
-                    .await?;
-                    self.enqueue_goodbye(&mut tx, &list, &m.address).await?;
-                }
-                _ => {} // already gone: confirming again is harmless
-            }
-            ConfirmOutcome::Unsubscribed {
-                list,
-                address: p.address,
-            }
+        let outcome = if p.kind == RequestKind::Unsubscribe {
+            self.confirm_leaving(&mut tx, list, p, &via).await?
         } else {
-            let request = Evidence {
-                ip: p.ip.clone(),
-                user_agent: p.user_agent.clone(),
-                message_id: p.message_id.clone(),
-                form_text: p.form_text.clone(),
-            };
-            let source = p.source.parse::<Source>().unwrap_or(Source::Web);
-            let m = NewMembership {
-                address: &address,
-                name: p.name.as_deref(),
-                role: Role::Member,
-                request_source: source,
-                requested_at: Some(p.requested_at),
-                request: &request,
-                confirm_method: method,
-                confirm: &confirm,
-            };
-            if list.settings.subscription == Subscription::ConfirmThenModerate {
-                // the mailbox has confirmed; the membership waits for an owner
-                store::members::upsert_confirmed_member(
-                    &mut *tx,
-                    list.id,
-                    &m,
-                    MemberStatus::Pending,
-                )
-                .await?;
-                ConfirmOutcome::AwaitingApproval {
-                    list,
-                    address: p.address,
-                }
-            } else {
-                let member = store::members::upsert_confirmed_member(
-                    &mut *tx,
-                    list.id,
-                    &m,
-                    MemberStatus::Subscribed,
-                )
-                .await?;
-                self.enqueue_welcome(&mut tx, &list, &member).await?;
-                ConfirmOutcome::Subscribed {
-                    list,
-                    address: p.address,
-                }
-            }
+            self.confirm_joining(&mut tx, list, p, &via).await?
         };
         tx.commit().await?;
         self.wakeups.outbound();
         Ok(outcome)
+    }
+
+    /// A confirmed unsubscription: the member leaves (confirming twice is harmless).
+    async fn confirm_leaving(
+        &self,
+        tx: &mut PgConnection,
+        list: List,
+        p: store::pending::PendingRequest,
+        via: &ConfirmVia,
+    ) -> Result<ConfirmOutcome, AppError> {
+        let address = stored_address(&p.address)?;
+        match store::members::find_member(&mut *tx, list.id, Role::Member, &address).await? {
+            Some(m) if m.status == MemberStatus::Subscribed => {
+                store::members::update_member_left(
+                    &mut *tx,
+                    m.id,
+                    MemberStatus::Unsubscribed,
+                    via.method().as_str(),
+                )
+                .await?;
+                self.enqueue_goodbye(tx, &list, &m.address).await?;
+            }
+            _ => {} // already gone: confirming again is harmless
+        }
+        Ok(ConfirmOutcome::Unsubscribed {
+            list,
+            address: p.address,
+        })
+    }
+
+    /// A confirmed subscription, with the request's and the confirmation's evidence:
+    /// a member now, or waiting for an owner on a moderated list.
+    async fn confirm_joining(
+        &self,
+        tx: &mut PgConnection,
+        list: List,
+        p: store::pending::PendingRequest,
+        via: &ConfirmVia,
+    ) -> Result<ConfirmOutcome, AppError> {
+        let address = stored_address(&p.address)?;
+        let request = Evidence {
+            ip: p.ip.clone(),
+            user_agent: p.user_agent.clone(),
+            message_id: p.message_id.clone(),
+            form_text: p.form_text.clone(),
+        };
+        let confirm = via.evidence();
+        let m = NewMembership {
+            address: &address,
+            name: p.name.as_deref(),
+            role: Role::Member,
+            request_source: p.source,
+            requested_at: Some(p.requested_at),
+            request: &request,
+            confirm_method: via.method(),
+            confirm: &confirm,
+        };
+        if list.settings.subscription == Subscription::ConfirmThenModerate {
+            // the mailbox has confirmed; the membership waits for an owner
+            store::members::upsert_confirmed_member(&mut *tx, list.id, &m, MemberStatus::Pending)
+                .await?;
+            return Ok(ConfirmOutcome::AwaitingApproval {
+                list,
+                address: p.address,
+            });
+        }
+        let member = store::members::upsert_confirmed_member(
+            &mut *tx,
+            list.id,
+            &m,
+            MemberStatus::Subscribed,
+        )
+        .await?;
+        self.enqueue_welcome(tx, &list, &member).await?;
+        Ok(ConfirmOutcome::Subscribed {
+            list,
+            address: p.address,
+        })
     }
 
     /// The list, address and status of the membership an unsubscribe token belongs
@@ -529,7 +554,7 @@ impl App {
         &self,
         tx: &mut PgConnection,
         list: &List,
-        kind: &str,
+        kind: RequestKind,
         address: &EmailAddress,
     ) -> Result<store::pending::RequestState, AppError> {
         let now = OffsetDateTime::now_utc();
@@ -540,7 +565,7 @@ impl App {
             address,
             now - CONFIRM_SPACING,
             now - Duration::DAY,
-            AUTOMATIC_PURPOSES,
+            Purpose::AUTOMATIC,
         )
         .await?)
     }
@@ -549,7 +574,7 @@ impl App {
         &self,
         tx: &mut PgConnection,
         list: &List,
-        kind: &str,
+        kind: RequestKind,
         req: &Request,
         new_member: bool,
     ) -> Result<(), AppError> {
@@ -578,7 +603,7 @@ impl App {
             "confirm_url": format!("{}/confirm/{}", self.settings.public_url, token.as_str()),
             "expiry_hours": self.settings.confirm_expiry.as_secs() / 3600,
         });
-        let template = if kind == "unsubscribe" {
+        let template = if kind == RequestKind::Unsubscribe {
             "email/confirm_unsubscribe.txt"
         } else {
             "email/confirm_subscribe.txt"
@@ -586,30 +611,19 @@ impl App {
         let reply_to = list
             .address
             .with_suffix(&format!("confirm+{}", reply_token.as_str()));
-        let auto = if req.in_reply_to.is_some() {
-            Auto::Replied
-        } else {
-            Auto::Generated
-        };
         let to = req.address.to_string();
-        let (envelope_from, message) = self.compose_mail(
-            list,
-            &to,
-            template,
-            ctx,
-            auto,
-            Some(&reply_to),
-            req.in_reply_to.as_deref(),
-        )?;
-        let mail = NewOutbound {
-            list_id: Some(list.id),
-            purpose: "confirm",
-            envelope_from: &envelope_from,
-            recipient: &to,
-            message: &message,
-        };
+        let mut mail = Mail::new(Purpose::Confirm, &to, template, ctx).reply_to(Some(&reply_to));
+        if req.in_reply_to.is_some() {
+            mail = mail.replying_to(req.in_reply_to.as_deref());
+        }
+        let composed = self.compose(list, &mail)?;
         // the request and its mail in one statement: this runs for every form post
-        store::pending::insert_pending(&mut *tx, &pending, &mail).await?;
+        store::pending::insert_pending(
+            &mut *tx,
+            &pending,
+            &composed.outbound(list, Purpose::Confirm, &to),
+        )
+        .await?;
         Ok(())
     }
 
@@ -629,18 +643,8 @@ impl App {
             "list_url": self.list_url(list),
             "unsubscribe_url": format!("{}/unsubscribe/{}", self.settings.public_url, token.as_str()),
         });
-        self.enqueue_mail(
-            tx,
-            list,
-            "welcome",
-            &member.address,
-            "email/welcome.txt",
-            ctx,
-            Auto::Generated,
-            None,
-            None,
-        )
-        .await
+        let mail = Mail::new(Purpose::Welcome, &member.address, "email/welcome.txt", ctx);
+        self.queue(tx, list, mail).await
     }
 
     async fn enqueue_goodbye(
@@ -655,99 +659,18 @@ impl App {
             "address": address,
             "list_url": self.list_url(list),
         });
-        self.enqueue_mail(
-            tx,
-            list,
-            "goodbye",
-            address,
-            "email/goodbye.txt",
-            ctx,
-            Auto::Generated,
-            None,
-            None,
-        )
-        .await
-    }
-
-    /// The public page of a list.
-    pub fn list_url(&self, list: &List) -> String {
-        format!(
-            "{}/lists/{}",
-            self.settings.public_url,
-            list.address.list_id()
-        )
-    }
-
-    /// Renders a mail template and queues the message in the caller's transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn enqueue_mail(
-        &self,
-        tx: &mut PgConnection,
-        list: &List,
-        purpose: &str,
-        to: &str,
-        template: &str,
-        ctx: serde_json::Value,
-        auto: Auto,
-        reply_to: Option<&str>,
-        in_reply_to: Option<&str>,
-    ) -> Result<(), AppError> {
-        let (envelope_from, message) =
-            self.compose_mail(list, to, template, ctx, auto, reply_to, in_reply_to)?;
-        store::outbound::insert_outbound(
-            &mut *tx,
-            &NewOutbound {
-                list_id: Some(list.id),
-                purpose,
-                envelope_from: &envelope_from,
-                recipient: to,
-                message: &message,
-            },
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Renders a mail template into a message from the list: its envelope sender and
-    /// its bytes.
-    #[allow(clippy::too_many_arguments)]
-    fn compose_mail(
-        &self,
-        list: &List,
-        to: &str,
-        template: &str,
-        ctx: serde_json::Value,
-        auto: Auto,
-        reply_to: Option<&str>,
-        in_reply_to: Option<&str>,
-    ) -> Result<(String, Vec<u8>), AppError> {
-        let template = self.templates.for_list(&list.address.list_id(), template);
-        let text = self
-            .templates
-            .render_mail(&template, ctx)
-            .map_err(|e| anyhow::anyhow!("rendering {template}: {e}"))?;
-        let message = compose_system_mail(&SystemMail {
-            list: &list.address,
-            list_name: &list.settings.name,
-            to,
-            subject: &text.subject,
-            body: &text.body,
-            auto,
-            reply_to,
-            in_reply_to,
-            attachment: None,
-        });
-        Ok((system_envelope_from(&list.address), message))
+        let mail = Mail::new(Purpose::Goodbye, address, "email/goodbye.txt", ctx);
+        self.queue(tx, list, mail).await
     }
 }
 
 /// The per-address limits of docs/standards.md#27.
-fn rate_limited(list: &List, kind: &str, counts: &store::pending::RecentCounts) -> bool {
+fn rate_limited(list: &List, kind: RequestKind, counts: &store::pending::RecentCounts) -> bool {
     let limited = counts.recent >= 1
         || counts.today >= CONFIRMS_PER_DAY
-        || counts.automatic_today >= AUTOMATIC_PER_DAY;
+        || over_daily_limit(counts.automatic_today);
     if limited {
-        tracing::info!(list = %list.address, kind, "request not sent: per-address limit reached");
+        tracing::info!(list = %list.address, kind = kind.as_str(), "request not sent: per-address limit reached");
     }
     limited
 }

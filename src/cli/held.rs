@@ -96,7 +96,7 @@ pub async fn run(app: App, command: HeldCommand) -> Result<(), Failure> {
             output::fields(&[
                 ("id", d.post.id.to_string()),
                 ("list", d.post.list),
-                ("status", d.status),
+                ("status", d.status.to_string()),
                 ("from", d.post.from),
                 ("envelope from", d.mail_from.unwrap_or_else(|| "<>".into())),
                 ("subject", d.post.subject),

@@ -88,9 +88,6 @@ pub async fn run(app: App, command: ListsCommand) -> Result<(), Failure> {
             set,
             json,
         } => {
-            let address =
-                ListAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
-            let mut settings = ListSettings::defaults_for(&address);
             let named = [
                 ("name", name),
                 ("description", description),
@@ -101,57 +98,9 @@ pub async fn run(app: App, command: ListsCommand) -> Result<(), Failure> {
                 ("reply-to", reply_to),
                 ("dmarc", dmarc),
             ];
-            for (key, value) in named {
-                if let Some(v) = value {
-                    settings
-                        .apply(key, &v)
-                        .map_err(|e| Failure::usage(e.to_string()))?;
-                }
-            }
-            for pair in &set {
-                settings
-                    .apply_pair(pair)
-                    .map_err(|e| Failure::usage(e.to_string()))?;
-            }
-            let owners = owners
-                .iter()
-                .map(|o| {
-                    EmailAddress::parse(o).map_err(|e| Failure::usage(format!("--owner: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let info = app.create_list(&address, &settings, &owners).await?;
-            if json {
-                output::json(&info)
-            } else {
-                println!("created {} (list-id {})", info.address, info.list_id);
-                warn(&info);
-                Ok(())
-            }
+            create(&app, &address, &named, &set, &owners, json).await
         }
-        ListsCommand::Ls { json } => {
-            let lists = app.lists(false).await?;
-            if json {
-                return output::json(&lists);
-            }
-            if lists.is_empty() {
-                println!("no lists yet; create one with `listd lists create ADDRESS`");
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = lists
-                .iter()
-                .map(|l| {
-                    vec![
-                        l.address.clone(),
-                        l.settings.name.clone(),
-                        l.members.to_string(),
-                        l.pending.to_string(),
-                        l.settings.posting.to_string(),
-                    ]
-                })
-                .collect();
-            output::table(&["ADDRESS", "NAME", "MEMBERS", "PENDING", "POSTING"], &rows);
-            Ok(())
-        }
+        ListsCommand::Ls { json } => ls(&app, json).await,
         ListsCommand::Show { list, json } => {
             let info = app.list_info(&parse_ref(&list)?).await?;
             if json {
@@ -164,28 +113,95 @@ pub async fn run(app: App, command: ListsCommand) -> Result<(), Failure> {
             list,
             settings,
             json,
-        } => {
-            let info = app.update_list(&parse_ref(&list)?, &settings).await?;
-            if json {
-                output::json(&info)
-            } else {
-                println!("updated {}", info.address);
-                warn(&info);
-                Ok(())
-            }
-        }
-        ListsCommand::Delete { list, yes } => {
-            let list = parse_ref(&list)?;
-            if !yes {
-                return Err(Failure::usage(format!(
-                    "deleting {list} removes all its members and history; add --yes to confirm"
-                )));
-            }
-            app.delete_list(&list).await?;
-            println!("deleted {list}");
-            Ok(())
+        } => set(&app, &list, &settings, json).await,
+        ListsCommand::Delete { list, yes } => delete(&app, &list, yes).await,
+    }
+}
+
+/// `lists create`: the settings named by their own options (`named`) first, then the
+/// `--set KEY=VALUE` pairs.
+async fn create(
+    app: &App,
+    address: &str,
+    named: &[(&str, Option<String>)],
+    set: &[String],
+    owners: &[String],
+    json: bool,
+) -> Result<(), Failure> {
+    let address = ListAddress::parse(address).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut settings = ListSettings::defaults_for(&address);
+    for (key, value) in named {
+        if let Some(v) = value {
+            settings
+                .apply(key, v)
+                .map_err(|e| Failure::usage(e.to_string()))?;
         }
     }
+    for pair in set {
+        settings
+            .apply_pair(pair)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+    }
+    let owners = owners
+        .iter()
+        .map(|o| EmailAddress::parse(o).map_err(|e| Failure::usage(format!("--owner: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let info = app.create_list(&address, &settings, &owners).await?;
+    if json {
+        output::json(&info)
+    } else {
+        println!("created {} (list-id {})", info.address, info.list_id);
+        warn(&info);
+        Ok(())
+    }
+}
+
+async fn ls(app: &App, json: bool) -> Result<(), Failure> {
+    let lists = app.lists(false).await?;
+    if json {
+        return output::json(&lists);
+    }
+    if lists.is_empty() {
+        println!("no lists yet; create one with `listd lists create ADDRESS`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = lists
+        .iter()
+        .map(|l| {
+            vec![
+                l.address.clone(),
+                l.settings.name.clone(),
+                l.members.to_string(),
+                l.pending.to_string(),
+                l.settings.posting.to_string(),
+            ]
+        })
+        .collect();
+    output::table(&["ADDRESS", "NAME", "MEMBERS", "PENDING", "POSTING"], &rows);
+    Ok(())
+}
+
+async fn set(app: &App, list: &str, settings: &[String], json: bool) -> Result<(), Failure> {
+    let info = app.update_list(&parse_ref(list)?, settings).await?;
+    if json {
+        output::json(&info)
+    } else {
+        println!("updated {}", info.address);
+        warn(&info);
+        Ok(())
+    }
+}
+
+async fn delete(app: &App, list: &str, yes: bool) -> Result<(), Failure> {
+    let list = parse_ref(list)?;
+    if !yes {
+        return Err(Failure::usage(format!(
+            "deleting {list} removes all its members and history; add --yes to confirm"
+        )));
+    }
+    app.delete_list(&list).await?;
+    println!("deleted {list}");
+    Ok(())
 }
 
 pub(super) fn parse_ref(list: &str) -> Result<ListRef, Failure> {

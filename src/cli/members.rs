@@ -97,51 +97,7 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
             status,
             json,
             csv,
-        } => {
-            let role: Role = role
-                .parse()
-                .map_err(|e| Failure::usage(format!("--role: {e}")))?;
-            let status: StatusFilter = status
-                .parse()
-                .map_err(|e| Failure::usage(format!("--status: {e}")))?;
-            let members = app.members(&parse_ref(&list)?, Some(role), status).await?;
-            if json {
-                let rows: Vec<_> = members.iter().map(Member::summary).collect();
-                return output::json(&rows);
-            }
-            if csv {
-                return write_csv(&members);
-            }
-            let rows: Vec<Vec<String>> = members
-                .iter()
-                .map(|m| {
-                    vec![
-                        m.address.clone(),
-                        m.name.clone().unwrap_or_default(),
-                        m.role.to_string(),
-                        m.status.to_string(),
-                        m.delivery.to_string(),
-                        m.mode.to_string(),
-                        m.subscribed_at
-                            .and_then(|t| t.format(&Rfc3339).ok())
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            output::table(
-                &[
-                    "ADDRESS",
-                    "NAME",
-                    "ROLE",
-                    "STATUS",
-                    "DELIVERY",
-                    "MODE",
-                    "SUBSCRIBED",
-                ],
-                &rows,
-            );
-            Ok(())
-        }
+        } => ls(&app, &list, &role, &status, Format { json, csv }).await,
         MembersCommand::Add {
             list,
             addresses,
@@ -154,89 +110,14 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
             } else {
                 AddHow::Add { quiet }
             };
-            let role: Role = role
-                .parse()
-                .map_err(|e| Failure::usage(format!("--role: {e}")))?;
-            let list = parse_ref(&list)?;
-            let addresses = parse_addresses(&addresses)?;
-            let mut refused = 0;
-            for (address, outcome) in app.add_members(&list, &addresses, role, how).await? {
-                match outcome {
-                    AddOutcome::Added => println!("added {address} as {role}"),
-                    AddOutcome::AlreadyMember => println!("{address} is already a {role}"),
-                    AddOutcome::Invited => println!("sent {address} a confirmation request"),
-                    AddOutcome::InviteRateLimited => {
-                        refused += 1;
-                        eprintln!("listd: {address} was sent a request recently; try again later.");
-                    }
-                    AddOutcome::NeedsInvite(status) => {
-                        refused += 1;
-                        eprintln!(
-                            "listd: {address} is {status}; only their own confirmation brings them back, so use --invite."
-                        );
-                    }
-                }
-            }
-            if refused > 0 {
-                Err(Failure::failed(format!("{refused} address(es) not added")))
-            } else {
-                Ok(())
-            }
+            add(&app, &list, &addresses, &role, how).await
         }
-        MembersCommand::Remove { list, addresses } => {
-            let list = parse_ref(&list)?;
-            let addresses = parse_addresses(&addresses)?;
-            let mut missing = 0;
-            for (address, removed) in app.remove_members(&list, &addresses).await? {
-                if removed {
-                    println!("removed {address}");
-                } else {
-                    missing += 1;
-                    eprintln!("listd: {address} is not on {list}.");
-                }
-            }
-            if missing > 0 {
-                Err(Failure::failed(format!("{missing} address(es) not found")))
-            } else {
-                Ok(())
-            }
-        }
+        MembersCommand::Remove { list, addresses } => remove(&app, &list, &addresses).await,
         MembersCommand::Show {
             list,
             address,
             json,
-        } => {
-            let address =
-                EmailAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
-            let detail = app.member_detail(&parse_ref(&list)?, &address).await?;
-            if json {
-                return output::json(&detail);
-            }
-            show(&detail.member, &detail.roles);
-            if !detail.bounces.is_empty() {
-                println!();
-                let rows: Vec<Vec<String>> = detail
-                    .bounces
-                    .iter()
-                    .map(|b| {
-                        vec![
-                            output::time(b.received_at),
-                            b.class.clone(),
-                            b.status.clone().unwrap_or_else(|| "-".into()),
-                            b.source.clone(),
-                            b.diagnostic
-                                .clone()
-                                .unwrap_or_default()
-                                .chars()
-                                .take(80)
-                                .collect(),
-                        ]
-                    })
-                    .collect();
-                output::table(&["BOUNCED", "CLASS", "STATUS", "FROM", "DIAGNOSTIC"], &rows);
-            }
-            Ok(())
-        }
+        } => show_member(&app, &list, &address, json).await,
         MembersCommand::Import {
             list,
             file,
@@ -253,34 +134,184 @@ pub async fn run(app: App, command: MembersCommand) -> Result<(), Failure> {
             };
             import(&app, &list, &file, &format, options, json).await
         }
-        MembersCommand::Export { list, format } => {
-            if format != "csv" {
-                return Err(Failure::usage(format!(
-                    "`{format}` is not an export format; use csv"
-                )));
-            }
-            let members = app.export_members(&parse_ref(&list)?).await?;
-            write_export(&members)
-        }
+        MembersCommand::Export { list, format } => export(&app, &list, &format).await,
         MembersCommand::Set {
             list,
             address,
             settings,
-        } => {
-            let address =
-                EmailAddress::parse(&address).map_err(|e| Failure::usage(e.to_string()))?;
-            let change = crate::domain::MemberChange::from_pairs(&settings)
-                .map_err(|e| Failure::usage(e.to_string()))?;
-            let m = app
-                .update_member(&parse_ref(&list)?, &address, &change)
-                .await?;
-            println!(
-                "updated {} ({}, delivery {}, mode {})",
-                m.address, m.role, m.delivery, m.mode
-            );
-            Ok(())
+        } => set(&app, &list, &address, &settings).await,
+    }
+}
+
+/// How `members ls` prints: JSON, CSV, or a table.
+#[derive(Debug, Clone, Copy)]
+struct Format {
+    json: bool,
+    csv: bool,
+}
+
+async fn ls(
+    app: &App,
+    list: &str,
+    role: &str,
+    status: &str,
+    Format { json, csv }: Format,
+) -> Result<(), Failure> {
+    let role: Role = role
+        .parse()
+        .map_err(|e| Failure::usage(format!("--role: {e}")))?;
+    let status: StatusFilter = status
+        .parse()
+        .map_err(|e| Failure::usage(format!("--status: {e}")))?;
+    let members = app.members(&parse_ref(list)?, Some(role), status).await?;
+    if json {
+        let rows: Vec<_> = members.iter().map(Member::summary).collect();
+        return output::json(&rows);
+    }
+    if csv {
+        return write_csv(&members);
+    }
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            vec![
+                m.address.clone(),
+                m.name.clone().unwrap_or_default(),
+                m.role.to_string(),
+                m.status.to_string(),
+                m.delivery.to_string(),
+                m.mode.to_string(),
+                m.subscribed_at
+                    .and_then(|t| t.format(&Rfc3339).ok())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "ADDRESS",
+            "NAME",
+            "ROLE",
+            "STATUS",
+            "DELIVERY",
+            "MODE",
+            "SUBSCRIBED",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+async fn add(
+    app: &App,
+    list: &str,
+    addresses: &[String],
+    role: &str,
+    how: AddHow,
+) -> Result<(), Failure> {
+    let role: Role = role
+        .parse()
+        .map_err(|e| Failure::usage(format!("--role: {e}")))?;
+    let list = parse_ref(list)?;
+    let addresses = parse_addresses(addresses)?;
+    let mut refused = 0;
+    for (address, outcome) in app.add_members(&list, &addresses, role, how).await? {
+        match outcome {
+            AddOutcome::Added => println!("added {address} as {role}"),
+            AddOutcome::AlreadyMember => println!("{address} is already a {role}"),
+            AddOutcome::Invited => println!("sent {address} a confirmation request"),
+            AddOutcome::InviteRateLimited => {
+                refused += 1;
+                eprintln!("listd: {address} was sent a request recently; try again later.");
+            }
+            AddOutcome::NeedsInvite(status) => {
+                refused += 1;
+                eprintln!(
+                    "listd: {address} is {status}; only their own confirmation brings them back, so use --invite."
+                );
+            }
         }
     }
+    if refused > 0 {
+        Err(Failure::failed(format!("{refused} address(es) not added")))
+    } else {
+        Ok(())
+    }
+}
+
+async fn remove(app: &App, list: &str, addresses: &[String]) -> Result<(), Failure> {
+    let list = parse_ref(list)?;
+    let addresses = parse_addresses(addresses)?;
+    let mut missing = 0;
+    for (address, removed) in app.remove_members(&list, &addresses).await? {
+        if removed {
+            println!("removed {address}");
+        } else {
+            missing += 1;
+            eprintln!("listd: {address} is not on {list}.");
+        }
+    }
+    if missing > 0 {
+        Err(Failure::failed(format!("{missing} address(es) not found")))
+    } else {
+        Ok(())
+    }
+}
+
+async fn show_member(app: &App, list: &str, address: &str, json: bool) -> Result<(), Failure> {
+    let address = EmailAddress::parse(address).map_err(|e| Failure::usage(e.to_string()))?;
+    let detail = app.member_detail(&parse_ref(list)?, &address).await?;
+    if json {
+        return output::json(&detail);
+    }
+    show(&detail.member, &detail.roles);
+    if !detail.bounces.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = detail
+            .bounces
+            .iter()
+            .map(|b| {
+                vec![
+                    output::time(b.received_at),
+                    b.class.clone(),
+                    b.status.clone().unwrap_or_else(|| "-".into()),
+                    b.source.clone(),
+                    b.diagnostic
+                        .clone()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(80)
+                        .collect(),
+                ]
+            })
+            .collect();
+        output::table(&["BOUNCED", "CLASS", "STATUS", "FROM", "DIAGNOSTIC"], &rows);
+    }
+    Ok(())
+}
+
+async fn export(app: &App, list: &str, format: &str) -> Result<(), Failure> {
+    if format != "csv" {
+        return Err(Failure::usage(format!(
+            "`{format}` is not an export format; use csv"
+        )));
+    }
+    let members = app.export_members(&parse_ref(list)?).await?;
+    write_export(&members)
+}
+
+async fn set(app: &App, list: &str, address: &str, settings: &[String]) -> Result<(), Failure> {
+    let address = EmailAddress::parse(address).map_err(|e| Failure::usage(e.to_string()))?;
+    let change = crate::domain::MemberChange::from_pairs(settings)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let m = app
+        .update_member(&parse_ref(list)?, &address, &change)
+        .await?;
+    println!(
+        "updated {} ({}, delivery {}, mode {})",
+        m.address, m.role, m.delivery, m.mode
+    );
+    Ok(())
 }
 
 fn parse_addresses(addresses: &[String]) -> Result<Vec<EmailAddress>, Failure> {

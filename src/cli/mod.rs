@@ -15,11 +15,9 @@ mod members;
 mod output;
 mod serve;
 
-use crate::app::{App, AppError, AppSettings};
+use crate::app::{App, AppError};
 use crate::config::Config;
-use crate::database::Database;
-use crate::mail::dmarc::DmarcResolver;
-use crate::templates::Templates;
+use crate::startup;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -185,36 +183,17 @@ where
     F: FnOnce(App) -> Fut,
     Fut: std::future::Future<Output = Result<(), Failure>>,
 {
-    let db = Database::open(config, 4).await?;
+    let db = startup::open_database(config, 4).await?;
     let result = async {
-        db.migrate().await?;
-        let app = build_app(config, &db).await?;
+        let app = startup::build_app(config, &db).await?;
         let done = f(app.clone()).await;
         // a `serve` elsewhere delivers what this command queued: tell it now
-        app.wakeups.flush().await;
+        app.flush_wakeups().await;
         done
     }
     .await;
     db.close().await;
     result
-}
-
-pub(crate) async fn build_app(config: &Config, db: &Database) -> Result<App, Failure> {
-    let settings = AppSettings {
-        public_url: config.public_url.clone(),
-        secret_key: db.secret_key(config).await?,
-        confirm_expiry: config.confirm_expiry,
-        admins: config.admins.clone(),
-    };
-    let dmarc = DmarcResolver::new(config.dns_server).map_err(|e| {
-        Failure::failed(format!("setting up DNS look-ups (LISTD_DNS_SERVER): {e:#}"))
-    })?;
-    Ok(App::new(
-        db.pool.clone(),
-        settings,
-        Templates::new(config.template_dir.clone()),
-        dmarc,
-    ))
 }
 
 /// One sentence: first letter as written, a final full stop.

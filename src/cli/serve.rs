@@ -1,9 +1,9 @@
 //! `listd serve`: the long-running process.
 
-use super::{Failure, build_app};
+use super::Failure;
 use crate::config::Config;
-use crate::database::Database;
 use crate::server::Parts;
+use crate::startup;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -19,10 +19,9 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs, config: Config) -> Result<(), Failure> {
-    let db = Database::open(&config, 32).await?;
+    let db = startup::open_database(&config, 32).await?;
     let result = async {
-        db.migrate().await?;
-        let app = build_app(&config, &db).await?;
+        let app = startup::build_app(&config, &db).await?;
         let parts = Parts {
             http: !args.no_http,
             smtp: !args.no_smtp,

@@ -27,6 +27,10 @@ text_enum! {
     Mode { Each = "each", Digest = "digest", DigestPlain = "digest-plain" }
 }
 text_enum! {
+    /// What a pending request asks, once confirmed.
+    RequestKind { Subscribe = "subscribe", Unsubscribe = "unsubscribe" }
+}
+text_enum! {
     /// Which front door a request came through (consent evidence, docs/standards.md#29).
     Source { Web = "web", Mail = "mail", Admin = "admin", Import = "import" }
 }

@@ -13,6 +13,7 @@ pub mod footer;
 pub mod headers;
 pub mod list;
 pub mod member;
+pub mod outbound;
 pub mod post;
 pub mod roster;
 pub mod route;
@@ -25,8 +26,10 @@ pub use list::{
     Subscription,
 };
 pub use member::{
-    Consent, Delivery, Evidence, Member, MemberChange, MemberStatus, Mode, Role, Source,
+    Consent, Delivery, Evidence, Member, MemberChange, MemberStatus, Mode, RequestKind, Role,
+    Source,
 };
+pub use outbound::Purpose;
 pub use session::SessionId;
 pub use token::{
     ConfirmToken, FeedToken, MailtoToken, ModerateToken, SecretKey, TokenHash, UnsubscribeToken,

@@ -6,7 +6,13 @@
 //! interpretation, the exact list address first; the caller takes the first whose
 //! list exists.
 
-use super::{EmailAddress, ListAddress};
+use super::{EmailAddress, ListAddress, text_enum};
+
+text_enum! {
+    /// Which of the two dialects a listener speaks, and a message came by: SMTP, or
+    /// LMTP (RFC 2033; never on port 25).
+    Protocol { Smtp = "smtp", Lmtp = "lmtp" }
+}
 
 /// What mail to an address of a list asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -208,7 +208,7 @@ fn month_label(m: Month) -> String {
 }
 
 fn thread_json(state: &AppState, page: &ThreadPage, here: &str) -> Response {
-    let base = &state.app.settings.public_url;
+    let base = &state.app.settings().public_url;
     Json(json!({
         "threads": page.threads.iter().map(|t| json!({
             "message_id": t.message_id,

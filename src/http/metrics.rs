@@ -7,25 +7,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
-
-/// The process's Prometheus recorder, installed on first use.
-pub fn handle() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics are not recorded");
-                None
-            }
-        })
-        .as_ref()
-}
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let Some(handle) = handle() else {
+    let Some(handle) = crate::startup::metrics_recorder() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics are not recorded\n",

@@ -160,7 +160,7 @@ pub(crate) fn page(
     name: &str,
     ctx: serde_json::Value,
 ) -> Response {
-    match state.app.templates.render(name, ctx) {
+    match state.app.templates().render(name, ctx) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(template = name, error = %e, "cannot render page");

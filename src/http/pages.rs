@@ -34,7 +34,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// The one stylesheet (`web/listd.css`, overridable like every template).
 async fn stylesheet(State(state): State<AppState>) -> Response {
-    match state.app.templates.render("web/listd.css", json!({})) {
+    match state.app.templates().render("web/listd.css", json!({})) {
         Ok(css) => (
             [
                 (header::CONTENT_TYPE, "text/css; charset=utf-8"),

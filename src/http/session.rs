@@ -39,7 +39,7 @@ pub fn session_set_cookie(state: &AppState, session: &SessionId) -> Cookie<'stat
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(state.app.settings.public_url.starts_with("https://"))
+        .secure(state.app.settings().public_url.starts_with("https://"))
         .max_age(time::Duration::days(crate::domain::session::SESSION_DAYS))
         .build()
 }

@@ -90,23 +90,7 @@ async fn request(
     // only well-formed requests count against the client's limit
     let ip = client_ip(peer.0, &headers, &state.trusted_proxies);
     if let Err(wait) = state.ip_limiter.allow(ip) {
-        if json {
-            let msg = "Too many requests from your network. Please try again later.";
-            let mut r = with_cors(
-                (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": msg}))).into_response(),
-            );
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(wait.as_secs().max(1)),
-            );
-            return r;
-        }
-        return super::too_many_requests(
-            &state,
-            wait,
-            &format!("/lists/{list}"),
-            "Back to the list",
-        );
+        return too_many(&state, &list, json, wait);
     }
     let list_info = match state.app.get_list(&list_ref).await {
         Ok(l) => l,
@@ -116,14 +100,13 @@ async fn request(
     // a filled honeypot is a bot: same answer, nothing done (docs/standards.md#28)
     let honeypot = form.get("website").is_some_and(|v| !v.trim().is_empty());
     if !honeypot {
-        let name = form
-            .get("name")
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(|n| n.chars().filter(|c| !c.is_control()).take(200).collect());
         let req = Request {
             address: address.clone(),
-            name,
+            name: form
+                .get("name")
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(|n| n.chars().filter(|c| !c.is_control()).take(200).collect()),
             source: Source::Web,
             evidence: Evidence {
                 ip: ip.map(|i| i.to_string()),
@@ -152,6 +135,26 @@ async fn request(
     if json {
         return with_cors((StatusCode::OK, Json(json!({"status": "pending"}))).into_response());
     }
+    check_inbox(&state, &list_info, &address, kind)
+}
+
+/// The answer to a client over its limit: `429` with `Retry-After`.
+fn too_many(state: &AppState, list: &str, json: bool, wait: std::time::Duration) -> Response {
+    if json {
+        let msg = "Too many requests from your network. Please try again later.";
+        let mut r =
+            with_cors((StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": msg}))).into_response());
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return r;
+    }
+    super::too_many_requests(state, wait, &format!("/lists/{list}"), "Back to the list")
+}
+
+/// The neutral page every well-formed request gets (docs/standards.md#20).
+fn check_inbox(state: &AppState, list_info: &List, address: &EmailAddress, kind: Kind) -> Response {
     let message = match kind {
         Kind::Join => format!(
             "If {address} can join {}, a message is on its way with a link to confirm. You are not subscribed until you confirm.",
@@ -162,9 +165,9 @@ async fn request(
             list_info.settings.name
         ),
     };
-    let hours = state.app.settings.confirm_expiry.as_secs().div_ceil(3600);
+    let hours = state.app.settings().confirm_expiry.as_secs().div_ceil(3600);
     page(
-        &state,
+        state,
         StatusCode::OK,
         "web/check_inbox.html",
         json!({"message": message,
@@ -182,7 +185,7 @@ fn form_text(state: &AppState, list: &List, kind: Kind) -> String {
     };
     format!(
         "web form at {}/lists/{}: \"{action}\" for the list {} <{}>; confirmed by a link mailed to the address",
-        state.app.settings.public_url,
+        state.app.settings().public_url,
         list.address.list_id(),
         list.settings.name,
         list.address

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod dkim;
 pub mod dmarc;
 pub mod footer;
+pub mod forward;
 pub mod inbound;
 pub mod mbox;
 pub mod rewrite;

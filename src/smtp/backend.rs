@@ -1,6 +1,6 @@
 //! The SMTP front end's view of the application: RCPT resolution and durable storage.
 
-use super::{Backend, Inbound, Protocol, Temporary};
+use super::{Backend, Inbound, Temporary};
 use crate::app::App;
 use crate::app::inbound::{Arrival, Route};
 
@@ -42,7 +42,7 @@ impl Backend for AppBackend {
             helo: &message.helo,
             peer: message.peer.map(|p| p.ip().to_string()),
             tls: message.tls,
-            lmtp: matches!(message.protocol, Protocol::Lmtp),
+            protocol: message.protocol,
         };
         match self
             .app

@@ -99,13 +99,7 @@ pub struct Inbound<R> {
     pub protocol: Protocol,
 }
 
-/// Which of the two dialects a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Smtp,
-    /// RFC 2033; never on port 25.
-    Lmtp,
-}
+pub use crate::domain::route::Protocol;
 
 /// The settings of one listener.
 #[derive(Debug, Clone)]

@@ -268,7 +268,8 @@ pub struct NewMembership<'a> {
     pub request_source: Source,
     pub requested_at: Option<OffsetDateTime>,
     pub request: &'a Evidence,
-    pub confirm_method: &'a str,
+    /// How the membership was confirmed (web, mail, admin or import).
+    pub confirm_method: Source,
     pub confirm: &'a Evidence,
 }
 
@@ -330,7 +331,7 @@ pub async fn upsert_confirmed_member(
         m.request.user_agent,
         m.request.message_id,
         m.request.form_text,
-        m.confirm_method,
+        m.confirm_method.as_str(),
         m.confirm.ip,
         m.confirm.message_id,
         status.as_str(),

@@ -1,6 +1,7 @@
 //! The `outbound` queue: insert in the caller's transaction, claim with a lease,
 //! record the outcome.
 
+use crate::domain::Purpose;
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -8,7 +9,7 @@ use uuid::Uuid;
 /// A message to queue.
 pub struct NewOutbound<'a> {
     pub list_id: Option<Uuid>,
-    pub purpose: &'a str,
+    pub purpose: Purpose,
     pub envelope_from: &'a str,
     pub recipient: &'a str,
     pub message: &'a [u8],
@@ -25,7 +26,7 @@ pub async fn insert_outbound(
         returning id
         "#,
         m.list_id,
-        m.purpose,
+        m.purpose.as_str(),
         m.envelope_from,
         m.recipient,
         m.message
@@ -281,10 +282,10 @@ pub async fn seconds_until_next_due(db: &PgPool) -> Result<Option<f64>, sqlx::Er
 pub async fn count_recent_to(
     db: impl PgExecutor<'_>,
     recipient: &str,
-    purposes: &[&str],
+    purposes: &[Purpose],
     since: OffsetDateTime,
 ) -> Result<i64, sqlx::Error> {
-    let purposes: Vec<String> = purposes.iter().map(|p| p.to_string()).collect();
+    let purposes = Purpose::texts(purposes);
     sqlx::query_scalar!(
         r#"
         select count(*) as "n!" from outbound
@@ -303,7 +304,7 @@ pub async fn count_recent_to(
 pub async fn insert_outbound_copies(
     db: impl PgExecutor<'_>,
     list_id: Option<Uuid>,
-    purpose: &str,
+    purpose: Purpose,
     envelope_from: &str,
     recipients: &[String],
     message: &[u8],
@@ -314,7 +315,7 @@ pub async fn insert_outbound_copies(
         select $1, $2, $3, r, lower(r), $5 from unnest($4::text[]) as r
         "#,
         list_id,
-        purpose,
+        purpose.as_str(),
         envelope_from,
         recipients,
         message

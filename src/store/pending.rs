@@ -1,7 +1,10 @@
 //! The `pending_request` table: requests waiting for the mailbox to confirm.
 
+use super::decode;
 use super::outbound::NewOutbound;
-use crate::domain::{EmailAddress, Evidence, Source, TokenHash};
+use crate::domain::{
+    EmailAddress, Evidence, MemberStatus, Purpose, RequestKind, Source, TokenHash,
+};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -11,13 +14,13 @@ use uuid::Uuid;
 pub struct PendingRequest {
     pub id: Uuid,
     pub list_id: Uuid,
-    pub kind: String,
+    pub kind: RequestKind,
     pub address: String,
     pub name: Option<String>,
     pub requested_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub used_at: Option<OffsetDateTime>,
-    pub source: String,
+    pub source: Source,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub message_id: Option<String>,
@@ -26,7 +29,7 @@ pub struct PendingRequest {
 
 pub struct NewPending<'a> {
     pub list_id: Uuid,
-    pub kind: &'a str,
+    pub kind: RequestKind,
     pub address: &'a EmailAddress,
     pub name: Option<&'a str>,
     /// The hash of the link's token.
@@ -64,7 +67,7 @@ pub async fn insert_pending(
         values ($1, $2, $3, $4, $5, $6, $19, $7, $8, $9, $10, $11, $12)
         "#,
         p.list_id,
-        p.kind,
+        p.kind.as_str(),
         p.address.to_string(),
         p.address.key(),
         p.name,
@@ -77,7 +80,7 @@ pub async fn insert_pending(
         p.evidence.form_text,
         p.new_member,
         mail.list_id,
-        mail.purpose,
+        mail.purpose.as_str(),
         mail.envelope_from,
         mail.recipient,
         mail.message,
@@ -94,8 +97,7 @@ pub async fn find_pending_for_update(
     db: impl PgExecutor<'_>,
     hash: &TokenHash,
 ) -> Result<Option<PendingRequest>, sqlx::Error> {
-    sqlx::query_as!(
-        PendingRequest,
+    let Some(r) = sqlx::query!(
         r#"
         select id, list_id, kind, address, name, requested_at, expires_at, used_at, source, ip, user_agent,
                message_id, form_text
@@ -105,7 +107,25 @@ pub async fn find_pending_for_update(
         &hash.0[..]
     )
     .fetch_optional(db)
-    .await
+    .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(PendingRequest {
+        id: r.id,
+        list_id: r.list_id,
+        kind: decode("request kind", &r.kind)?,
+        address: r.address,
+        name: r.name,
+        requested_at: r.requested_at,
+        expires_at: r.expires_at,
+        used_at: r.used_at,
+        source: decode("request source", &r.source)?,
+        ip: r.ip,
+        user_agent: r.user_agent,
+        message_id: r.message_id,
+        form_text: r.form_text,
+    }))
 }
 
 pub async fn update_pending_used(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
@@ -122,7 +142,7 @@ pub async fn update_pending_used(db: impl PgExecutor<'_>, id: Uuid) -> Result<()
 #[derive(Debug, Clone)]
 pub struct RequestState {
     /// The status of its `member` row, if it has one.
-    pub member_status: Option<String>,
+    pub member_status: Option<MemberStatus>,
     pub counts: RecentCounts,
 }
 
@@ -142,13 +162,13 @@ pub struct RecentCounts {
 pub async fn find_request_state(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
-    kind: &str,
+    kind: RequestKind,
     address: &EmailAddress,
     recent_since: OffsetDateTime,
     day_since: OffsetDateTime,
-    automatic_purposes: &[&str],
+    automatic_purposes: &[Purpose],
 ) -> Result<RequestState, sqlx::Error> {
-    let purposes: Vec<String> = automatic_purposes.iter().map(|p| p.to_string()).collect();
+    let purposes = Purpose::texts(automatic_purposes);
     let r = sqlx::query!(
         r#"
         select
@@ -163,7 +183,7 @@ pub async fn find_request_state(
                and post_id is null) as "automatic!"
         "#,
         list_id,
-        kind,
+        kind.as_str(),
         address.key(),
         recent_since,
         day_since,
@@ -172,7 +192,10 @@ pub async fn find_request_state(
     .fetch_one(db)
     .await?;
     Ok(RequestState {
-        member_status: r.member_status,
+        member_status: r
+            .member_status
+            .map(|s| decode("member status", &s))
+            .transpose()?,
         counts: RecentCounts {
             recent: r.recent,
             today: r.today,

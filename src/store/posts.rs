@@ -373,7 +373,7 @@ pub struct DecidedRow {
     pub author: Option<String>,
     pub mail_from: Option<String>,
     pub subject: String,
-    pub status: String,
+    pub status: PostStatus,
     pub decided_by: Option<String>,
     pub decided_at: Option<OffsetDateTime>,
 }
@@ -384,8 +384,7 @@ pub async fn list_recent_decisions(
     list_id: Uuid,
     limit: i64,
 ) -> Result<Vec<DecidedRow>, sqlx::Error> {
-    sqlx::query_as!(
-        DecidedRow,
+    let rows = sqlx::query!(
         r#"
         select id, author, mail_from, subject, status, decided_by, decided_at
         from post
@@ -397,7 +396,20 @@ pub async fn list_recent_decisions(
         limit
     )
     .fetch_all(db)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(DecidedRow {
+                id: r.id,
+                author: r.author,
+                mail_from: r.mail_from,
+                subject: r.subject,
+                status: decode("post status", &r.status)?,
+                decided_by: r.decided_by,
+                decided_at: r.decided_at,
+            })
+        })
+        .collect()
 }
 
 /// Adds an address to a list's `accept-senders`, unless it is there in any case.

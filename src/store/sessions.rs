@@ -1,7 +1,7 @@
 //! Sign-in links and browser sessions (`signin_token`, `web_session`): only hashes of
 //! their secrets are stored.
 
-use crate::domain::{EmailAddress, TokenHash};
+use crate::domain::{EmailAddress, Purpose, TokenHash};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -88,9 +88,9 @@ pub async fn find_signin_counts(
     address: &EmailAddress,
     recent_since: OffsetDateTime,
     day_since: OffsetDateTime,
-    automatic_purposes: &[&str],
+    automatic_purposes: &[Purpose],
 ) -> Result<SigninCounts, sqlx::Error> {
-    let purposes: Vec<String> = automatic_purposes.iter().map(|p| p.to_string()).collect();
+    let purposes = Purpose::texts(automatic_purposes);
     let r = sqlx::query!(
         r#"
         select

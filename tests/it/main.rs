@@ -18,6 +18,7 @@ mod moderation;
 mod pg;
 mod posts;
 mod processes;
+mod router;
 mod signin;
 mod smtp;
 mod subscribe;

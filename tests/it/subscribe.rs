@@ -113,7 +113,11 @@ async fn a_confirmation_leaves_without_waiting_for_the_workers_poll() {
     let worker = tokio::spawn(s.worker.clone().run(stop_rx.clone()));
     // the form's request is carried out by the inbound worker
     let inbound = tokio::spawn(s.app.clone().run_inbound_worker(stop_rx));
-    tokio::time::sleep(Duration::from_millis(200)).await; // the workers are listening
+    s.db.wait_listening(&[
+        listd::store::wakeup::OUTBOUND,
+        listd::store::wakeup::INBOUND,
+    ])
+    .await;
     let started = std::time::Instant::now();
     assert_eq!(subscribe(&s, "quick@example.net").await.status(), 200);
     // the workers poll every 5 s when nothing wakes them: arriving well before that
