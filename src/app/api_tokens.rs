@@ -4,7 +4,7 @@ use super::{App, AppError};
 use crate::domain::ConfirmToken;
 use crate::store;
 
-pub use crate::store::api_tokens::ApiTokenRow;
+use crate::domain::token::ApiToken;
 
 impl App {
     /// Creates a token; returns it (the only time it is seen).
@@ -34,7 +34,7 @@ impl App {
         Ok(store::api_tokens::find_api_token(&self.db, &token.hash().0).await?)
     }
 
-    pub async fn api_tokens(&self) -> Result<Vec<ApiTokenRow>, AppError> {
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>, AppError> {
         Ok(store::api_tokens::list_api_tokens(&self.db).await?)
     }
 

@@ -25,7 +25,7 @@ use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-pub use crate::store::bounces::BounceRecord;
+use crate::domain::bounce::BounceRecord;
 
 /// How many of a member's bounces `members show` lists.
 const SHOWN_BOUNCES: i64 = 10;

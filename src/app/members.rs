@@ -31,7 +31,7 @@ pub struct MemberDetail {
     #[serde(flatten)]
     pub member: Member,
     pub roles: Vec<Role>,
-    pub bounces: Vec<super::bounces::BounceRecord>,
+    pub bounces: Vec<crate::domain::bounce::BounceRecord>,
 }
 
 /// Filter for `members ls`.

@@ -86,7 +86,7 @@ impl App {
     }
 
     /// The queues at a glance (for `/metrics`).
-    pub async fn queue_stats(&self) -> Result<crate::store::outbound::QueueStats, AppError> {
+    pub async fn queue_stats(&self) -> Result<crate::domain::outbound::QueueStats, AppError> {
         Ok(crate::store::outbound::find_queue_stats(&self.db).await?)
     }
 

@@ -634,6 +634,17 @@ pub fn find_reply_code(text: &str) -> Option<&str> {
     })
 }
 
+/// One bounce of a member, as `members show` lists them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BounceRecord {
+    pub class: String,
+    pub status: Option<String>,
+    pub diagnostic: Option<String>,
+    pub source: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: time::OffsetDateTime,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

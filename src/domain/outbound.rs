@@ -34,6 +34,20 @@ impl Purpose {
     }
 }
 
+/// The queues at a glance, for monitoring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Messages waiting to be sent (leased or not).
+    pub queued: i64,
+    /// Of those, the ones due now.
+    pub due: i64,
+    /// How long the oldest due message has been due (0 when none is).
+    pub oldest_due_seconds: f64,
+    /// Received mail not yet processed.
+    pub inbound_waiting: i64,
+    pub held: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

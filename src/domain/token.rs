@@ -504,6 +504,16 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
     (bits < 5 && acc & ((1 << bits) - 1) == 0).then_some(out)
 }
 
+#[derive(Debug, Clone, serde::Serialize)]
+/// An API token as shown to its admin (never the token itself).
+pub struct ApiToken {
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<time::OffsetDateTime>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

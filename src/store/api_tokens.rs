@@ -1,7 +1,7 @@
 //! The `api_token` table: hashed bearer tokens of the admin API.
 
+use crate::domain::token::ApiToken;
 use sqlx::PgExecutor;
-use time::OffsetDateTime;
 
 pub async fn insert_api_token(
     db: impl PgExecutor<'_>,
@@ -31,18 +31,9 @@ pub async fn find_api_token(
     .await
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ApiTokenRow {
-    pub name: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_used_at: Option<OffsetDateTime>,
-}
-
-pub async fn list_api_tokens(db: impl PgExecutor<'_>) -> Result<Vec<ApiTokenRow>, sqlx::Error> {
+pub async fn list_api_tokens(db: impl PgExecutor<'_>) -> Result<Vec<ApiToken>, sqlx::Error> {
     sqlx::query_as!(
-        ApiTokenRow,
+        ApiToken,
         "select name, created_at, last_used_at from api_token order by name"
     )
     .fetch_all(db)

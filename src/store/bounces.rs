@@ -2,6 +2,7 @@
 //! of policy alerts.
 
 use super::decode;
+use crate::domain::bounce::BounceRecord;
 use crate::domain::{Delivery, EmailAddress, MemberStatus};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
@@ -326,16 +327,6 @@ pub async fn insert_policy_alert(
 }
 
 /// The most recent bounces of a member, newest first.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BounceRecord {
-    pub class: String,
-    pub status: Option<String>,
-    pub diagnostic: Option<String>,
-    pub source: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub received_at: OffsetDateTime,
-}
-
 pub async fn list_member_bounces(
     db: impl PgExecutor<'_>,
     member_id: Uuid,

@@ -2,6 +2,7 @@
 //! record the outcome.
 
 use crate::domain::Purpose;
+use crate::domain::outbound::QueueStats;
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -323,20 +324,6 @@ pub async fn insert_outbound_copies(
     .execute(db)
     .await?
     .rows_affected())
-}
-
-/// The queues at a glance, for monitoring.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QueueStats {
-    /// Messages waiting to be sent (leased or not).
-    pub queued: i64,
-    /// Of those, the ones due now.
-    pub due: i64,
-    /// How long the oldest due message has been due (0 when none is).
-    pub oldest_due_seconds: f64,
-    /// Received mail not yet processed.
-    pub inbound_waiting: i64,
-    pub held: i64,
 }
 
 pub async fn find_queue_stats(db: &PgPool) -> Result<QueueStats, sqlx::Error> {
