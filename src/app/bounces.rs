@@ -62,21 +62,7 @@ impl App {
         raw: &[u8],
         inbound_id: i64,
     ) -> Result<String, AppError> {
-        let verp_member_id =
-            match verp.and_then(|t| VerpToken::verify(&self.settings.secret_key, t)) {
-                Some(VerpRef::Member(short_id)) => {
-                    store::members::find_member_id_by_short_id(&self.db, short_id).await?
-                }
-                Some(VerpRef::MemberId(id)) => Some(id),
-                Some(VerpRef::Message(id)) => self.member_sent_message(list, id).await?,
-                None => None,
-            };
-        let verp_member = match verp_member_id {
-            Some(id) => store::members::find_member_by_id_for_update(&self.db, id)
-                .await?
-                .filter(|m| m.list_id == list.id && m.role == Role::Member),
-            None => None,
-        };
+        let verp_member = self.verp_member(list, verp).await?;
         let reports = match read_bounce_from(raw, Some(null_sender)) {
             Reading::Bounce(reports) => reports,
             Reading::AutoReply => return Ok("ignored: an automatic reply, not a bounce".into()),
@@ -223,6 +209,28 @@ impl App {
         Ok(faults.len())
     }
 
+    /// The member of `list` a signed VERP token names, if it is valid and names one.
+    async fn verp_member(
+        &self,
+        list: &List,
+        verp: Option<&str>,
+    ) -> Result<Option<crate::domain::Member>, AppError> {
+        let id = match verp.and_then(|t| VerpToken::verify(&self.settings.secret_key, t)) {
+            Some(VerpRef::Member(short_id)) => {
+                store::members::find_member_id_by_short_id(&self.db, short_id).await?
+            }
+            Some(VerpRef::MemberId(id)) => Some(id),
+            Some(VerpRef::Message(id)) => self.member_sent_message(list, id).await?,
+            None => None,
+        };
+        Ok(match id {
+            Some(id) => store::members::find_member_by_id_for_update(&self.db, id)
+                .await?
+                .filter(|m| m.list_id == list.id && m.role == Role::Member),
+            None => None,
+        })
+    }
+
     /// The member of `list` (in any state, pending included) to whom the queued
     /// message `outbound_id` went.
     async fn member_sent_message(
@@ -268,49 +276,10 @@ impl App {
             return Ok("the member is no longer subscribed".into());
         }
         let class: BounceClass = bounce.class.parse().unwrap_or(BounceClass::Unknown);
-        let s = &list.settings;
         Ok(match class {
             BounceClass::Hard => {
-                let stale = Duration::days(s.bounce_stale_days.into());
-                if state.scored_at.is_some_and(|t| now - t < Duration::DAY) {
-                    return Ok(format!(
-                        "not scored: already counted today (score {})",
-                        state.score
-                    ));
-                }
-                let base = match state.scored_at {
-                    Some(t) if now - t < stale => state.score,
-                    _ => 0,
-                };
-                let score = base + 1;
-                store::bounces::update_member_score(&mut *tx, member_id, score, now).await?;
-                if score >= s.bounce_score_threshold
-                    && state.delivery == Delivery::Enabled
-                    && state.disabled_at.is_none()
-                {
-                    store::bounces::update_member_bounce_disabled(&mut *tx, member_id, now).await?;
-                    self.tell_member(
-                        tx,
-                        &list,
-                        member_id,
-                        &state.address,
-                        "email/bounce_disabled.txt",
-                    )
-                    .await?;
-                    let ctx = json!({"address": state.address, "removed": false, "score": score});
-                    self.notify_staff(
-                        tx,
-                        &list,
-                        Staff::Owners,
-                        "email/bounce_owner.txt",
-                        ctx,
-                        None,
-                    )
-                    .await?;
-                    format!("score {score}: delivery disabled, member told")
-                } else {
-                    format!("score {score}")
-                }
+                self.score_hard_bounce(tx, &list, member_id, &state, now)
+                    .await?
             }
             BounceClass::Policy => {
                 let domain = state
@@ -337,6 +306,51 @@ impl App {
             }
             BounceClass::Soft | BounceClass::Unknown => format!("{class} bounce: not scored"),
         })
+    }
+
+    /// A hard bounce counts once a day: a score past the list's threshold turns the
+    /// member's delivery off, and the member and the owners are told.
+    async fn score_hard_bounce(
+        &self,
+        tx: &mut PgConnection,
+        list: &List,
+        member_id: Uuid,
+        state: &store::bounces::BounceState,
+        now: OffsetDateTime,
+    ) -> Result<String, AppError> {
+        let s = &list.settings;
+        let stale = Duration::days(s.bounce_stale_days.into());
+        if state.scored_at.is_some_and(|t| now - t < Duration::DAY) {
+            return Ok(format!(
+                "not scored: already counted today (score {})",
+                state.score
+            ));
+        }
+        let base = match state.scored_at {
+            Some(t) if now - t < stale => state.score,
+            _ => 0,
+        };
+        let score = base + 1;
+        store::bounces::update_member_score(&mut *tx, member_id, score, now).await?;
+        if score < s.bounce_score_threshold
+            || state.delivery != Delivery::Enabled
+            || state.disabled_at.is_some()
+        {
+            return Ok(format!("score {score}"));
+        }
+        store::bounces::update_member_bounce_disabled(&mut *tx, member_id, now).await?;
+        self.tell_member(
+            tx,
+            list,
+            member_id,
+            &state.address,
+            "email/bounce_disabled.txt",
+        )
+        .await?;
+        let ctx = json!({"address": state.address, "removed": false, "score": score});
+        self.notify_staff(tx, list, Staff::Owners, "email/bounce_owner.txt", ctx, None)
+            .await?;
+        Ok(format!("score {score}: delivery disabled, member told"))
     }
 
     /// The periodic work of `serve`, as of `now`: bounce judging, warnings and
