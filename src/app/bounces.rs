@@ -112,7 +112,7 @@ impl App {
                     list_id: list.id,
                     member_id: member.as_ref().map(|m| m.id),
                     address: address.as_deref(),
-                    class: class.as_str(),
+                    class,
                     status: report.status.as_deref(),
                     diagnostic: report.diagnostic.as_deref(),
                     source: "report",
@@ -275,7 +275,7 @@ impl App {
         if state.status != MemberStatus::Subscribed {
             return Ok("the member is no longer subscribed".into());
         }
-        let class: BounceClass = bounce.class.parse().unwrap_or(BounceClass::Unknown);
+        let class = bounce.class;
         Ok(match class {
             BounceClass::Hard => {
                 self.score_hard_bounce(tx, &list, member_id, &state, now)

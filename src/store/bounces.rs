@@ -2,7 +2,7 @@
 //! of policy alerts.
 
 use super::decode;
-use crate::domain::bounce::BounceRecord;
+use crate::domain::bounce::{BounceClass, BounceRecord};
 use crate::domain::{Delivery, EmailAddress, MemberStatus};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
@@ -14,7 +14,7 @@ pub struct NewBounce<'a> {
     pub member_id: Option<Uuid>,
     pub address: Option<&'a str>,
     /// `hard`, `soft`, `policy`, `complaint` or `unknown`.
-    pub class: &'a str,
+    pub class: BounceClass,
     pub status: Option<&'a str>,
     pub diagnostic: Option<&'a str>,
     /// `report` or `relay`.
@@ -32,7 +32,7 @@ pub async fn insert_bounce(db: impl PgExecutor<'_>, b: &NewBounce<'_>) -> Result
         b.list_id,
         b.member_id,
         b.address,
-        b.class,
+        b.class.as_str(),
         b.status,
         b.diagnostic,
         b.source,
@@ -74,7 +74,7 @@ pub struct UnjudgedBounce {
     pub id: i64,
     pub list_id: Uuid,
     pub member_id: Option<Uuid>,
-    pub class: String,
+    pub class: BounceClass,
     pub address: Option<String>,
     pub status: Option<String>,
     pub diagnostic: Option<String>,
@@ -96,8 +96,7 @@ pub async fn claim_unjudged(
     db: impl PgExecutor<'_>,
     limit: i64,
 ) -> Result<Vec<UnjudgedBounce>, sqlx::Error> {
-    sqlx::query_as!(
-        UnjudgedBounce,
+    let rows = sqlx::query!(
         r#"
         select id, list_id, member_id, class, address, status, diagnostic from bounce
         where judged_at is null
@@ -108,7 +107,20 @@ pub async fn claim_unjudged(
         limit
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| UnjudgedBounce {
+            id: r.id,
+            list_id: r.list_id,
+            member_id: r.member_id,
+            // a class this version does not know is judged as unknown
+            class: r.class.parse().unwrap_or(BounceClass::Unknown),
+            address: r.address,
+            status: r.status,
+            diagnostic: r.diagnostic,
+        })
+        .collect())
 }
 
 pub async fn update_bounce_judged(
