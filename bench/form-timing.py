@@ -15,20 +15,13 @@ Needs: cargo, PostgreSQL server binaries or DATABASE_URL.
 
 import argparse
 import http.client
-import os
-import re
-import signal
-import socket
 import socketserver
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from listd_bench import Server, build
 
 
 class SinkHandler(socketserver.StreamRequestHandler):
@@ -51,14 +44,6 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 return
             else:
                 self.wfile.write(b"250 ok\r\n")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def timed_posts(conn, path, addresses):
@@ -96,49 +81,17 @@ def main():
     ap.add_argument("--debug", action="store_true", help="use the debug build (faster to build)")
     args = ap.parse_args()
     profile = "debug" if args.debug else "release"
-    build = ["cargo", "build", "--quiet"] + ([] if args.debug else ["--release"])
-    subprocess.run(build, cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", profile, "listd")
+    binary = build(release=not args.debug)
 
     sink = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SinkHandler)
     sink.daemon_threads = True
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    data = tempfile.mkdtemp(prefix="listd-bench-", dir="/tmp")
-    os.chmod(data, 0o755)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ)
-    env.update({
-        "LISTD_DATA_DIR": data,
-        "LISTD_HTTP_ADDR": f"127.0.0.1:{port}",
-        "LISTD_SMTP_ADDR": "off",
-        "LISTD_PUBLIC_URL": base,
-        "LISTD_RELAY_URL": f"smtp://127.0.0.1:{sink.server_address[1]}",
-        "LISTD_RATE_PER_IP": "0",
-        "LISTD_LOG": "warn",
-    })
-    if env.get("DATABASE_URL"):
-        db = f"listd_bench_{os.getpid()}"
-        admin = re.sub(r"/[^/]*$", "/postgres", env["DATABASE_URL"])
-        subprocess.run(["psql", admin, "-qc", f"create database {db}"], check=True)
-        env["LISTD_DATABASE_URL"] = re.sub(r"/[^/]*$", f"/{db}", env["DATABASE_URL"])
-    server = subprocess.Popen([binary, "serve"], env=env)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/readyz", timeout=1)
-                break
-            except Exception:
-                if time.time() > deadline:
-                    sys.exit("listd did not become ready")
-                time.sleep(0.1)
-        run = lambda *a: subprocess.run([binary, *a], env=env, check=True, stdout=subprocess.DEVNULL)
-        run("lists", "create", "bench@lists.example.org", "--name", "Bench")
+    with Server(binary, sink.server_address[1]) as server:
+        server.cli("lists", "create", "bench@lists.example.org", "--name", "Bench")
         n = args.requests
         members = [f"member{i}@example.net" for i in range(n)]
-        run("members", "add", "bench@lists.example.org", *members)
-        conn = http.client.HTTPConnection("127.0.0.1", port)
+        server.cli("members", "add", "--quiet", "bench@lists.example.org", *members)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port)
         # warm up the connection, the pool and the caches
         timed_posts(conn, "/lists/bench.lists.example.org/subscribe",
                     [f"warm{i}@example.net" for i in range(20)])
@@ -150,9 +103,6 @@ def main():
                     members, [f"stranger{i}@example.net" for i in range(n)]),
         ]
         sys.exit(0 if max(gaps) <= 10 else 1)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -17,18 +17,14 @@ import argparse
 import asyncio
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "listd")
+from listd_bench import Server, build
 
 
 class Sink:
@@ -84,14 +80,6 @@ class Sink:
         writer.close()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=20)
@@ -100,42 +88,13 @@ def main():
                     help="measure the HTTP side alone (confirmations stay queued)")
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    binary = build()
     sink = Sink()
-    data = tempfile.mkdtemp(prefix="listd-bench-", dir="/tmp")
-    os.chmod(data, 0o755)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ)
-    env.update({
-        "LISTD_DATA_DIR": data,
-        "LISTD_HTTP_ADDR": f"127.0.0.1:{port}",
-        "LISTD_SMTP_ADDR": "off",
-        "LISTD_PUBLIC_URL": base,
-        "LISTD_RELAY_URL": f"smtp://127.0.0.1:{sink.port}",
-        "LISTD_RATE_PER_IP": "0",
-        "LISTD_LOG": "warn",
-    })
-    if env.get("DATABASE_URL"):
-        # a database of the benchmark's own on the given server
-        db = f"listd_bench_{os.getpid()}"
-        admin = re.sub(r"/[^/]*$", "/postgres", env["DATABASE_URL"])
-        subprocess.run(["psql", admin, "-qc", f"create database {db}"], check=True)
-        env["LISTD_DATABASE_URL"] = re.sub(r"/[^/]*$", f"/{db}", env["DATABASE_URL"])
-    server = subprocess.Popen([BIN, "serve"] + (["--no-worker"] if args.no_worker else []), env=env)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/readyz", timeout=1)
-                break
-            except Exception:
-                if time.time() > deadline:
-                    sys.exit("listd did not become ready")
-                time.sleep(0.1)
-        subprocess.run([BIN, "lists", "create", "bench@lists.example.org", "--name", "Bench"],
-                       env=env, check=True, stdout=subprocess.DEVNULL)
-        url = base + "/lists/bench.lists.example.org/subscribe"
+    serve_args = ["--no-worker"] if args.no_worker else []
+    with Server(binary, sink.port, serve_args) as server:
+        server.cli("lists", "create", "bench@lists.example.org", "--name", "Bench")
+        data = server.data
+        url = server.base + "/lists/bench.lists.example.org/subscribe"
 
         # 1. confirmation latency
         latencies = []
@@ -184,9 +143,6 @@ end
               f"median {p50}, p99 {p99}, non-2xx {non2xx.group(1) if non2xx else 0}")
         time.sleep(2)
         print(f"confirmations accepted by the relay during and just after the run: {sink.count - before}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

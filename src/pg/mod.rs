@@ -378,7 +378,16 @@ impl Cluster {
         // take a new one meanwhile: starters take the init lock first, and we hold it.
         drop(self.users_lock.take());
         let users = open_lock_file(&paths.users_lock)?;
-        let result = match users.try_lock() {
+        // A process being spawned by another thread of this program holds a copy of every
+        // open descriptor, our lock's among them, until it execs; such a copy would pass for
+        // another user. A real user keeps its lock, so ask again for a moment.
+        let mut answer = users.try_lock();
+        let patience = Instant::now() + Duration::from_millis(500);
+        while matches!(answer, Err(TryLockError::WouldBlock)) && Instant::now() < patience {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            answer = users.try_lock();
+        }
+        let result = match answer {
             Ok(()) => self.stop_server().await,
             Err(TryLockError::WouldBlock) => {
                 info!(
