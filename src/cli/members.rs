@@ -414,13 +414,7 @@ async fn import(
     use std::io::IsTerminal;
     let list = parse_ref(list)?;
     let format: RosterFormat = format.parse().map_err(Failure::usage)?;
-    let input: Box<dyn std::io::BufRead> = if file == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        let f = std::fs::File::open(file)
-            .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
-        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
-    };
+    let input = open_input(file)?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -466,6 +460,23 @@ async fn import(
         v["invalid_lines"] = serde_json::json!(bad.iter().map(|e| e.line).collect::<Vec<_>>());
         return output::json(&v);
     }
+    print_import(&report, options, bad.len());
+    Ok(())
+}
+
+/// A file to read, or standard input for `-`.
+fn open_input(file: &str) -> Result<Box<dyn std::io::BufRead>, Failure> {
+    Ok(if file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(file)
+            .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+    })
+}
+
+/// What an import did (or would do), for a person.
+fn print_import(report: &crate::app::roster::ImportReport, options: ImportOptions, invalid: usize) {
     let c = &report.choices;
     let would = if options.dry_run { "would be " } else { "" };
     println!(
@@ -480,7 +491,7 @@ async fn import(
         } else {
             "skipped; --invite sends them a confirmation".to_string()
         },
-        bad.len()
+        invalid
     );
     println!(
         "choices kept: {} every message, {} digest, {} plain digest, {} no mail (delivery paused); {} owner(s), {} moderator(s) ({} role(s) {would}given)",
@@ -489,7 +500,6 @@ async fn import(
     if options.dry_run {
         println!("dry run: nothing was changed");
     }
-    Ok(())
 }
 
 /// The export: what `import --format csv` reads, plus the consent record.
