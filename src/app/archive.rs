@@ -41,6 +41,10 @@ const IMPORT_INDEXERS: usize = 2;
 /// Matches ranked by a search, the newest (docs/contract.md#archive): ranking reads
 /// each one, so a word that half the archive holds costs what a rarer one does.
 pub const SEARCH_RANKED: i64 = 1000;
+/// The newest messages a search tests first, to choose how to find its matches.
+const SEARCH_PROBE: i64 = 2000;
+/// Messages a search may walk, newest first, to find the matches it ranks.
+const SEARCH_WALK: i64 = 20_000;
 /// Entries in the feed.
 const FEED_SIZE: i64 = 50;
 
@@ -602,7 +606,12 @@ impl App {
             return Ok(Vec::new());
         }
         let mut tx = self.db.begin().await?;
-        store::archive::set_custom_plans(&mut *tx).await?;
+        // walking the newest messages finds enough matches soon when the newest ones
+        // hold them thickly enough; otherwise the search index finds them all
+        let recent =
+            store::archive::count_recent_matches(&mut *tx, list.id, query, SEARCH_PROBE).await?;
+        let newest_first = recent * SEARCH_WALK >= SEARCH_RANKED * SEARCH_PROBE;
+        store::archive::set_search_plan(&mut *tx, newest_first).await?;
         let rows =
             store::archive::search(&mut *tx, list.id, query, SEARCH_RANKED, PAGE_SIZE).await?;
         tx.commit().await?;

@@ -466,26 +466,68 @@ pub struct HitRow {
     pub snippet: String,
 }
 
-/// Has the rest of the transaction plan each statement for the values it is given
-/// (a search's plan depends on how common its words are).
-pub async fn set_custom_plans(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query!("set local plan_cache_mode = force_custom_plan")
-        .execute(db)
-        .await
-        .map(|_| ())
+/// How many of the `window` newest messages of a list match a search (a walk of the
+/// date index, however common or rare the words).
+pub async fn count_recent_matches(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    query: &str,
+    window: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        select count(*) as "matches!" from (
+            select s.search from archive_search s
+            where s.list_id = $1
+            order by s.date desc, s.id desc
+            limit $3
+        ) r
+        where r.search @@ websearch_to_tsquery('english', $2)
+        "#,
+        list_id,
+        query,
+        window
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Has the rest of the transaction find a search's matches by walking the date index
+/// newest first (`newest_first`), or through the search index, each statement planned
+/// for the values it is given.
+pub async fn set_search_plan(
+    db: impl PgExecutor<'_>,
+    newest_first: bool,
+) -> Result<(), sqlx::Error> {
+    let (walk, index) = if newest_first {
+        ("on", "off")
+    } else {
+        ("off", "on")
+    };
+    sqlx::query!(
+        r#"select set_config('plan_cache_mode', 'force_custom_plan', true) as "plans!",
+                  set_config('enable_indexscan', $1, true) as "index_scans!",
+                  set_config('enable_seqscan', $1, true) as "table_scans!",
+                  set_config('enable_bitmapscan', $2, true) as "bitmap_scans!""#,
+        walk,
+        index
+    )
+    .fetch_one(db)
+    .await
+    .map(|_| ())
 }
 
 /// Full-text search of subject, author name and text: the `candidates` newest matches
 /// are ranked and the best `limit` of them come first, each with a highlighted snippet
 /// (`<<`, `>>` around matched words).
 ///
-/// Ranking reads each ranked match's vector, so it is bounded: for a word that a large
+/// Ranking reads each ranked match's vector, so it is bounded: for words that a large
 /// share of a big archive holds, the newest matches are found by walking the date index
 /// and testing each row (a few thousand rows), not by reading every match; for rarer
-/// words the GIN index finds them all and the newest are sorted out. PostgreSQL chooses
-/// between the two from its statistics of the words, so the statement must be planned
-/// for the query it runs (see [`set_custom_plans`]). Snippets are made for the page's
-/// rows only.
+/// ones the GIN index finds them all and the newest are sorted out. The caller chooses
+/// the way ([`set_search_plan`], from [`count_recent_matches`]): PostgreSQL's estimate
+/// of a phrase's matches is that of its words, often thousands of times too many.
+/// Snippets are made for the page's rows only.
 pub async fn search(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
