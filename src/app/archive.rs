@@ -9,6 +9,11 @@
 //! only on which messages are archived, so the archive ends up the same whatever the
 //! order in which its messages came.
 //!
+//! A message becomes searchable when its search vector is stored: for a post in the
+//! same transaction; for an import on other connections, batch by batch behind the
+//! threaded inserts (computing the vectors is most of an import's work, and the two
+//! run side by side on the database server).
+//!
 //! Who may read an archive is decided in one place, [`App::may_read`]. Everything the
 //! pages show passes through [`obscure_addresses`]: no full address leaves in a page,
 //! a JSON body or the feed; the raw message and the mbox download keep them.
@@ -30,6 +35,16 @@ use time::OffsetDateTime;
 pub const PAGE_SIZE: i64 = 50;
 /// Messages written to the database in one statement by an import.
 const IMPORT_BATCH: usize = 1000;
+/// Connections computing an import's search vectors beside the one that stores and
+/// threads its messages.
+const IMPORT_INDEXERS: usize = 2;
+/// Matches ranked by a search, the newest (docs/contract.md#archive): ranking reads
+/// each one, so a word that half the archive holds costs what a rarer one does.
+pub const SEARCH_RANKED: i64 = 1000;
+/// The newest messages a search tests first, to choose how to find its matches.
+const SEARCH_PROBE: i64 = 2000;
+/// Messages a search may walk, newest first, to find the matches it ranks.
+const SEARCH_WALK: i64 = 20_000;
 /// Entries in the feed.
 const FEED_SIZE: i64 = 50;
 
@@ -310,7 +325,8 @@ impl App {
             item.facts.message_id = id;
         }
         item.post_id = Some(post_id);
-        archive_batch(tx, list.id, vec![item]).await?;
+        let archived = archive_batch(tx, list.id, vec![item]).await?;
+        store::archive::insert_search(&mut *tx, &archived.ids).await?;
         Ok(())
     }
 
@@ -385,24 +401,63 @@ impl App {
             }
             let _ = tx_batches.blocking_send(batch);
         });
+        // the search vectors of each stored batch are computed by the first free indexer
+        let (tx_ids, ids) = tokio::sync::mpsc::channel::<Vec<i64>>(IMPORT_INDEXERS);
+        let ids = std::sync::Arc::new(tokio::sync::Mutex::new(ids));
+        let indexers: Vec<_> = (0..IMPORT_INDEXERS)
+            .map(|_| {
+                let (db, ids) = (self.db.clone(), ids.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let Some(batch) = ids.lock().await.recv().await else {
+                            return Ok::<_, sqlx::Error>(());
+                        };
+                        let mut tx = db.begin().await?;
+                        store::archive::set_commit_unsynced(&mut *tx).await?;
+                        store::archive::insert_search(&mut *tx, &batch).await?;
+                        tx.commit().await?;
+                    }
+                })
+            })
+            .collect();
+        // (when every indexer has stopped on an error, sending fails and the import ends)
+        drop(ids);
         let mut report = ImportReport::default();
         let mut failed = None;
-        while let Some(batch) = batches.recv().await {
-            report.read += batch.items.len() as u64;
-            report.bad.extend(batch.bad);
-            if !batch.items.is_empty() {
-                let mut tx = self.db.begin().await?;
-                store::archive::set_commit_unsynced(&mut *tx).await?;
-                report.added += archive_batch(&mut tx, list.id, batch.items).await? as u64;
-                tx.commit().await?;
+        let stored: Result<(), AppError> = async {
+            while let Some(batch) = batches.recv().await {
+                report.read += batch.items.len() as u64;
+                report.bad.extend(batch.bad);
+                if !batch.items.is_empty() {
+                    let mut tx = self.db.begin().await?;
+                    store::archive::set_commit_unsynced(&mut *tx).await?;
+                    let archived = archive_batch(&mut tx, list.id, batch.items).await?;
+                    tx.commit().await?;
+                    report.added += archived.added as u64;
+                    // (messages already there are indexed again when their vector is
+                    // missing: an import stopped between the two is mended by a rerun)
+                    if tx_ids.send(archived.ids).await.is_err() {
+                        break;
+                    }
+                }
+                progress(report.read + report.bad.len() as u64);
+                if batch.failed.is_some() {
+                    failed = batch.failed;
+                }
             }
-            progress(report.read + report.bad.len() as u64);
-            if batch.failed.is_some() {
-                failed = batch.failed;
-            }
+            Ok(())
         }
+        .await;
+        drop(tx_ids);
+        drop(batches);
         let _ = reader.join();
-        if report.added > 0 {
+        for indexer in indexers {
+            indexer
+                .await
+                .map_err(|e| AppError::Unexpected(anyhow::anyhow!("an indexer failed: {e}")))??;
+        }
+        stored?;
+        if report.read > 0 {
             store::archive::flush_search_index(&self.db).await?;
         }
         if let Some(e) = failed {
@@ -544,13 +599,22 @@ impl App {
             .ok_or_else(|| AppError::NoSuchMessage(format!("{}/{index}", row.message_id)))
     }
 
-    /// Full-text search, best matches first.
+    /// Full-text search: the best of the newest [`SEARCH_RANKED`] matches first.
     pub async fn search_archive(&self, list: &List, query: &str) -> Result<Vec<Hit>, AppError> {
         let query = query.trim();
         if query.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = store::archive::search(&self.db, list.id, query, PAGE_SIZE).await?;
+        let mut tx = self.db.begin().await?;
+        // walking the newest messages finds enough matches soon when the newest ones
+        // hold them thickly enough; otherwise the search index finds them all
+        let recent =
+            store::archive::count_recent_matches(&mut *tx, list.id, query, SEARCH_PROBE).await?;
+        let newest_first = recent * SEARCH_WALK >= SEARCH_RANKED * SEARCH_PROBE;
+        store::archive::set_search_plan(&mut *tx, newest_first).await?;
+        let rows =
+            store::archive::search(&mut *tx, list.id, query, SEARCH_RANKED, PAGE_SIZE).await?;
+        tx.commit().await?;
         Ok(rows
             .into_iter()
             .map(|r| Hit {
@@ -684,8 +748,15 @@ fn parse_cursor(text: &str) -> Option<(OffsetDateTime, i64)> {
     Some((date, id.parse().ok()?))
 }
 
-/// Archives a batch of messages in `tx` and threads them with what is there; returns
-/// how many were new.
+/// What [`archive_batch`] did.
+struct Archived {
+    /// How many messages were new.
+    added: usize,
+    /// The ids of the batch's messages: the new ones and those already there.
+    ids: Vec<i64>,
+}
+
+/// Archives a batch of messages in `tx` and threads them with what is there.
 ///
 /// The threads a batch can change are those of the nearest archived ancestor of each
 /// new message (looked up nearest first, one query per step back: most replies stop at
@@ -696,7 +767,7 @@ async fn archive_batch(
     tx: &mut PgConnection,
     list_id: uuid::Uuid,
     items: Vec<Readied>,
-) -> Result<usize, sqlx::Error> {
+) -> Result<Archived, sqlx::Error> {
     store::archive::lock_list_archive(&mut *tx, list_id).await?;
     let mut seen = HashSet::new();
     let mut items: Vec<Readied> = items
@@ -704,13 +775,18 @@ async fn archive_batch(
         .filter(|i| seen.insert(i.facts.message_id.clone()))
         .collect();
     let ids: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
-    let known: HashSet<String> = store::archive::find_archived_ids(&mut *tx, list_id, &ids)
+    let known: HashMap<String, i64> = store::archive::find_archived_ids(&mut *tx, list_id, &ids)
         .await?
         .into_iter()
+        .map(|(id, message_id)| (message_id, id))
         .collect();
-    items.retain(|i| !known.contains(&i.facts.message_id));
+    items.retain(|i| !known.contains_key(&i.facts.message_id));
+    let mut archived = Archived {
+        added: 0,
+        ids: known.into_values().collect(),
+    };
     if items.is_empty() {
-        return Ok(0);
+        return Ok(archived);
     }
     let names: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
     let in_batch: HashSet<&str> = names.iter().map(String::as_str).collect();
@@ -844,7 +920,8 @@ async fn archive_batch(
         new.raw.push(item.raw);
         new.body.push(item.facts.text);
     }
-    let added = store::archive::insert_messages(&mut *tx, list_id, &new).await? as usize;
+    archived.added = store::archive::insert_messages(&mut *tx, list_id, &new).await? as usize;
+    archived.ids.extend_from_slice(&new.id);
     if !gone.is_empty() {
         store::archive::delete_threads(&mut *tx, &gone).await?;
     }
@@ -857,7 +934,7 @@ async fn archive_batch(
         counts.push(n);
     }
     store::archive::upsert_threads(&mut *tx, list_id, &ids, &started, &last, &counts).await?;
-    Ok(added)
+    Ok(archived)
 }
 
 #[cfg(test)]

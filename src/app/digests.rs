@@ -5,8 +5,9 @@
 //! accepts the post), when the `digest-frequency` boundary passes (the maintenance,
 //! one process at a time), when an owner runs `listd digests send`, and once more
 //! when `digest` is turned off. Making an issue takes what is owed, builds its bytes
-//! once per format (`mail::digest`) and queues one row per member pointing at them, in
-//! one transaction; the delivery workers send the copies like those of posts.
+//! once per format (`mail::digest`, with the list's footer laid out as for posts) and
+//! queues one row per member pointing at them, in one transaction; the delivery workers
+//! send the copies like those of posts, each with the member's own unsubscribe link.
 //! Why each post reaches each member once: docs/standards.md#digest-exactly-once.
 
 use super::{App, AppError};
@@ -14,6 +15,7 @@ use crate::domain::digest::{IssueNumber, size_reached};
 use crate::domain::headers::ListHeaders;
 use crate::domain::{List, ListRef, Posting};
 use crate::mail::digest::{Digest, DigestItem, build_digest};
+use crate::mail::footer::FooterText;
 use crate::store;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -147,6 +149,9 @@ impl App {
             announce_only: list.settings.posting == Posting::Announce,
             archive_url: None,
         };
+        // every copy ends with the list's footer and the member's own link, as posts do
+        let footer = self.footer(list);
+        let link_base = self.unsubscribe_link_base();
         let mut copies = 0;
         for group in &groups {
             let items: Vec<DigestItem<'_>> = posts
@@ -161,12 +166,16 @@ impl App {
             if items.is_empty() {
                 continue;
             }
-            let message = build_digest(&Digest {
+            let built = build_digest(&Digest {
                 headers,
                 issue,
                 date: now,
                 items: &items,
                 plain: group.plain,
+                footer: footer.as_ref().map(|rendered| FooterText {
+                    rendered,
+                    link_base: &link_base,
+                }),
             });
             let edition = store::digests::insert_digest_edition(
                 &mut *tx,
@@ -174,7 +183,8 @@ impl App {
                 list.id,
                 group.plain,
                 &group.post_ids,
-                &message,
+                &built.message,
+                built.layout.map(|l| l.to_bytes()).as_deref(),
             )
             .await?;
             copies +=

@@ -8,7 +8,7 @@
 
 use super::outbox::{Mail, Staff, daily_limit_reached};
 use super::{App, AppError};
-use crate::domain::footer::{FooterValues, Template};
+use crate::domain::footer::{FooterValues, Rendered, Template};
 use crate::domain::headers::ListHeaders;
 use crate::domain::post::{
     DUPLICATE_WINDOW_DAYS, PostFacts, PostStatus, Poster, Reason, Verdict, decide,
@@ -567,6 +567,38 @@ impl App {
         })
     }
 
+    /// The list's footer rendered for its copies, all but each member's link; `None`
+    /// with `footer=off` (docs/standards.md#19). Posts and digests end with it.
+    pub(crate) fn footer(&self, list: &List) -> Option<Rendered> {
+        if list.settings.footer != Footer::On {
+            return None;
+        }
+        let public_url = self.settings.public_url.trim_end_matches('/');
+        // the setting was checked when it was set; a template that no longer parses
+        // (an older rule) falls back to the built-in one
+        let template = Template::parse(&list.settings.footer_text)
+            .or_else(|_| Template::parse(""))
+            .expect("the built-in footer parses");
+        Some(template.render(&FooterValues {
+            list_name: &list.settings.name,
+            list_description: &list.settings.description,
+            list_address: &list.address.to_string(),
+            list_id: &list.address.list_id(),
+            list_url: &self.list_url(list),
+            owner_address: &list.address.with_suffix("owner"),
+            subscribe_address: &list.address.with_suffix("subscribe"),
+            me_url: &format!("{public_url}/me"),
+        }))
+    }
+
+    /// The start of every member's unsubscribe link: `{PUBLIC_URL}/unsubscribe/`.
+    pub(crate) fn unsubscribe_link_base(&self) -> String {
+        format!(
+            "{}/unsubscribe/",
+            self.settings.public_url.trim_end_matches('/')
+        )
+    }
+
     /// Rewrites a post for the list, deciding the From treatment (docs/standards.md, section B).
     async fn rewrite(
         &self,
@@ -588,25 +620,8 @@ impl App {
         let archived = list.settings.archive != Archive::Off;
         let archive_url = self.archive_url(list);
         let archived_at = format!("{archive_url}/m/");
-        let public_url = self.settings.public_url.trim_end_matches('/');
-        let link_base = format!("{public_url}/unsubscribe/");
-        let rendered = (list.settings.footer == Footer::On).then(|| {
-            // the setting was checked when it was set; a template that no longer
-            // parses (an older rule) falls back to the built-in one
-            let template = Template::parse(&list.settings.footer_text)
-                .or_else(|_| Template::parse(""))
-                .expect("the built-in footer parses");
-            template.render(&FooterValues {
-                list_name: &list.settings.name,
-                list_description: &list.settings.description,
-                list_address: &list.address.to_string(),
-                list_id: &list.address.list_id(),
-                list_url: &list_url,
-                owner_address: &list.address.with_suffix("owner"),
-                subscribe_address: &list.address.with_suffix("subscribe"),
-                me_url: &format!("{public_url}/me"),
-            })
-        });
+        let link_base = self.unsubscribe_link_base();
+        let rendered = self.footer(list);
         let rw = Rewrite {
             headers: ListHeaders {
                 list: &list.address,

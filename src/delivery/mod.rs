@@ -484,7 +484,7 @@ impl Worker {
         if let Some(p) = cached(&self.posts.lock().expect("post cache")) {
             return Ok(Some(p));
         }
-        // a post's copies may carry a footer (its layout); a digest is sent as built
+        // the copies of a post or a digest carry the list's footer when it has one (a layout)
         let found = match key {
             Shared::Post(id) => store::posts::find_relayed_post(&self.db, id)
                 .await
@@ -493,7 +493,7 @@ impl Worker {
             Shared::Digest(id) => store::digests::find_digest_edition(&self.db, id)
                 .await
                 .context("reading a digest to send")?
-                .map(|r| (r.local_part, r.domain, r.message, None)),
+                .map(|r| (r.local_part, r.domain, r.message, r.copy_layout)),
         };
         let Some((local_part, domain, shared, copy_layout)) = found else {
             return Ok(None);

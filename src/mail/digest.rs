@@ -11,7 +11,16 @@
 //! as relayed) and plain (RFC 1153: the posts' text parts, an HTML-only post turned
 //! into text, a line of 70 dashes after the table of contents and lines of 30 dashes
 //! between messages).
+//!
+//! The list's footer (docs/standards.md#19), when it has one, ends every copy with the
+//! member's own unsubscribe link: the issue is laid out once ([`CopyLayout`]) and each
+//! copy fills in the member's token, as copies of posts do. In a MIME digest it is a
+//! last inline `text/plain` part of the outer `multipart/mixed`, after the
+//! `multipart/digest`; in a plain one it is a last message, `Subject: Digest Footer`,
+//! before the `End of` trailer, which keeps its two lines (RFC 1153 §3, as Mailman
+//! does).
 
+use super::footer::{CopyLayout, FooterText, plan, plan_text_at};
 use super::text_part;
 use crate::domain::digest::IssueNumber;
 use crate::domain::headers::ListHeaders;
@@ -39,15 +48,28 @@ pub struct Digest<'a> {
     pub items: &'a [DigestItem<'a>],
     /// RFC 1153 text rather than MIME.
     pub plain: bool,
+    /// The list's footer, or none (`footer=off`).
+    pub footer: Option<FooterText<'a>>,
 }
+
+/// An issue as its copies share it.
+pub struct BuiltDigest {
+    /// The header block and body without a footer, CRLF line ends.
+    pub message: Vec<u8>,
+    /// The copies with the list's footer, when it has one.
+    pub layout: Option<CopyLayout>,
+}
+
+/// The Subject of the plain digest's last message, which holds the footer.
+const FOOTER_SUBJECT: &str = "Digest Footer";
 
 /// The line after an RFC 1153 digest's table of contents.
 const LINE_70: &str = "----------------------------------------------------------------------";
 /// The line between two messages of an RFC 1153 digest.
 const LINE_30: &str = "------------------------------";
 
-/// The header block and body every member's copy of the issue shares, CRLF line ends.
-pub fn build_digest(d: &Digest<'_>) -> Vec<u8> {
+/// The bytes every member's copy of the issue shares, built once.
+pub fn build_digest(d: &Digest<'_>) -> BuiltDigest {
     let size: usize = d.items.iter().map(|i| i.relayed.len() + 256).sum();
     let mut out = Vec::with_capacity(size + 4096);
     let list = d.headers.list;
@@ -68,9 +90,7 @@ pub fn build_digest(d: &Digest<'_>) -> Vec<u8> {
         .as_bytes(),
     );
     let toc = contents(&title, d.items);
-    let body = if d.plain {
-        text_part(&plain_body(toc, &title, d.items))
-    } else {
+    if !d.plain {
         let posts = d
             .items
             .iter()
@@ -80,9 +100,57 @@ pub fn build_digest(d: &Digest<'_>) -> Vec<u8> {
             "multipart/mixed",
             vec![text_part(&toc), MimePart::new("multipart/digest", posts)],
         )
+        .write_part(&mut out);
+        // the footer: a last part of the multipart/mixed
+        let layout = d.footer.as_ref().map(|footer| {
+            let (header, body) = split_message(&out);
+            plan(header, body, footer)
+        });
+        return BuiltDigest {
+            message: out,
+            layout,
+        };
+    }
+    let (messages, trailer) = plain_body(toc, &title, d.items);
+    let mut message = out.clone();
+    text_part(&format!("{messages}{trailer}")).write_part(&mut message);
+    let Some(footer) = &d.footer else {
+        return BuiltDigest {
+            message,
+            layout: None,
+        };
     };
-    body.write_part(&mut out);
-    out
+    // the footer as the last message: its lines go between the pseudo-message's
+    // header and the separator that ends it
+    let before = format!("{messages}Subject: {FOOTER_SUBJECT}\n\n");
+    let after = format!("\n{LINE_30}\n\n{trailer}");
+    let mut with_footer = out;
+    text_part(&format!("{before}{after}")).write_part(&mut with_footer);
+    let (header, body) = split_message(&with_footer);
+    let at = body.len().saturating_sub(after.replace('\n', "\r\n").len());
+    let placed = body[..at].ends_with(format!("Subject: {FOOTER_SUBJECT}\r\n\r\n").as_bytes());
+    let layout = match plan_text_at(header, body, at, footer) {
+        Some(layout) if placed => layout,
+        // a text too wide for 8bit went out encoded: the footer goes at its end
+        _ => {
+            let (header, body) = split_message(&message);
+            plan(header, body, footer)
+        }
+    };
+    BuiltDigest {
+        message,
+        layout: Some(layout),
+    }
+}
+
+/// A message's header lines (each ending in CRLF, without the blank line) and body.
+fn split_message(message: &[u8]) -> (&[u8], &[u8]) {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let body = message.get(end + 2..).unwrap_or_default();
+    (&message[..end], body)
 }
 
 /// The table of contents: the title, then one numbered line per post.
@@ -104,8 +172,8 @@ fn contents(title: &str, items: &[DigestItem<'_>]) -> String {
 }
 
 /// An RFC 1153 digest's text: contents, the 70-dash line, then each message (a few
-/// of its header fields and its text) followed by a 30-dash line, and the trailer.
-fn plain_body(toc: String, title: &str, items: &[DigestItem<'_>]) -> String {
+/// of its header fields and its text) followed by a 30-dash line; and the trailer.
+fn plain_body(toc: String, title: &str, items: &[DigestItem<'_>]) -> (String, String) {
     let mut text = toc;
     text.push('\n');
     text.push_str(LINE_70);
@@ -126,10 +194,10 @@ fn plain_body(toc: String, title: &str, items: &[DigestItem<'_>]) -> String {
         text.push_str(LINE_30);
         text.push_str("\n\n");
     }
-    text.push_str(&format!("End of {title}\n"));
-    text.push_str(&"*".repeat(title.chars().count().clamp(30, 70) + 7));
-    text.push('\n');
-    text
+    let mut trailer = format!("End of {title}\n");
+    trailer.push_str(&"*".repeat(title.chars().count().clamp(30, 70) + 7));
+    trailer.push('\n');
+    (text, trailer)
 }
 
 /// A message's Date, From, Subject and Message-ID lines, and its text: every text
@@ -185,6 +253,7 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::domain::ListAddress;
+    use crate::domain::footer::{FooterValues, Rendered, Template};
     use mail_parser::{MimeHeaders, PartType};
     use time::macros::datetime;
 
@@ -197,6 +266,43 @@ Subject: [dev] HTML only\r\nDate: Tue, 17 Mar 2026 11:00:00 +0000\r\nMessage-ID:
 MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Bold <b>words</b> here</p>\r\n";
 
     fn build(plain: bool) -> Vec<u8> {
+        build_with(plain, None).message
+    }
+
+    fn footer() -> Rendered {
+        Template::parse("").unwrap().render(&FooterValues {
+            list_name: "Dev",
+            list_description: "",
+            list_address: "dev@lists.example.org",
+            list_id: "dev.lists.example.org",
+            list_url: "https://lists.example.org/lists/dev.lists.example.org",
+            owner_address: "dev+owner@lists.example.org",
+            subscribe_address: "dev+subscribe@lists.example.org",
+            me_url: "https://lists.example.org/me",
+        })
+    }
+
+    /// A member's copy of an issue with the footer (without their header lines).
+    fn with_footer(plain: bool) -> Vec<u8> {
+        let rendered = footer();
+        let built = build_with(
+            plain,
+            Some(FooterText {
+                rendered: &rendered,
+                link_base: "https://lists.example.org/unsubscribe/",
+            }),
+        );
+        let layout = built.layout.expect("a layout");
+        assert_eq!(
+            CopyLayout::from_bytes(&layout.to_bytes()).as_ref(),
+            Some(&layout)
+        );
+        let mut copy = Vec::new();
+        layout.write(&mut copy, "TOKEN");
+        copy
+    }
+
+    fn build_with(plain: bool, footer: Option<FooterText<'_>>) -> BuiltDigest {
         let list = ListAddress::parse("dev@lists.example.org").unwrap();
         let items = [
             DigestItem {
@@ -225,6 +331,7 @@ MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Bold <b>wo
             date: datetime!(2026-03-18 0:00 UTC),
             items: &items,
             plain,
+            footer,
         })
     }
 
@@ -287,5 +394,57 @@ MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Bold <b>wo
         assert!(messages[1].contains("Bold words here"), "{}", messages[1]);
         assert!(!messages[1].contains("<p>"));
         assert!(messages[2].contains("End of Dev Digest, Vol 2026, Issue 4"));
+    }
+
+    #[test]
+    fn the_mime_footer_is_the_last_part_after_the_digest() {
+        let raw = with_footer(false);
+        let msg = MessageParser::default().parse(&raw).unwrap();
+        let PartType::Multipart(top) = &msg.parts[0].body else {
+            panic!("multipart/mixed");
+        };
+        assert_eq!(top.len(), 3, "contents, digest, footer");
+        let kinds: Vec<_> = top
+            .iter()
+            .map(|i| {
+                let ct = msg.parts[*i as usize].content_type().unwrap();
+                format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default())
+            })
+            .collect();
+        assert_eq!(kinds, ["text/plain", "multipart/digest", "text/plain"]);
+        let footer = msg.parts[top[2] as usize].text_contents().unwrap();
+        assert!(
+            footer.contains("Leave the list: https://lists.example.org/unsubscribe/TOKEN"),
+            "{footer}"
+        );
+        // the posts inside are as relayed, without it
+        let text = String::from_utf8_lossy(&raw);
+        assert_eq!(text.matches("/unsubscribe/").count(), 1);
+        assert!(!text.replace("\r\n", "").contains('\n'), "CRLF only");
+    }
+
+    #[test]
+    fn the_plain_footer_is_a_last_message_before_the_trailer() {
+        let raw = with_footer(true);
+        let msg = MessageParser::default().parse(&raw).unwrap();
+        let body = msg.body_text(0).unwrap().replace("\r\n", "\n");
+        let (_, rest) = body.split_once(&format!("\n{LINE_70}\n")).unwrap();
+        let messages: Vec<&str> = rest.split(&format!("\n{LINE_30}\n")).collect();
+        assert_eq!(messages.len(), 4, "{rest}");
+        assert!(messages[1].contains("Bold words here"));
+        let footer = messages[2].trim();
+        assert!(footer.starts_with("Subject: Digest Footer\n\n"), "{footer}");
+        assert!(
+            footer.ends_with("Your subscriptions: https://lists.example.org/me"),
+            "{footer}"
+        );
+        assert!(footer.contains("Leave the list: https://lists.example.org/unsubscribe/TOKEN"));
+        // the trailer keeps its two lines
+        let trailer: Vec<&str> = messages[3].trim().lines().collect();
+        assert_eq!(trailer.len(), 2, "{trailer:?}");
+        assert_eq!(trailer[0], "End of Dev Digest, Vol 2026, Issue 4");
+        assert!(trailer[1].chars().all(|c| c == '*'));
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.replace("\r\n", "").contains('\n'), "CRLF only");
     }
 }

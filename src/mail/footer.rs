@@ -282,6 +282,51 @@ pub fn plan(header: &[u8], body: &[u8], footer: &FooterText<'_>) -> CopyLayout {
     }
 }
 
+/// Lays out the copies of a message whose body is one `text/plain` part in 7bit or
+/// 8bit with the footer at `at` (the start of a line of `body`) rather than at its
+/// end: for text with a trailer of its own, an RFC 1153 digest's. The footer's lines
+/// go there, ended by a line break; the text around them is the caller's. `None` for
+/// another shape or encoding, or a footer the part's charset cannot carry: [`plan`]
+/// then places it.
+pub fn plan_text_at(
+    header: &[u8],
+    body: &[u8],
+    at: usize,
+    footer: &FooterText<'_>,
+) -> Option<CopyLayout> {
+    let root = read_part_header(header);
+    let as_is = matches!(root.cte.as_str(), "7bit" | "8bit" | "binary");
+    if root.kind() != ("text", "plain") || !as_is || at > body.len() {
+        return None;
+    }
+    if at > 0 && body[at - 1] != b'\n' {
+        return None;
+    }
+    let mut head = match text_fit(&root, footer) {
+        TextFit::Fits => header.to_vec(),
+        TextFit::Relabel(fields) => replace_fields(header, &fields),
+        TextFit::No => return None,
+    };
+    head.extend_from_slice(b"\r\n");
+    let ascii_only =
+        !(utf8_charset(root.charset.as_deref()) || ascii_charset(root.charset.as_deref()));
+    let mut edits = Edits::default();
+    edits.insert(
+        at,
+        vec![
+            Segment::Slot(Slot {
+                pieces: plain_pieces(footer, ascii_only),
+                encoding: SlotEncoding::AsIs,
+            }),
+            Segment::Shared(b"\r\n".to_vec()),
+        ],
+    );
+    Some(CopyLayout {
+        head,
+        body: edits.apply(body),
+    })
+}
+
 /// Replacements of ranges of the body, applied in order of position.
 #[derive(Default)]
 struct Edits(Vec<(usize, usize, Vec<Segment>)>);

@@ -1,9 +1,11 @@
-//! The archive's tables: `archive_message` (each message, its place in its thread, its
-//! search vector) and `archive_thread` (one row per thread for the thread list).
+//! The archive's tables: `archive_message` (each message and its place in its thread),
+//! `archive_search` (each message's search vector and date) and `archive_thread` (one
+//! row per thread for the thread list).
 //!
 //! Pages are read with keysets (`(last_date, id)`, `(started, id)`, `(date, id)`),
 //! never with OFFSET, so the thousandth page costs what the first does. Search is
-//! PostgreSQL's full-text search over a generated `tsvector` with a GIN index.
+//! PostgreSQL's full-text search over the stored `tsvector`s of `archive_search`, with a
+//! GIN index for rare words and a date index to walk the newest matches of common ones.
 
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
@@ -31,7 +33,7 @@ pub async fn set_commit_unsynced(db: impl PgExecutor<'_>) -> Result<(), sqlx::Er
 /// searches would otherwise read them all until the next vacuum).
 pub async fn flush_search_index(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
     sqlx::query_scalar!(
-        r#"select gin_clean_pending_list('archive_message_search_idx'::regclass) as "moved!""#
+        r#"select gin_clean_pending_list('archive_search_idx'::regclass) as "moved!""#
     )
     .fetch_one(db)
     .await
@@ -49,19 +51,23 @@ pub async fn allocate_ids(db: impl PgExecutor<'_>, n: i64) -> Result<Vec<i64>, s
     .await
 }
 
-/// Which of these Message-IDs the list's archive already holds (removed ones too).
+/// Which of these Message-IDs the list's archive already holds (removed ones too), with
+/// their ids.
 pub async fn find_archived_ids(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     message_ids: &[String],
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "select message_id from archive_message where list_id = $1 and message_id = any($2)",
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    Ok(sqlx::query!(
+        "select id, message_id from archive_message where list_id = $1 and message_id = any($2)",
         list_id,
         message_ids
     )
     .fetch_all(db)
-    .await
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.message_id))
+    .collect())
 }
 
 /// The threads of those of `message_ids` that the archive holds, by Message-ID.
@@ -179,6 +185,28 @@ pub async fn insert_messages(
         &m.thread_id,
         &m.raw,
         &m.body,
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Computes and stores the search vectors of these messages (subject, author name and
+/// text, from the stored columns); messages removed or already indexed are left alone.
+pub async fn insert_search(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"
+        insert into archive_search (id, list_id, date, search)
+        select m.id, m.list_id, m.date,
+               setweight(to_tsvector('english'::regconfig, m.subject), 'A')
+               || setweight(to_tsvector('english'::regconfig, m.from_name), 'B')
+               || to_tsvector('english'::regconfig, m.body)
+        from archive_message m
+        where m.id = any($1) and m.removed_at is null
+          and not exists (select 1 from archive_search s where s.id = m.id)
+        on conflict (id) do nothing
+        "#,
+        ids
     )
     .execute(db)
     .await?
@@ -438,40 +466,99 @@ pub struct HitRow {
     pub snippet: String,
 }
 
-/// Full-text search of subject, author name and text, best matches first, with a
-/// highlighted snippet (`<<`, `>>` around matched words).
+/// How many of the `window` newest messages of a list match a search (a walk of the
+/// date index, however common or rare the words).
+pub async fn count_recent_matches(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    query: &str,
+    window: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        select count(*) as "matches!" from (
+            select s.search from archive_search s
+            where s.list_id = $1
+            order by s.date desc, s.id desc
+            limit $3
+        ) r
+        where r.search @@ websearch_to_tsquery('english', $2)
+        "#,
+        list_id,
+        query,
+        window
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Has the rest of the transaction find a search's matches by walking the date index
+/// newest first (`newest_first`), or through the search index, each statement planned
+/// for the values it is given.
+pub async fn set_search_plan(
+    db: impl PgExecutor<'_>,
+    newest_first: bool,
+) -> Result<(), sqlx::Error> {
+    let (walk, index) = if newest_first {
+        ("on", "off")
+    } else {
+        ("off", "on")
+    };
+    sqlx::query!(
+        r#"select set_config('plan_cache_mode', 'force_custom_plan', true) as "plans!",
+                  set_config('enable_indexscan', $1, true) as "index_scans!",
+                  set_config('enable_seqscan', $1, true) as "table_scans!",
+                  set_config('enable_bitmapscan', $2, true) as "bitmap_scans!""#,
+        walk,
+        index
+    )
+    .fetch_one(db)
+    .await
+    .map(|_| ())
+}
+
+/// Full-text search of subject, author name and text: the `candidates` newest matches
+/// are ranked and the best `limit` of them come first, each with a highlighted snippet
+/// (`<<`, `>>` around matched words).
 ///
-/// Every match is ranked: for a word that a large share of a big archive holds this
-/// reads every matching row (seconds at a million messages). Limiting the ranked
-/// matches to the newest few thousand did not help by itself (the planner still reads
-/// all matches through the search index); a narrow table of (id, list, date, vector)
-/// would make those reads cheap, and would let an import fill it on a second
-/// connection, in parallel with the threaded insert.
+/// Ranking reads each ranked match's vector, so it is bounded: for words that a large
+/// share of a big archive holds, the newest matches are found by walking the date index
+/// and testing each row (a few thousand rows), not by reading every match; for rarer
+/// ones the GIN index finds them all and the newest are sorted out. The caller chooses
+/// the way ([`set_search_plan`], from [`count_recent_matches`]): PostgreSQL's estimate
+/// of a phrase's matches is that of its words, often thousands of times too many.
+/// Snippets are made for the page's rows only.
 pub async fn search(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     query: &str,
+    candidates: i64,
     limit: i64,
 ) -> Result<Vec<HitRow>, sqlx::Error> {
     sqlx::query_as!(
         HitRow,
         r#"
-        select h.message_id, h.subject, h.from_name, h.date,
-               ts_headline('english', left(h.body, 20000), h.q,
+        with hits as (
+            select c.id, c.date, ts_rank(c.search, websearch_to_tsquery('english', $2)) as rank
+            from (
+                select s.id, s.date, s.search from archive_search s
+                where s.list_id = $1 and s.search @@ websearch_to_tsquery('english', $2)
+                order by s.date desc, s.id desc
+                limit $3
+            ) c
+            order by rank desc, c.date desc, c.id desc
+            limit $4
+        )
+        select m.message_id, m.subject, m.from_name, m.date,
+               ts_headline('english', left(m.body, 20000), websearch_to_tsquery('english', $2),
                            'StartSel=<<, StopSel=>>, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
                    as "snippet!"
-        from (
-            select m.message_id, m.subject, m.from_name, m.date, m.body, q.q,
-                   ts_rank(m.search, q.q) as rank
-            from archive_message m, websearch_to_tsquery('english', $2) as q(q)
-            where m.list_id = $1 and m.search @@ q.q
-            order by rank desc, m.date desc
-            limit $3
-        ) h
-        order by h.rank desc, h.date desc
+        from hits h join archive_message m on m.id = h.id
+        order by h.rank desc, h.date desc, h.id desc
         "#,
         list_id,
         query,
+        candidates,
         limit
     )
     .fetch_all(db)
@@ -557,6 +644,8 @@ pub async fn update_message_removed(
             set raw = null, body = '', subject = '', from_name = '', envelope_from = null,
                 removed_at = coalesce(a.removed_at, now())
             from target where a.id = target.id
+        ), unsearched as (
+            delete from archive_search s using target where s.id = target.id
         )
         select was_removed as "was_removed!" from target
         "#,

@@ -184,7 +184,8 @@ pub async fn insert_digest_issue(
     Ok((r.id, r.number))
 }
 
-/// Keeps the bytes one edition's copies share; returns its id.
+/// Keeps the bytes one edition's copies share, and their layout with the list's
+/// footer when it has one; returns its id.
 pub async fn insert_digest_edition(
     db: impl PgExecutor<'_>,
     issue_id: i64,
@@ -192,17 +193,19 @@ pub async fn insert_digest_edition(
     plain: bool,
     post_ids: &[i64],
     message: &[u8],
+    copy_layout: Option<&[u8]>,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"
-        insert into digest_edition (issue_id, list_id, plain, post_ids, message)
-        values ($1, $2, $3, $4, $5) returning id
+        insert into digest_edition (issue_id, list_id, plain, post_ids, message, copy_layout)
+        values ($1, $2, $3, $4, $5, $6) returning id
         "#,
         issue_id,
         list_id,
         plain,
         post_ids,
-        message
+        message,
+        copy_layout
     )
     .fetch_one(db)
     .await
@@ -234,6 +237,7 @@ pub struct SharedEdition {
     pub local_part: String,
     pub domain: String,
     pub message: Vec<u8>,
+    pub copy_layout: Option<Vec<u8>>,
 }
 
 pub async fn find_digest_edition(
@@ -243,7 +247,7 @@ pub async fn find_digest_edition(
     sqlx::query_as!(
         SharedEdition,
         r#"
-        select l.local_part, l.domain, e.message
+        select l.local_part, l.domain, e.message, e.copy_layout
         from digest_edition e join list l on l.id = e.list_id
         where e.id = $1
         "#,

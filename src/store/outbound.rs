@@ -291,7 +291,7 @@ pub async fn count_recent_to(
         r#"
         select count(*) as "n!" from outbound
         where recipient_key = lower($1) and purpose = any($2) and created_at >= $3
-          and post_id is null
+          and post_id is null and digest_id is null
         "#,
         recipient,
         &purposes,

@@ -180,7 +180,7 @@ pub async fn find_request_state(
              where list_id = $1 and kind = $2 and address_key = $3 and requested_at >= $5) as "today!",
             (select count(*) from outbound
              where recipient_key = $3 and purpose = any($6) and created_at >= $5
-               and post_id is null) as "automatic!"
+               and post_id is null and digest_id is null) as "automatic!"
         "#,
         list_id,
         kind.as_str(),

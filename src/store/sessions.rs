@@ -98,7 +98,7 @@ pub async fn find_signin_counts(
             (select count(*) from signin_token where address_key = $1 and created_at >= $3) as "today!",
             (select count(*) from outbound
              where recipient_key = $1 and purpose = any($4) and created_at >= $3
-               and post_id is null) as "automatic!"
+               and post_id is null and digest_id is null) as "automatic!"
         "#,
         address.key(),
         recent_since,

@@ -544,6 +544,81 @@ async fn a_takeout_import_brings_years_of_history_in_threaded_searchable_and_sen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_ranks_the_newest_thousand_matches_and_a_rerun_indexes_what_was_left() {
+    let s = server().await;
+    let entry = |id: &str, date: &str, subject: &str, body: &str| {
+        format!(
+            "From anne@example.org Mon Jan  1 00:00:00 2001\n\
+             From: Anne <anne@example.org>\nMessage-ID: <{id}>\nDate: {date}\n\
+             Subject: {subject}\n\n{body}\n\n"
+        )
+    };
+    // ten old messages that rank best for "zebra", then a thousand newer ones that
+    // name it once; one old message alone names "okapi"
+    let mut text = String::new();
+    for i in 0..10 {
+        let date = format!("{} Jan 2001 10:00:00 +0000", i + 1);
+        let body = if i == 0 {
+            "zebra zebra zebra okapi"
+        } else {
+            "zebra zebra zebra"
+        };
+        text += &entry(&format!("old{i}@example.net"), &date, "Zebra zebra", body);
+    }
+    for i in 0..1000 {
+        let date = format!(
+            "{} Mar 2020 {:02}:{:02}:00 +0000",
+            1 + i / 60,
+            i / 60 % 24,
+            i % 60
+        );
+        text += &entry(
+            &format!("new{i}@example.net"),
+            &date,
+            "Hello",
+            "a zebra went by",
+        );
+    }
+    let out = import(&s, LIST, &text);
+    assert!(
+        out.stdout.contains("1010 messages read, 1010 added"),
+        "{out:?}"
+    );
+    let found = get_json(&s, &archive("/search?q=zebra")).await;
+    let results = found["results"].as_array().unwrap();
+    assert_eq!(results.len(), 50, "{found}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["message_id"].as_str().unwrap().starts_with("new")),
+        "only the newest 1,000 matches are ranked: {found}"
+    );
+    let rare = get_json(&s, &archive("/search?q=okapi")).await;
+    assert_eq!(
+        rare["results"][0]["message_id"], "old0@example.net",
+        "{rare}"
+    );
+
+    // an import stopped between storing messages and indexing them: a rerun mends it
+    sqlx::query("delete from archive_search")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let gone = get_json(&s, &archive("/search?q=okapi")).await;
+    assert!(gone["results"].as_array().unwrap().is_empty(), "{gone}");
+    let again = import(&s, LIST, &text);
+    assert!(
+        again.stdout.contains("1010 messages read, 0 added"),
+        "{again:?}"
+    );
+    let back = get_json(&s, &archive("/search?q=okapi")).await;
+    assert_eq!(
+        back["results"][0]["message_id"], "old0@example.net",
+        "{back}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_reads_back_to_the_same_archive() {
     let s = server().await;
     let files = [

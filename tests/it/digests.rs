@@ -83,7 +83,8 @@ fn copies_to(s: &TestServer, rcpt: &str) -> Vec<Captured> {
         .collect()
 }
 
-/// The Subjects of the posts a digest holds, MIME or plain.
+/// The Subjects of the posts a digest holds, MIME or plain (not the plain digest's
+/// last message, which holds the footer).
 fn subjects_in(digest: &Captured) -> Vec<String> {
     let msg = digest.parsed();
     if msg.content_type().map(|c| c.ctype()) == Some("text") {
@@ -92,6 +93,7 @@ fn subjects_in(digest: &Captured) -> Vec<String> {
         return messages
             .lines()
             .filter_map(|l| l.strip_prefix("Subject: "))
+            .filter(|s| *s != "Digest Footer")
             .map(str::to_string)
             .collect();
     }
@@ -253,11 +255,16 @@ async fn mime_and_plain_digests_carry_each_post_once_with_the_list_headers() {
     let (toc, rest) = text.split_once(&format!("\n{LINE_70}\n")).unwrap();
     assert!(toc.starts_with(&title));
     let messages: Vec<&str> = rest.split(&format!("\n{LINE_30}\n")).collect();
-    assert_eq!(messages.len(), 3, "two messages and the trailer: {rest}");
+    assert_eq!(
+        messages.len(),
+        4,
+        "two messages, the footer and the trailer: {rest}"
+    );
     assert!(messages[0].contains("This is First."));
     assert!(messages[1].contains("Only HTML here"), "{}", messages[1]);
     assert!(!messages[1].contains("<b>"));
-    assert!(messages[2].contains(&format!("End of {title}")));
+    assert!(messages[2].trim().starts_with("Subject: Digest Footer"));
+    assert!(messages[3].contains(&format!("End of {title}")));
     assert_ne!(one_click_url(d), one_click_url(p), "a link per member");
 
     // one click from Dora's digest ends her membership: nothing more reaches her
@@ -281,6 +288,160 @@ async fn mime_and_plain_digests_carry_each_post_once_with_the_list_headers() {
     assert_eq!(subjects_in(&pete[1]), ["[dev] Third"]);
     let out = s.cli(&["digests", "send", LIST]);
     assert!(out.stdout.contains("no digest to send"), "{out:?}");
+}
+
+/// The top-level parts of a MIME digest: (type/subtype, text when text/plain).
+fn top_parts(digest: &Captured) -> Vec<(String, Option<String>)> {
+    let msg = digest.parsed();
+    let PartType::Multipart(top) = &msg.parts[0].body else {
+        panic!("a multipart/mixed digest");
+    };
+    top.iter()
+        .map(|i| {
+            let part = &msg.parts[*i as usize];
+            let ct = part.content_type().unwrap();
+            let kind = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default());
+            let text = match &part.body {
+                PartType::Text(t) => Some(t.to_string()),
+                _ => None,
+            };
+            (kind, text)
+        })
+        .collect()
+}
+
+/// The messages of a plain digest after its table of contents, split at the 30-dash
+/// lines (the last is the trailer).
+fn plain_messages(digest: &Captured) -> Vec<String> {
+    let msg = digest.parsed();
+    assert_eq!(msg.content_type().map(|c| c.ctype()), Some("text"));
+    let text = msg.body_text(0).unwrap().replace("\r\n", "\n");
+    let (_, rest) = text.split_once(&format!("\n{LINE_70}\n")).unwrap();
+    rest.split(&format!("\n{LINE_30}\n"))
+        .map(|m| m.trim().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_end_with_the_footer_and_the_members_own_link_unless_footer_is_off() {
+    let s = server(
+        &[],
+        &[
+            ("dora@example.net", "digest"),
+            ("pete@example.net", "digest-plain"),
+        ],
+    )
+    .await;
+    let send = |s: &TestServer| {
+        let out = s.cli(&["digests", "send", LIST]);
+        assert_eq!(out.code, 0, "{out:?}");
+    };
+
+    // issue 1: the built-in footer
+    post(&s, "One").await;
+    post(&s, "Two").await;
+    send(&s);
+    s.deliver().await;
+    let dora = digests_to(&s, "dora@example.net").remove(0);
+    let parts = top_parts(&dora);
+    let kinds: Vec<&str> = parts.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["text/plain", "multipart/digest", "text/plain"],
+        "contents, the posts, then the footer"
+    );
+    assert!(parts[0].1.as_deref().unwrap().contains("2. Two"));
+    assert_eq!(subjects_in(&dora), ["[dev] One", "[dev] Two"]);
+    let footer = parts[2].1.as_deref().unwrap();
+    assert!(
+        footer.contains("You are subscribed to Dev <dev@lists.example.org>."),
+        "{footer}"
+    );
+    assert!(
+        footer.contains(&format!("Leave the list: {}", one_click_url(&dora))),
+        "Dora's own link, that of her List-Unsubscribe: {footer}"
+    );
+    // only the footer carries a member's link: not the posts inside
+    let body = dora.text().split_once("\r\n\r\n").unwrap().1.to_string();
+    assert_eq!(body.matches("/unsubscribe/").count(), 1, "{body}");
+
+    let pete = digests_to(&s, "pete@example.net").remove(0);
+    let messages = plain_messages(&pete);
+    assert_eq!(
+        messages.len(),
+        4,
+        "two posts, the footer, the trailer: {messages:#?}"
+    );
+    assert!(messages[0].contains("This is One."));
+    assert!(messages[1].contains("This is Two."));
+    let footer = messages[2]
+        .strip_prefix("Subject: Digest Footer\n\n")
+        .expect("the footer message");
+    assert!(
+        footer.contains(&format!("Leave the list: {}", one_click_url(&pete))),
+        "Pete's own link: {footer}"
+    );
+    assert_ne!(one_click_url(&pete), one_click_url(&dora));
+    let trailer: Vec<&str> = messages[3].lines().collect();
+    assert_eq!(trailer.len(), 2, "{trailer:?}");
+    assert!(trailer[0].starts_with("End of Dev Digest, Vol "));
+    assert!(trailer[1].chars().all(|c| c == '*'), "{trailer:?}");
+
+    // issue 2: a footer of the owner's, not in ASCII (the plain text becomes 8bit)
+    let out = s.cli(&[
+        "lists",
+        "set",
+        LIST,
+        "footer-text=Grüße von {list_name}. Abmelden: {unsubscribe_url}",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    post(&s, "Three").await;
+    send(&s);
+    s.deliver().await;
+    let dora = digests_to(&s, "dora@example.net").remove(1);
+    let parts = top_parts(&dora);
+    assert_eq!(parts.len(), 3);
+    let footer = parts[2].1.as_deref().unwrap();
+    assert!(
+        footer.contains(&format!(
+            "Grüße von Dev. Abmelden: {}",
+            one_click_url(&dora)
+        )),
+        "{footer}"
+    );
+    let pete = digests_to(&s, "pete@example.net").remove(1);
+    let messages = plain_messages(&pete);
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert!(
+        messages[1].ends_with(&format!(
+            "Grüße von Dev. Abmelden: {}",
+            one_click_url(&pete)
+        )),
+        "{}",
+        messages[1]
+    );
+    assert_eq!(subjects_in(&pete), ["[dev] Three"]);
+
+    // issue 3: footer=off leaves both kinds without it
+    let out = s.cli(&["lists", "set", LIST, "footer=off"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    post(&s, "Four").await;
+    send(&s);
+    s.deliver().await;
+    let dora = digests_to(&s, "dora@example.net").remove(2);
+    let kinds: Vec<String> = top_parts(&dora).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, ["text/plain", "multipart/digest"]);
+    assert_eq!(subjects_in(&dora), ["[dev] Four"]);
+    let pete = digests_to(&s, "pete@example.net").remove(2);
+    let messages = plain_messages(&pete);
+    assert_eq!(messages.len(), 2, "the post and the trailer: {messages:#?}");
+    assert!(messages[1].starts_with("End of Dev Digest, Vol "));
+    for d in [&dora, &pete] {
+        let body = d.text().split_once("\r\n\r\n").unwrap().1.to_string();
+        assert!(!body.contains("/unsubscribe/"), "{body}");
+        assert!(!body.contains("Digest Footer"), "{body}");
+        assert_eq!(d.headers("List-Unsubscribe").len(), 1, "the header stays");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

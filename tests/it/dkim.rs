@@ -278,6 +278,72 @@ async fn a_changed_or_added_list_unsubscribe_fails_verification() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_of_both_kinds_verify_with_and_without_the_footer() {
+    if !dkimpy() {
+        return;
+    }
+    let s = server(&["--dmarc", "never"]).await;
+    let records = vec![generate(&s, &[DOMAIN])];
+    let out = s.cli(&["members", "add", LIST, "--quiet", "carol@example.com"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for (who, mode) in [
+        ("bob@example.com", "digest"),
+        ("carol@example.com", "digest-plain"),
+    ] {
+        let out = s.cli(&["members", "set", LIST, who, &format!("mode={mode}")]);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    let digests = |s: &TestServer, who: &str| {
+        s.sink
+            .to(who)
+            .into_iter()
+            .filter(|c| {
+                c.header("Subject")
+                    .is_some_and(|v| v.contains(" Digest, Vol "))
+            })
+            .collect::<Vec<_>>()
+    };
+    for (n, footer) in ["on", "off"].into_iter().enumerate() {
+        assert_eq!(
+            s.cli(&["lists", "set", LIST, &format!("footer={footer}")])
+                .code,
+            0
+        );
+        // an 8-bit post and one whose body ends in blank lines
+        let eight_bit = message(
+            &format!("eightbit-{footer}"),
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n",
+            "Grüße aus Köln\r\n".as_bytes(),
+        );
+        let blank_lines = message(&format!("blank-{footer}"), "", b"text\r\n\r\n\r\n");
+        for m in [eight_bit, blank_lines] {
+            let replies = smtp_raw(s.smtp_port(), "anne@example.net", &[LIST], &m).await;
+            assert!(replies.last().unwrap().starts_with("250"), "{replies:?}");
+        }
+        s.process().await;
+        let out = s.cli(&["digests", "send", LIST]);
+        assert_eq!(out.code, 0, "{out:?}");
+        s.deliver().await;
+        for who in ["bob@example.com", "carol@example.com"] {
+            let got = digests(&s, who);
+            assert_eq!(got.len(), n + 1, "{who}: one digest per issue");
+            let digest = &got[n];
+            let body = digest.text().split_once("\r\n\r\n").unwrap().1.to_string();
+            assert_eq!(
+                body.contains("Leave the list:"),
+                footer == "on",
+                "{who}, footer={footer}: {body}"
+            );
+            assert_verifies(
+                &records,
+                digest,
+                &format!("{who}'s digest, footer={footer}"),
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_key_stops_signing_and_a_domain_without_a_key_is_not_signed() {
     if !dkimpy() {
         return;
