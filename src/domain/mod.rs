@@ -27,7 +27,7 @@ pub use list::{
 pub use member::{
     Consent, Delivery, Evidence, Member, MemberChange, MemberStatus, Mode, Role, Source,
 };
-pub use session::SessionId;
+pub use session::{ReturnPath, SessionId};
 pub use token::{
     ConfirmToken, FeedToken, MailtoToken, ModerateToken, SecretKey, TokenHash, UnsubscribeToken,
     VerpRef, VerpToken,

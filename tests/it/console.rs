@@ -535,7 +535,14 @@ async fn an_owner_approves_in_the_console_once_and_a_second_decision_says_who_ma
     let link = crate::harness::find_link(&notice, &s.url("/admin/")).unwrap();
     let r = crate::harness::http().get(&link).send().await.unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/signin");
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/signin?next="),
+        "{:?}",
+        r.headers()
+    );
 
     let owner = sign_in(&s, OWNER).await;
     let (status, home) = owner.get("/admin").await;
@@ -928,4 +935,102 @@ async fn owners_search_add_pause_and_remove_members_and_download_them() {
         .post("/admin/lists", &[("address", "x@lists.example.org")])
         .await;
     assert_eq!(status, 404, "only site admins create lists");
+}
+
+/// Asks for a sign-in link on the web form (with a `next` field when given), takes it
+/// from the mail and presses its button; returns where the answer sends the browser.
+async fn sign_in_by_form_to(s: &TestServer, address: &str, next: Option<&str>) -> String {
+    let http = crate::harness::http();
+    let before = s.sink.to(address).len();
+    let mut form = vec![("email", address)];
+    form.extend(next.map(|n| ("next", n)));
+    let r = http
+        .post(s.url("/signin"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.deliver().await;
+    let mails = s.sink.to(address);
+    assert_eq!(mails.len(), before + 1, "one sign-in mail to {address}");
+    let link = crate::harness::find_link(&mails[before].body_text(), &s.url("/signin/"))
+        .expect("a sign-in link");
+    assert_eq!(http.get(&link).send().await.unwrap().status(), 200);
+    let r = http.post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("listd_session=")),
+        "signed in"
+    );
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_from_a_notice_link_returns_to_the_held_page_and_never_to_another_site() {
+    let s = server_with(|_| {}).await;
+    let id = held_post(&s, "mallory@example.com", "Take me back").await;
+    let notice = s.sink.to(OWNER).pop().unwrap().body_text();
+    let link = crate::harness::find_link(&notice, &s.url("/admin/")).unwrap();
+    let path = link.strip_prefix(&s.url("")).unwrap().to_string();
+    assert!(path.starts_with(HELD), "{path}");
+
+    // signed out: to the sign-in form, which carries the page in a hidden field
+    let http = crate::harness::http();
+    let r = http.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to_signin = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        to_signin,
+        format!("/signin?next={}", path.replace('/', "%2F"))
+    );
+    let form = http.get(s.url(&to_signin)).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let form = form.text().await.unwrap().replace("&#x2f;", "/");
+    let next = field_value(&form, "next").expect("a next field");
+    assert_eq!(next, path);
+
+    // the mailed link, once pressed, leads to that page, and the session reads it
+    let location = sign_in_by_form_to(&s, OWNER, Some(&next)).await;
+    assert_eq!(location, path);
+
+    // anything but a local path leads to /me: neither the form nor the link keeps it
+    let hostile = [
+        ("//evil.example", "anne@example.net"),
+        ("https://evil.example", MODERATOR),
+        ("/\\evil", "boss@example.org"),
+    ];
+    for (next, who) in hostile {
+        let url = format!("/signin?next={}", url_encode(next));
+        let form = http.get(s.url(&url)).send().await.unwrap();
+        assert_eq!(form.status(), 200);
+        let form = form.text().await.unwrap();
+        assert!(field_value(&form, "next").is_none(), "{next}: {form}");
+        assert_eq!(
+            sign_in_by_form_to(&s, who, Some(next)).await,
+            "/me",
+            "{next}"
+        );
+    }
+    // a form's POST without a session names no page to return to
+    let r = http
+        .post(s.url(&format!("{HELD}/{id}")))
+        .form(&[("action", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/signin");
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
