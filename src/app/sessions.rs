@@ -11,8 +11,8 @@ use super::outbox::{Mail, over_daily_limit};
 use super::{App, AppError};
 use crate::domain::session::{SESSION_DAYS, SIGNIN_MINUTES, csrf_matches, csrf_token};
 use crate::domain::{
-    ConfirmToken, EmailAddress, List, ListRef, Member, MemberChange, MemberStatus, Purpose, Role,
-    SessionId, TokenHash,
+    ConfirmToken, EmailAddress, List, ListRef, Member, MemberChange, MemberStatus, Purpose,
+    ReturnPath, Role, SessionId, TokenHash,
 };
 use crate::store;
 use serde_json::json;
@@ -47,6 +47,8 @@ pub enum SignInOutcome {
     SignedIn {
         session: SessionId,
         address: String,
+        /// The page the person was going to when asked to sign in, if any.
+        return_path: Option<ReturnPath>,
     },
     Used,
     Expired,
@@ -105,11 +107,13 @@ pub enum MyChangeOutcome {
 
 impl App {
     /// Mails a sign-in link to an address that may sign in (within the per-address
-    /// limits); called by the workers for the web form's stored requests.
+    /// limits); called by the workers for the web form's stored requests. The link
+    /// leads to `return_path` once used, when given.
     pub async fn request_signin(
         &self,
         address: &EmailAddress,
         ip: Option<&str>,
+        return_path: Option<&ReturnPath>,
     ) -> Result<SigninRequestOutcome, AppError> {
         let Some(list) = self.signin_sender(address).await? else {
             return Ok(SigninRequestOutcome::NotEligible);
@@ -131,7 +135,9 @@ impl App {
             tracing::info!("sign-in link not sent: per-address limit reached");
             return Ok(SigninRequestOutcome::RateLimited);
         }
-        let link = self.new_signin_link(&mut tx, address, ip).await?;
+        let link = self
+            .new_signin_link(&mut tx, address, ip, return_path)
+            .await?;
         let ctx = json!({
             "address": address.to_string(),
             "signin_url": link,
@@ -154,7 +160,7 @@ impl App {
             return Ok(None);
         }
         let mut tx = self.db.begin().await?;
-        let link = self.new_signin_link(&mut tx, address, None).await?;
+        let link = self.new_signin_link(&mut tx, address, None, None).await?;
         tx.commit().await?;
         Ok(Some(link))
     }
@@ -213,6 +219,8 @@ impl App {
         Ok(SignInOutcome::SignedIn {
             session,
             address: address.to_string(),
+            // checked again: only a local path leads anywhere but /me
+            return_path: t.return_path.as_deref().and_then(ReturnPath::parse),
         })
     }
 
@@ -405,10 +413,19 @@ impl App {
         tx: &mut sqlx::PgConnection,
         address: &EmailAddress,
         ip: Option<&str>,
+        return_path: Option<&ReturnPath>,
     ) -> Result<String, AppError> {
         let token = ConfirmToken::generate();
         let expires = OffsetDateTime::now_utc() + Duration::minutes(SIGNIN_MINUTES);
-        store::sessions::insert_signin_token(&mut *tx, &token.hash(), address, expires, ip).await?;
+        store::sessions::insert_signin_token(
+            &mut *tx,
+            &token.hash(),
+            address,
+            expires,
+            ip,
+            return_path.map(ReturnPath::as_str),
+        )
+        .await?;
         Ok(format!(
             "{}/signin/{}",
             self.settings.public_url,

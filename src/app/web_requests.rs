@@ -8,7 +8,7 @@
 
 use super::subscriptions::Request;
 use super::{App, AppError};
-use crate::domain::{EmailAddress, Evidence, List, Source};
+use crate::domain::{EmailAddress, Evidence, List, ReturnPath, Source};
 use crate::store;
 use crate::store::web_requests::{NewWebRequest, WebRequestRow};
 use serde_json::json;
@@ -57,11 +57,13 @@ impl App {
         Ok(())
     }
 
-    /// Stores a sign-in request from the web form, to be carried out by the workers.
+    /// Stores a sign-in request from the web form, to be carried out by the workers;
+    /// `return_path` is the page the person was going to, where the link leads.
     pub async fn queue_signin_request(
         &self,
         address: &EmailAddress,
         ip: Option<&str>,
+        return_path: Option<&ReturnPath>,
     ) -> Result<(), AppError> {
         let address = address.to_string();
         store::web_requests::insert_web_request(
@@ -71,7 +73,7 @@ impl App {
                 kind: "signin",
                 address: &address,
                 name: None,
-                evidence: json!({"ip": ip}),
+                evidence: json!({"ip": ip, "return_path": return_path.map(ReturnPath::as_str)}),
             },
         )
         .await?;
@@ -110,7 +112,9 @@ impl App {
             .map_err(|e| anyhow::anyhow!("stored address {}: {e}", row.address))?;
         let text = |key: &str| row.evidence[key].as_str().map(str::to_string);
         if row.kind == "signin" {
-            self.request_signin(&address, text("ip").as_deref()).await?;
+            let return_path = text("return_path").as_deref().and_then(ReturnPath::parse);
+            self.request_signin(&address, text("ip").as_deref(), return_path.as_ref())
+                .await?;
             return Ok(());
         }
         let Some(list_id) = row.list_id else {

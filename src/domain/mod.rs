@@ -30,7 +30,7 @@ pub use member::{
     Source,
 };
 pub use outbound::Purpose;
-pub use session::SessionId;
+pub use session::{ReturnPath, SessionId};
 pub use token::{
     ConfirmToken, FeedToken, MailtoToken, ModerateToken, SecretKey, TokenHash, UnsubscribeToken,
     VerpRef, VerpToken,

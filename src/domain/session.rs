@@ -52,6 +52,32 @@ impl fmt::Debug for SessionId {
     }
 }
 
+/// Where a person was going when they were asked to sign in: a path on this site
+/// (with its query), to return to after the sign-in link. Only a local path is taken:
+/// it starts with one `/` (not `//` or `/\`, which browsers read as another host),
+/// and holds printable ASCII without spaces or backslashes; anything else is no path,
+/// so a link cannot send a person to another site after signing in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnPath(String);
+
+/// The longest path kept (a console page with its search is far shorter).
+const RETURN_PATH_MAX: usize = 1024;
+
+impl ReturnPath {
+    pub fn parse(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        (b.first() == Some(&b'/')
+            && !matches!(b.get(1), Some(b'/' | b'\\'))
+            && b.len() <= RETURN_PATH_MAX
+            && b.iter().all(|c| c.is_ascii_graphic() && *c != b'\\'))
+        .then(|| ReturnPath(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The CSRF token of a session: the value of every form's hidden `csrf` field.
 pub fn csrf_token(secret: &SecretKey, session: &TokenHash) -> String {
     URL_SAFE_NO_PAD.encode(secret.sign("csrf", &[&session.0]))
@@ -85,6 +111,42 @@ mod tests {
         assert_eq!(SessionId::parse("short"), None);
         assert_eq!(SessionId::parse(&format!("{}!", &a.as_str()[..42])), None);
         assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn a_return_path_is_a_local_path_only() {
+        for ok in [
+            "/admin/lists/a.example.org/held",
+            "/me",
+            "/",
+            "/admin/lists/a.example.org/members?q=ann&status=all",
+        ] {
+            assert_eq!(
+                ReturnPath::parse(ok).map(|p| p.0),
+                Some(ok.to_string()),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "",
+            "me",
+            "//evil.example",
+            "//evil.example/admin",
+            "/\\evil",
+            "/\\/evil",
+            "https://evil.example",
+            "http:/evil.example",
+            "javascript:alert(1)",
+            "/a\\b",
+            "/a b",
+            "/a\tb",
+            "/a\nb",
+            "/caf\u{e9}",
+            " /me",
+        ] {
+            assert_eq!(ReturnPath::parse(bad), None, "{bad:?}");
+        }
+        assert!(ReturnPath::parse(&format!("/{}", "a".repeat(RETURN_PATH_MAX))).is_none());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::session::{
 use super::{AppState, page, to_completion, unexpected};
 use crate::app::sessions::{MyChange, MyChangeOutcome, SignInOutcome, SigninView};
 use crate::domain::session::SIGNIN_MINUTES;
-use crate::domain::{EmailAddress, ListRef, MemberChange};
+use crate::domain::{EmailAddress, ListRef, MemberChange, ReturnPath};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -32,8 +32,15 @@ pub fn router() -> Router<AppState> {
         .route_layer(axum::middleware::from_fn(private_headers))
 }
 
-async fn signin_form(State(state): State<AppState>) -> Response {
-    signin_form_with(&state, StatusCode::OK, None, "")
+#[derive(serde::Deserialize)]
+struct SigninQuery {
+    /// The page to return to once signed in (kept only if it is a local path).
+    next: Option<String>,
+}
+
+async fn signin_form(State(state): State<AppState>, Query(q): Query<SigninQuery>) -> Response {
+    let next = q.next.as_deref().and_then(ReturnPath::parse);
+    signin_form_with(&state, StatusCode::OK, None, "", next.as_ref())
 }
 
 fn signin_form_with(
@@ -41,17 +48,20 @@ fn signin_form_with(
     status: StatusCode,
     error: Option<&str>,
     email: &str,
+    next: Option<&ReturnPath>,
 ) -> Response {
     page(
         state,
         status,
         "web/signin.html",
-        json!({"error": error, "email": email, "expiry_minutes": SIGNIN_MINUTES}),
+        json!({"error": error, "email": email, "expiry_minutes": SIGNIN_MINUTES,
+               "next": next.map(ReturnPath::as_str)}),
     )
 }
 
 /// `POST /signin`: the same page for every well-formed address (docs/standards.md#51);
 /// the request is stored and carried out by the workers, so its timing tells nothing.
+/// A `next` field that is a local path goes with the request: the link leads there.
 async fn signin_request(
     State(state): State<AppState>,
     peer: PeerAddr,
@@ -65,11 +75,22 @@ async fn signin_request(
         .unwrap_or("")
         .trim()
         .to_string();
+    let next = form
+        .as_ref()
+        .ok()
+        .and_then(|f| f.get("next"))
+        .and_then(ReturnPath::parse);
     let address = match EmailAddress::parse(&email) {
         Ok(a) => a,
         Err(e) => {
             let reason = super::subscribe::sentence(&e.to_string());
-            return signin_form_with(&state, StatusCode::BAD_REQUEST, Some(&reason), &email);
+            return signin_form_with(
+                &state,
+                StatusCode::BAD_REQUEST,
+                Some(&reason),
+                &email,
+                next.as_ref(),
+            );
         }
     };
     // only well-formed requests count against the client's limit
@@ -80,8 +101,11 @@ async fn signin_request(
     let app = state.app.clone();
     let ip_text = ip.map(|i| i.to_string());
     let a = address.clone();
-    if let Err(e) =
-        to_completion(async move { app.queue_signin_request(&a, ip_text.as_deref()).await }).await
+    if let Err(e) = to_completion(async move {
+        app.queue_signin_request(&a, ip_text.as_deref(), next.as_ref())
+            .await
+    })
+    .await
     {
         return unexpected(&state, &e);
     }
@@ -125,9 +149,13 @@ async fn signin(
             Err(e) => return unexpected(&state, &e),
         };
     match outcome {
-        SignInOutcome::SignedIn { session, .. } => (
+        SignInOutcome::SignedIn {
+            session,
+            return_path,
+            ..
+        } => (
             jar.add(session_set_cookie(&state, &session)),
-            Redirect::to("/me"),
+            Redirect::to(return_path.as_ref().map_or("/me", ReturnPath::as_str)),
         )
             .into_response(),
         SignInOutcome::Used => spent_link(&state, &SigninView::Used),

@@ -8,10 +8,10 @@
 use super::client::{BadForm, FormFields};
 use super::{AppState, page, unexpected};
 use crate::app::sessions::Viewer;
-use crate::domain::SessionId;
+use crate::domain::{ReturnPath, SessionId};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
@@ -20,7 +20,9 @@ use serde_json::json;
 /// The name of the session cookie.
 pub const COOKIE: &str = "listd_session";
 
-/// A signed-in person; without a live session the request is answered `303 /signin`.
+/// A signed-in person; without a live session the request is answered `303 /signin`,
+/// with `?next=` naming the page asked for (a `GET` of a page other than `/me`), so
+/// that the sign-in link leads back to it.
 pub struct SignedIn(pub Viewer);
 
 /// A signed-in person, or nobody.
@@ -75,8 +77,26 @@ impl FromRequestParts<AppState> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match viewer_of(parts, state).await? {
             Some(v) => Ok(SignedIn(v)),
-            None => Err(Redirect::to("/signin").into_response()),
+            None => Err(Redirect::to(&signin_url(parts)).into_response()),
         }
+    }
+}
+
+/// `/signin`, and `?next=` the page a `GET` asked for (not for a form's `POST`, whose
+/// URL is no page to return to, nor for `/me`, where signing in leads anyway).
+fn signin_url(parts: &Parts) -> String {
+    let next = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| *p != "/me" && matches!(parts.method, Method::GET | Method::HEAD))
+        .and_then(ReturnPath::parse);
+    match next {
+        Some(p) => format!(
+            "/signin?next={}",
+            url::form_urlencoded::byte_serialize(p.as_str().as_bytes()).collect::<String>()
+        ),
+        None => "/signin".to_string(),
     }
 }
 

@@ -456,24 +456,27 @@ pub struct MemberSearch<'a> {
     pub limit: i64,
 }
 
-/// Rows of the list, in address order, that a search reads before it turns to the
-/// trigram index.
-const SEARCH_SCAN_ROWS: i64 = 5000;
+/// Rows of the list, in address order, that a search reads in the list's key index
+/// before it turns to the trigram index.
+const SEARCH_WALK_ROWS: i64 = 20_000;
 
 /// One page of a list's members, in (address key, role) order after `after` (keyset
 /// paging: a page costs the same however deep it is, and nothing reads the whole
-/// list). A search text is matched with `ilike '%text%'` on the expression the
-/// trigram index `member_search_idx` covers, in two bounded steps, because the
-/// planner cannot tell how many members a text matches, nor where they sit in address
-/// order:
+/// list). A search text matches `search_text` (address and name, lower-case) with
+/// `like '%text%'`, in bounded steps, because the planner cannot tell how many members
+/// a text matches, nor where they sit in address order:
 ///
-/// 1. the next 5,000 rows in address order are read and filtered: a text that many
-///    members match (one in 100 or more) fills its page here;
-/// 2. otherwise the matches are few (fewer than a page in 5,000 rows), and the trigram
-///    index finds them all, to be sorted (index scans in address order are turned off
-///    for this step so that the planner cannot go back to reading the list in order).
+/// 1. the next 20,000 entries of the list's key index (which carries `search_text`,
+///    status and delivery) are read in address order and filtered, without reading
+///    the table: a text that one member in 400 or more has fills its page here, and so
+///    does a rarer one whose matches sit together in address order;
+/// 2. otherwise, unless those entries were the rest of the list, the matches are few
+///    or sit further on, and the trigram index finds them all, to be sorted (index
+///    scans in address order are turned off for this step so that the planner cannot
+///    go back to reading the list in order).
 ///
-/// Without pg_trgm (a server that refused the extension), step 2 reads the list.
+/// Only the rows of the page are read from the table. Without pg_trgm (a server that
+/// refused the extension), step 2 reads the list.
 pub async fn search_members(
     db: &sqlx::PgPool,
     list_id: Uuid,
@@ -514,17 +517,11 @@ pub async fn search_members(
         .collect();
     };
     let pattern = format!("%{}%", like_escape(text));
-    let near = sqlx::query_as!(
-        MemberRow,
+    let near = sqlx::query!(
         r#"
-        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
-               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
-               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        select address_key as "address_key!", role as "role!"
         from (
-            select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
-               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
-               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method,
-               address_key
+            select address_key, role, search_text
             from member
             where list_id = $1 and ($2::text is null or role = $2)
               and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
@@ -532,7 +529,7 @@ pub async fn search_members(
             order by address_key, role
             limit $9
         ) m
-        where (address || ' ' || coalesce(name, '')) ilike $7
+        where search_text like lower($7)
         order by address_key, role
         limit $8
         "#,
@@ -544,12 +541,55 @@ pub async fn search_members(
         after_role,
         pattern,
         q.limit,
-        SEARCH_SCAN_ROWS
+        SEARCH_WALK_ROWS
     )
     .fetch_all(db)
     .await?;
-    if near.len() as i64 >= q.limit {
-        return near.into_iter().map(Member::try_from).collect();
+    let rest_of_list = near.len() as i64 >= q.limit
+        || sqlx::query_scalar!(
+            r#"
+            select count(*) as "n!" from (
+                select 1 from member
+                where list_id = $1 and ($2::text is null or role = $2)
+                  and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
+                  and ($5::text is null or (address_key, role) > ($5, $6::text))
+                order by address_key, role
+                limit $7
+            ) m
+            "#,
+            list_id,
+            role,
+            status,
+            q.delivery_disabled_only,
+            after_key,
+            after_role,
+            SEARCH_WALK_ROWS
+        )
+        .fetch_one(db)
+        .await?
+            < SEARCH_WALK_ROWS;
+    if rest_of_list {
+        let (keys, roles): (Vec<String>, Vec<String>) =
+            near.into_iter().map(|r| (r.address_key, r.role)).unzip();
+        return sqlx::query_as!(
+            MemberRow,
+            r#"
+            select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
+               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+            from member
+            where list_id = $1 and (address_key, role) in (select * from unnest($2::text[], $3::text[]))
+            order by address_key, role
+            "#,
+            list_id,
+            &keys,
+            &roles
+        )
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(Member::try_from)
+        .collect();
     }
     let mut tx = db.begin().await?;
     // planned with this text's values, and never as a walk through the list in order
@@ -557,6 +597,9 @@ pub async fn search_members(
         .execute(&mut *tx)
         .await?;
     sqlx::query!("set local enable_indexscan = off")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("set local enable_indexonlyscan = off")
         .execute(&mut *tx)
         .await?;
     let rows = sqlx::query_as!(
@@ -569,7 +612,7 @@ pub async fn search_members(
         where list_id = $1 and ($2::text is null or role = $2)
           and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
           and ($5::text is null or (address_key, role) > ($5, $6::text))
-          and (address || ' ' || coalesce(name, '')) ilike $7
+          and search_text like lower($7)
         order by address_key, role
         limit $8
         "#,

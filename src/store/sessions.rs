@@ -12,6 +12,9 @@ pub struct SigninToken {
     pub address: String,
     pub expires_at: OffsetDateTime,
     pub used_at: Option<OffsetDateTime>,
+    /// Where to go once signed in (a local path), when the link was asked for on the
+    /// way to a page.
+    pub return_path: Option<String>,
 }
 
 /// Records a sign-in link mailed to `address`.
@@ -21,14 +24,16 @@ pub async fn insert_signin_token(
     address: &EmailAddress,
     expires_at: OffsetDateTime,
     ip: Option<&str>,
+    return_path: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "insert into signin_token (token_hash, address, address_key, expires_at, ip) values ($1, $2, $3, $4, $5)",
+        "insert into signin_token (token_hash, address, address_key, expires_at, ip, return_path) values ($1, $2, $3, $4, $5, $6)",
         &hash.0[..],
         address.to_string(),
         address.key(),
         expires_at,
-        ip
+        ip,
+        return_path
     )
     .execute(db)
     .await
@@ -44,7 +49,7 @@ pub async fn find_signin_token(
     if for_update {
         sqlx::query_as!(
             SigninToken,
-            "select address, expires_at, used_at from signin_token where token_hash = $1 for update",
+            "select address, expires_at, used_at, return_path from signin_token where token_hash = $1 for update",
             &hash.0[..]
         )
         .fetch_optional(db)
@@ -52,7 +57,7 @@ pub async fn find_signin_token(
     } else {
         sqlx::query_as!(
             SigninToken,
-            "select address, expires_at, used_at from signin_token where token_hash = $1",
+            "select address, expires_at, used_at, return_path from signin_token where token_hash = $1",
             &hash.0[..]
         )
         .fetch_optional(db)

@@ -278,6 +278,86 @@ async fn waiting_subscriptions_are_approved_or_refused_and_the_requester_told() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_whose_matches_lie_beyond_the_first_20000_members_finds_them_in_order() {
+    let s = server_with(|_| {}).await;
+    // 25,000 members m00001@… to m25000@… (written as an import writes them; adding
+    // them one by one would take minutes), m24003 unsubscribed, two named Lovelace
+    sqlx::query(
+        "insert into member (list_id, address, address_key, name, status, subscribed_at)
+         select l.id, a, a,
+                case when i in (3, 24500) then 'Ada Lovelace' else 'Member ' || i end,
+                case when i = 24003 then 'unsubscribed' else 'subscribed' end, now()
+         from list l, generate_series(1, 25000) as i,
+              lateral (select 'm' || lpad(i::text, 5, '0') || '@example.com' as a) x
+         where l.local_part = 'dev'",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    sqlx::query("analyze member")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let l = list_ref(LIST);
+    let q = |text: &str, status| MemberQuery {
+        text: Some(text.into()),
+        status,
+        ..MemberQuery::default()
+    };
+    let addresses = |found: Vec<listd::domain::Member>| -> Vec<String> {
+        found.into_iter().map(|m| m.address).collect()
+    };
+    let expected: Vec<String> = (24000..24010)
+        .map(|i| format!("m{i:05}@example.com"))
+        .collect();
+    // nothing in the first 20,000: the trigram index finds them, sorted
+    let (found, next) = s
+        .app
+        .search_members(&l, &q("m2400", None), None, 50)
+        .await
+        .unwrap();
+    assert_eq!((addresses(found), next), (expected.clone(), None));
+    // with a filter, and in pages of 4
+    let subscribed = Some(listd::app::members::StatusFilter::Status(
+        listd::domain::MemberStatus::Subscribed,
+    ));
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let (page, next) = s
+            .app
+            .search_members(&l, &q("M2400", subscribed), after.as_ref(), 4)
+            .await
+            .unwrap();
+        seen.extend(addresses(page));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut without = expected.clone();
+    without.remove(3);
+    assert_eq!(seen, without);
+    // matches 24,497 members apart, a page of one each: the first comes from the
+    // walk, the second from the index
+    let (found, next) = s
+        .app
+        .search_members(&l, &q("lovelace", None), None, 1)
+        .await
+        .unwrap();
+    assert_eq!(addresses(found), ["m00003@example.com"]);
+    assert!(next.is_some());
+    let (found, next) = s
+        .app
+        .search_members(&l, &q("lovelace", None), next.as_ref(), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (addresses(found), next),
+        (vec!["m24500@example.com".to_string()], None)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_search_finds_parts_of_addresses_and_names_page_by_page() {
     let s = server_with(|_| {}).await;
     let mut args = vec!["members".to_string(), "add".into(), LIST.into()];
@@ -455,7 +535,14 @@ async fn an_owner_approves_in_the_console_once_and_a_second_decision_says_who_ma
     let link = crate::harness::find_link(&notice, &s.url("/admin/")).unwrap();
     let r = crate::harness::http().get(&link).send().await.unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/signin");
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/signin?next="),
+        "{:?}",
+        r.headers()
+    );
 
     let owner = sign_in(&s, OWNER).await;
     let (status, home) = owner.get("/admin").await;
@@ -848,4 +935,102 @@ async fn owners_search_add_pause_and_remove_members_and_download_them() {
         .post("/admin/lists", &[("address", "x@lists.example.org")])
         .await;
     assert_eq!(status, 404, "only site admins create lists");
+}
+
+/// Asks for a sign-in link on the web form (with a `next` field when given), takes it
+/// from the mail and presses its button; returns where the answer sends the browser.
+async fn sign_in_by_form_to(s: &TestServer, address: &str, next: Option<&str>) -> String {
+    let http = crate::harness::http();
+    let before = s.sink.to(address).len();
+    let mut form = vec![("email", address)];
+    form.extend(next.map(|n| ("next", n)));
+    let r = http
+        .post(s.url("/signin"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.deliver().await;
+    let mails = s.sink.to(address);
+    assert_eq!(mails.len(), before + 1, "one sign-in mail to {address}");
+    let link = crate::harness::find_link(&mails[before].body_text(), &s.url("/signin/"))
+        .expect("a sign-in link");
+    assert_eq!(http.get(&link).send().await.unwrap().status(), 200);
+    let r = http.post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("listd_session=")),
+        "signed in"
+    );
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_from_a_notice_link_returns_to_the_held_page_and_never_to_another_site() {
+    let s = server_with(|_| {}).await;
+    let id = held_post(&s, "mallory@example.com", "Take me back").await;
+    let notice = s.sink.to(OWNER).pop().unwrap().body_text();
+    let link = crate::harness::find_link(&notice, &s.url("/admin/")).unwrap();
+    let path = link.strip_prefix(&s.url("")).unwrap().to_string();
+    assert!(path.starts_with(HELD), "{path}");
+
+    // signed out: to the sign-in form, which carries the page in a hidden field
+    let http = crate::harness::http();
+    let r = http.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to_signin = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        to_signin,
+        format!("/signin?next={}", path.replace('/', "%2F"))
+    );
+    let form = http.get(s.url(&to_signin)).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let form = form.text().await.unwrap().replace("&#x2f;", "/");
+    let next = field_value(&form, "next").expect("a next field");
+    assert_eq!(next, path);
+
+    // the mailed link, once pressed, leads to that page, and the session reads it
+    let location = sign_in_by_form_to(&s, OWNER, Some(&next)).await;
+    assert_eq!(location, path);
+
+    // anything but a local path leads to /me: neither the form nor the link keeps it
+    let hostile = [
+        ("//evil.example", "anne@example.net"),
+        ("https://evil.example", MODERATOR),
+        ("/\\evil", "boss@example.org"),
+    ];
+    for (next, who) in hostile {
+        let url = format!("/signin?next={}", url_encode(next));
+        let form = http.get(s.url(&url)).send().await.unwrap();
+        assert_eq!(form.status(), 200);
+        let form = form.text().await.unwrap();
+        assert!(field_value(&form, "next").is_none(), "{next}: {form}");
+        assert_eq!(
+            sign_in_by_form_to(&s, who, Some(next)).await,
+            "/me",
+            "{next}"
+        );
+    }
+    // a form's POST without a session names no page to return to
+    let r = http
+        .post(s.url(&format!("{HELD}/{id}")))
+        .form(&[("action", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/signin");
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
