@@ -100,6 +100,14 @@ pub async fn claim_due(
     .await
 }
 
+/// Refreshes the planner's statistics of the queue (a sample: tens of milliseconds).
+pub async fn analyze_queue(db: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("analyze outbound")
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 /// Marks messages as delivered (one statement for a whole batch).
 pub async fn update_outbound_sent(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query!(
