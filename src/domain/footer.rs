@@ -161,6 +161,23 @@ pub struct FooterValues<'a> {
     pub me_url: &'a str,
 }
 
+#[cfg(test)]
+impl FooterValues<'static> {
+    /// The values of a list at dev@lists.example.org, for tests.
+    pub(crate) fn example(list_name: &'static str, list_description: &'static str) -> Self {
+        FooterValues {
+            list_name,
+            list_description,
+            list_address: "dev@lists.example.org",
+            list_id: "dev.lists.example.org",
+            list_url: "https://lists.example.org/lists/dev.lists.example.org",
+            owner_address: "dev+owner@lists.example.org",
+            subscribe_address: "dev+subscribe@lists.example.org",
+            me_url: "https://lists.example.org/me",
+        }
+    }
+}
+
 impl FooterValues<'_> {
     /// A placeholder's text and whether it is a link.
     fn get(&self, name: &str) -> (&str, bool) {
@@ -229,16 +246,7 @@ mod tests {
     use super::*;
 
     fn values() -> FooterValues<'static> {
-        FooterValues {
-            list_name: "Dev",
-            list_description: "Talk\nabout dev",
-            list_address: "dev@lists.example.org",
-            list_id: "dev.lists.example.org",
-            list_url: "https://lists.example.org/lists/dev.lists.example.org",
-            owner_address: "dev+owner@lists.example.org",
-            subscribe_address: "dev+subscribe@lists.example.org",
-            me_url: "https://lists.example.org/me",
-        }
+        FooterValues::example("Dev", "Talk\nabout dev")
     }
 
     #[test]

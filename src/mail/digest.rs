@@ -270,16 +270,9 @@ MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Bold <b>wo
     }
 
     fn footer() -> Rendered {
-        Template::parse("").unwrap().render(&FooterValues {
-            list_name: "Dev",
-            list_description: "",
-            list_address: "dev@lists.example.org",
-            list_id: "dev.lists.example.org",
-            list_url: "https://lists.example.org/lists/dev.lists.example.org",
-            owner_address: "dev+owner@lists.example.org",
-            subscribe_address: "dev+subscribe@lists.example.org",
-            me_url: "https://lists.example.org/me",
-        })
+        Template::parse("")
+            .unwrap()
+            .render(&FooterValues::example("Dev", ""))
     }
 
     /// A member's copy of an issue with the footer (without their header lines).

@@ -1212,17 +1212,10 @@ mod tests {
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    fn rendered(name: &str) -> Rendered {
-        Template::parse("").unwrap().render(&FooterValues {
-            list_name: name,
-            list_description: "",
-            list_address: "dev@lists.example.org",
-            list_id: "dev.lists.example.org",
-            list_url: "https://lists.example.org/lists/dev.lists.example.org",
-            owner_address: "dev+owner@lists.example.org",
-            subscribe_address: "dev+subscribe@lists.example.org",
-            me_url: "https://lists.example.org/me",
-        })
+    fn rendered(name: &'static str) -> Rendered {
+        Template::parse("")
+            .unwrap()
+            .render(&FooterValues::example(name, ""))
     }
 
     fn copy(raw: &[u8], footer: Option<&Rendered>, mode: FromMode) -> (Vec<u8>, Vec<u8>) {
