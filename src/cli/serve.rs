@@ -19,6 +19,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs, config: Config) -> Result<(), Failure> {
+    let shutdown = shutdown_signal();
     let db = startup::open_database(&config, 32).await?;
     let result = async {
         let app = startup::build_app(&config, &db).await?;
@@ -27,7 +28,7 @@ pub async fn run(args: ServeArgs, config: Config) -> Result<(), Failure> {
             smtp: !args.no_smtp,
             workers: !args.no_worker,
         };
-        crate::server::run(&config, &db.pool, app, parts, shutdown_signal()).await?;
+        crate::server::run(&config, &db.pool, app, parts, shutdown).await?;
         Ok(())
     }
     .await;
@@ -36,11 +37,27 @@ pub async fn run(args: ServeArgs, config: Config) -> Result<(), Failure> {
     result
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+/// SIGTERM or SIGINT. The handlers are installed here, before anything listens: a
+/// signal that comes as soon as the server answers must stop it cleanly, and a handler
+/// installed only when the future is first polled (after the front ends start) would
+/// leave a moment in which the signal kills the process instead.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            _ = next_signal(term.as_mut()) => {}
+            _ = next_signal(int.as_mut()) => {}
+        }
+    }
+}
+
+async fn next_signal(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
