@@ -29,7 +29,8 @@ use crate::domain::{
 };
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -103,6 +104,26 @@ async fn run_list(state: &AppState, viewer: &Viewer, list: &str) -> Result<Run, 
         Ok(Authority::None) => Err(not_found(state)),
         Ok(authority) => Ok(Run { list, authority }),
         Err(e) => Err(unexpected(state, &e)),
+    }
+}
+
+/// For a page of a list's console: the signed-in viewer (else to /signin) and the list
+/// of the path's `{list}` that they run (else 404).
+struct RunningList {
+    viewer: Viewer,
+    run: Run,
+}
+
+impl FromRequestParts<AppState> for RunningList {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let SignedIn(viewer) = SignedIn::from_request_parts(parts, state).await?;
+        let Path(list) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_found(state))?;
+        let run = run_list(state, &viewer, &list).await?;
+        Ok(RunningList { viewer, run })
     }
 }
 
@@ -373,14 +394,9 @@ struct SettingsQuery {
 
 async fn settings(
     State(state): State<AppState>,
-    SignedIn(viewer): SignedIn,
-    Path(list): Path<String>,
+    RunningList { viewer, run }: RunningList,
     Query(q): Query<SettingsQuery>,
 ) -> Response {
-    let run = match run_list(&state, &viewer, &list).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
     let notice = if q.created.is_some() {
         Some("The list is created, with you as its owner.")
     } else if q.saved.is_some() {
@@ -489,14 +505,9 @@ struct HeldQuery {
 
 async fn held(
     State(state): State<AppState>,
-    SignedIn(viewer): SignedIn,
-    Path(list): Path<String>,
+    RunningList { viewer, run }: RunningList,
     Query(q): Query<HeldQuery>,
 ) -> Response {
-    let run = match run_list(&state, &viewer, &list).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
     let (posts, decided) = match (
         state.app.held_on_list(&run.list).await,
         state.app.recent_decisions(&run.list).await,
@@ -614,14 +625,9 @@ fn parse_cursor(text: &str) -> Option<MemberCursor> {
 
 async fn members(
     State(state): State<AppState>,
-    SignedIn(viewer): SignedIn,
-    Path(list): Path<String>,
+    RunningList { viewer, run }: RunningList,
     Query(q): Query<MembersQuery>,
 ) -> Response {
-    let run = match run_list(&state, &viewer, &list).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
     if !run.authority.may_administer() {
         return owners_only(&state, &run);
     }
@@ -866,13 +872,8 @@ async fn change_members(
 /// any size is never held in memory whole.
 async fn members_csv(
     State(state): State<AppState>,
-    SignedIn(viewer): SignedIn,
-    Path(list): Path<String>,
+    RunningList { run, .. }: RunningList,
 ) -> Response {
-    let run = match run_list(&state, &viewer, &list).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
     if !run.authority.may_administer() {
         return owners_only(&state, &run);
     }
@@ -947,14 +948,9 @@ struct RequestsQuery {
 
 async fn requests(
     State(state): State<AppState>,
-    SignedIn(viewer): SignedIn,
-    Path(list): Path<String>,
+    RunningList { viewer, run }: RunningList,
     Query(q): Query<RequestsQuery>,
 ) -> Response {
-    let run = match run_list(&state, &viewer, &list).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
     let waiting = match state.app.waiting_requests(&run.list).await {
         Ok(w) => w,
         Err(e) => return unexpected(&state, &e),
