@@ -24,8 +24,9 @@ use crate::app::sessions::Viewer;
 use crate::app::staff::Authority;
 use crate::domain::list::parse_addresses;
 use crate::domain::{
-    Delivery, Dmarc, EmailAddress, List, ListAddress, ListRef, ListSettings, MemberChange,
-    MemberStatus, NonmemberAction, Posting, ReplyTo, Role, SettingError, Subscription,
+    Archive, Delivery, Dmarc, EmailAddress, Footer, List, ListAddress, ListRef, ListSettings,
+    MemberChange, MemberStatus, NonmemberAction, Posting, ReplyTo, Role, SettingError,
+    Subscription,
 };
 use axum::Router;
 use axum::body::Body;
@@ -282,6 +283,8 @@ fn kind_of(key: &str) -> Kind {
         "nonmember-action" => names(NonmemberAction::ALL.iter().map(|v| v.as_str()).collect()),
         "reply-to" => names(ReplyTo::ALL.iter().map(|v| v.as_str()).collect()),
         "dmarc" => names(Dmarc::ALL.iter().map(|v| v.as_str()).collect()),
+        "archive" => names(Archive::ALL.iter().map(|v| v.as_str()).collect()),
+        "footer" => names(Footer::ALL.iter().map(|v| v.as_str()).collect()),
         "advertised" | "digest" => names(vec!["true", "false"]),
         "digest-frequency" => names(
             crate::domain::digest::Frequency::ALL
@@ -311,6 +314,11 @@ fn help_of(key: &str) -> &'static str {
             "when-needed rewrites From only for authors whose domain requires it (recommended)."
         }
         "advertised" => "Shown on the public index of lists.",
+        "archive" => {
+            "public: anyone reads the archive. members: members, owners and moderators only. off: no archive pages."
+        }
+        "footer" => "Each copy ends with a short footer and the member's own unsubscribe link.",
+        "footer-text" => "The footer's text; empty for the built-in one.",
         "digest" => {
             "Members who chose a digest get digests; false: everyone gets single copies (what waits is sent first)."
         }
@@ -373,6 +381,9 @@ fn settings_fields(
         };
         let mut label = key.replace('-', " ");
         label[..1].make_ascii_uppercase();
+        if key == "dmarc" {
+            label = "DMARC".to_string();
+        }
         json!({
             "key": key,
             "label": label,
