@@ -313,14 +313,14 @@ fn help_of(key: &str) -> &'static str {
         "dmarc" => {
             "when-needed rewrites From only for authors whose domain requires it (recommended)."
         }
-        "advertised" => "Shown on the public index of lists.",
+        "advertised" => "yes: shown on the public index of lists.",
         "archive" => {
             "public: anyone reads the archive. members: members, owners and moderators only. off: no archive pages."
         }
         "footer" => "Each copy ends with a short footer and the member's own unsubscribe link.",
         "footer-text" => "The footer's text; empty for the built-in one.",
         "digest" => {
-            "Members who chose a digest get digests; false: everyone gets single copies (what waits is sent first)."
+            "yes: members who chose a digest get digests. no: everyone gets single copies (what waits is sent first)."
         }
         "digest-size-kb" => "A digest goes out as soon as the posts waiting reach this size (KiB).",
         "digest-frequency" => {

@@ -761,6 +761,12 @@ async fn the_settings_form_saves_every_setting_or_answers_400_and_saves_nothing(
             "a field for {key}"
         );
     }
+    // yes/no settings read as words, and send the values `lists set` takes
+    assert!(
+        page.contains(r#"<option value="true" selected>yes</option>"#)
+            && page.contains(r#"<option value="false">no</option>"#),
+        "{page}"
+    );
     let (status, _, page) = owner
         .post(
             path,
