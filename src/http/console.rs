@@ -14,6 +14,7 @@
 //! [`App::authority`]: crate::app::App::authority
 
 use super::session::{CsrfForm, SignedIn, private_headers};
+use super::views::{Link, Message};
 use super::{AppState, page, to_completion, unexpected};
 use crate::app::AppError;
 use crate::app::members::{
@@ -73,8 +74,7 @@ fn not_found(state: &AppState) -> Response {
         state,
         StatusCode::NOT_FOUND,
         "web/message.html",
-        json!({"title": "Page not found", "message": "There is nothing at this address.",
-               "link": {"href": "/admin", "text": "Your lists"}}),
+        Message::not_found(Link::new("/admin", "Your lists")),
     )
 }
 
@@ -84,10 +84,19 @@ fn owners_only(state: &AppState, run: &Run) -> Response {
         state,
         StatusCode::FORBIDDEN,
         "web/message.html",
-        json!({"title": "Only the list's owners can do this",
-               "message": "Moderators decide held posts and waiting subscriptions; the owners manage settings and members.",
-               "link": {"href": format!("/admin/lists/{}/held", run.list.address.list_id()),
-                        "text": "Held posts"}}),
+        Message::new(
+            "Only the list's owners can do this",
+            "Moderators decide held posts and waiting subscriptions; the owners manage settings and members.",
+            held_posts(&run.list),
+        ),
+    )
+}
+
+/// The way back to a list's held posts.
+fn held_posts(list: &List) -> Link {
+    Link::new(
+        format!("/admin/lists/{}/held", list.address.list_id()),
+        "Held posts",
     )
 }
 
@@ -570,10 +579,11 @@ async fn decide_held(
                 &state,
                 StatusCode::BAD_REQUEST,
                 "web/message.html",
-                json!({"title": "Error: unknown action",
-                       "message": "Use approve, reject, discard or accept-sender.",
-                       "link": {"href": format!("/admin/lists/{}/held", run.list.address.list_id()),
-                                "text": "Held posts"}}),
+                Message::new(
+                    "Error: unknown action",
+                    "Use approve, reject, discard or accept-sender.",
+                    held_posts(&run.list),
+                ),
             );
         }
     };
@@ -592,9 +602,11 @@ async fn decide_held(
             &state,
             StatusCode::CONFLICT,
             "web/message.html",
-            json!({"title": format!("Message {id} was already decided"),
-                   "message": format!("Nothing was changed: it was {d}."),
-                   "link": {"href": back, "text": "Held posts"}}),
+            Message::new(
+                format!("Message {id} was already decided"),
+                format!("Nothing was changed: it was {d}."),
+                held_posts(&run.list),
+            ),
         ),
         Ok(_) => see_other(format!("{back}?done={action}&id={id}")),
         Err(AppError::NoSuchPost(_)) => not_found(&state),
@@ -602,9 +614,11 @@ async fn decide_held(
             &state,
             StatusCode::CONFLICT,
             "web/message.html",
-            json!({"title": format!("Message {id} cannot be approved"),
-                   "message": super::subscribe::sentence(&why),
-                   "link": {"href": back, "text": "Held posts"}}),
+            Message::new(
+                format!("Message {id} cannot be approved"),
+                super::subscribe::sentence(&why),
+                held_posts(&run.list),
+            ),
         ),
         Err(e) => unexpected(&state, &e),
     }
@@ -1006,8 +1020,11 @@ async fn decide_request(
                 &state,
                 StatusCode::BAD_REQUEST,
                 "web/message.html",
-                json!({"title": "Error: unknown action", "message": "Use approve or refuse.",
-                       "link": {"href": back, "text": "Waiting subscriptions"}}),
+                Message::new(
+                    "Error: unknown action",
+                    "Use approve or refuse.",
+                    Link::new(back, "Waiting subscriptions"),
+                ),
             );
         }
     };
