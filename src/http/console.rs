@@ -14,7 +14,7 @@
 //! [`App::authority`]: crate::app::App::authority
 
 use super::session::{CsrfForm, SignedIn, private_headers};
-use super::views::{Link, Message};
+use super::views::{self, Link, Message};
 use super::{AppState, page, to_completion, unexpected};
 use crate::app::AppError;
 use crate::app::members::{
@@ -417,13 +417,7 @@ async fn settings(
     RunningList { viewer, run }: RunningList,
     Query(q): Query<SettingsQuery>,
 ) -> Response {
-    let notice = if q.created.is_some() {
-        Some("The list is created, with you as its owner.")
-    } else if q.saved.is_some() {
-        Some("The settings are saved.")
-    } else {
-        None
-    };
+    let notice = views::settings_notice(q.created.is_some(), q.saved.is_some());
     settings_page(&state, &viewer, &run, StatusCode::OK, notice, None, None).await
 }
 
@@ -535,19 +529,7 @@ async fn held(
         (Ok(p), Ok(d)) => (p, d),
         (Err(e), _) | (_, Err(e)) => return unexpected(&state, &e),
     };
-    let notice = match (q.done.as_deref(), q.id) {
-        (Some("approve"), Some(id)) => Some(format!(
-            "Message {id} is approved and on its way to the members."
-        )),
-        (Some("accept-sender"), Some(id)) => Some(format!(
-            "Message {id} is approved, and its sender's posts are accepted from now on."
-        )),
-        (Some("reject"), Some(id)) => {
-            Some(format!("Message {id} is rejected; the sender is told."))
-        }
-        (Some("discard"), Some(id)) => Some(format!("Message {id} is discarded.")),
-        _ => None,
-    };
+    let notice = views::held_notice(q.done.as_deref(), q.id);
     let ctx = merge(
         list_context(&state, &viewer, &run, "held").await,
         json!({"posts": posts, "decided": decided, "notice": notice}),
@@ -980,12 +962,7 @@ async fn requests(
         Ok(w) => w,
         Err(e) => return unexpected(&state, &e),
     };
-    let notice = match q.done.as_deref() {
-        Some("approve") => Some("Approved: the new member is welcomed."),
-        Some("refuse") => Some("Refused: the requester is told."),
-        Some("none") => Some("That request was no longer waiting."),
-        _ => None,
-    };
+    let notice = views::requests_notice(q.done.as_deref());
     let rows: Vec<Value> = waiting
         .iter()
         .map(|m| {

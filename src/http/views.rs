@@ -100,6 +100,15 @@ impl Message {
         )
     }
 
+    /// An archived message that is not there (or was taken down).
+    pub fn no_such_message() -> Message {
+        Message::new(
+            "No such message",
+            "The archive has no message at this address.",
+            Link::all_lists("/"),
+        )
+    }
+
     pub fn form_unreadable(why: String) -> Message {
         Message {
             title: "Error: the form could not be read".into(),
@@ -417,6 +426,43 @@ pub(crate) fn me_notice(changed: Option<&str>, left: Option<&str>) -> Option<Str
         (_, Some(id)) => Some(format!(
             "You have left the list {id}. A goodbye message is on its way."
         )),
+        _ => None,
+    }
+}
+
+/// The notice at the top of a list's settings in the console, after it was created
+/// or saved.
+pub(crate) fn settings_notice(created: bool, saved: bool) -> Option<&'static str> {
+    if created {
+        Some("The list is created, with you as its owner.")
+    } else if saved {
+        Some("The settings are saved.")
+    } else {
+        None
+    }
+}
+
+/// The notice at the top of the console's held posts after a decision (`done`) on
+/// message `id`.
+pub(crate) fn held_notice(done: Option<&str>, id: Option<i64>) -> Option<String> {
+    let id = id?;
+    Some(match done? {
+        "approve" => format!("Message {id} is approved and on its way to the members."),
+        "accept-sender" => {
+            format!("Message {id} is approved, and its sender's posts are accepted from now on.")
+        }
+        "reject" => format!("Message {id} is rejected; the sender is told."),
+        "discard" => format!("Message {id} is discarded."),
+        _ => return None,
+    })
+}
+
+/// The notice at the top of the console's waiting subscriptions after a decision.
+pub(crate) fn requests_notice(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "approve" => Some("Approved: the new member is welcomed."),
+        "refuse" => Some("Refused: the requester is told."),
+        "none" => Some("That request was no longer waiting."),
         _ => None,
     }
 }
