@@ -491,3 +491,107 @@ pub async fn delete_old_outbound(
     .await?
     .rows_affected())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> ClaimedRow {
+        ClaimedRow {
+            id: 7,
+            recipient: "bob@example.com".into(),
+            attempts: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            envelope_from: None,
+            message: None,
+            post_id: None,
+            digest_id: None,
+            member_id: None,
+            member_since: None,
+            member_status: None,
+            member_delivery: None,
+            member_short_id: None,
+            member_unsubscribe_key: None,
+        }
+    }
+
+    fn member_row(of: CopyOf) -> ClaimedRow {
+        let (post_id, digest_id) = match of {
+            CopyOf::Post(id) => (Some(id), None),
+            CopyOf::Digest(id) => (None, Some(id)),
+        };
+        ClaimedRow {
+            post_id,
+            digest_id,
+            member_id: Some(Uuid::nil()),
+            member_since: Some(OffsetDateTime::UNIX_EPOCH),
+            member_status: Some("subscribed".into()),
+            member_delivery: Some("disabled".into()),
+            member_short_id: Some(3),
+            member_unsubscribe_key: Some(vec![1, 2]),
+            ..row()
+        }
+    }
+
+    #[test]
+    fn a_row_with_its_bytes_is_a_whole_message() {
+        let claimed = Claimed::from(ClaimedRow {
+            envelope_from: Some("dev+bounces@lists.example.org".into()),
+            message: Some(b"bytes".to_vec()),
+            ..row()
+        });
+        assert_eq!(claimed.entry.id, 7);
+        assert!(matches!(
+            claimed.content,
+            Content::Whole { envelope_from, message }
+                if envelope_from == "dev+bounces@lists.example.org" && message == b"bytes"
+        ));
+    }
+
+    #[test]
+    fn a_copy_names_its_post_or_digest_and_its_member_as_they_are_now() {
+        for of in [CopyOf::Post(11), CopyOf::Digest(12)] {
+            let Content::Copy {
+                of: read,
+                member: Some(member),
+                ..
+            } = Claimed::from(member_row(of)).content
+            else {
+                panic!("{of:?}: not a copy with its member");
+            };
+            assert_eq!(read, of);
+            assert_eq!(member.status, MemberStatus::Subscribed);
+            assert_eq!(member.delivery, Delivery::Disabled);
+            assert_eq!((member.short_id, member.unsubscribe_key), (3, vec![1, 2]));
+        }
+    }
+
+    #[test]
+    fn a_copy_whose_member_row_is_gone_has_no_member() {
+        let claimed = Claimed::from(ClaimedRow {
+            member_since: None,
+            member_status: None,
+            member_delivery: None,
+            member_short_id: None,
+            member_unsubscribe_key: None,
+            ..member_row(CopyOf::Post(11))
+        });
+        assert!(matches!(
+            claimed.content,
+            Content::Copy { member: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_read_is_kept_as_unreadable_not_an_error_of_the_claim() {
+        let neither = Claimed::from(row());
+        assert!(matches!(neither.content, Content::Unreadable(_)));
+        let odd_status = Claimed::from(ClaimedRow {
+            member_status: Some("wandering".into()),
+            ..member_row(CopyOf::Post(11))
+        });
+        assert!(
+            matches!(odd_status.content, Content::Unreadable(why) if why.contains("wandering"))
+        );
+    }
+}

@@ -207,3 +207,56 @@ pub async fn update_web_request_error(
     .await
     .map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(kind: &str, list_id: Option<Uuid>, evidence: serde_json::Value) -> StoredRow {
+        StoredRow {
+            id: 1,
+            list_id,
+            kind: kind.into(),
+            address: "anne@example.net".into(),
+            name: None,
+            evidence,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn requests_stored_by_earlier_versions_are_read() {
+        let list = Uuid::nil();
+        let join = stored(
+            "subscribe",
+            Some(list),
+            serde_json::json!({"ip": "192.0.2.1", "user_agent": "UA", "form_text": "web form"}),
+        );
+        let Ok(WebRequest::Membership(m)) = join.read() else {
+            panic!("not a membership request");
+        };
+        assert_eq!((m.list_id, m.kind), (list, RequestKind::Subscribe));
+        assert_eq!(m.evidence.ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(m.evidence.user_agent.as_deref(), Some("UA"));
+        assert_eq!(m.evidence.form_text.as_deref(), Some("web form"));
+        let signin = stored(
+            "signin",
+            None,
+            serde_json::json!({"ip": null, "return_path": "/me"}),
+        );
+        assert_eq!(
+            signin.read(),
+            Ok(WebRequest::Signin {
+                address: "anne@example.net".into(),
+                ip: None,
+                return_path: Some("/me".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_kind_is_an_unreadable_request() {
+        let odd = stored("wave", Some(Uuid::nil()), serde_json::json!({}));
+        assert!(odd.read().is_err());
+    }
+}
