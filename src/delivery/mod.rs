@@ -795,27 +795,16 @@ impl Worker {
                     .await?;
                 }
             }
-            Err(SendError::Transient(reason)) => {
-                metrics::counter!("listd_deliveries_total", "outcome" => "deferred").increment(1);
-                if time::OffsetDateTime::now_utc() - row.created_at > GIVE_UP_AFTER {
-                    let reason = format!("gave up after {} attempts: {reason}", row.attempts);
-                    tracing::warn!(id = row.id, to = %row.recipient, %reason, "giving up");
-                    store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
-                } else {
-                    let delay = backoff(row.attempts);
-                    tracing::info!(id = row.id, to = %row.recipient, %reason, retry_in_secs = delay.as_secs(), "will retry");
-                    store::outbound::update_outbound_retry(
-                        &self.db,
-                        row.id,
-                        delay.as_secs_f64(),
-                        &reason,
-                        false,
-                    )
-                    .await?;
-                }
-            }
+            Err(SendError::Transient(reason)) => self.record_deferral(&row, &reason).await?,
         }
         Ok(None)
+    }
+
+    /// Keeps a message the relay put off (4xx, connection trouble) queued for another
+    /// try after a backoff; given up after four days.
+    async fn record_deferral(&self, row: &Entry, reason: &str) -> anyhow::Result<()> {
+        metrics::counter!("listd_deliveries_total", "outcome" => "deferred").increment(1);
+        self.retry_or_give_up(row, reason, false).await
     }
 
     /// Keeps a message listd could not hand over queued, with its error, for a later
@@ -824,21 +813,40 @@ impl Worker {
     async fn record_fault(&self, row: &Entry, reason: &str) -> anyhow::Result<()> {
         metrics::counter!("listd_deliveries_total", "outcome" => "fault").increment(1);
         let reason = format!("listd could not hand this message to the relay: {reason}");
+        self.retry_or_give_up(row, &reason, true).await
+    }
+
+    /// Schedules another try after a backoff, or, once the message is older than
+    /// [`GIVE_UP_AFTER`], marks it failed. `fault` says it is listd's own fault (logged
+    /// as an error, and marked for the owners' alert) rather than the relay's answer.
+    async fn retry_or_give_up(&self, row: &Entry, reason: &str, fault: bool) -> anyhow::Result<()> {
         if time::OffsetDateTime::now_utc() - row.created_at > GIVE_UP_AFTER {
-            tracing::error!(id = row.id, to = %row.recipient, %reason, "giving up");
+            let reason = if fault {
+                tracing::error!(id = row.id, to = %row.recipient, %reason, "giving up");
+                reason.to_string()
+            } else {
+                let reason = format!("gave up after {} attempts: {reason}", row.attempts);
+                tracing::warn!(id = row.id, to = %row.recipient, %reason, "giving up");
+                reason
+            };
             store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
-        } else {
-            let delay = backoff(row.attempts);
-            tracing::error!(id = row.id, to = %row.recipient, %reason, retry_in_secs = delay.as_secs(), "cannot send; kept queued");
-            store::outbound::update_outbound_retry(
-                &self.db,
-                row.id,
-                delay.as_secs_f64(),
-                &reason,
-                true,
-            )
-            .await?;
+            return Ok(());
         }
+        let delay = backoff(row.attempts);
+        let retry_in_secs = delay.as_secs();
+        if fault {
+            tracing::error!(id = row.id, to = %row.recipient, %reason, retry_in_secs, "cannot send; kept queued");
+        } else {
+            tracing::info!(id = row.id, to = %row.recipient, %reason, retry_in_secs, "will retry");
+        }
+        store::outbound::update_outbound_retry(
+            &self.db,
+            row.id,
+            delay.as_secs_f64(),
+            reason,
+            fault,
+        )
+        .await?;
         Ok(())
     }
 
