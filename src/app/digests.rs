@@ -17,8 +17,10 @@ use crate::domain::{List, ListRef, Posting};
 use crate::mail::digest::{Digest, DigestItem, build_digest};
 use crate::mail::footer::FooterText;
 use crate::store;
+use crate::store::digests::{DigestPost, OwedGroup};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// An issue queued.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -140,7 +142,6 @@ impl App {
             i32::try_from(posts.len()).unwrap_or(i32::MAX),
         )
         .await?;
-        let issue = IssueNumber { volume, number };
         let list_url = self.list_url(list);
         let headers = ListHeaders {
             list: &list.address,
@@ -152,43 +153,21 @@ impl App {
         // every copy ends with the list's footer and the member's own link, as posts do
         let footer = self.footer(list);
         let link_base = self.unsubscribe_link_base();
+        // what every edition of the issue shares
+        let shared = Digest {
+            headers,
+            issue: IssueNumber { volume, number },
+            date: now,
+            items: &[],
+            plain: false,
+            footer: footer.as_ref().map(|rendered| FooterText {
+                rendered,
+                link_base: &link_base,
+            }),
+        };
         let mut copies = 0;
         for group in &groups {
-            let items: Vec<DigestItem<'_>> = posts
-                .iter()
-                .filter(|p| group.post_ids.binary_search(&p.id).is_ok())
-                .map(|p| DigestItem {
-                    subject: &p.subject,
-                    author: p.author.as_deref(),
-                    relayed: &p.relayed,
-                })
-                .collect();
-            if items.is_empty() {
-                continue;
-            }
-            let built = build_digest(&Digest {
-                headers,
-                issue,
-                date: now,
-                items: &items,
-                plain: group.plain,
-                footer: footer.as_ref().map(|rendered| FooterText {
-                    rendered,
-                    link_base: &link_base,
-                }),
-            });
-            let edition = store::digests::insert_digest_edition(
-                &mut *tx,
-                issue_id,
-                list.id,
-                group.plain,
-                &group.post_ids,
-                &built.message,
-                built.layout.map(|l| l.to_bytes()).as_deref(),
-            )
-            .await?;
-            copies +=
-                store::digests::insert_digest_copies(&mut *tx, edition, &group.member_ids).await?;
+            copies += queue_edition(&mut *tx, list.id, issue_id, &shared, group, &posts).await?;
         }
         tracing::info!(list = %list.address, volume, issue = number, posts = posts.len(), copies, "digest queued");
         Ok(Some(DigestSent {
@@ -199,4 +178,44 @@ impl App {
             copies,
         }))
     }
+}
+
+/// Builds the edition of an issue that a group of members is owed (its posts, in its
+/// format) and queues one copy per member of the group; returns how many.
+async fn queue_edition(
+    tx: &mut PgConnection,
+    list_id: Uuid,
+    issue_id: i64,
+    shared: &Digest<'_>,
+    group: &OwedGroup,
+    posts: &[DigestPost],
+) -> Result<u64, AppError> {
+    let items: Vec<DigestItem<'_>> = posts
+        .iter()
+        .filter(|p| group.post_ids.binary_search(&p.id).is_ok())
+        .map(|p| DigestItem {
+            subject: &p.subject,
+            author: p.author.as_deref(),
+            relayed: &p.relayed,
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let built = build_digest(&Digest {
+        items: &items,
+        plain: group.plain,
+        ..*shared
+    });
+    let edition = store::digests::insert_digest_edition(
+        &mut *tx,
+        issue_id,
+        list_id,
+        group.plain,
+        &group.post_ids,
+        &built.message,
+        built.layout.map(|l| l.to_bytes()).as_deref(),
+    )
+    .await?;
+    Ok(store::digests::insert_digest_copies(&mut *tx, edition, &group.member_ids).await?)
 }

@@ -20,7 +20,7 @@ use crate::mail::inbound::{
 };
 use crate::mail::storable;
 use crate::store;
-use crate::store::inbound::{InboundRow, NewInbound};
+use crate::store::inbound::{InboundRecipient, InboundRow, NewInbound};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -124,20 +124,17 @@ impl App {
         recipients: &[(String, Route)],
         raw: &[u8],
     ) -> Result<i64, AppError> {
-        let recipients = json!(
-            recipients
-                .iter()
-                .map(|(address, r)| json!({
-                    "address": address,
-                    "list_id": r.list.address.list_id(),
-                    "action": r.action.name(),
-                    "token": r.action.token(),
-                }))
-                .collect::<Vec<_>>()
-        );
+        let recipients: Vec<InboundRecipient> = recipients
+            .iter()
+            .map(|(address, r)| InboundRecipient {
+                address: address.clone(),
+                list_id: r.list.address.list_id(),
+                action: r.action.clone(),
+            })
+            .collect();
         let row = NewInbound {
             mail_from: arrival.mail_from,
-            recipients,
+            recipients: &recipients,
             helo: arrival.helo,
             peer: arrival.peer.clone(),
             tls: arrival.tls,
@@ -262,22 +259,21 @@ impl App {
     /// Acts on one stored message, recipient by recipient; returns what was done.
     async fn process_inbound(&self, row: &InboundRow) -> Result<String, AppError> {
         let incoming = read_incoming(&row.raw, row.mail_from.as_deref());
+        let recipients = row
+            .recipients
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut outcomes = Vec::new();
-        for rcpt in row.recipients.as_array().into_iter().flatten() {
-            let list_id = rcpt["list_id"].as_str().unwrap_or_default();
-            let token = rcpt["token"].as_str().map(str::to_string);
-            let Some(action) =
-                Action::from_parts(rcpt["action"].as_str().unwrap_or_default(), token)
-            else {
-                outcomes.push(format!("{list_id}: unknown action"));
+        for rcpt in recipients {
+            // read again: the list may have changed, or gone, since the message came
+            let Some(list) = store::lists::find_list(&self.db, &rcpt.list_id).await? else {
+                outcomes.push(format!("{}: the list no longer exists", rcpt.list_id));
                 continue;
             };
-            let Some(list) = store::lists::find_list(&self.db, list_id).await? else {
-                outcomes.push(format!("{list_id}: the list no longer exists"));
-                continue;
-            };
-            let done = self.act_on_mail(&list, &action, &incoming, row).await?;
-            outcomes.push(format!("{} {}: {done}", list.address, action.name()));
+            let done = self
+                .act_on_mail(&list, &rcpt.action, &incoming, row)
+                .await?;
+            outcomes.push(format!("{} {}: {done}", list.address, rcpt.action.name()));
         }
         Ok(outcomes.join("; "))
     }
@@ -571,9 +567,8 @@ impl App {
     async fn report_unprocessed(&self, row: &InboundRow, error: &str) -> Result<(), AppError> {
         let mut admins_told = false;
         let mut tx = self.db.begin().await?;
-        for rcpt in row.recipients.as_array().into_iter().flatten() {
-            let list_id = rcpt["list_id"].as_str().unwrap_or_default();
-            let Some(list) = store::lists::find_list(&mut *tx, list_id).await? else {
+        for rcpt in row.recipients.iter().flatten() {
+            let Some(list) = store::lists::find_list(&mut *tx, &rcpt.list_id).await? else {
                 continue;
             };
             let mut to = staff_addresses(&mut tx, &list, Staff::Owners).await?;
@@ -583,10 +578,9 @@ impl App {
             }
             to.sort_by_key(|a| a.to_ascii_lowercase());
             to.dedup_by_key(|a| a.to_ascii_lowercase());
-            let recipient = rcpt["address"].as_str().unwrap_or(list_id);
             let ctx = json!({
                 "list_name": list.settings.name,
-                "recipient": recipient,
+                "recipient": rcpt.address,
                 "attempts": row.attempts,
                 "mail_from": row.mail_from.as_deref().unwrap_or("<>"),
                 "error": error,
@@ -621,13 +615,7 @@ fn inbound_view(r: store::inbound::InboundRecord, raw: Option<&[u8]>) -> Inbound
         id: r.id,
         received_at: r.received_at,
         envelope_from: r.mail_from,
-        recipients: r
-            .recipients
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|rcpt| rcpt["address"].as_str().map(str::to_string))
-            .collect(),
+        recipients: r.recipients,
         from: incoming
             .as_ref()
             .and_then(|i| i.from.as_ref())

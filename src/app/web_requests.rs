@@ -8,26 +8,9 @@
 
 use super::subscriptions::Request;
 use super::{App, AppError};
-use crate::domain::{EmailAddress, Evidence, List, ReturnPath, Source};
+use crate::domain::{EmailAddress, List, RequestKind, ReturnPath, Source};
 use crate::store;
-use crate::store::web_requests::{NewWebRequest, WebRequestRow};
-use serde_json::json;
-
-/// Join or leave (sign-in requests have their own function).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebRequestKind {
-    Subscribe,
-    Unsubscribe,
-}
-
-impl WebRequestKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            WebRequestKind::Subscribe => "subscribe",
-            WebRequestKind::Unsubscribe => "unsubscribe",
-        }
-    }
-}
+use crate::store::web_requests::{MembershipRequest, WebRequest, WebRequestRow};
 
 /// A request that still fails after this many attempts is kept as failed.
 const MAX_ATTEMPTS: i32 = 5;
@@ -37,22 +20,17 @@ impl App {
     pub async fn queue_web_request(
         &self,
         list: &List,
-        kind: WebRequestKind,
+        kind: RequestKind,
         req: &Request,
     ) -> Result<(), AppError> {
-        let e = &req.evidence;
-        let address = req.address.to_string();
-        store::web_requests::insert_web_request(
-            &self.db,
-            &NewWebRequest {
-                list_id: Some(list.id),
-                kind: kind.as_str(),
-                address: &address,
-                name: req.name.as_deref(),
-                evidence: json!({"ip": e.ip, "user_agent": e.user_agent, "form_text": e.form_text}),
-            },
-        )
-        .await?;
+        let request = WebRequest::Membership(MembershipRequest {
+            list_id: list.id,
+            kind,
+            address: req.address.to_string(),
+            name: req.name.clone(),
+            evidence: req.evidence.clone(),
+        });
+        store::web_requests::insert_web_request(&self.db, &request).await?;
         self.wakeups.inbound();
         Ok(())
     }
@@ -65,18 +43,12 @@ impl App {
         ip: Option<&str>,
         return_path: Option<&ReturnPath>,
     ) -> Result<(), AppError> {
-        let address = address.to_string();
-        store::web_requests::insert_web_request(
-            &self.db,
-            &NewWebRequest {
-                list_id: None,
-                kind: "signin",
-                address: &address,
-                name: None,
-                evidence: json!({"ip": ip, "return_path": return_path.map(ReturnPath::as_str)}),
-            },
-        )
-        .await?;
+        let request = WebRequest::Signin {
+            address: address.to_string(),
+            ip: ip.map(str::to_string),
+            return_path: return_path.map(|p| p.as_str().to_string()),
+        };
+        store::web_requests::insert_web_request(&self.db, &request).await?;
         self.wakeups.inbound();
         Ok(())
     }
@@ -108,37 +80,44 @@ impl App {
     }
 
     async fn carry_out(&self, row: &WebRequestRow) -> Result<(), AppError> {
-        let address = EmailAddress::parse(&row.address)
-            .map_err(|e| anyhow::anyhow!("stored address {}: {e}", row.address))?;
-        let text = |key: &str| row.evidence[key].as_str().map(str::to_string);
-        if row.kind == "signin" {
-            let return_path = text("return_path").as_deref().and_then(ReturnPath::parse);
-            self.request_signin(&address, text("ip").as_deref(), return_path.as_ref())
-                .await?;
-            return Ok(());
+        match row.request.as_ref().map_err(|e| anyhow::anyhow!("{e}"))? {
+            WebRequest::Signin {
+                address,
+                ip,
+                return_path,
+            } => {
+                let address = parse_stored(address)?;
+                let return_path = return_path.as_deref().and_then(ReturnPath::parse);
+                self.request_signin(&address, ip.as_deref(), return_path.as_ref())
+                    .await?;
+                Ok(())
+            }
+            WebRequest::Membership(m) => self.carry_out_membership(m).await,
         }
-        let Some(list_id) = row.list_id else {
-            return Ok(());
-        };
-        let Some(list) = store::lists::find_list_by_id(&self.db, list_id).await? else {
+    }
+
+    async fn carry_out_membership(&self, m: &MembershipRequest) -> Result<(), AppError> {
+        let address = parse_stored(&m.address)?;
+        let Some(list) = store::lists::find_list_by_id(&self.db, m.list_id).await? else {
             return Ok(());
         };
         let req = Request {
             address,
-            name: row.name.clone(),
+            name: m.name.clone(),
             source: Source::Web,
-            evidence: Evidence {
-                ip: text("ip"),
-                user_agent: text("user_agent"),
-                message_id: None,
-                form_text: text("form_text"),
-            },
+            evidence: m.evidence.clone(),
             in_reply_to: None,
         };
-        match row.kind.as_str() {
-            "subscribe" => self.request_subscription(&list, req).await?,
-            _ => self.request_unsubscription(&list, req).await?,
+        match m.kind {
+            RequestKind::Subscribe => self.request_subscription(&list, req).await?,
+            RequestKind::Unsubscribe => self.request_unsubscription(&list, req).await?,
         };
         Ok(())
     }
+}
+
+/// An address as the form stored it.
+fn parse_stored(address: &str) -> Result<EmailAddress, AppError> {
+    EmailAddress::parse(address)
+        .map_err(|e| anyhow::anyhow!("stored address {address}: {e}").into())
 }

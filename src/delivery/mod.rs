@@ -23,7 +23,7 @@ use crate::mail::dkim::{self, BodyHash, SignedHeaders, SigningKey};
 use crate::mail::footer::CopyLayout;
 use crate::mail::rewrite::{write_copy, write_copy_with_footer};
 use crate::store;
-use crate::store::outbound::Claimed;
+use crate::store::outbound::{Claimed, Content, CopyMember, CopyOf, Entry};
 use anyhow::Context;
 use lettre::address::Envelope;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
@@ -238,15 +238,8 @@ struct DkimKeys {
     by_domain: std::collections::HashMap<String, Vec<Arc<SigningKey>>>,
 }
 
-/// What a member's copy is made from: a post, or one edition of a digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shared {
-    Post(i64),
-    Digest(i64),
-}
-
 /// The most recently used posts and digests.
-type PostCache = Mutex<Vec<(Shared, Arc<SharedPost>)>>;
+type PostCache = Mutex<Vec<(CopyOf, Arc<SharedPost>)>>;
 
 /// A delivery worker of one process.
 #[derive(Clone)]
@@ -382,54 +375,56 @@ impl Worker {
     }
 
     /// The bytes of a row: its own, or a member's copy of a post built now.
-    async fn ready(&self, row: &mut Claimed) -> anyhow::Result<Ready> {
-        if let (Some(message), Some(envelope_from)) = (row.message.take(), row.envelope_from.take())
-        {
-            return Ok(Ready::Send {
-                envelope_from: self.personal_sender(envelope_from, row.id),
+    async fn ready(&self, id: i64, content: Content) -> anyhow::Result<Ready> {
+        match content {
+            Content::Whole {
+                envelope_from,
+                message,
+            } => Ok(Ready::Send {
+                envelope_from: self.personal_sender(envelope_from, id),
                 message,
                 post: None,
-            });
+            }),
+            Content::Copy {
+                of,
+                member_id,
+                member,
+            } => self.member_copy(of, member_id, member).await,
+            Content::Unreadable(why) => Ok(Ready::Fault(format!("unreadable queued row: {why}"))),
         }
-        let shared = match (row.post_id, row.digest_id) {
-            (Some(id), _) => Shared::Post(id),
-            (None, Some(id)) => Shared::Digest(id),
-            (None, None) => {
-                anyhow::bail!("queued row {} has neither a message nor a post", row.id)
-            }
-        };
-        let Some(member_id) = row.member_id else {
-            anyhow::bail!("queued row {} names no member", row.id);
-        };
-        let (Some(since), Some(status)) = (row.member_since, row.member_status.as_deref()) else {
+    }
+
+    /// A member's copy of a post or digest, unless the member or the post is gone.
+    async fn member_copy(
+        &self,
+        of: CopyOf,
+        member_id: uuid::Uuid,
+        member: Option<CopyMember>,
+    ) -> anyhow::Result<Ready> {
+        let Some((member, since)) = member.and_then(|m| m.since.map(|since| (m, since))) else {
             return Ok(Ready::Cancel("the member no longer exists"));
         };
-        if status != MemberStatus::Subscribed.as_str() {
+        if member.status != MemberStatus::Subscribed {
             return Ok(Ready::Cancel("the member left before the copy was sent"));
         }
-        if row.member_delivery.as_deref() == Some(Delivery::Disabled.as_str()) {
+        if member.delivery == Delivery::Disabled {
             return Ok(Ready::Cancel(
                 "the member turned delivery off before the copy was sent",
             ));
         }
-        let Some(post) = self.shared_post(shared).await? else {
+        let Some(post) = self.shared_post(of).await? else {
             return Ok(Ready::Cancel(
                 "the post or digest no longer exists (its list was deleted)",
             ));
         };
         let key = &self.copies.secret_key;
-        let (Some(short_id), Some(mailto)) = (
-            row.member_short_id,
-            row.member_unsubscribe_key
-                .as_deref()
-                .and_then(MailtoToken::from_key),
-        ) else {
+        let Some(mailto) = MailtoToken::from_key(&member.unsubscribe_key) else {
             return Ok(Ready::Fault(
-                "the member's short id or unsubscribe key is missing or unreadable".into(),
+                "the member's unsubscribe key is unreadable".into(),
             ));
         };
         let link = UnsubscribeToken::for_membership(key, member_id, since);
-        let verp = VerpToken::for_member(key, short_id);
+        let verp = VerpToken::for_member(key, member.short_id);
         let mut message = Vec::new();
         let tokens = UnsubscribeTokens {
             link: link.as_str(),
@@ -474,8 +469,8 @@ impl Worker {
         }
     }
 
-    async fn shared_post(&self, key: Shared) -> anyhow::Result<Option<Arc<SharedPost>>> {
-        let cached = |posts: &Vec<(Shared, Arc<SharedPost>)>| {
+    async fn shared_post(&self, key: CopyOf) -> anyhow::Result<Option<Arc<SharedPost>>> {
+        let cached = |posts: &Vec<(CopyOf, Arc<SharedPost>)>| {
             posts
                 .iter()
                 .find(|(k, _)| *k == key)
@@ -486,11 +481,11 @@ impl Worker {
         }
         // the copies of a post or a digest carry the list's footer when it has one (a layout)
         let found = match key {
-            Shared::Post(id) => store::posts::find_relayed_post(&self.db, id)
+            CopyOf::Post(id) => store::posts::find_relayed_post(&self.db, id)
                 .await
                 .context("reading a post to send")?
                 .map(|r| (r.local_part, r.domain, r.relayed, r.copy_layout)),
-            Shared::Digest(id) => store::digests::find_digest_edition(&self.db, id)
+            CopyOf::Digest(id) => store::digests::find_digest_edition(&self.db, id)
                 .await
                 .context("reading a digest to send")?
                 .map(|r| (r.local_part, r.domain, r.message, r.copy_layout)),
@@ -539,79 +534,12 @@ impl Worker {
     async fn drain(&self, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<usize> {
         let batch = self.concurrency * 16;
         let (rows_tx, rows_rx) = mpsc::channel::<(Instant, Claimed)>(batch);
-        let rows_rx = Arc::new(tokio::sync::Mutex::new(rows_rx));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<i64>();
         let leases = Arc::new(Leases::default());
-        // owns the sending side: when it ends, the channel closes and the senders
-        // stop once they have emptied it
-        let feeder = async {
-            let rows_tx = rows_tx;
-            let mut total = 0;
-            loop {
-                if stop.is_some_and(|s| *s.borrow()) {
-                    return Ok(total);
-                }
-                // the keys of this batch: one removed by now signs none of it
-                self.refresh_keys().await?;
-                // before the claim: the lease may start as early as the statement does
-                let now = Instant::now();
-                let rows = store::outbound::claim_due(&self.db, batch as i64, LEASE.as_secs_f64())
-                    .await
-                    .context("claiming queued mail")?;
-                if rows.is_empty() {
-                    return Ok(total);
-                }
-                if total == 0 && rows.len() == batch {
-                    fresh_statistics(&self.db).await;
-                }
-                total += rows.len();
-                leases.hold(rows.iter().map(|r| r.id));
-                for row in rows {
-                    if rows_tx.send((now, row)).await.is_err() {
-                        return Ok(total);
-                    }
-                }
-            }
-        };
-        let stopped = stop.cloned();
-        let senders: Vec<_> = (0..self.concurrency)
-            .map(|_| {
-                let (rows_rx, done_tx) = (rows_rx.clone(), done_tx.clone());
-                let (me, stop, leases) = (self.clone(), stopped.clone(), leases.clone());
-                // tasks of their own, so that copies are built and sent on every core
-                tokio::spawn(async move {
-                    loop {
-                        let next = rows_rx.lock().await.recv().await;
-                        let Some((claimed_at, row)) = next else {
-                            return;
-                        };
-                        if stop.as_ref().is_some_and(|s| *s.borrow()) {
-                            leases.hand_back(row.id);
-                            continue;
-                        }
-                        if !leases.safe(claimed_at) || leases.abandoned() {
-                            leases.release(row.id);
-                            continue;
-                        }
-                        let id = row.id;
-                        match me.deliver(row).await {
-                            Ok(Some(id)) => {
-                                let _ = done_tx.send(id);
-                            }
-                            Ok(None) => leases.release(id),
-                            Err(e) => {
-                                leases.release(id);
-                                crate::error_limited!("recording a delivery failed", e)
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        drop(done_tx);
+        let senders = self.spawn_senders(rows_rx, done_tx, stop.cloned(), &leases);
         let senders_done = tokio::sync::Notify::new();
         let (claimed, (), recorded, ()) = tokio::join!(
-            feeder,
+            self.feed(rows_tx, batch, stop, &leases),
             async {
                 for sender in senders {
                     if let Err(e) = sender.await {
@@ -636,6 +564,90 @@ impl Worker {
         // least once, never lost
         recorded?;
         claimed
+    }
+
+    /// Claims batches into `rows` until nothing is due or `stop` is set; returns how
+    /// many rows it claimed. It owns the sending side: when it ends, the channel closes
+    /// and the senders stop once they have emptied it.
+    async fn feed(
+        &self,
+        rows: mpsc::Sender<(Instant, Claimed)>,
+        batch: usize,
+        stop: Option<&watch::Receiver<bool>>,
+        leases: &Leases,
+    ) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            if stop.is_some_and(|s| *s.borrow()) {
+                return Ok(total);
+            }
+            // the keys of this batch: one removed by now signs none of it
+            self.refresh_keys().await?;
+            // before the claim: the lease may start as early as the statement does
+            let now = Instant::now();
+            let claimed = store::outbound::claim_due(&self.db, batch as i64, LEASE.as_secs_f64())
+                .await
+                .context("claiming queued mail")?;
+            if claimed.is_empty() {
+                return Ok(total);
+            }
+            if total == 0 && claimed.len() == batch {
+                fresh_statistics(&self.db).await;
+            }
+            total += claimed.len();
+            leases.hold(claimed.iter().map(|r| r.entry.id));
+            for row in claimed {
+                if rows.send((now, row)).await.is_err() {
+                    return Ok(total);
+                }
+            }
+        }
+    }
+
+    /// Starts `concurrency` senders that take rows from `rows` until it closes and
+    /// report each success on `done`. Tasks of their own, so that copies are built and
+    /// sent on every core.
+    fn spawn_senders(
+        &self,
+        rows: mpsc::Receiver<(Instant, Claimed)>,
+        done: mpsc::UnboundedSender<i64>,
+        stop: Option<watch::Receiver<bool>>,
+        leases: &Arc<Leases>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let rows = Arc::new(tokio::sync::Mutex::new(rows));
+        (0..self.concurrency)
+            .map(|_| {
+                let (rows, done) = (rows.clone(), done.clone());
+                let (me, stop, leases) = (self.clone(), stop.clone(), leases.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let next = rows.lock().await.recv().await;
+                        let Some((claimed_at, row)) = next else {
+                            return;
+                        };
+                        if stop.as_ref().is_some_and(|s| *s.borrow()) {
+                            leases.hand_back(row.entry.id);
+                            continue;
+                        }
+                        if !leases.safe(claimed_at) || leases.abandoned() {
+                            leases.release(row.entry.id);
+                            continue;
+                        }
+                        let id = row.entry.id;
+                        match me.deliver(row).await {
+                            Ok(Some(id)) => {
+                                let _ = done.send(id);
+                            }
+                            Ok(None) => leases.release(id),
+                            Err(e) => {
+                                leases.release(id);
+                                crate::error_limited!("recording a delivery failed", e)
+                            }
+                        }
+                    }
+                })
+            })
+            .collect()
     }
 
     /// Renews the leases of the rows this process holds every [`RENEW_EVERY`], until
@@ -728,8 +740,13 @@ impl Worker {
 
     /// Sends one message; returns its id when the relay accepted it (the caller records
     /// the batch's successes together) and records failures itself.
-    async fn deliver(&self, mut row: Claimed) -> anyhow::Result<Option<i64>> {
-        let (envelope_from, message) = match self.ready(&mut row).await? {
+    async fn deliver(&self, row: Claimed) -> anyhow::Result<Option<i64>> {
+        let Claimed {
+            entry: row,
+            content,
+        } = row;
+        let copy = matches!(content, Content::Copy { .. });
+        let (envelope_from, message) = match self.ready(row.id, content).await? {
             Ready::Send {
                 envelope_from,
                 message,
@@ -764,7 +781,7 @@ impl Worker {
                 metrics::counter!("listd_deliveries_total", "outcome" => "failed").increment(1);
                 tracing::warn!(id = row.id, to = %row.recipient, %reason, "refused by the relay; giving up");
                 store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
-                if row.member_id.is_some() {
+                if copy {
                     // a member's copy refused for good counts as a bounce (docs/standards.md#49)
                     let class = classify_relay_refusal(&reason);
                     let status = find_status_code(&reason);
@@ -778,50 +795,58 @@ impl Worker {
                     .await?;
                 }
             }
-            Err(SendError::Transient(reason)) => {
-                metrics::counter!("listd_deliveries_total", "outcome" => "deferred").increment(1);
-                if time::OffsetDateTime::now_utc() - row.created_at > GIVE_UP_AFTER {
-                    let reason = format!("gave up after {} attempts: {reason}", row.attempts);
-                    tracing::warn!(id = row.id, to = %row.recipient, %reason, "giving up");
-                    store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
-                } else {
-                    let delay = backoff(row.attempts);
-                    tracing::info!(id = row.id, to = %row.recipient, %reason, retry_in_secs = delay.as_secs(), "will retry");
-                    store::outbound::update_outbound_retry(
-                        &self.db,
-                        row.id,
-                        delay.as_secs_f64(),
-                        &reason,
-                        false,
-                    )
-                    .await?;
-                }
-            }
+            Err(SendError::Transient(reason)) => self.record_deferral(&row, &reason).await?,
         }
         Ok(None)
+    }
+
+    /// Keeps a message the relay put off (4xx, connection trouble) queued for another
+    /// try after a backoff; given up after four days.
+    async fn record_deferral(&self, row: &Entry, reason: &str) -> anyhow::Result<()> {
+        metrics::counter!("listd_deliveries_total", "outcome" => "deferred").increment(1);
+        self.retry_or_give_up(row, reason, false).await
     }
 
     /// Keeps a message listd could not hand over queued, with its error, for a later
     /// try: logged at error level, counted, and marked for the owners' alert; never a
     /// bounce. Given up (still no bounce) after the usual four days.
-    async fn record_fault(&self, row: &Claimed, reason: &str) -> anyhow::Result<()> {
+    async fn record_fault(&self, row: &Entry, reason: &str) -> anyhow::Result<()> {
         metrics::counter!("listd_deliveries_total", "outcome" => "fault").increment(1);
         let reason = format!("listd could not hand this message to the relay: {reason}");
+        self.retry_or_give_up(row, &reason, true).await
+    }
+
+    /// Schedules another try after a backoff, or, once the message is older than
+    /// [`GIVE_UP_AFTER`], marks it failed. `fault` says it is listd's own fault (logged
+    /// as an error, and marked for the owners' alert) rather than the relay's answer.
+    async fn retry_or_give_up(&self, row: &Entry, reason: &str, fault: bool) -> anyhow::Result<()> {
         if time::OffsetDateTime::now_utc() - row.created_at > GIVE_UP_AFTER {
-            tracing::error!(id = row.id, to = %row.recipient, %reason, "giving up");
+            let reason = if fault {
+                tracing::error!(id = row.id, to = %row.recipient, %reason, "giving up");
+                reason.to_string()
+            } else {
+                let reason = format!("gave up after {} attempts: {reason}", row.attempts);
+                tracing::warn!(id = row.id, to = %row.recipient, %reason, "giving up");
+                reason
+            };
             store::outbound::update_outbound_failed(&self.db, row.id, &reason).await?;
-        } else {
-            let delay = backoff(row.attempts);
-            tracing::error!(id = row.id, to = %row.recipient, %reason, retry_in_secs = delay.as_secs(), "cannot send; kept queued");
-            store::outbound::update_outbound_retry(
-                &self.db,
-                row.id,
-                delay.as_secs_f64(),
-                &reason,
-                true,
-            )
-            .await?;
+            return Ok(());
         }
+        let delay = backoff(row.attempts);
+        let retry_in_secs = delay.as_secs();
+        if fault {
+            tracing::error!(id = row.id, to = %row.recipient, %reason, retry_in_secs, "cannot send; kept queued");
+        } else {
+            tracing::info!(id = row.id, to = %row.recipient, %reason, retry_in_secs, "will retry");
+        }
+        store::outbound::update_outbound_retry(
+            &self.db,
+            row.id,
+            delay.as_secs_f64(),
+            reason,
+            fault,
+        )
+        .await?;
         Ok(())
     }
 

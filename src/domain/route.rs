@@ -15,7 +15,12 @@ text_enum! {
 }
 
 /// What mail to an address of a list asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Stored with a received message as `{"action": NAME, "token": TOKEN}` (the token
+/// only for the actions that carry one): the names are [`Action::name`]'s, and rows
+/// written by earlier versions, with `"token": null` for every action, read the same.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "action", content = "token", rename_all = "kebab-case")]
 pub enum Action {
     Post,
     Subscribe,
@@ -52,33 +57,6 @@ impl Action {
             Action::Help => "help",
             Action::Postmaster => "postmaster",
         }
-    }
-
-    /// The token the address carries, if any.
-    pub fn token(&self) -> Option<&str> {
-        match self {
-            Action::UnsubscribeToken(t) | Action::Confirm(t) | Action::Moderate(t) => Some(t),
-            Action::Bounces(t) => t.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// Rebuilds an action from its name and token (as stored with an inbound message).
-    pub fn from_parts(name: &str, token: Option<String>) -> Option<Action> {
-        Some(match (name, token) {
-            ("post", _) => Action::Post,
-            ("subscribe", _) => Action::Subscribe,
-            ("unsubscribe", _) => Action::Unsubscribe,
-            ("unsubscribe-token", Some(t)) => Action::UnsubscribeToken(t),
-            ("confirm", Some(t)) => Action::Confirm(t),
-            ("moderate", Some(t)) => Action::Moderate(t),
-            ("request", _) => Action::Request,
-            ("owner", _) => Action::Owner,
-            ("bounces", t) => Action::Bounces(t),
-            ("help", _) => Action::Help,
-            ("postmaster", _) => Action::Postmaster,
-            _ => return None,
-        })
     }
 }
 
@@ -220,14 +198,45 @@ mod tests {
     fn actions_survive_being_stored() {
         for a in [
             Action::Post,
+            Action::UnsubscribeToken("u".into()),
             Action::Confirm("t".into()),
             Action::Moderate("m".into()),
             Action::Bounces(None),
             Action::Bounces(Some("v".into())),
+            Action::Postmaster,
         ] {
+            let stored = serde_json::to_value(&a).unwrap();
+            assert_eq!(stored["action"], a.name());
+            assert_eq!(serde_json::from_value::<Action>(stored).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn actions_stored_by_earlier_versions_are_read() {
+        // every action was written with its name and a token, null when it had none
+        for (name, token, action) in [
+            ("post", None, Action::Post),
+            ("subscribe", None, Action::Subscribe),
+            ("unsubscribe", None, Action::Unsubscribe),
+            (
+                "unsubscribe-token",
+                Some("u"),
+                Action::UnsubscribeToken("u".into()),
+            ),
+            ("confirm", Some("c"), Action::Confirm("c".into())),
+            ("moderate", Some("m"), Action::Moderate("m".into())),
+            ("request", None, Action::Request),
+            ("owner", None, Action::Owner),
+            ("bounces", None, Action::Bounces(None)),
+            ("bounces", Some("v"), Action::Bounces(Some("v".into()))),
+            ("help", None, Action::Help),
+            ("postmaster", None, Action::Postmaster),
+        ] {
+            let stored = serde_json::json!({"action": name, "token": token});
             assert_eq!(
-                Action::from_parts(a.name(), a.token().map(str::to_string)),
-                Some(a)
+                serde_json::from_value::<Action>(stored).unwrap(),
+                action,
+                "{name}"
             );
         }
     }

@@ -69,8 +69,7 @@ fn failure(state: &AppState, e: AppError) -> Response {
             state,
             StatusCode::NOT_FOUND,
             "web/message.html",
-            json!({"title": "No such message", "message": "The archive has no message at this address.",
-                   "link": {"href": "/", "text": "See all lists"}}),
+            super::views::Message::no_such_message(),
         ),
         e => unexpected(state, &e),
     }

@@ -14,6 +14,7 @@
 //! [`App::authority`]: crate::app::App::authority
 
 use super::session::{CsrfForm, SignedIn, private_headers};
+use super::views::{self, Link, Message};
 use super::{AppState, page, to_completion, unexpected};
 use crate::app::AppError;
 use crate::app::members::{
@@ -73,8 +74,7 @@ fn not_found(state: &AppState) -> Response {
         state,
         StatusCode::NOT_FOUND,
         "web/message.html",
-        json!({"title": "Page not found", "message": "There is nothing at this address.",
-               "link": {"href": "/admin", "text": "Your lists"}}),
+        Message::not_found(Link::new("/admin", "Your lists")),
     )
 }
 
@@ -84,10 +84,19 @@ fn owners_only(state: &AppState, run: &Run) -> Response {
         state,
         StatusCode::FORBIDDEN,
         "web/message.html",
-        json!({"title": "Only the list's owners can do this",
-               "message": "Moderators decide held posts and waiting subscriptions; the owners manage settings and members.",
-               "link": {"href": format!("/admin/lists/{}/held", run.list.address.list_id()),
-                        "text": "Held posts"}}),
+        Message::new(
+            "Only the list's owners can do this",
+            "Moderators decide held posts and waiting subscriptions; the owners manage settings and members.",
+            held_posts(&run.list),
+        ),
+    )
+}
+
+/// The way back to a list's held posts.
+fn held_posts(list: &List) -> Link {
+    Link::new(
+        format!("/admin/lists/{}/held", list.address.list_id()),
+        "Held posts",
     )
 }
 
@@ -408,13 +417,7 @@ async fn settings(
     RunningList { viewer, run }: RunningList,
     Query(q): Query<SettingsQuery>,
 ) -> Response {
-    let notice = if q.created.is_some() {
-        Some("The list is created, with you as its owner.")
-    } else if q.saved.is_some() {
-        Some("The settings are saved.")
-    } else {
-        None
-    };
+    let notice = views::settings_notice(q.created.is_some(), q.saved.is_some());
     settings_page(&state, &viewer, &run, StatusCode::OK, notice, None, None).await
 }
 
@@ -526,19 +529,7 @@ async fn held(
         (Ok(p), Ok(d)) => (p, d),
         (Err(e), _) | (_, Err(e)) => return unexpected(&state, &e),
     };
-    let notice = match (q.done.as_deref(), q.id) {
-        (Some("approve"), Some(id)) => Some(format!(
-            "Message {id} is approved and on its way to the members."
-        )),
-        (Some("accept-sender"), Some(id)) => Some(format!(
-            "Message {id} is approved, and its sender's posts are accepted from now on."
-        )),
-        (Some("reject"), Some(id)) => {
-            Some(format!("Message {id} is rejected; the sender is told."))
-        }
-        (Some("discard"), Some(id)) => Some(format!("Message {id} is discarded.")),
-        _ => None,
-    };
+    let notice = views::held_notice(q.done.as_deref(), q.id);
     let ctx = merge(
         list_context(&state, &viewer, &run, "held").await,
         json!({"posts": posts, "decided": decided, "notice": notice}),
@@ -570,10 +561,11 @@ async fn decide_held(
                 &state,
                 StatusCode::BAD_REQUEST,
                 "web/message.html",
-                json!({"title": "Error: unknown action",
-                       "message": "Use approve, reject, discard or accept-sender.",
-                       "link": {"href": format!("/admin/lists/{}/held", run.list.address.list_id()),
-                                "text": "Held posts"}}),
+                Message::new(
+                    "Error: unknown action",
+                    "Use approve, reject, discard or accept-sender.",
+                    held_posts(&run.list),
+                ),
             );
         }
     };
@@ -592,9 +584,11 @@ async fn decide_held(
             &state,
             StatusCode::CONFLICT,
             "web/message.html",
-            json!({"title": format!("Message {id} was already decided"),
-                   "message": format!("Nothing was changed: it was {d}."),
-                   "link": {"href": back, "text": "Held posts"}}),
+            Message::new(
+                format!("Message {id} was already decided"),
+                format!("Nothing was changed: it was {d}."),
+                held_posts(&run.list),
+            ),
         ),
         Ok(_) => see_other(format!("{back}?done={action}&id={id}")),
         Err(AppError::NoSuchPost(_)) => not_found(&state),
@@ -602,9 +596,11 @@ async fn decide_held(
             &state,
             StatusCode::CONFLICT,
             "web/message.html",
-            json!({"title": format!("Message {id} cannot be approved"),
-                   "message": super::subscribe::sentence(&why),
-                   "link": {"href": back, "text": "Held posts"}}),
+            Message::new(
+                format!("Message {id} cannot be approved"),
+                super::subscribe::sentence(&why),
+                held_posts(&run.list),
+            ),
         ),
         Err(e) => unexpected(&state, &e),
     }
@@ -966,12 +962,7 @@ async fn requests(
         Ok(w) => w,
         Err(e) => return unexpected(&state, &e),
     };
-    let notice = match q.done.as_deref() {
-        Some("approve") => Some("Approved: the new member is welcomed."),
-        Some("refuse") => Some("Refused: the requester is told."),
-        Some("none") => Some("That request was no longer waiting."),
-        _ => None,
-    };
+    let notice = views::requests_notice(q.done.as_deref());
     let rows: Vec<Value> = waiting
         .iter()
         .map(|m| {
@@ -1006,8 +997,11 @@ async fn decide_request(
                 &state,
                 StatusCode::BAD_REQUEST,
                 "web/message.html",
-                json!({"title": "Error: unknown action", "message": "Use approve or refuse.",
-                       "link": {"href": back, "text": "Waiting subscriptions"}}),
+                Message::new(
+                    "Error: unknown action",
+                    "Use approve or refuse.",
+                    Link::new(back, "Waiting subscriptions"),
+                ),
             );
         }
     };

@@ -9,8 +9,9 @@ use super::client::{FormFields, PeerAddr, client_ip};
 use super::session::{
     CsrfForm, SignedIn, private_headers, session_cookie, session_removal_cookie, session_set_cookie,
 };
+use super::views::{Button, CheckInbox, Message};
 use super::{AppState, page, to_completion, unexpected};
-use crate::app::sessions::{MyChange, MyChangeOutcome, SignInOutcome, SigninView};
+use crate::app::sessions::{MyChange, MyChangeOutcome, MyList, SignInOutcome, SigninView};
 use crate::domain::session::SIGNIN_MINUTES;
 use crate::domain::{EmailAddress, ListRef, MemberChange, ReturnPath};
 use axum::Router;
@@ -19,7 +20,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::CookieJar;
-use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -43,6 +43,15 @@ async fn signin_form(State(state): State<AppState>, Query(q): Query<SigninQuery>
     signin_form_with(&state, StatusCode::OK, None, "", next.as_ref())
 }
 
+/// `web/signin.html`: the form, perhaps with an error and what was typed.
+#[derive(serde::Serialize)]
+struct SigninForm<'a> {
+    error: Option<&'a str>,
+    email: &'a str,
+    expiry_minutes: i64,
+    next: Option<&'a str>,
+}
+
 fn signin_form_with(
     state: &AppState,
     status: StatusCode,
@@ -54,8 +63,12 @@ fn signin_form_with(
         state,
         status,
         "web/signin.html",
-        json!({"error": error, "email": email, "expiry_minutes": SIGNIN_MINUTES,
-               "next": next.map(ReturnPath::as_str)}),
+        SigninForm {
+            error,
+            email,
+            expiry_minutes: SIGNIN_MINUTES,
+            next: next.map(ReturnPath::as_str),
+        },
     )
 }
 
@@ -113,10 +126,7 @@ async fn signin_request(
         &state,
         StatusCode::OK,
         "web/check_inbox.html",
-        json!({"message": format!("If {address} belongs to a list here, a message with a sign-in link is on its way."),
-               "sender": "the owner address of one of your lists (its name ends in +owner)",
-               "expiry": format!("{SIGNIN_MINUTES} minutes, once"),
-               "link": {"href": "/lists", "text": "See all lists"}}),
+        CheckInbox::signin(&address.to_string(), SIGNIN_MINUTES),
     )
 }
 
@@ -127,9 +137,7 @@ async fn signin_page(State(state): State<AppState>, Path(token): Path<String>) -
             &state,
             StatusCode::OK,
             "web/confirm.html",
-            json!({"title": "Sign in",
-                   "message": format!("Press the button to sign in as {address}."),
-                   "button": "Sign in", "action": format!("/signin/{token}")}),
+            Button::sign_in(&address, &token),
         ),
         Ok(view) => spent_link(&state, &view),
         Err(e) => unexpected(&state, &e),
@@ -166,18 +174,15 @@ async fn signin(
 
 /// A used or expired link is `410`, an unknown one `404`; both lead back to `/signin`.
 fn spent_link(state: &AppState, view: &SigninView) -> Response {
-    let (status, title) = match view {
-        SigninView::Used => (StatusCode::GONE, "This sign-in link has already been used"),
-        SigninView::Expired => (StatusCode::GONE, "This sign-in link has expired"),
-        _ => (StatusCode::NOT_FOUND, "This sign-in link is not valid"),
+    let status = match view {
+        SigninView::Used | SigninView::Expired => StatusCode::GONE,
+        _ => StatusCode::NOT_FOUND,
     };
     page(
         state,
         status,
         "web/message.html",
-        json!({"title": title,
-               "message": "Each link works once, for 15 minutes. Ask for a new one.",
-               "link": {"href": "/signin", "text": "Sign in again"}}),
+        Message::signin_link_spent(view),
     )
 }
 
@@ -191,8 +196,7 @@ async fn signout(State(state): State<AppState>, jar: CookieJar, form: CsrfForm) 
             &state,
             StatusCode::OK,
             "web/message.html",
-            json!({"title": "You are signed out", "message": "Your session has ended.",
-                   "link": {"href": "/signin", "text": "Sign in again"}}),
+            Message::signed_out(),
         ),
     )
         .into_response()
@@ -202,6 +206,16 @@ async fn signout(State(state): State<AppState>, jar: CookieJar, form: CsrfForm) 
 struct MeQuery {
     changed: Option<String>,
     left: Option<String>,
+}
+
+/// `web/me.html`: the signed-in person's lists and their settings there.
+#[derive(serde::Serialize)]
+struct MePage<'a> {
+    address: String,
+    csrf: &'a str,
+    lists: &'a [MyList],
+    notice: Option<String>,
+    is_site_admin: bool,
 }
 
 async fn me(
@@ -220,19 +234,19 @@ async fn me(
             .map(|l| l.name.clone())
             .unwrap_or_else(|| id.to_string())
     };
-    let notice = match (&q.changed, &q.left) {
-        (Some(id), _) => Some(format!("Your settings for {} are saved.", name_of(id))),
-        (_, Some(id)) => Some(format!(
-            "You have left the list {id}. A goodbye message is on its way."
-        )),
-        _ => None,
-    };
+    let changed = q.changed.as_deref().map(name_of);
+    let notice = super::views::me_notice(changed.as_deref(), q.left.as_deref());
     page(
         &state,
         StatusCode::OK,
         "web/me.html",
-        json!({"address": viewer.address.to_string(), "csrf": viewer.csrf, "lists": lists,
-               "notice": notice, "is_site_admin": viewer.is_site_admin}),
+        MePage {
+            address: viewer.address.to_string(),
+            csrf: &viewer.csrf,
+            lists: &lists,
+            notice,
+            is_site_admin: viewer.is_site_admin,
+        },
     )
 }
 
@@ -269,9 +283,7 @@ async fn change(
             &state,
             StatusCode::NOT_FOUND,
             "web/message.html",
-            json!({"title": "Error: you are not subscribed to this list",
-                   "message": "Nothing was changed.",
-                   "link": {"href": "/me", "text": "Your subscriptions"}}),
+            Message::not_a_member(),
         ),
         Err(e) => unexpected(&state, &e),
     }
@@ -298,8 +310,7 @@ fn bad_change(state: &AppState, reason: &str) -> Response {
         state,
         StatusCode::BAD_REQUEST,
         "web/message.html",
-        json!({"title": "Error: nothing was changed", "message": reason,
-               "link": {"href": "/me", "text": "Your subscriptions"}}),
+        Message::nothing_changed(reason),
     )
 }
 
@@ -320,37 +331,17 @@ async fn preferences(
         to_completion(async move { app.update_preferences_with_token(&token, &change).await })
             .await;
     match done {
-        Ok(MyChangeOutcome::Changed { list, member }) => {
-            let how = match member.mode {
-                crate::domain::Mode::Each => "every message as it is sent",
-                crate::domain::Mode::Digest => "the messages gathered into digests",
-                crate::domain::Mode::DigestPlain => "the messages gathered into plain-text digests",
-            };
-            let what = match member.delivery {
-                crate::domain::Delivery::Disabled => format!(
-                    "Delivery to {} is paused: you stay a member of {} and receive nothing until you turn it back on; then you will get {how}.",
-                    member.address, list.settings.name
-                ),
-                crate::domain::Delivery::Enabled => format!(
-                    "{} receives {how} from {}.",
-                    member.address, list.settings.name
-                ),
-            };
-            page(
-                &state,
-                StatusCode::OK,
-                "web/message.html",
-                json!({"title": "Your preferences are saved", "message": what,
-                       "link": {"href": "/signin", "text": "Sign in to change more"}}),
-            )
-        }
+        Ok(MyChangeOutcome::Changed { list, member }) => page(
+            &state,
+            StatusCode::OK,
+            "web/message.html",
+            Message::preferences_saved(&list, &member),
+        ),
         Ok(_) => page(
             &state,
             StatusCode::NOT_FOUND,
             "web/message.html",
-            json!({"title": "This link is not valid",
-                   "message": "Nothing was changed. Use the link from a recent message of the list.",
-                   "link": {"href": "/lists", "text": "See all lists"}}),
+            Message::preferences_link_invalid(),
         ),
         Err(e) => unexpected(&state, &e),
     }

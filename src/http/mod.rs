@@ -12,6 +12,7 @@ pub mod metrics;
 mod pages;
 pub mod session;
 mod subscribe;
+mod views;
 
 use crate::app::App;
 use axum::Router;
@@ -148,8 +149,7 @@ async fn not_found(axum::extract::State(state): axum::extract::State<AppState>) 
         &state,
         StatusCode::NOT_FOUND,
         "web/message.html",
-        serde_json::json!({"title": "Page not found", "message": "There is nothing at this address.",
-                           "link": {"href": "/", "text": "See all lists"}}),
+        views::Message::not_found(views::Link::new("/", "See all lists")),
     )
 }
 
@@ -158,7 +158,7 @@ pub(crate) fn page(
     state: &AppState,
     status: StatusCode,
     name: &str,
-    ctx: serde_json::Value,
+    ctx: impl serde::Serialize,
 ) -> Response {
     match state.app.templates().render(name, ctx) {
         Ok(html) => (status, Html(html)).into_response(),
@@ -194,18 +194,11 @@ pub(crate) fn too_many_requests(
     back_text: &str,
 ) -> Response {
     let minutes = wait.as_secs().div_ceil(60).max(1);
-    let when = if minutes == 1 {
-        "a minute".to_string()
-    } else {
-        format!("{minutes} minutes")
-    };
     let mut r = page(
         state,
         StatusCode::TOO_MANY_REQUESTS,
         "web/message.html",
-        serde_json::json!({"title": "Error: too many requests",
-                           "message": format!("Too many requests came from your network. Please try again in {when}."),
-                           "link": {"href": back, "text": back_text}}),
+        views::Message::too_many_requests(minutes, views::Link::new(back, back_text)),
     );
     r.headers_mut().insert(
         header::RETRY_AFTER,
@@ -221,6 +214,6 @@ pub(crate) fn unexpected(state: &AppState, e: &crate::app::AppError) -> Response
         state,
         StatusCode::INTERNAL_SERVER_ERROR,
         "web/message.html",
-        serde_json::json!({"title": "Something went wrong", "message": "Please try again in a few minutes."}),
+        views::Message::unexpected(),
     )
 }

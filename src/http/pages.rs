@@ -1,7 +1,9 @@
 //! Public pages: the index of lists, a list's page, health and readiness.
 
+use super::views::Message;
 use super::{AppState, page, unexpected};
 use crate::app::AppError;
+use crate::app::lists::ListInfo;
 use crate::domain::ListRef;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -56,7 +58,7 @@ async fn index(State(state): State<AppState>) -> Response {
             &state,
             StatusCode::OK,
             "web/index.html",
-            json!({ "lists": lists }),
+            Index { lists: &lists },
         ),
         Err(e) => unexpected(&state, &e),
     }
@@ -64,6 +66,28 @@ async fn index(State(state): State<AppState>) -> Response {
 
 async fn list_page(State(state): State<AppState>, Path(list): Path<String>) -> Response {
     list_page_with(&state, &list, StatusCode::OK, None, ("", "")).await
+}
+
+/// `web/index.html`.
+#[derive(serde::Serialize)]
+struct Index<'a> {
+    lists: &'a [ListInfo],
+}
+
+/// `web/list.html`: a list's page and its two forms, one of them perhaps with an error
+/// and what was typed into it.
+#[derive(serde::Serialize)]
+struct ListPage<'a> {
+    title: &'a str,
+    list: &'a ListInfo,
+    error: Option<&'a str>,
+    /// `subscribe` or `unsubscribe`: the form the error belongs to.
+    error_form: Option<&'static str>,
+    description: serde_json::Value,
+    email: &'a str,
+    name: &'a str,
+    subscribe_address: String,
+    unsubscribe_address: String,
 }
 
 /// Which form of the list page an error belongs to.
@@ -99,20 +123,20 @@ pub(crate) async fn list_page_with(
                 state,
                 status,
                 "web/list.html",
-                json!({
-                    "title": info.settings.name,
-                    "list": info,
-                    "error": error.map(|(_, e)| e),
-                    "error_form": error.map(|(f, _)| match f {
+                ListPage {
+                    title: &info.settings.name,
+                    list: &info,
+                    error: error.map(|(_, e)| e),
+                    error_form: error.map(|(f, _)| match f {
                         FormError::Subscribe => "subscribe",
                         FormError::Unsubscribe => "unsubscribe",
                     }),
-                    "description": paragraphs(&info.settings.description),
-                    "email": email,
-                    "name": name,
-                    "subscribe_address": suffix("subscribe"),
-                    "unsubscribe_address": suffix("unsubscribe"),
-                }),
+                    description: paragraphs(&info.settings.description),
+                    email,
+                    name,
+                    subscribe_address: suffix("subscribe"),
+                    unsubscribe_address: suffix("unsubscribe"),
+                },
             )
         }
         Err(AppError::NoSuchList(_) | AppError::BadAddress(_)) => list_not_found(state),
@@ -125,8 +149,7 @@ pub(crate) fn list_not_found(state: &AppState) -> Response {
         state,
         StatusCode::NOT_FOUND,
         "web/message.html",
-        json!({"title": "No such list", "message": "There is no mailing list at this address.",
-               "link": {"href": "/", "text": "See all lists"}}),
+        Message::no_such_list(),
     )
 }
 

@@ -6,6 +6,7 @@
 //! without its session's `csrf` field with `403`. So no handler can forget either.
 
 use super::client::{BadForm, FormFields};
+use super::views::Message;
 use super::{AppState, page, unexpected};
 use crate::app::sessions::Viewer;
 use crate::domain::{ReturnPath, SessionId};
@@ -15,7 +16,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use serde_json::json;
 
 /// The name of the session cookie.
 pub const COOKIE: &str = "listd_session";
@@ -120,7 +120,7 @@ impl FromRequest<AppState> for CsrfForm {
                     state,
                     StatusCode::BAD_REQUEST,
                     "web/message.html",
-                    json!({"title": "Error: the form could not be read", "message": e}),
+                    Message::form_unreadable(e),
                 )
             })?;
         let submitted = fields.get("csrf").unwrap_or("");
@@ -129,9 +129,7 @@ impl FromRequest<AppState> for CsrfForm {
                 state,
                 StatusCode::FORBIDDEN,
                 "web/message.html",
-                json!({"title": "Error: this form has expired",
-                       "message": "Nothing was changed. The form came from an earlier or another session; open the page again and repeat what you did.",
-                       "link": {"href": "/me", "text": "Your subscriptions"}}),
+                Message::form_expired(),
             ));
         }
         Ok(CsrfForm { viewer, fields })

@@ -7,13 +7,13 @@
 
 use super::client::{FormFields, PeerAddr, client_ip, wants_json};
 use super::pages::{FormError, list_not_found, list_page_with};
+use super::views::{Button, CheckInbox, Message};
 use super::{AppState, page, to_completion, unexpected};
 use crate::app::AppError;
 use crate::app::subscriptions::{
     ConfirmOutcome, ConfirmVia, Request, Standing, TokenView, UnsubscribeOutcome,
 };
-use crate::app::web_requests::WebRequestKind;
-use crate::domain::{EmailAddress, Evidence, List, ListRef, MemberStatus, Source};
+use crate::domain::{EmailAddress, Evidence, List, ListRef, MemberStatus, RequestKind, Source};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -122,8 +122,8 @@ async fn request(
         // stored now, carried out by the workers: the answer takes as long for a
         // member as for a stranger (no timing tell)
         let kind = match kind {
-            Kind::Join => WebRequestKind::Subscribe,
-            Kind::Leave => WebRequestKind::Unsubscribe,
+            Kind::Join => RequestKind::Subscribe,
+            Kind::Leave => RequestKind::Unsubscribe,
         };
         let (app, list) = (state.app.clone(), list_info.clone());
         let done =
@@ -155,25 +155,12 @@ fn too_many(state: &AppState, list: &str, json: bool, wait: std::time::Duration)
 
 /// The neutral page every well-formed request gets (docs/standards.md#20).
 fn check_inbox(state: &AppState, list_info: &List, address: &EmailAddress, kind: Kind) -> Response {
-    let message = match kind {
-        Kind::Join => format!(
-            "If {address} can join {}, a message is on its way with a link to confirm. You are not subscribed until you confirm.",
-            list_info.settings.name
-        ),
-        Kind::Leave => format!(
-            "If {address} is subscribed to {}, a message is on its way with a link to confirm leaving.",
-            list_info.settings.name
-        ),
-    };
     let hours = state.app.settings().confirm_expiry.as_secs().div_ceil(3600);
     page(
         state,
         StatusCode::OK,
         "web/check_inbox.html",
-        json!({"message": message,
-               "sender": list_info.address.with_suffix("owner"),
-               "expiry": if hours == 1 { "an hour".to_string() } else { format!("{hours} hours") },
-               "link": {"href": format!("/lists/{}", list_info.address.list_id()), "text": format!("Back to {}", list_info.settings.name)}}),
+        CheckInbox::membership(list_info, &address.to_string(), kind == Kind::Join, hours),
     )
 }
 
@@ -252,17 +239,13 @@ async fn confirm_page(State(state): State<AppState>, Path(token): Path<String>) 
             &state,
             StatusCode::OK,
             "web/confirm.html",
-            json!({"title": format!("Join {}", list.settings.name),
-                   "message": format!("Press the button to subscribe {address} to {} <{}>.", list.settings.name, list.address),
-                   "button": "Confirm subscription", "action": action}),
+            Button::confirm_join(&list, &address, action),
         ),
         TokenView::Unsubscribe { list, address } => page(
             &state,
             StatusCode::OK,
             "web/confirm.html",
-            json!({"title": format!("Leave {}", list.settings.name),
-                   "message": format!("Press the button to unsubscribe {address} from {} <{}>.", list.settings.name, list.address),
-                   "button": "Confirm unsubscription", "action": action}),
+            Button::confirm_leave(&list, &address, action),
         ),
         TokenView::Used {
             list,
@@ -288,33 +271,15 @@ async fn confirm(
             Err(e) => return unexpected(&state, &e),
         };
     match outcome {
-        ConfirmOutcome::Subscribed { list, address } => done(
-            &state,
-            &list,
-            "You are subscribed",
-            &format!(
-                "{address} is now a member of {}. A welcome message is on its way.",
-                list.settings.name
-            ),
-        ),
-        ConfirmOutcome::AwaitingApproval { list, address } => done(
-            &state,
-            &list,
-            "Thank you",
-            &format!(
-                "{address} is confirmed. The owners of {} will review the request.",
-                list.settings.name
-            ),
-        ),
-        ConfirmOutcome::Unsubscribed { list, address } => done(
-            &state,
-            &list,
-            "You have left the list",
-            &format!(
-                "{address} will receive no more messages from {}.",
-                list.settings.name
-            ),
-        ),
+        ConfirmOutcome::Subscribed { list, address } => {
+            done(&state, Message::subscribed(&list, &address))
+        }
+        ConfirmOutcome::AwaitingApproval { list, address } => {
+            done(&state, Message::awaiting_approval(&list, &address))
+        }
+        ConfirmOutcome::Unsubscribed { list, address } => {
+            done(&state, Message::left(&list, &address))
+        }
         ConfirmOutcome::Used {
             list,
             address,
@@ -325,58 +290,32 @@ async fn confirm(
     }
 }
 
-fn done(state: &AppState, list: &List, title: &str, message: &str) -> Response {
-    page(
-        state,
-        StatusCode::OK,
-        "web/message.html",
-        json!({"title": title, "message": message,
-               "link": {"href": format!("/lists/{}", list.address.list_id()), "text": format!("Back to {}", list.settings.name)}}),
-    )
+fn done(state: &AppState, message: Message) -> Response {
+    page(state, StatusCode::OK, "web/message.html", message)
 }
 
 /// A confirmation link used before, opened again by the person it was mailed to: 410,
 /// and the truth about where their address stands, with a way to the list's page.
 fn used(state: &AppState, list: &List, address: &str, standing: Standing) -> Response {
-    let name = &list.settings.name;
-    let message = match standing {
-        Standing::Subscribed => format!("{address} is subscribed to {name}. Nothing more to do."),
-        Standing::AwaitingApproval => {
-            format!("{address} is confirmed; the owners of {name} are reviewing the request.")
-        }
-        Standing::NotSubscribed => format!(
-            "{address} is not subscribed to {name}. To join, use the form on the list's page."
-        ),
-    };
     page(
         state,
         StatusCode::GONE,
         "web/message.html",
-        json!({"title": "This link has already been used",
-               "message": message,
-               "link": {"href": format!("/lists/{}", list.address.list_id()), "text": format!("Go to {name}")}}),
+        Message::confirmation_used(list, address, standing),
     )
 }
 
 /// An expired or unknown confirmation link: 410 when we know the list, else 404.
 fn spent(state: &AppState, list: Option<&List>) -> Response {
-    let (status, link) = match list {
-        Some(l) => (
-            StatusCode::GONE,
-            json!({"href": format!("/lists/{}", l.address.list_id()), "text": format!("Go to {}", l.settings.name)}),
-        ),
-        None => (
-            StatusCode::NOT_FOUND,
-            json!({"href": "/", "text": "See all lists"}),
-        ),
+    let status = match list {
+        Some(_) => StatusCode::GONE,
+        None => StatusCode::NOT_FOUND,
     };
     page(
         state,
         status,
         "web/message.html",
-        json!({"title": "This link has already been used or has expired",
-               "message": "Nothing was changed. If you still want to join or leave, start again from the list's page.",
-               "link": link}),
+        Message::confirmation_spent(list),
     )
 }
 
@@ -393,10 +332,7 @@ async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<Strin
         &state,
         StatusCode::OK,
         "web/unsubscribe.html",
-        json!({"title": format!("Leave {}", list.settings.name),
-               "message": format!("Press the button to unsubscribe {address} from {} <{}>.", list.settings.name, list.address),
-               "action": format!("/unsubscribe/{token}"),
-               "preferences": format!("/preferences/{token}")}),
+        Button::unsubscribe(&list, &address, &token),
     )
 }
 
@@ -406,9 +342,7 @@ fn already_left(state: &AppState, list: &List, address: &str) -> Response {
         state,
         StatusCode::OK,
         "web/message.html",
-        json!({"title": format!("You have already left {}", list.settings.name),
-               "message": format!("{address} receives no messages from {}. To join again, use the form on the list's page.", list.settings.name),
-               "link": {"href": format!("/lists/{}", list.address.list_id()), "text": format!("Join {} again", list.settings.name)}}),
+        Message::already_left(list, address),
     )
 }
 
@@ -417,35 +351,20 @@ fn already_left(state: &AppState, list: &List, address: &str) -> Response {
 async fn resume_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let found = state.app.inspect_resume_token(&token).await;
     button_page(&state, found, "web/resume.html", |list, address| {
-        (
-            format!("Receive {} again", list.settings.name),
-            format!(
-                "Messages from {} <{}> to {address} stopped because they bounced. Press the button to receive them again.",
-                list.settings.name, list.address
-            ),
-            format!("/resume/{token}"),
-        )
+        Button::resume(list, address, &token)
     })
 }
 
-/// The page of a member's link: one button that posts back to it. `text` gives the
-/// title, the message and the form's action.
+/// The page of a member's link: one button that posts back to it, as `button` makes
+/// it for the list and address the link names.
 fn button_page(
     state: &AppState,
     found: Result<Option<(List, String)>, AppError>,
     template: &str,
-    text: impl FnOnce(&List, &str) -> (String, String, String),
+    button: impl FnOnce(&List, &str) -> Button,
 ) -> Response {
     match found {
-        Ok(Some((list, address))) => {
-            let (title, message, action) = text(&list, &address);
-            page(
-                state,
-                StatusCode::OK,
-                template,
-                json!({"title": title, "message": message, "action": action}),
-            )
-        }
+        Ok(Some((list, address))) => page(state, StatusCode::OK, template, button(&list, &address)),
         Ok(None) => bad_unsubscribe_token(state),
         Err(e) => unexpected(state, &e),
     }
@@ -454,15 +373,7 @@ fn button_page(
 async fn resume(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let (app, t) = (state.app.clone(), token.clone());
     match to_completion(async move { app.resume_delivery_with_token(&t).await }).await {
-        Ok(Some((list, address))) => done(
-            &state,
-            &list,
-            "Delivery is on again",
-            &format!(
-                "{address} will receive messages from {} again.",
-                list.settings.name
-            ),
-        ),
+        Ok(Some((list, address))) => done(&state, Message::delivery_resumed(&list, &address)),
         Ok(None) => bad_unsubscribe_token(&state),
         Err(e) => unexpected(&state, &e),
     }
@@ -476,15 +387,9 @@ async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -
         Ok(UnsubscribeOutcome::AlreadyGone { list, address }) => {
             already_left(&state, &list, &address)
         }
-        Ok(UnsubscribeOutcome::Unsubscribed { list, address }) => done(
-            &state,
-            &list,
-            "You have left the list",
-            &format!(
-                "{address} will receive no more messages from {}.",
-                list.settings.name
-            ),
-        ),
+        Ok(UnsubscribeOutcome::Unsubscribed { list, address }) => {
+            done(&state, Message::left(&list, &address))
+        }
         Ok(UnsubscribeOutcome::InvalidToken) => bad_unsubscribe_token(&state),
         Err(e) => unexpected(&state, &e),
     }
@@ -495,9 +400,7 @@ fn bad_unsubscribe_token(state: &AppState) -> Response {
         state,
         StatusCode::NOT_FOUND,
         "web/message.html",
-        json!({"title": "This unsubscribe link is not valid",
-               "message": "Nothing was changed. Use the link from a recent message of the list, or the list's page.",
-               "link": {"href": "/", "text": "See all lists"}}),
+        Message::bad_unsubscribe_token(),
     )
 }
 

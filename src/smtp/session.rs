@@ -203,84 +203,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin, B: Backend> Session<S, B> {
             if let Err(e) = self.flush().await {
                 return End::Io(e);
             }
-            let now = Instant::now();
-            if now >= self.deadline {
-                return self
-                    .goodbye(
-                        replies::session_too_long(&self.config.hostname),
-                        End::SessionTimeout,
-                    )
-                    .await;
-            }
-            let slow_deadline = self.slow_deadline();
-            if slow_deadline.is_some_and(|d| now >= d) {
-                return self.too_slow().await;
-            }
-            let wait = self
-                .config
-                .idle_timeout
-                .min(self.deadline - now)
-                .min(slow_deadline.map_or(Duration::MAX, |d| d - now));
-            // A stop interrupts a session between transactions only: a message being
-            // received gets the grace period to finish.
-            let interruptible = !matches!(self.state, State::Data(..));
-            let stop = &mut self.stop;
-            let stopping = async move {
-                match stop {
-                    Some(stop) if interruptible => {
-                        if stop.wait_for(|stop| *stop).await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    _ => std::future::pending().await,
-                }
+            let n = match self.read_some(&mut buf).await {
+                Ok(n) => n,
+                Err(end) => return end,
             };
-            let read = tokio::select! {
-                read = tokio::time::timeout(wait, self.stream.read(&mut buf)) => read,
-                () = stopping => {
-                    return self.goodbye(replies::shutting_down(&self.config.hostname), End::Shutdown).await;
-                }
+            let end = match self.ingest(&buf[..n]).await {
+                Flow::Continue => continue,
+                Flow::Close => End::Quit,
+                Flow::StartTls => End::StartTls,
             };
-            let n = match read {
-                Ok(Ok(0)) => return End::ClientClosed,
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return End::Io(e),
-                Err(_) if Instant::now() >= self.deadline => {
-                    return self
-                        .goodbye(
-                            replies::session_too_long(&self.config.hostname),
-                            End::SessionTimeout,
-                        )
-                        .await;
-                }
-                Err(_) if slow_deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return self.too_slow().await;
-                }
-                Err(_) => {
-                    return self
-                        .goodbye(
-                            replies::idle_timeout(&self.config.hostname),
-                            End::IdleTimeout,
-                        )
-                        .await;
-                }
+            return match self.flush().await {
+                Ok(()) => end,
+                Err(e) => End::Io(e),
             };
-            match self.ingest(&buf[..n]).await {
-                Flow::Continue => {}
-                Flow::Close => {
-                    return match self.flush().await {
-                        Ok(()) => End::Quit,
-                        Err(e) => End::Io(e),
-                    };
-                }
-                Flow::StartTls => {
-                    return match self.flush().await {
-                        Ok(()) => End::StartTls,
-                        Err(e) => End::Io(e),
-                    };
-                }
-            }
         }
+    }
+
+    /// Reads what the client sends next into `buf`; or ends the session (saying
+    /// goodbye when there is a reason to give) when a deadline passes, the client
+    /// goes, or the server stops.
+    async fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, End> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(self.session_too_long().await);
+        }
+        let slow_deadline = self.slow_deadline();
+        if slow_deadline.is_some_and(|d| now >= d) {
+            return Err(self.too_slow().await);
+        }
+        let wait = self
+            .config
+            .idle_timeout
+            .min(self.deadline - now)
+            .min(slow_deadline.map_or(Duration::MAX, |d| d - now));
+        // A stop interrupts a session between transactions only: a message being
+        // received gets the grace period to finish.
+        let interruptible = !matches!(self.state, State::Data(..));
+        let stop = &mut self.stop;
+        let stopping = async move {
+            match stop {
+                Some(stop) if interruptible => {
+                    if stop.wait_for(|stop| *stop).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        let read = tokio::select! {
+            read = tokio::time::timeout(wait, self.stream.read(buf)) => read,
+            () = stopping => {
+                return Err(self.goodbye(replies::shutting_down(&self.config.hostname), End::Shutdown).await);
+            }
+        };
+        match read {
+            Ok(Ok(0)) => Err(End::ClientClosed),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(End::Io(e)),
+            Err(_) if Instant::now() >= self.deadline => Err(self.session_too_long().await),
+            Err(_) if slow_deadline.is_some_and(|d| Instant::now() >= d) => {
+                Err(self.too_slow().await)
+            }
+            Err(_) => Err(self
+                .goodbye(
+                    replies::idle_timeout(&self.config.hostname),
+                    End::IdleTimeout,
+                )
+                .await),
+        }
+    }
+
+    /// `421` for a session past its whole-session limit.
+    async fn session_too_long(&mut self) -> End {
+        self.goodbye(
+            replies::session_too_long(&self.config.hostname),
+            End::SessionTimeout,
+        )
+        .await
     }
 
     /// When the command line or message under way must be complete: a command line

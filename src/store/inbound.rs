@@ -1,11 +1,25 @@
 //! The `inbound` table: received mail, stored before it is acknowledged.
 
+use crate::domain::route::Action;
+use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool};
+
+/// One address a message was accepted for, as stored in `inbound.recipients` (a JSON
+/// array of `{"address", "list_id", "action", "token"}`): the list is named by its id
+/// (`dev.lists.example.org`) and read again when the message is processed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InboundRecipient {
+    /// The RCPT TO address as the client wrote it.
+    pub address: String,
+    pub list_id: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
 
 /// A message as received.
 pub struct NewInbound<'a> {
     pub mail_from: Option<&'a str>,
-    pub recipients: serde_json::Value,
+    pub recipients: &'a [InboundRecipient],
     pub helo: &'a str,
     pub peer: Option<String>,
     pub tls: bool,
@@ -24,7 +38,7 @@ pub async fn insert_inbound(
         returning id
         "#,
         m.mail_from,
-        m.recipients,
+        Json(m.recipients) as _,
         m.helo,
         m.peer,
         m.tls,
@@ -40,7 +54,9 @@ pub async fn insert_inbound(
 pub struct InboundRow {
     pub id: i64,
     pub mail_from: Option<String>,
-    pub recipients: serde_json::Value,
+    /// Why the stored recipients cannot be read, when they cannot: the message then
+    /// fails like any other that cannot be processed, and is kept for the operator.
+    pub recipients: Result<Vec<InboundRecipient>, String>,
     pub raw: Vec<u8>,
     pub attempts: i32,
 }
@@ -51,8 +67,7 @@ pub async fn claim_inbound(
     limit: i64,
     lease_secs: f64,
 ) -> Result<Vec<InboundRow>, sqlx::Error> {
-    sqlx::query_as!(
-        InboundRow,
+    let rows = sqlx::query!(
         r#"
         update inbound i set locked_until = now() + make_interval(secs => $2), attempts = i.attempts + 1
         from (
@@ -69,7 +84,18 @@ pub async fn claim_inbound(
         lease_secs
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| InboundRow {
+            id: r.id,
+            mail_from: r.mail_from,
+            recipients: serde_json::from_value(r.recipients)
+                .map_err(|e| format!("unreadable recipients: {e}")),
+            raw: r.raw,
+            attempts: r.attempts,
+        })
+        .collect())
 }
 
 pub async fn update_inbound_done(
@@ -138,7 +164,8 @@ pub struct InboundRecord {
     pub id: i64,
     pub received_at: time::OffsetDateTime,
     pub mail_from: Option<String>,
-    pub recipients: serde_json::Value,
+    /// The addresses it was accepted for.
+    pub recipients: Vec<String>,
     pub peer: Option<String>,
     pub protocol: String,
     pub status: String,
@@ -149,8 +176,10 @@ pub struct InboundRecord {
     pub size: i32,
 }
 
-const RECORD_COLUMNS: &str = "id, received_at, mail_from, recipients, peer, protocol, status, \
-     attempts, outcome, last_error, processed_at, octet_length(raw) as size";
+const RECORD_COLUMNS: &str = "id, received_at, mail_from, \
+     array(select e->>'address' from jsonb_array_elements(case jsonb_typeof(recipients) \
+         when 'array' then recipients else '[]' end) e where e->>'address' is not null) as recipients, \
+     peer, protocol, status, attempts, outcome, last_error, processed_at, octet_length(raw) as size";
 
 /// The newest received messages, of one status or all, newest first.
 pub async fn list_inbound_records(

@@ -1,8 +1,9 @@
 //! The `outbound` queue: insert in the caller's transaction, claim with a lease,
 //! record the outcome.
 
-use crate::domain::Purpose;
+use super::decode;
 use crate::domain::outbound::QueueStats;
+use crate::domain::{Delivery, MemberStatus, Purpose};
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -36,29 +37,63 @@ pub async fn insert_outbound(
     .await
 }
 
-/// A claimed message: complete bytes, or a copy of a post to be built for its member.
+/// A claimed row of the queue: who it goes to, how often it was tried, and what it
+/// holds.
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    pub entry: Entry,
+    pub content: Content,
+}
+
+/// What every claimed row has, whatever it holds.
+#[derive(Debug, Clone)]
+pub struct Entry {
     pub id: i64,
     pub recipient: String,
+    /// Counting this one.
     pub attempts: i32,
     pub created_at: OffsetDateTime,
-    pub envelope_from: Option<String>,
-    pub message: Option<Vec<u8>>,
-    pub post_id: Option<i64>,
-    /// A digest copy's edition.
-    pub digest_id: Option<i64>,
-    pub member_id: Option<Uuid>,
-    /// When the member's current membership began (for their unsubscribe token).
-    pub member_since: Option<OffsetDateTime>,
-    /// The member's status and delivery setting now (a member who left or turned
-    /// delivery off is not sent the copies still queued).
-    pub member_status: Option<String>,
-    pub member_delivery: Option<String>,
-    /// The member's short id (for the VERP sender) and unsubscribe key (for the
-    /// `L+unsubscribe+TOKEN@D` address).
-    pub member_short_id: Option<i64>,
-    pub member_unsubscribe_key: Option<Vec<u8>>,
+}
+
+/// What a claimed row holds (the schema's `outbound_content_check`).
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// A complete message and its envelope sender (confirmations, notices, forwards).
+    Whole {
+        envelope_from: String,
+        message: Vec<u8>,
+    },
+    /// A member's copy of a post or a digest, built when it is sent. `member` is the
+    /// member as they are now, `None` when their row no longer exists.
+    Copy {
+        of: CopyOf,
+        member_id: Uuid,
+        member: Option<CopyMember>,
+    },
+    /// A row that cannot be read as either (a bug, or a schema this build does not
+    /// know): kept queued as listd's own fault rather than stopping the whole claim.
+    Unreadable(String),
+}
+
+/// What a member's copy is made from: a post, or one edition of a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyOf {
+    Post(i64),
+    Digest(i64),
+}
+
+/// The member a copy is for, read when the copy is claimed (a member who left or
+/// turned delivery off is not sent the copies still queued).
+#[derive(Debug, Clone)]
+pub struct CopyMember {
+    /// When the current membership began (for the unsubscribe token).
+    pub since: Option<OffsetDateTime>,
+    pub status: MemberStatus,
+    pub delivery: Delivery,
+    /// For the VERP envelope sender.
+    pub short_id: i64,
+    /// For the `L+unsubscribe+TOKEN@D` address.
+    pub unsubscribe_key: Vec<u8>,
 }
 
 /// Leases up to `limit` due messages for `lease_secs` seconds. Rows leased by a live
@@ -73,8 +108,8 @@ pub async fn claim_due(
     limit: i64,
     lease_secs: f64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    sqlx::query_as!(
-        Claimed,
+    let rows = sqlx::query_as!(
+        ClaimedRow,
         r#"
         with due as materialized (
             select id, member_id from outbound
@@ -97,7 +132,93 @@ pub async fn claim_due(
         lease_secs
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(Claimed::from).collect())
+}
+
+/// A claimed row as the statement returns it.
+struct ClaimedRow {
+    id: i64,
+    recipient: String,
+    attempts: i32,
+    created_at: OffsetDateTime,
+    envelope_from: Option<String>,
+    message: Option<Vec<u8>>,
+    post_id: Option<i64>,
+    digest_id: Option<i64>,
+    member_id: Option<Uuid>,
+    member_since: Option<OffsetDateTime>,
+    member_status: Option<String>,
+    member_delivery: Option<String>,
+    member_short_id: Option<i64>,
+    member_unsubscribe_key: Option<Vec<u8>>,
+}
+
+impl From<ClaimedRow> for Claimed {
+    fn from(r: ClaimedRow) -> Claimed {
+        let entry = Entry {
+            id: r.id,
+            recipient: r.recipient,
+            attempts: r.attempts,
+            created_at: r.created_at,
+        };
+        let of = match (r.post_id, r.digest_id) {
+            (Some(id), _) => Some(CopyOf::Post(id)),
+            (None, Some(id)) => Some(CopyOf::Digest(id)),
+            (None, None) => None,
+        };
+        let content = match (r.envelope_from, r.message, of, r.member_id) {
+            (Some(envelope_from), Some(message), _, _) => Content::Whole {
+                envelope_from,
+                message,
+            },
+            (_, _, Some(of), Some(member_id)) => {
+                let member = match r.member_status {
+                    // the member's row is gone
+                    None => Ok(None),
+                    Some(status) => copy_member(
+                        r.member_since,
+                        &status,
+                        r.member_delivery.as_deref(),
+                        r.member_short_id,
+                        r.member_unsubscribe_key,
+                    )
+                    .map(Some),
+                };
+                match member {
+                    Ok(member) => Content::Copy {
+                        of,
+                        member_id,
+                        member,
+                    },
+                    Err(e) => Content::Unreadable(e.to_string()),
+                }
+            }
+            _ => Content::Unreadable("the row holds neither a message nor a member's copy".into()),
+        };
+        Claimed { entry, content }
+    }
+}
+
+/// The member columns of a claimed copy, whose member row exists.
+fn copy_member(
+    since: Option<OffsetDateTime>,
+    status: &str,
+    delivery: Option<&str>,
+    short_id: Option<i64>,
+    unsubscribe_key: Option<Vec<u8>>,
+) -> Result<CopyMember, sqlx::Error> {
+    let missing = |column: &str| sqlx::Error::Decode(format!("no member {column}").into());
+    Ok(CopyMember {
+        since,
+        status: decode("member status", status)?,
+        delivery: decode(
+            "member delivery",
+            delivery.ok_or_else(|| missing("delivery"))?,
+        )?,
+        short_id: short_id.ok_or_else(|| missing("short id"))?,
+        unsubscribe_key: unsubscribe_key.ok_or_else(|| missing("unsubscribe key"))?,
+    })
 }
 
 /// Refreshes the planner's statistics of the queue (a sample: tens of milliseconds).
@@ -369,4 +490,108 @@ pub async fn delete_old_outbound(
     .execute(db)
     .await?
     .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> ClaimedRow {
+        ClaimedRow {
+            id: 7,
+            recipient: "bob@example.com".into(),
+            attempts: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            envelope_from: None,
+            message: None,
+            post_id: None,
+            digest_id: None,
+            member_id: None,
+            member_since: None,
+            member_status: None,
+            member_delivery: None,
+            member_short_id: None,
+            member_unsubscribe_key: None,
+        }
+    }
+
+    fn member_row(of: CopyOf) -> ClaimedRow {
+        let (post_id, digest_id) = match of {
+            CopyOf::Post(id) => (Some(id), None),
+            CopyOf::Digest(id) => (None, Some(id)),
+        };
+        ClaimedRow {
+            post_id,
+            digest_id,
+            member_id: Some(Uuid::nil()),
+            member_since: Some(OffsetDateTime::UNIX_EPOCH),
+            member_status: Some("subscribed".into()),
+            member_delivery: Some("disabled".into()),
+            member_short_id: Some(3),
+            member_unsubscribe_key: Some(vec![1, 2]),
+            ..row()
+        }
+    }
+
+    #[test]
+    fn a_row_with_its_bytes_is_a_whole_message() {
+        let claimed = Claimed::from(ClaimedRow {
+            envelope_from: Some("dev+bounces@lists.example.org".into()),
+            message: Some(b"bytes".to_vec()),
+            ..row()
+        });
+        assert_eq!(claimed.entry.id, 7);
+        assert!(matches!(
+            claimed.content,
+            Content::Whole { envelope_from, message }
+                if envelope_from == "dev+bounces@lists.example.org" && message == b"bytes"
+        ));
+    }
+
+    #[test]
+    fn a_copy_names_its_post_or_digest_and_its_member_as_they_are_now() {
+        for of in [CopyOf::Post(11), CopyOf::Digest(12)] {
+            let Content::Copy {
+                of: read,
+                member: Some(member),
+                ..
+            } = Claimed::from(member_row(of)).content
+            else {
+                panic!("{of:?}: not a copy with its member");
+            };
+            assert_eq!(read, of);
+            assert_eq!(member.status, MemberStatus::Subscribed);
+            assert_eq!(member.delivery, Delivery::Disabled);
+            assert_eq!((member.short_id, member.unsubscribe_key), (3, vec![1, 2]));
+        }
+    }
+
+    #[test]
+    fn a_copy_whose_member_row_is_gone_has_no_member() {
+        let claimed = Claimed::from(ClaimedRow {
+            member_since: None,
+            member_status: None,
+            member_delivery: None,
+            member_short_id: None,
+            member_unsubscribe_key: None,
+            ..member_row(CopyOf::Post(11))
+        });
+        assert!(matches!(
+            claimed.content,
+            Content::Copy { member: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_read_is_kept_as_unreadable_not_an_error_of_the_claim() {
+        let neither = Claimed::from(row());
+        assert!(matches!(neither.content, Content::Unreadable(_)));
+        let odd_status = Claimed::from(ClaimedRow {
+            member_status: Some("wandering".into()),
+            ..member_row(CopyOf::Post(11))
+        });
+        assert!(
+            matches!(odd_status.content, Content::Unreadable(why) if why.contains("wandering"))
+        );
+    }
 }

@@ -795,6 +795,45 @@ async fn processing_a_post_again_does_not_relay_it_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_stored_before_an_upgrade_is_processed_after_it() {
+    let s = server(&["--posting", "open"]).await;
+    add_members(&s, &["bob@example.com"]);
+    // a message accepted by an earlier version and not yet processed when it stopped:
+    // its recipients as that version wrote them, every action with a token, null when
+    // it had none
+    let message = "From: Anne <anne@example.net>\r\nTo: dev@lists.example.org\r\nSubject: Kept\r\nMessage-ID: <kept@example.net>\r\n\r\nbody\r\n";
+    let recipients = serde_json::json!([
+        {"address": LIST, "list_id": "dev.lists.example.org", "action": "post", "token": null},
+        {"address": "dev+help@lists.example.org", "list_id": "dev.lists.example.org",
+         "action": "help", "token": null},
+        {"address": "dev+confirm+nosuchtoken@lists.example.org",
+         "list_id": "dev.lists.example.org", "action": "confirm", "token": "nosuchtoken"},
+    ]);
+    sqlx::query("insert into inbound (mail_from, recipients, raw) values ($1, $2, $3)")
+        .bind("anne@example.net")
+        .bind(&recipients)
+        .bind(message.as_bytes())
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    s.process().await;
+    let (status, outcome): (String, String) = sqlx::query_as("select status, outcome from inbound")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "done", "{outcome}");
+    assert!(outcome.contains("post: post"), "{outcome}");
+    assert!(outcome.contains("help: help sent"), "{outcome}");
+    assert!(outcome.contains("confirm: unknown token"), "{outcome}");
+    assert_eq!(
+        copies_to(&s, "bob@example.com").len(),
+        1,
+        "the post is relayed"
+    );
+    assert_eq!(s.sink.to("anne@example.net").len(), 1, "the help is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_says_354_after_refusing_the_recipient_is_left_not_fed() {
     let s = server(&["--posting", "open"]).await;
     add_members(&s, &["gone@example.net", "bob@example.com"]);
