@@ -573,7 +573,9 @@ async fn search_text(
     let found = walk.matches.len() as i64;
     let mut page = members_by_key(db, list_id, walk.matches).await?;
     if let Some(last) = walk.last.filter(|_| found < limit) {
-        page.extend(search_by_trigram_index(db, list_id, f, Some(last), &pattern, limit - found).await?);
+        page.extend(
+            search_by_trigram_index(db, list_id, f, Some(last), &pattern, limit - found).await?,
+        );
     }
     Ok(page)
 }

@@ -402,7 +402,13 @@ async fn a_search_finds_members_added_renamed_or_moved_after_the_list_was_filled
         assert_eq!(out.code, 0, "{out:?}");
     }
     // renamed
-    let out = s.cli(&["members", "set", LIST, "m24800@example.com", "name=Grace Hopper"]);
+    let out = s.cli(&[
+        "members",
+        "set",
+        LIST,
+        "m24800@example.com",
+        "name=Grace Hopper",
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     // moved to another place in address order, then its name given
     sqlx::query(
@@ -412,7 +418,13 @@ async fn a_search_finds_members_added_renamed_or_moved_after_the_list_was_filled
     .execute(&s.db.pool)
     .await
     .unwrap();
-    let out = s.cli(&["members", "set", LIST, "w00010@example.com", "name=Rear Admiral Hopper"]);
+    let out = s.cli(&[
+        "members",
+        "set",
+        LIST,
+        "w00010@example.com",
+        "name=Rear Admiral Hopper",
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     let expected = [
         "m24800@example.com",
@@ -430,7 +442,11 @@ async fn a_search_finds_members_added_renamed_or_moved_after_the_list_was_filled
         .unwrap();
     assert_eq!(
         search("hopper", 1).await,
-        ["m24800@example.com", "w00010@example.com", "zed@example.com"]
+        [
+            "m24800@example.com",
+            "w00010@example.com",
+            "zed@example.com"
+        ]
     );
     // the address before the move is no longer found
     assert!(search("m00010@", 50).await.is_empty());
