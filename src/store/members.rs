@@ -474,13 +474,15 @@ const SEARCH_WALK_ROWS: i64 = 20_000;
 ///    `search_text`, status and delivery) are read in address order and filtered,
 ///    without reading the table: a text that one member in 400 or more has fills its
 ///    page here, and so does a rarer one whose matches sit together in address order;
-/// 3. otherwise, unless those entries were the rest of the list, the matches are few
-///    or scattered, and the trigram index (pg_trgm) finds all those after the last
-///    entry read, to be sorted (index scans in address order are turned off for
+/// 3. if that leaves the page short, before the end of the list, and a skip from
+///    there passes over the rest of a block, a second walk of 20,000 follows (a text
+///    that a few members early in the list have, and many far on);
+/// 4. otherwise the matches are few or scattered, and the trigram index (pg_trgm)
+///    finds all those after the last entry read, to be sorted (index scans in address order are turned off for
 ///    this step so that the planner cannot go back to reading the list in order).
 ///
 /// Only the rows of the page are read from the table. Without pg_trgm (a server that
-/// refused the extension), step 3 reads the list.
+/// refused the extension), step 4 reads the list.
 pub async fn search_members(
     db: &sqlx::PgPool,
     list_id: Uuid,
@@ -563,20 +565,40 @@ async fn search_text(
 ) -> Result<Vec<Member>, sqlx::Error> {
     let pattern = format!("%{}%", like_escape(text));
     // a text shorter than a trigram cannot skip
-    if text.chars().count() >= 3 {
+    let skips = text.chars().count() >= 3;
+    if skips {
         match skip_to_candidate(db, list_id, text, after.as_ref()).await? {
             Some(from) => after = Some(from),
             None => return Ok(Vec::new()),
         }
     }
-    let walk = walk_in_order(db, list_id, f, after.as_ref(), &pattern, limit).await?;
-    let found = walk.matches.len() as i64;
-    let mut page = members_by_key(db, list_id, walk.matches).await?;
-    if let Some(last) = walk.last.filter(|_| found < limit) {
-        page.extend(
-            search_by_trigram_index(db, list_id, f, Some(last), &pattern, limit - found).await?,
-        );
+    let mut found: Vec<Key> = Vec::new();
+    for walks in 1.. {
+        let needed = limit - found.len() as i64;
+        let walk = walk_in_order(db, list_id, f, after.as_ref(), &pattern, needed).await?;
+        found.extend(walk.matches);
+        let Some(last) = walk.last.filter(|_| (found.len() as i64) < limit) else {
+            return members_by_key(db, list_id, found).await;
+        };
+        if walks == 2 || !skips {
+            after = Some(last);
+            break;
+        }
+        // a second walk only if the skip passes over the rest of the block
+        let block = |k: &Key| k.0.chars().take(2).collect::<String>();
+        match skip_to_candidate(db, list_id, text, Some(&last)).await? {
+            None => return members_by_key(db, list_id, found).await,
+            Some(from) if block(&from) != block(&last) => after = Some(from),
+            Some(_) => {
+                after = Some(last);
+                break;
+            }
+        }
     }
+    let needed = limit - found.len() as i64;
+    let rest = search_by_trigram_index(db, list_id, f, after, &pattern, needed).await?;
+    let mut page = members_by_key(db, list_id, found).await?;
+    page.extend(rest);
     Ok(page)
 }
 

@@ -435,6 +435,19 @@ async fn a_search_finds_members_added_renamed_or_moved_after_the_list_was_filled
     assert_eq!(search("hopper", 50).await, expected);
     assert_eq!(search("HOPPER", 1).await, expected);
     assert_eq!(search("admiral", 50).await, ["w00010@example.com"]);
+    // one match early, the next in a later block: the first walk finds the one, and
+    // the search skips the blocks m1… and m2… (no "adm" there) to walk on from w0…
+    let out = s.cli(&[
+        "members",
+        "set",
+        LIST,
+        "m00030@example.com",
+        "name=Admiral Byrd",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let expected = ["m00030@example.com", "w00010@example.com"];
+    assert_eq!(search("admiral", 50).await, expected);
+    assert_eq!(search("admiral", 1).await, expected);
     // a member who is gone leaves its trigrams behind, and is not found
     sqlx::query("delete from member where address_key = 'yara@example.com'")
         .execute(&s.db.pool)
