@@ -456,9 +456,10 @@ pub struct MemberSearch<'a> {
     pub limit: i64,
 }
 
-/// Rows of the list, in address order, that one step of a search reads in the list's
-/// key index.
+/// Rows of the list, in address order, that a search reads in the list's key index
+/// at first, and after a skip that passed over the rest of a block.
 const SEARCH_WALK_ROWS: i64 = 20_000;
+const SEARCH_SECOND_WALK_ROWS: i64 = 5_000;
 
 /// One page of a list's members, in (address key, role) order after `after` (keyset
 /// paging: a page costs the same however deep it is, and nothing reads the whole
@@ -475,7 +476,7 @@ const SEARCH_WALK_ROWS: i64 = 20_000;
 ///    without reading the table: a text that one member in 400 or more has fills its
 ///    page here, and so does a rarer one whose matches sit together in address order;
 /// 3. if that leaves the page short, before the end of the list, and a skip from
-///    there passes over the rest of a block, a second walk of 20,000 follows (a text
+///    there passes over the rest of a block, a second walk of 5,000 follows (a text
 ///    that a few members early in the list have, and many far on);
 /// 4. otherwise the matches are few or scattered, and the trigram index (pg_trgm)
 ///    finds all those after the last entry read, to be sorted (index scans in address order are turned off for
@@ -575,7 +576,13 @@ async fn search_text(
     let mut found: Vec<Key> = Vec::new();
     for walks in 1.. {
         let needed = limit - found.len() as i64;
-        let walk = walk_in_order(db, list_id, f, after.as_ref(), &pattern, needed).await?;
+        let rows = if walks == 1 {
+            SEARCH_WALK_ROWS
+        } else {
+            SEARCH_SECOND_WALK_ROWS
+        };
+        let at = after.as_ref();
+        let walk = walk_in_order(db, list_id, f, at, &pattern, needed, rows).await?;
         found.extend(walk.matches);
         let Some(last) = walk.last.filter(|_| (found.len() as i64) < limit) else {
             return members_by_key(db, list_id, found).await;
@@ -661,7 +668,7 @@ struct Walk {
     last: Option<Key>,
 }
 
-/// Reads up to 20,000 entries of the list's key index after `after`, in address order,
+/// Reads up to `rows` entries of the list's key index after `after`, in address order,
 /// and keeps the first `needed` that pass the filters and match `pattern`; one query
 /// tells both the matches and where the walk stopped.
 async fn walk_in_order(
@@ -671,9 +678,10 @@ async fn walk_in_order(
     after: Option<&Key>,
     pattern: &str,
     needed: i64,
+    walk_rows: i64,
 ) -> Result<Walk, sqlx::Error> {
     let (after_key, after_role) = after.map(|(k, r)| (k.as_str(), r.as_str())).unzip();
-    let rows = sqlx::query!(
+    let found = sqlx::query!(
         r#"
         select address_key as "address_key!", role as "role!", hit as "hit!", n as "n!"
         from (
@@ -701,15 +709,15 @@ async fn walk_in_order(
         after_role,
         pattern,
         needed,
-        SEARCH_WALK_ROWS
+        walk_rows
     )
     .fetch_all(db)
     .await?;
-    let last = rows
+    let last = found
         .iter()
-        .find(|r| r.n == SEARCH_WALK_ROWS)
+        .find(|r| r.n == walk_rows)
         .map(|r| (r.address_key.clone(), r.role.clone()));
-    let matches = rows
+    let matches = found
         .into_iter()
         .filter(|r| r.hit)
         .take(needed.max(0) as usize)
