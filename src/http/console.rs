@@ -16,13 +16,13 @@
 use super::session::{CsrfForm, SignedIn, private_headers};
 use super::views::{self, Link, Message};
 use super::{AppState, page, to_completion, unexpected};
-use crate::app::AppError;
 use crate::app::members::{
     AddHow, AddOutcome, MemberCursor, MemberQuery, RequestDecision, StatusFilter,
 };
 use crate::app::posts::{Moderation, ModerationOutcome};
 use crate::app::sessions::Viewer;
 use crate::app::staff::Authority;
+use crate::app::{App, AppError};
 use crate::domain::list::parse_addresses;
 use crate::domain::{
     Archive, Delivery, Dmarc, EmailAddress, Footer, List, ListAddress, ListRef, ListSettings,
@@ -650,20 +650,7 @@ async fn members_page(
     error: Option<(&str, &str)>,
 ) -> Response {
     let text = q.q.clone().unwrap_or_default();
-    let status_filter = match q.status.as_deref().filter(|s| !s.is_empty()) {
-        None => StatusFilter::Status(MemberStatus::Subscribed),
-        Some(s) => s.parse().unwrap_or(StatusFilter::All),
-    };
-    let role = q
-        .role
-        .as_deref()
-        .filter(|r| !r.is_empty())
-        .and_then(|r| r.parse::<Role>().ok());
-    let query = MemberQuery {
-        text: Some(text.clone()),
-        role,
-        status: Some(status_filter),
-    };
+    let query = member_query(&q, &text);
     let after = q.after.as_deref().and_then(parse_cursor);
     let list_ref = ListRef::Address(run.list.address.clone());
     let mut status = status;
@@ -683,43 +670,12 @@ async fn members_page(
     };
     let status_value = q.status.clone().unwrap_or_else(|| "subscribed".into());
     let role_value = q.role.clone().unwrap_or_default();
-    let link = |after: Option<String>| {
-        let mut params = vec![
-            ("q", text.clone()),
-            ("status", status_value.clone()),
-            ("role", role_value.clone()),
-        ];
-        if let Some(a) = after {
-            params.push(("after", a));
-        }
-        let qs: Vec<String> = params
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={}", urlencode(&v)))
-            .collect();
-        format!(
-            "/admin/lists/{}/members?{}",
-            run.list.address.list_id(),
-            qs.join("&")
-        )
-    };
-    let notice = match (q.added, q.invited, q.skipped, q.done.as_deref()) {
-        (Some(a), i, s, _) => Some(format!(
-            "{a} added, {} invited{}.",
-            i.unwrap_or(0),
-            match s.unwrap_or(0) {
-                0 => String::new(),
-                n => format!(
-                    ", {n} not added (already members, or they left: only an invitation brings them back)"
-                ),
-            }
-        )),
-        (_, _, _, Some("remove")) => Some("Removed.".to_string()),
-        (_, _, _, Some("pause")) => Some("Delivery is paused.".to_string()),
-        (_, _, _, Some("resume")) => Some("Delivery is on again.".to_string()),
-        (_, _, _, Some("none")) => Some("Nothing to change.".to_string()),
-        _ => None,
-    };
+    let params = [
+        ("q", text.as_str()),
+        ("status", &status_value),
+        ("role", &role_value),
+    ];
+    let link = |after: Option<String>| members_link(run, &params, after.as_deref());
     let rows: Vec<Value> = page_rows
         .iter()
         .map(|m| {
@@ -743,12 +699,68 @@ async fn members_page(
             "roles": Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
             "next": next.map(|n| link(Some(cursor_text(&n)))),
             "first": after.is_some().then(|| link(None)),
-            "notice": notice,
+            "notice": members_notice(&q),
             "error": error.map(|(k, m)| json!({"field": k, "message": m})),
             "search_error": search_error,
         }),
     );
     page(state, status, "web/admin_members.html", ctx)
+}
+
+/// The search the members page's query asks for: subscribed members unless it names
+/// another status.
+fn member_query(q: &MembersQuery, text: &str) -> MemberQuery {
+    let status_filter = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => StatusFilter::Status(MemberStatus::Subscribed),
+        Some(s) => s.parse().unwrap_or(StatusFilter::All),
+    };
+    let role = q
+        .role
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .and_then(|r| r.parse::<Role>().ok());
+    MemberQuery {
+        text: Some(text.to_string()),
+        role,
+        status: Some(status_filter),
+    }
+}
+
+/// A link to the members page with these (non-empty) parameters, from `after` on.
+fn members_link(run: &Run, params: &[(&str, &str)], after: Option<&str>) -> String {
+    let qs: Vec<String> = params
+        .iter()
+        .copied()
+        .chain(after.map(|a| ("after", a)))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect();
+    format!(
+        "/admin/lists/{}/members?{}",
+        run.list.address.list_id(),
+        qs.join("&")
+    )
+}
+
+/// What the last change on the members page did, from the redirect's query.
+fn members_notice(q: &MembersQuery) -> Option<String> {
+    match (q.added, q.invited, q.skipped, q.done.as_deref()) {
+        (Some(a), i, s, _) => Some(format!(
+            "{a} added, {} invited{}.",
+            i.unwrap_or(0),
+            match s.unwrap_or(0) {
+                0 => String::new(),
+                n => format!(
+                    ", {n} not added (already members, or they left: only an invitation brings them back)"
+                ),
+            }
+        )),
+        (_, _, _, Some("remove")) => Some("Removed.".to_string()),
+        (_, _, _, Some("pause")) => Some("Delivery is paused.".to_string()),
+        (_, _, _, Some("resume")) => Some("Delivery is on again.".to_string()),
+        (_, _, _, Some("none")) => Some("Nothing to change.".to_string()),
+        _ => None,
+    }
 }
 
 fn urlencode(text: &str) -> String {
@@ -768,109 +780,85 @@ async fn change_members(
     if !run.authority.may_administer() {
         return owners_only(&state, &run);
     }
+    let refuse = |field: &'static str, msg: String| {
+        let (state, viewer, run) = (&state, &viewer, &run);
+        async move {
+            let q = MembersQuery::default();
+            let error = Some((field, msg.as_str()));
+            members_page(state, viewer, run, q, StatusCode::BAD_REQUEST, error).await
+        }
+    };
     let action = fields.get("action").unwrap_or("").to_string();
     let back = format!("/admin/lists/{}/members", run.list.address.list_id());
     let addresses = match parse_addresses(fields.get("address").unwrap_or("")) {
         Ok(a) if !a.is_empty() => a,
-        Ok(_) => {
-            let q = MembersQuery::default();
-            let msg = "Error: enter at least one address.";
-            return members_page(
-                &state,
-                &viewer,
-                &run,
-                q,
-                StatusCode::BAD_REQUEST,
-                Some(("address", msg)),
-            )
-            .await;
-        }
-        Err(e) => {
-            let q = MembersQuery::default();
-            let msg = super::subscribe::sentence(&e);
-            return members_page(
-                &state,
-                &viewer,
-                &run,
-                q,
-                StatusCode::BAD_REQUEST,
-                Some(("address", &msg)),
-            )
-            .await;
-        }
+        Ok(_) => return refuse("address", "Error: enter at least one address.".into()).await,
+        Err(e) => return refuse("address", super::subscribe::sentence(&e)).await,
     };
     let app = state.app.clone();
     let list_ref = ListRef::Address(run.list.address.clone());
-    let outcome = to_completion(async move {
-        match action.as_str() {
-            "add" | "invite" => {
-                let done = app
-                    .add_members(
-                        &list_ref,
-                        &addresses,
-                        Role::Member,
-                        if action == "invite" {
-                            AddHow::Invite
-                        } else {
-                            AddHow::Add { quiet: false }
-                        },
-                    )
-                    .await?;
-                let count = |f: fn(&AddOutcome) -> bool| done.iter().filter(|(_, o)| f(o)).count();
-                Ok(format!(
-                    "added={}&invited={}&skipped={}",
-                    count(|o| *o == AddOutcome::Added),
-                    count(|o| *o == AddOutcome::Invited),
-                    count(|o| !matches!(o, AddOutcome::Added | AddOutcome::Invited)),
-                ))
-            }
-            "remove" => {
-                app.remove_members(&list_ref, &addresses).await?;
-                Ok("done=remove".to_string())
-            }
-            "pause" | "resume" => {
-                let change = MemberChange {
-                    delivery: Some(if action == "pause" {
-                        Delivery::Disabled
-                    } else {
-                        Delivery::Enabled
-                    }),
-                    ..MemberChange::default()
-                };
-                let mut changed = false;
-                for a in &addresses {
-                    match app.update_member(&list_ref, a, &change).await {
-                        Ok(_) => changed = true,
-                        Err(AppError::NoSuchMember { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(format!(
-                    "done={}",
-                    if changed { action.as_str() } else { "none" }
-                ))
-            }
-            _ => Err(AppError::Refused(
-                "use add, invite, remove, pause or resume".into(),
-            )),
-        }
-    })
-    .await;
+    let outcome =
+        to_completion(async move { change_members_by(&app, &list_ref, &action, &addresses).await })
+            .await;
     match outcome {
         Ok(query) => see_other(format!("{back}?{query}")),
-        Err(AppError::Refused(why)) => {
-            let msg = super::subscribe::sentence(&why);
-            members_page(
-                &state,
-                &viewer,
-                &run,
-                MembersQuery::default(),
-                StatusCode::BAD_REQUEST,
-                Some(("action", &msg)),
-            )
-            .await
-        }
+        Err(AppError::Refused(why)) => refuse("action", super::subscribe::sentence(&why)).await,
         Err(e) => unexpected(&state, &e),
+    }
+}
+
+/// Carries out an action of the members page's form on these addresses; answers the
+/// query of the page to return to, which tells what was done.
+async fn change_members_by(
+    app: &App,
+    list_ref: &ListRef,
+    action: &str,
+    addresses: &[EmailAddress],
+) -> Result<String, AppError> {
+    match action {
+        "add" | "invite" => {
+            let how = if action == "invite" {
+                AddHow::Invite
+            } else {
+                AddHow::Add { quiet: false }
+            };
+            let done = app
+                .add_members(list_ref, addresses, Role::Member, how)
+                .await?;
+            let count = |f: fn(&AddOutcome) -> bool| done.iter().filter(|(_, o)| f(o)).count();
+            Ok(format!(
+                "added={}&invited={}&skipped={}",
+                count(|o| *o == AddOutcome::Added),
+                count(|o| *o == AddOutcome::Invited),
+                count(|o| !matches!(o, AddOutcome::Added | AddOutcome::Invited)),
+            ))
+        }
+        "remove" => {
+            app.remove_members(list_ref, addresses).await?;
+            Ok("done=remove".to_string())
+        }
+        "pause" | "resume" => {
+            let change = MemberChange {
+                delivery: Some(if action == "pause" {
+                    Delivery::Disabled
+                } else {
+                    Delivery::Enabled
+                }),
+                ..MemberChange::default()
+            };
+            let mut changed = false;
+            for a in addresses {
+                match app.update_member(list_ref, a, &change).await {
+                    Ok(_) => changed = true,
+                    Err(AppError::NoSuchMember { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(format!("done={}", if changed { action } else { "none" }))
+        }
+        _ => Err(AppError::Refused(
+            "use add, invite, remove, pause or resume".into(),
+        )),
     }
 }
 

@@ -457,8 +457,9 @@ pub struct MemberSearch<'a> {
 }
 
 /// Rows of the list, in address order, that a search reads in the list's key index
-/// before it turns to the trigram index.
+/// at first, and after a skip that passed over the rest of a block.
 const SEARCH_WALK_ROWS: i64 = 20_000;
+const SEARCH_SECOND_WALK_ROWS: i64 = 5_000;
 
 /// One page of a list's members, in (address key, role) order after `after` (keyset
 /// paging: a page costs the same however deep it is, and nothing reads the whole
@@ -466,131 +467,306 @@ const SEARCH_WALK_ROWS: i64 = 20_000;
 /// `like '%text%'`, in bounded steps, because the planner cannot tell how many members
 /// a text matches, nor where they sit in address order:
 ///
-/// 1. the next 20,000 entries of the list's key index (which carries `search_text`,
-///    status and delivery) are read in address order and filtered, without reading
-///    the table: a text that one member in 400 or more has fills its page here, and so
-///    does a rarer one whose matches sit together in address order;
-/// 2. otherwise, unless those entries were the rest of the list, the matches are few
-///    or sit further on, and the trigram index finds them all, to be sorted (index
-///    scans in address order are turned off for this step so that the planner cannot
-///    go back to reading the list in order).
+/// 1. a text of three characters or more skips the members of every block (first two
+///    characters of the address key) that lacks one of its trigrams, as
+///    `member_search_trigram` records them: a search lands on the first member that
+///    can match, or learns that none can;
+/// 2. from there the next 20,000 entries of the list's key index (which carries
+///    `search_text`, status and delivery) are read in address order and filtered,
+///    without reading the table: a text that one member in 400 or more has fills its
+///    page here, and so does a rarer one whose matches sit together in address order;
+/// 3. if that leaves the page short, before the end of the list, and a skip from
+///    there passes over the rest of a block, a second walk of 5,000 follows (a text
+///    that a few members early in the list have, and many far on);
+/// 4. otherwise the matches are few or scattered, and the trigram index (pg_trgm)
+///    finds all those after the last entry read, to be sorted (index scans in address order are turned off for
+///    this step so that the planner cannot go back to reading the list in order).
 ///
 /// Only the rows of the page are read from the table. Without pg_trgm (a server that
-/// refused the extension), step 2 reads the list.
+/// refused the extension), step 4 reads the list.
 pub async fn search_members(
     db: &sqlx::PgPool,
     list_id: Uuid,
     q: &MemberSearch<'_>,
 ) -> Result<Vec<Member>, sqlx::Error> {
-    let (after_key, after_role) = match q.after {
-        Some((k, r)) => (Some(k), Some(r.as_str())),
-        None => (None, None),
-    };
-    let role = q.role.map(Role::as_str);
-    let status = q.status.map(MemberStatus::as_str);
-    let Some(text) = q.text.filter(|t| !t.is_empty()) else {
-        return sqlx::query_as!(
-            MemberRow,
-            r#"
-            select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
-               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
-               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
-            from member
-            where list_id = $1 and ($2::text is null or role = $2)
-              and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
-              and ($5::text is null or (address_key, role) > ($5, $6::text))
-            order by address_key, role
-            limit $7
-            "#,
-            list_id,
-            role,
-            status,
-            q.delivery_disabled_only,
-            after_key,
-            after_role,
-            q.limit
-        )
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .map(Member::try_from)
-        .collect();
-    };
-    let pattern = format!("%{}%", like_escape(text));
-    let near = sqlx::query!(
+    let filter = Filter::of(q);
+    let after = q.after.map(|(k, r)| (k.to_owned(), r.as_str().to_owned()));
+    match q.text.filter(|t| !t.is_empty()) {
+        None => list_page(db, list_id, &filter, after, q.limit).await,
+        Some(text) => search_text(db, list_id, &filter, after, text, q.limit).await,
+    }
+}
+
+/// The filters of a page, as the queries take them.
+struct Filter {
+    role: Option<&'static str>,
+    status: Option<&'static str>,
+    delivery_disabled_only: bool,
+}
+
+impl Filter {
+    fn of(q: &MemberSearch<'_>) -> Self {
+        Filter {
+            role: q.role.map(Role::as_str),
+            status: q.status.map(MemberStatus::as_str),
+            delivery_disabled_only: q.delivery_disabled_only,
+        }
+    }
+}
+
+/// A position in a list's address order: (address key, role).
+type Key = (String, String);
+
+/// A page without a search text: the next members in address order.
+async fn list_page(
+    db: &sqlx::PgPool,
+    list_id: Uuid,
+    f: &Filter,
+    after: Option<Key>,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let (after_key, after_role) = after.unzip();
+    sqlx::query_as!(
+        MemberRow,
         r#"
-        select address_key as "address_key!", role as "role!"
-        from (
-            select address_key, role, search_text
-            from member
-            where list_id = $1 and ($2::text is null or role = $2)
-              and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
-              and ($5::text is null or (address_key, role) > ($5, $6::text))
-            order by address_key, role
-            limit $9
-        ) m
-        where search_text like lower($7)
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
+           request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+           confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member
+        where list_id = $1 and ($2::text is null or role = $2)
+          and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
+          and ($5::text is null or (address_key, role) > ($5, $6::text))
         order by address_key, role
-        limit $8
+        limit $7
         "#,
         list_id,
-        role,
-        status,
-        q.delivery_disabled_only,
+        f.role,
+        f.status,
+        f.delivery_disabled_only,
         after_key,
         after_role,
-        pattern,
-        q.limit,
-        SEARCH_WALK_ROWS
+        limit
     )
     .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Member::try_from)
+    .collect()
+}
+
+/// A page of the members whose search text contains `text` (the steps are described
+/// at [`search_members`]).
+async fn search_text(
+    db: &sqlx::PgPool,
+    list_id: Uuid,
+    f: &Filter,
+    mut after: Option<Key>,
+    text: &str,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let pattern = format!("%{}%", like_escape(text));
+    // a text shorter than a trigram cannot skip
+    let skips = text.chars().count() >= 3;
+    if skips {
+        match skip_to_candidate(db, list_id, text, after.as_ref()).await? {
+            Some(from) => after = Some(from),
+            None => return Ok(Vec::new()),
+        }
+    }
+    let mut found: Vec<Key> = Vec::new();
+    for walks in 1.. {
+        let needed = limit - found.len() as i64;
+        let rows = if walks == 1 {
+            SEARCH_WALK_ROWS
+        } else {
+            SEARCH_SECOND_WALK_ROWS
+        };
+        let at = after.as_ref();
+        let walk = walk_in_order(db, list_id, f, at, &pattern, needed, rows).await?;
+        found.extend(walk.matches);
+        let Some(last) = walk.last.filter(|_| (found.len() as i64) < limit) else {
+            return members_by_key(db, list_id, found).await;
+        };
+        if walks == 2 || !skips {
+            after = Some(last);
+            break;
+        }
+        // a second walk only if the skip passes over the rest of the block
+        let block = |k: &Key| k.0.chars().take(2).collect::<String>();
+        match skip_to_candidate(db, list_id, text, Some(&last)).await? {
+            None => return members_by_key(db, list_id, found).await,
+            Some(from) if block(&from) != block(&last) => after = Some(from),
+            Some(_) => {
+                after = Some(last);
+                break;
+            }
+        }
+    }
+    let needed = limit - found.len() as i64;
+    let rest = search_by_trigram_index(db, list_id, f, after, &pattern, needed).await?;
+    let mut page = members_by_key(db, list_id, found).await?;
+    page.extend(rest);
+    Ok(page)
+}
+
+/// The position to read on from, after `after`, so that no member skipped can match
+/// `text`: just before the first member after `after` in a block that has every
+/// trigram of the text. `None`: no member after `after` can match.
+async fn skip_to_candidate(
+    db: &sqlx::PgPool,
+    list_id: Uuid,
+    text: &str,
+    after: Option<&Key>,
+) -> Result<Option<Key>, sqlx::Error> {
+    let (after_key, after_role) = after.map_or(("", ""), |(k, r)| (k.as_str(), r.as_str()));
+    let first = sqlx::query!(
+        r#"
+        with t as (
+            select distinct substr(lower($2), i, 3) as trigram
+            from generate_series(1, length(lower($2)) - 2) as i
+        ),
+        candidate as (
+            select b.block from member_search_trigram b
+            where b.list_id = $1 and b.trigram = (select min(trigram) from t)
+              and not exists (
+                  select 1 from t where not exists (
+                      select 1 from member_search_trigram c
+                      where c.list_id = $1 and c.trigram = t.trigram and c.block = b.block))
+        )
+        select m.address_key as "address_key!", m.role as "role!"
+        from candidate, lateral (
+            select address_key, role from member
+            where list_id = $1 and left(address_key, 2) = candidate.block
+              and (address_key, role) > ($3, $4)
+            order by address_key, role
+            limit 1
+        ) m
+        order by 1, 2
+        limit 1
+        "#,
+        list_id,
+        text,
+        after_key,
+        after_role
+    )
+    .fetch_optional(db)
     .await?;
-    let rest_of_list = near.len() as i64 >= q.limit
-        || sqlx::query_scalar!(
-            r#"
-            select count(*) as "n!" from (
-                select 1 from member
+    // Read on from just before that member: after `after` itself if the member is the
+    // next one with the same address (then nothing lies between them), otherwise
+    // after its address key with no role (roles are never empty).
+    Ok(first.map(|m| match after {
+        Some((k, r)) if *k == m.address_key => (k.clone(), r.clone()),
+        _ => (m.address_key, String::new()),
+    }))
+}
+
+/// What one walk through the key index found.
+struct Walk {
+    /// The (address key, role) of the matches, in order.
+    matches: Vec<Key>,
+    /// The last entry read, when the walk read all it may (the list goes on).
+    last: Option<Key>,
+}
+
+/// Reads up to `rows` entries of the list's key index after `after`, in address order,
+/// and keeps the first `needed` that pass the filters and match `pattern`; one query
+/// tells both the matches and where the walk stopped.
+async fn walk_in_order(
+    db: &sqlx::PgPool,
+    list_id: Uuid,
+    f: &Filter,
+    after: Option<&Key>,
+    pattern: &str,
+    needed: i64,
+    walk_rows: i64,
+) -> Result<Walk, sqlx::Error> {
+    let (after_key, after_role) = after.map(|(k, r)| (k.as_str(), r.as_str())).unzip();
+    let found = sqlx::query!(
+        r#"
+        select address_key as "address_key!", role as "role!", hit as "hit!", n as "n!"
+        from (
+            select address_key, role, search_text like lower($7) as hit,
+                   row_number() over (order by address_key, role) as n
+            from (
+                select address_key, role, search_text
+                from member
                 where list_id = $1 and ($2::text is null or role = $2)
                   and ($3::text is null or status = $3) and (not $4 or delivery = 'disabled')
                   and ($5::text is null or (address_key, role) > ($5, $6::text))
                 order by address_key, role
-                limit $7
+                limit $9
             ) m
-            "#,
-            list_id,
-            role,
-            status,
-            q.delivery_disabled_only,
-            after_key,
-            after_role,
-            SEARCH_WALK_ROWS
-        )
-        .fetch_one(db)
-        .await?
-            < SEARCH_WALK_ROWS;
-    if rest_of_list {
-        let (keys, roles): (Vec<String>, Vec<String>) =
-            near.into_iter().map(|r| (r.address_key, r.role)).unzip();
-        return sqlx::query_as!(
-            MemberRow,
-            r#"
-            select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
-               request_source, request_ip, request_user_agent, request_message_id, request_form_text,
-               confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
-            from member
-            where list_id = $1 and (address_key, role) in (select * from unnest($2::text[], $3::text[]))
-            order by address_key, role
-            "#,
-            list_id,
-            &keys,
-            &roles
-        )
-        .fetch_all(db)
-        .await?
+        ) w
+        where hit or n = $9
+        order by address_key, role
+        limit $8::bigint + 1
+        "#,
+        list_id,
+        f.role,
+        f.status,
+        f.delivery_disabled_only,
+        after_key,
+        after_role,
+        pattern,
+        needed,
+        walk_rows
+    )
+    .fetch_all(db)
+    .await?;
+    let last = found
+        .iter()
+        .find(|r| r.n == walk_rows)
+        .map(|r| (r.address_key.clone(), r.role.clone()));
+    let matches = found
         .into_iter()
-        .map(Member::try_from)
+        .filter(|r| r.hit)
+        .take(needed.max(0) as usize)
+        .map(|r| (r.address_key, r.role))
         .collect();
+    Ok(Walk { matches, last })
+}
+
+/// The members at these positions, in order.
+async fn members_by_key(
+    db: &sqlx::PgPool,
+    list_id: Uuid,
+    keys: Vec<Key>,
+) -> Result<Vec<Member>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
     }
+    let (keys, roles): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        select id, list_id, address, name, role, status, delivery, mode, bounce_score, own_posts, subscribed_at, requested_at,
+           request_source, request_ip, request_user_agent, request_message_id, request_form_text,
+           confirmed_at, confirm_method, confirm_ip, confirm_message_id, unsubscribed_at, unsubscribe_method
+        from member
+        where list_id = $1 and (address_key, role) in (select * from unnest($2::text[], $3::text[]))
+        order by address_key, role
+        "#,
+        list_id,
+        &keys,
+        &roles
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Member::try_from)
+    .collect()
+}
+
+/// The first `limit` matches after `after`, found by the trigram index and sorted.
+async fn search_by_trigram_index(
+    db: &sqlx::PgPool,
+    list_id: Uuid,
+    f: &Filter,
+    after: Option<Key>,
+    pattern: &str,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let (after_key, after_role) = after.unzip();
     let mut tx = db.begin().await?;
     // planned with this text's values, and never as a walk through the list in order
     sqlx::query!("set local plan_cache_mode = force_custom_plan")
@@ -617,13 +793,13 @@ pub async fn search_members(
         limit $8
         "#,
         list_id,
-        role,
-        status,
-        q.delivery_disabled_only,
+        f.role,
+        f.status,
+        f.delivery_disabled_only,
         after_key,
         after_role,
         pattern,
-        q.limit
+        limit
     )
     .fetch_all(&mut *tx)
     .await?;

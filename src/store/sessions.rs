@@ -175,7 +175,9 @@ pub async fn find_session(
         SessionRow,
         r#"
         select s.address,
-               exists (select 1 from member m
+               -- one step into each list's key index: member has no index on the
+               -- address alone, and a large list would be read whole
+               exists (select 1 from list l join member m on m.list_id = l.id
                        where m.address_key = s.address_key and m.status = 'subscribed') as "has_membership!"
         from web_session s
         where s.id_hash = $1 and s.expires_at > now()

@@ -310,7 +310,8 @@ async fn a_search_whose_matches_lie_beyond_the_first_20000_members_finds_them_in
     let expected: Vec<String> = (24000..24010)
         .map(|i| format!("m{i:05}@example.com"))
         .collect();
-    // nothing in the first 20,000: the trigram index finds them, sorted
+    // nothing in the first 20,000: the search skips the blocks m0… and m1…, which
+    // lack the trigram "m24", and reads on from m20000
     let (found, next) = s
         .app
         .search_members(&l, &q("m2400", None), None, 50)
@@ -355,6 +356,114 @@ async fn a_search_whose_matches_lie_beyond_the_first_20000_members_finds_them_in
         (addresses(found), next),
         (vec!["m24500@example.com".to_string()], None)
     );
+}
+
+/// The addresses of every page of a search, pages of `limit`.
+async fn search_all(app: &listd::app::App, l: &ListRef, text: &str, limit: usize) -> Vec<String> {
+    let q = MemberQuery {
+        text: Some(text.into()),
+        ..MemberQuery::default()
+    };
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let (page, next) = app
+            .search_members(l, &q, after.as_ref(), limit)
+            .await
+            .unwrap();
+        seen.extend(page.into_iter().map(|m| m.address));
+        match next {
+            Some(n) => after = Some(n),
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_finds_members_added_renamed_or_moved_after_the_list_was_filled() {
+    let s = server_with(|_| {}).await;
+    sqlx::query(
+        "insert into member (list_id, address, address_key, name, status, subscribed_at)
+         select l.id, a, a, 'Member ' || i, 'subscribed', now()
+         from list l, generate_series(1, 25000) as i,
+              lateral (select 'm' || lpad(i::text, 5, '0') || '@example.com' as a) x
+         where l.local_part = 'dev'",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let l = list_ref(LIST);
+    let search = |text: &'static str, limit| search_all(&s.app, &l, text, limit);
+    assert!(search("hopper", 50).await.is_empty());
+    // added after the list was filled, far on in address order
+    for a in ["zed@example.com", "yara@example.com"] {
+        let out = s.cli(&["members", "add", LIST, a]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let out = s.cli(&["members", "set", LIST, a, "name=Grace Hopper"]);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    // renamed
+    let out = s.cli(&[
+        "members",
+        "set",
+        LIST,
+        "m24800@example.com",
+        "name=Grace Hopper",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    // moved to another place in address order, then its name given
+    sqlx::query(
+        "update member set address = 'w00010@example.com', address_key = 'w00010@example.com'
+         where address_key = 'm00010@example.com'",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let out = s.cli(&[
+        "members",
+        "set",
+        LIST,
+        "w00010@example.com",
+        "name=Rear Admiral Hopper",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let expected = [
+        "m24800@example.com",
+        "w00010@example.com",
+        "yara@example.com",
+        "zed@example.com",
+    ];
+    assert_eq!(search("hopper", 50).await, expected);
+    assert_eq!(search("HOPPER", 1).await, expected);
+    assert_eq!(search("admiral", 50).await, ["w00010@example.com"]);
+    // one match early, the next in a later block: the first walk finds the one, and
+    // the search skips the blocks m1… and m2… (no "adm" there) to walk on from w0…
+    let out = s.cli(&[
+        "members",
+        "set",
+        LIST,
+        "m00030@example.com",
+        "name=Admiral Byrd",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let expected = ["m00030@example.com", "w00010@example.com"];
+    assert_eq!(search("admiral", 50).await, expected);
+    assert_eq!(search("admiral", 1).await, expected);
+    // a member who is gone leaves its trigrams behind, and is not found
+    sqlx::query("delete from member where address_key = 'yara@example.com'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        search("hopper", 1).await,
+        [
+            "m24800@example.com",
+            "w00010@example.com",
+            "zed@example.com"
+        ]
+    );
+    // the address before the move is no longer found
+    assert!(search("m00010@", 50).await.is_empty());
+    assert_eq!(search("m00011@", 50).await, ["m00011@example.com"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
