@@ -225,8 +225,9 @@ pub async fn find_unindexed(
     sqlx::query_scalar!(
         r#"
         select m.id from archive_message m
-        where m.list_id = $1 and m.id > $2 and m.removed_at is null
-          and not exists (select 1 from archive_search s where s.id = m.id)
+            -- (the vectors' side bounded too: both are read from `after` on, in id order)
+            left join archive_search s on s.id = m.id and s.id > $2
+        where m.list_id = $1 and m.id > $2 and m.removed_at is null and s.id is null
         order by m.id
         limit $3
         "#,
