@@ -40,6 +40,8 @@ const IMPORT_BATCH: usize = 1000;
 const IMPORT_INDEXERS: usize = 2;
 /// Messages indexed for search in one transaction after an import.
 const INDEX_BATCH: i64 = 1000;
+/// Messages an import adds from which it brings the tables' statistics up to date.
+const ANALYZE_AFTER: u64 = 10_000;
 /// Matches ranked by a search, the newest (docs/contract.md#archive): ranking reads
 /// each one, so a word that half the archive holds costs what a rarer one does.
 pub const SEARCH_RANKED: i64 = 1000;
@@ -391,6 +393,10 @@ impl App {
         drop(batches);
         let _ = reader.join();
         stored?;
+        // indexing finds the messages to index with plans made from these statistics
+        if report.added >= ANALYZE_AFTER {
+            store::archive::analyze_archive(&self.db).await?;
+        }
         if let Some(e) = failed {
             return Err(AppError::Unexpected(anyhow::anyhow!(
                 "{e} (after {} messages)",

@@ -40,6 +40,15 @@ pub async fn flush_search_index(db: impl PgExecutor<'_>) -> Result<(), sqlx::Err
     .map(|_| ())
 }
 
+/// Brings the planner's statistics of the archive's tables up to date (after a large
+/// import: until autovacuum comes by, PostgreSQL would plan for the tables as they were).
+pub async fn analyze_archive(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!("analyze archive_message, archive_thread")
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 /// Ids for `n` new messages.
 pub async fn allocate_ids(db: impl PgExecutor<'_>, n: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
