@@ -49,10 +49,9 @@ pub const SEARCH_RANKED: i64 = 1000;
 const SEARCH_PROBE: i64 = 300;
 /// Messages a search may walk, newest first, to find the matches it ranks.
 const SEARCH_WALK: i64 = 20_000;
-/// Messages holding a phrase's words that a search reads, about, to check where the
-/// words stand, when they are common: the phrase is looked for among the newest
-/// messages that hold that many of them (docs/contract.md#archive).
-const PHRASE_CANDIDATES: i64 = 3000;
+/// The newest messages among which a phrase of common words is looked for
+/// (docs/contract.md#archive): each is read to find where its words stand.
+const PHRASE_WINDOW: i64 = 30_000;
 /// Entries in the feed.
 const FEED_SIZE: i64 = 50;
 
@@ -598,15 +597,15 @@ impl App {
         let probe =
             store::archive::count_recent_matches(&mut *tx, list.id, query, SEARCH_PROBE).await?;
         let dense = |matches: i64| matches * SEARCH_WALK >= SEARCH_RANKED * SEARCH_PROBE;
-        let newest_first = dense(probe.matches);
         // a phrase whose words are common, but not the phrase: every message holding
-        // the words would have to be read, so only the newest of them are
-        let since = if !newest_first && dense(probe.word_matches) {
-            let window = PHRASE_CANDIDATES * SEARCH_PROBE / probe.word_matches.max(1);
-            store::archive::find_nth_newest_date(&mut *tx, list.id, window).await?
+        // the words would have to be read, so only the newest messages are, walked
+        let common_phrase = !dense(probe.matches) && dense(probe.word_matches);
+        let since = if common_phrase {
+            store::archive::find_nth_newest_date(&mut *tx, list.id, PHRASE_WINDOW).await?
         } else {
             None
         };
+        let newest_first = dense(probe.matches) || common_phrase;
         store::archive::set_search_plan(&mut *tx, newest_first).await?;
         let rows =
             store::archive::search(&mut *tx, list.id, query, since, SEARCH_RANKED, PAGE_SIZE)

@@ -602,8 +602,9 @@ pub async fn set_search_plan(
 /// the way ([`set_search_plan`], from [`count_recent_matches`]): PostgreSQL's estimate
 /// of a phrase's matches is that of its words, often thousands of times too many.
 /// `since` leaves out older messages (a phrase of common words is looked for among the
-/// newest messages only: the GIN index finds the messages holding its words, and each
-/// must be read to check their positions). Snippets are made for the page's rows only.
+/// newest messages only, walked newest first: through the GIN index, every message
+/// holding its words would be read to check their positions). Snippets are made for the
+/// page's rows only.
 pub async fn search(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
