@@ -84,19 +84,7 @@ async fn import(
             .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    let bar = |what: &str| {
-        std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(&format!(
-                    "{{spinner}} {{human_pos}} messages {what} ({{per_sec}})"
-                ))
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            bar
-        })
-    };
-    let reading = bar("read");
+    let reading = progress_bar("read");
     let mut report = app
         .import_archive(&list, Reader::new(input), |n| {
             if let Some(b) = &reading {
@@ -121,19 +109,9 @@ async fn import(
     }
     if !json {
         // the messages are in the archive and can be read now; search follows
-        println!(
-            "{} messages read, {} added, {} already in the archive{}",
-            report.read,
-            report.added,
-            report.read - report.added,
-            if report.bad.is_empty() {
-                String::new()
-            } else {
-                format!(", {} entries unreadable", report.bad.len())
-            }
-        );
+        println!("{}", stored_line(&report));
     }
-    let indexing = bar("indexed for search");
+    let indexing = progress_bar("indexed for search");
     report.indexed = app
         .index_archive(&list, |n| {
             if let Some(b) = &indexing {
@@ -149,6 +127,35 @@ async fn import(
     }
     println!("{} messages indexed for search", report.indexed);
     Ok(())
+}
+
+/// A spinner counting messages on a terminal (none when stderr is not one).
+fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{spinner}} {{human_pos}} messages {what} ({{per_sec}})"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    })
+}
+
+/// What the first phase of an import did, in a line.
+fn stored_line(report: &crate::app::archive::ImportReport) -> String {
+    format!(
+        "{} messages read, {} added, {} already in the archive{}",
+        report.read,
+        report.added,
+        report.read - report.added,
+        if report.bad.is_empty() {
+            String::new()
+        } else {
+            format!(", {} entries unreadable", report.bad.len())
+        }
+    )
 }
 
 async fn export(
