@@ -10,9 +10,10 @@
 //! order in which its messages came.
 //!
 //! A message becomes searchable when its search vector is stored: for a post in the
-//! same transaction; for an import on other connections, batch by batch behind the
-//! threaded inserts (computing the vectors is most of an import's work, and the two
-//! run side by side on the database server).
+//! same transaction; for an import in a second phase, once every message is stored and
+//! threaded (computing the vectors is most of an import's work): the messages without
+//! a vector are indexed batch by batch on two connections side by side. Whatever stops
+//! an import, running it again stores what is missing and indexes what is unindexed.
 //!
 //! Who may read an archive is decided in one place, [`App::may_read`]. Everything the
 //! pages show passes through [`obscure_addresses`]: no full address leaves in a page,
@@ -35,16 +36,22 @@ use time::OffsetDateTime;
 pub const PAGE_SIZE: i64 = 50;
 /// Messages written to the database in one statement by an import.
 const IMPORT_BATCH: usize = 1000;
-/// Connections computing an import's search vectors beside the one that stores and
-/// threads its messages.
+/// Connections computing search vectors side by side after an import.
 const IMPORT_INDEXERS: usize = 2;
+/// Messages indexed for search in one transaction after an import.
+const INDEX_BATCH: i64 = 1000;
+/// Messages an import adds from which it brings the tables' statistics up to date.
+const ANALYZE_AFTER: u64 = 10_000;
 /// Matches ranked by a search, the newest (docs/contract.md#archive): ranking reads
 /// each one, so a word that half the archive holds costs what a rarer one does.
 pub const SEARCH_RANKED: i64 = 1000;
 /// The newest messages a search tests first, to choose how to find its matches.
-const SEARCH_PROBE: i64 = 2000;
+const SEARCH_PROBE: i64 = 300;
 /// Messages a search may walk, newest first, to find the matches it ranks.
 const SEARCH_WALK: i64 = 20_000;
+/// The newest messages among which a phrase of common words is looked for
+/// (docs/contract.md#archive): each is read to find where its words stand.
+const PHRASE_WINDOW: i64 = 30_000;
 /// Entries in the feed.
 const FEED_SIZE: i64 = 50;
 
@@ -93,6 +100,9 @@ pub struct ImportReport {
     pub added: u64,
     /// Entries that could not be read, by place in the file.
     pub bad: Vec<BadEntry>,
+    /// Messages made searchable afterwards ([`App::index_archive`]): the new ones, and
+    /// any an interrupted import left unindexed.
+    pub indexed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -335,6 +345,10 @@ impl App {
     /// cannot be read are reported and skipped. `progress` hears how many entries were
     /// read so far. Reading and parsing run on a thread of their own, alongside the
     /// database writes.
+    ///
+    /// The messages are stored and threaded, browsable as soon as their batch commits;
+    /// they become searchable with [`App::index_archive`], which the import's caller
+    /// runs next.
     pub async fn import_archive<I>(
         &self,
         list: &ListRef,
@@ -352,76 +366,8 @@ impl App {
                 address: &address,
                 name: &name,
             };
-            let mut batch = Batch::default();
-            let mut bytes = 0;
-            for entry in entries {
-                match entry {
-                    Ok(e) if looks_like_message(&e.raw) => {
-                        // the null sender is written MAILER-DAEMON
-                        let envelope = Some(e.envelope_from)
-                            .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("MAILER-DAEMON"));
-                        // whole seconds, as a `From ` line keeps them: an export reads back
-                        let arrival = e.received.unwrap_or_else(|| {
-                            let now = OffsetDateTime::now_utc();
-                            now.replace_nanosecond(0).unwrap_or(now)
-                        });
-                        bytes += e.raw.len();
-                        batch
-                            .items
-                            .push(Readied::new(e.raw, Some(relayer), envelope, arrival));
-                    }
-                    Ok(e) => batch.bad.push(BadEntry {
-                        entry: e.number,
-                        line: e.line,
-                        reason: if e.raw.is_empty() {
-                            "the entry is empty".into()
-                        } else {
-                            "the entry does not start with a header field".into()
-                        },
-                    }),
-                    Err(MboxError::NoFromLine { line }) => batch.bad.push(BadEntry {
-                        entry: 0,
-                        line,
-                        reason: "text before the first `From ` line is not a message".into(),
-                    }),
-                    Err(e @ MboxError::Io(_)) => {
-                        batch.failed = Some(e.to_string());
-                        break;
-                    }
-                }
-                if batch.items.len() >= IMPORT_BATCH || bytes >= 16 << 20 {
-                    bytes = 0;
-                    if tx_batches
-                        .blocking_send(std::mem::take(&mut batch))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-            let _ = tx_batches.blocking_send(batch);
+            read_batches(entries, relayer, &tx_batches);
         });
-        // the search vectors of each stored batch are computed by the first free indexer
-        let (tx_ids, ids) = tokio::sync::mpsc::channel::<Vec<i64>>(IMPORT_INDEXERS);
-        let ids = std::sync::Arc::new(tokio::sync::Mutex::new(ids));
-        let indexers: Vec<_> = (0..IMPORT_INDEXERS)
-            .map(|_| {
-                let (db, ids) = (self.db.clone(), ids.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let Some(batch) = ids.lock().await.recv().await else {
-                            return Ok::<_, sqlx::Error>(());
-                        };
-                        let mut tx = db.begin().await?;
-                        store::archive::set_commit_unsynced(&mut *tx).await?;
-                        store::archive::insert_search(&mut *tx, &batch).await?;
-                        tx.commit().await?;
-                    }
-                })
-            })
-            .collect();
-        // (when every indexer has stopped on an error, sending fails and the import ends)
-        drop(ids);
         let mut report = ImportReport::default();
         let mut failed = None;
         let stored: Result<(), AppError> = async {
@@ -434,11 +380,6 @@ impl App {
                     let archived = archive_batch(&mut tx, list.id, batch.items).await?;
                     tx.commit().await?;
                     report.added += archived.added as u64;
-                    // (messages already there are indexed again when their vector is
-                    // missing: an import stopped between the two is mended by a rerun)
-                    if tx_ids.send(archived.ids).await.is_err() {
-                        break;
-                    }
                 }
                 progress(report.read + report.bad.len() as u64);
                 if batch.failed.is_some() {
@@ -448,17 +389,12 @@ impl App {
             Ok(())
         }
         .await;
-        drop(tx_ids);
         drop(batches);
         let _ = reader.join();
-        for indexer in indexers {
-            indexer
-                .await
-                .map_err(|e| AppError::Unexpected(anyhow::anyhow!("an indexer failed: {e}")))??;
-        }
         stored?;
-        if report.read > 0 {
-            store::archive::flush_search_index(&self.db).await?;
+        // indexing finds the messages to index with plans made from these statistics
+        if report.added >= ANALYZE_AFTER {
+            store::archive::analyze_archive(&self.db).await?;
         }
         if let Some(e) = failed {
             return Err(AppError::Unexpected(anyhow::anyhow!(
@@ -467,6 +403,56 @@ impl App {
             )));
         }
         Ok(report)
+    }
+
+    /// Makes searchable every message of a list's archive that is not yet (after an
+    /// import, or what an interrupted one left): the search vectors are computed
+    /// [`INDEX_BATCH`] messages a transaction on [`IMPORT_INDEXERS`] connections side by
+    /// side. Each batch is searchable once it commits; running it again after an
+    /// interruption goes on with what is left. `progress` hears how many messages were
+    /// handed to the indexers so far. Returns how many vectors were stored.
+    pub async fn index_archive(
+        &self,
+        list: &ListRef,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, AppError> {
+        let list = self.get_list(list).await?;
+        let (tx_ids, ids) = tokio::sync::mpsc::channel::<Vec<i64>>(IMPORT_INDEXERS);
+        let ids = std::sync::Arc::new(tokio::sync::Mutex::new(ids));
+        let indexers: Vec<_> = (0..IMPORT_INDEXERS)
+            .map(|_| tokio::spawn(index_batches(self.db.clone(), ids.clone())))
+            .collect();
+        // (when every indexer has stopped on an error, sending fails and the walk ends)
+        drop(ids);
+        let walked: Result<(), AppError> = async {
+            let (mut after, mut handed) = (0, 0);
+            loop {
+                let batch =
+                    store::archive::find_unindexed(&self.db, list.id, after, INDEX_BATCH).await?;
+                let Some(&last) = batch.last() else {
+                    return Ok(());
+                };
+                after = last;
+                handed += batch.len() as u64;
+                if tx_ids.send(batch).await.is_err() {
+                    return Ok(());
+                }
+                progress(handed);
+            }
+        }
+        .await;
+        drop(tx_ids);
+        let mut indexed = 0;
+        for indexer in indexers {
+            indexed += indexer
+                .await
+                .map_err(|e| AppError::Unexpected(anyhow::anyhow!("an indexer failed: {e}")))??;
+        }
+        walked?;
+        if indexed > 0 {
+            store::archive::flush_search_index(&self.db).await?;
+        }
+        Ok(indexed)
     }
 
     /// Takes a message down for good: its page answers 404, its thread shows a
@@ -608,12 +594,22 @@ impl App {
         let mut tx = self.db.begin().await?;
         // walking the newest messages finds enough matches soon when the newest ones
         // hold them thickly enough; otherwise the search index finds them all
-        let recent =
+        let probe =
             store::archive::count_recent_matches(&mut *tx, list.id, query, SEARCH_PROBE).await?;
-        let newest_first = recent * SEARCH_WALK >= SEARCH_RANKED * SEARCH_PROBE;
+        let dense = |matches: i64| matches * SEARCH_WALK >= SEARCH_RANKED * SEARCH_PROBE;
+        // a phrase whose words are common, but not the phrase: every message holding
+        // the words would have to be read, so only the newest messages are, walked
+        let common_phrase = !dense(probe.matches) && dense(probe.word_matches);
+        let since = if common_phrase {
+            store::archive::find_nth_newest_date(&mut *tx, list.id, PHRASE_WINDOW).await?
+        } else {
+            None
+        };
+        let newest_first = dense(probe.matches) || common_phrase;
         store::archive::set_search_plan(&mut *tx, newest_first).await?;
         let rows =
-            store::archive::search(&mut *tx, list.id, query, SEARCH_RANKED, PAGE_SIZE).await?;
+            store::archive::search(&mut *tx, list.id, query, since, SEARCH_RANKED, PAGE_SIZE)
+                .await?;
         tx.commit().await?;
         Ok(rows
             .into_iter()
@@ -691,6 +687,81 @@ struct Batch {
     failed: Option<String>,
 }
 
+/// The reading thread of an import: reads and parses the entries and hands them over
+/// in batches of [`IMPORT_BATCH`] messages (or 16 MB), with the entries it could not
+/// read. Stops at a read error (handed over as `failed`) or when the import stops.
+fn read_batches<I>(entries: I, relayer: Relayer<'_>, out: &tokio::sync::mpsc::Sender<Batch>)
+where
+    I: Iterator<Item = Result<MboxEntry, MboxError>>,
+{
+    let mut batch = Batch::default();
+    let mut bytes = 0;
+    for entry in entries {
+        match entry {
+            Ok(e) if looks_like_message(&e.raw) => {
+                bytes += e.raw.len();
+                batch.items.push(ready_entry(e, relayer));
+            }
+            Ok(e) => batch.bad.push(BadEntry {
+                entry: e.number,
+                line: e.line,
+                reason: if e.raw.is_empty() {
+                    "the entry is empty".into()
+                } else {
+                    "the entry does not start with a header field".into()
+                },
+            }),
+            Err(MboxError::NoFromLine { line }) => batch.bad.push(BadEntry {
+                entry: 0,
+                line,
+                reason: "text before the first `From ` line is not a message".into(),
+            }),
+            Err(e @ MboxError::Io(_)) => {
+                batch.failed = Some(e.to_string());
+                break;
+            }
+        }
+        if batch.items.len() >= IMPORT_BATCH || bytes >= 16 << 20 {
+            bytes = 0;
+            if out.blocking_send(std::mem::take(&mut batch)).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = out.blocking_send(batch);
+}
+
+/// An mbox entry made ready to be archived.
+fn ready_entry(e: MboxEntry, relayer: Relayer<'_>) -> Readied {
+    // the null sender is written MAILER-DAEMON
+    let envelope =
+        Some(e.envelope_from).filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("MAILER-DAEMON"));
+    // whole seconds, as a `From ` line keeps them: an export reads back
+    let arrival = e.received.unwrap_or_else(|| {
+        let now = OffsetDateTime::now_utc();
+        now.replace_nanosecond(0).unwrap_or(now)
+    });
+    Readied::new(e.raw, Some(relayer), envelope, arrival)
+}
+
+/// An indexer of [`App::index_archive`]: stores the search vectors of each batch of ids
+/// it takes, in a transaction of its own; returns how many it stored.
+async fn index_batches(
+    db: sqlx::PgPool,
+    ids: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<i64>>>>,
+) -> Result<u64, sqlx::Error> {
+    let mut indexed = 0;
+    loop {
+        let Some(batch) = ids.lock().await.recv().await else {
+            return Ok(indexed);
+        };
+        let mut tx = db.begin().await?;
+        store::archive::set_commit_unsynced(&mut *tx).await?;
+        indexed += store::archive::insert_search(&mut *tx, &batch).await?;
+        tx.commit().await?;
+    }
+}
+
 /// Whether an entry starts with a header field (`Name: value`).
 fn looks_like_message(raw: &[u8]) -> bool {
     let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -759,16 +830,65 @@ struct Archived {
 /// Archives a batch of messages in `tx` and threads them with what is there.
 ///
 /// The threads a batch can change are those of the nearest archived ancestor of each
-/// new message (looked up nearest first, one query per step back: most replies stop at
-/// the first), and those of the messages waiting for one of the new ones. Every message
-/// of those threads is threaded again with the new ones; the rows that moved, the new
-/// rows and the threads' rows are written back.
+/// new message, and those of the messages waiting for one of the new ones
+/// ([`touched_threads`]). Every message of those threads is threaded again with the new
+/// ones; the rows that moved, the new rows and the threads' rows are written back.
 async fn archive_batch(
     tx: &mut PgConnection,
     list_id: uuid::Uuid,
     items: Vec<Readied>,
 ) -> Result<Archived, sqlx::Error> {
     store::archive::lock_list_archive(&mut *tx, list_id).await?;
+    let (items, known) = without_known(tx, list_id, items).await?;
+    let mut archived = Archived {
+        added: 0,
+        ids: known,
+    };
+    if items.is_empty() {
+        return Ok(archived);
+    }
+    let touched = touched_threads(tx, list_id, &items).await?;
+    let old = if touched.is_empty() {
+        Vec::new()
+    } else {
+        store::archive::find_thread_nodes(&mut *tx, &touched).await?
+    };
+    let new_ids = store::archive::allocate_ids(&mut *tx, items.len() as i64).await?;
+    let threaded = Threaded::new(&old, &items, &new_ids);
+    write_moves(tx, &old, &threaded).await?;
+    // every message of every thread the batch leaves is among the nodes: count them here
+    let threads = threaded.threads();
+    let gone: Vec<i64> = touched
+        .iter()
+        .copied()
+        .filter(|t| !threads.contains_key(t))
+        .collect();
+    let placed = threaded.placed_new();
+    let new = new_rows(items, new_ids, placed);
+    archived.added = store::archive::insert_messages(&mut *tx, list_id, &new).await? as usize;
+    archived.ids.extend_from_slice(&new.id);
+    if !gone.is_empty() {
+        store::archive::delete_threads(&mut *tx, &gone).await?;
+    }
+    let (mut ids, mut started, mut last, mut counts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, (s, l, n)) in threads {
+        ids.push(id);
+        started.push(s);
+        last.push(l);
+        counts.push(n);
+    }
+    store::archive::upsert_threads(&mut *tx, list_id, &ids, &started, &last, &counts).await?;
+    Ok(archived)
+}
+
+/// The batch without repeats and without the messages the archive holds already, and
+/// the ids of those.
+async fn without_known(
+    tx: &mut PgConnection,
+    list_id: uuid::Uuid,
+    items: Vec<Readied>,
+) -> Result<(Vec<Readied>, Vec<i64>), sqlx::Error> {
     let mut seen = HashSet::new();
     let mut items: Vec<Readied> = items
         .into_iter()
@@ -781,13 +901,17 @@ async fn archive_batch(
         .map(|(id, message_id)| (message_id, id))
         .collect();
     items.retain(|i| !known.contains_key(&i.facts.message_id));
-    let mut archived = Archived {
-        added: 0,
-        ids: known.into_values().collect(),
-    };
-    if items.is_empty() {
-        return Ok(archived);
-    }
+    Ok((items, known.into_values().collect()))
+}
+
+/// The threads new messages can change: that of the nearest archived ancestor of each
+/// (looked up nearest first, one query per step back: most replies stop at the first),
+/// and those of the messages waiting for one of them.
+async fn touched_threads(
+    tx: &mut PgConnection,
+    list_id: uuid::Uuid,
+    items: &[Readied],
+) -> Result<Vec<i64>, sqlx::Error> {
     let names: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
     let in_batch: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut touched: HashSet<i64> = HashSet::new();
@@ -822,47 +946,120 @@ async fn archive_batch(
         step += 1;
     }
     touched.extend(store::archive::find_waiting_threads(&mut *tx, list_id, &names).await?);
-    let touched: Vec<i64> = touched.into_iter().collect();
-    let old = if touched.is_empty() {
-        Vec::new()
-    } else {
-        store::archive::find_thread_nodes(&mut *tx, &touched).await?
-    };
-    let new_ids = store::archive::allocate_ids(&mut *tx, items.len() as i64).await?;
-    let nodes: Vec<Node<'_>> = old
-        .iter()
-        .map(|r| Node {
-            message_id: &r.message_id,
-            refs: &r.refs,
-            date: r.date.unix_timestamp(),
-        })
-        .chain(items.iter().map(|i| Node {
-            message_id: &i.facts.message_id,
-            refs: &i.facts.refs,
-            date: i.date.unix_timestamp(),
-        }))
-        .collect();
-    let parent = parents(&nodes);
-    let root = roots(&parent);
-    let pk = |i: usize| {
-        if i < old.len() {
-            old[i].id
-        } else {
-            new_ids[i - old.len()]
+    Ok(touched.into_iter().collect())
+}
+
+/// The messages of the touched threads (`old`) and the new ones threaded together:
+/// node `i` is `old[i]` below `old.len()`, the new message `i - old.len()` above.
+struct Threaded<'a> {
+    old_len: usize,
+    /// Each node's row id.
+    id: Vec<i64>,
+    date: Vec<OffsetDateTime>,
+    parent: Vec<Option<usize>>,
+    root: Vec<usize>,
+    /// The ancestors it names nearer than its parent: it moves when one arrives.
+    waiting: Vec<&'a [String]>,
+}
+
+/// Where a new message goes: its parent's and thread's ids, what it waits for.
+struct Placed {
+    parent_id: Option<i64>,
+    thread_id: i64,
+    waiting: String,
+}
+
+impl<'a> Threaded<'a> {
+    fn new(old: &'a [store::archive::NodeRow], items: &'a [Readied], new_ids: &[i64]) -> Self {
+        let nodes: Vec<Node<'a>> = old
+            .iter()
+            .map(|r| Node {
+                message_id: &r.message_id,
+                refs: &r.refs,
+                date: r.date.unix_timestamp(),
+            })
+            .chain(items.iter().map(|i| Node {
+                message_id: &i.facts.message_id,
+                refs: &i.facts.refs,
+                date: i.date.unix_timestamp(),
+            }))
+            .collect();
+        let parent = parents(&nodes);
+        let root = roots(&parent);
+        let waiting = nodes
+            .iter()
+            .zip(&parent)
+            .map(|(node, p)| {
+                let upto = p
+                    .and_then(|p| node.refs.iter().position(|r| r == nodes[p].message_id))
+                    .unwrap_or(node.refs.len());
+                &node.refs[..upto]
+            })
+            .collect();
+        Threaded {
+            old_len: old.len(),
+            id: old
+                .iter()
+                .map(|r| r.id)
+                .chain(new_ids.iter().copied())
+                .collect(),
+            date: old
+                .iter()
+                .map(|r| r.date)
+                .chain(items.iter().map(|i| i.date))
+                .collect(),
+            parent,
+            root,
+            waiting,
         }
-    };
-    // the ancestors nearer than the parent: the message moves when one of them arrives
-    let waiting = |i: usize| -> &[String] {
-        let refs = nodes[i].refs;
-        let upto = parent[i]
-            .and_then(|p| refs.iter().position(|r| r == nodes[p].message_id))
-            .unwrap_or(refs.len());
-        &refs[..upto]
-    };
+    }
+
+    fn parent_id(&self, i: usize) -> Option<i64> {
+        self.parent[i].map(|p| self.id[p])
+    }
+
+    fn thread_id(&self, i: usize) -> i64 {
+        self.id[self.root[i]]
+    }
+
+    /// Each thread's start, last message and count, by its root's id.
+    fn threads(&self) -> HashMap<i64, (OffsetDateTime, OffsetDateTime, i32)> {
+        let mut threads = HashMap::new();
+        for (i, &r) in self.root.iter().enumerate() {
+            let started = self.date[r];
+            let t = threads.entry(self.id[r]).or_insert((started, started, 0));
+            t.1 = t.1.max(self.date[i]);
+            t.2 += 1;
+        }
+        threads
+    }
+
+    /// Where each new message goes, in the batch's order.
+    fn placed_new(&self) -> Vec<Placed> {
+        (self.old_len..self.id.len())
+            .map(|i| Placed {
+                parent_id: self.parent_id(i),
+                thread_id: self.thread_id(i),
+                waiting: self.waiting[i].join("\n"),
+            })
+            .collect()
+    }
+}
+
+/// Writes back the old messages whose parent, thread or waiting list changed.
+async fn write_moves(
+    tx: &mut PgConnection,
+    old: &[store::archive::NodeRow],
+    threaded: &Threaded<'_>,
+) -> Result<(), sqlx::Error> {
     let (mut moved, mut moved_parent, mut moved_thread, mut moved_waiting) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, row) in old.iter().enumerate() {
-        let (p, t, w) = (parent[i].map(pk), pk(root[i]), waiting(i));
+        let (p, t, w) = (
+            threaded.parent_id(i),
+            threaded.thread_id(i),
+            threaded.waiting[i],
+        );
         if p != row.parent_id || t != row.thread_id || w != row.waiting.as_slice() {
             moved.push(row.id);
             moved_parent.push(p);
@@ -870,46 +1067,33 @@ async fn archive_batch(
             moved_waiting.push(w.join("\n"));
         }
     }
-    if !moved.is_empty() {
-        store::archive::update_tree(
-            &mut *tx,
-            &moved,
-            &moved_parent,
-            &moved_thread,
-            &moved_waiting,
-        )
-        .await?;
+    if moved.is_empty() {
+        return Ok(());
     }
-    // every message of every thread the batch leaves is among the nodes: count them here
-    let mut threads: HashMap<i64, (OffsetDateTime, OffsetDateTime, i32)> = HashMap::new();
-    let date_of = |i: usize| {
-        if i < old.len() {
-            old[i].date
-        } else {
-            items[i - old.len()].date
-        }
+    store::archive::update_tree(
+        &mut *tx,
+        &moved,
+        &moved_parent,
+        &moved_thread,
+        &moved_waiting,
+    )
+    .await
+}
+
+/// The rows of the new messages, column by column.
+fn new_rows(
+    items: Vec<Readied>,
+    ids: Vec<i64>,
+    placed: Vec<Placed>,
+) -> store::archive::NewMessages {
+    let mut new = store::archive::NewMessages {
+        id: ids,
+        ..Default::default()
     };
-    for (i, &r) in root.iter().enumerate() {
-        let started = date_of(r);
-        let t = threads.entry(pk(r)).or_insert((started, started, 0));
-        t.1 = t.1.max(date_of(i));
-        t.2 += 1;
-    }
-    let gone: Vec<i64> = touched
-        .iter()
-        .copied()
-        .filter(|t| !threads.contains_key(t))
-        .collect();
-    let mut new_waiting: Vec<String> = (0..items.len())
-        .map(|k| waiting(old.len() + k).join("\n"))
-        .collect();
-    let mut new = store::archive::NewMessages::default();
-    for (k, item) in items.into_iter().enumerate() {
-        let i = old.len() + k;
-        new.id.push(new_ids[k]);
-        new.parent_id.push(parent[i].map(pk));
-        new.thread_id.push(pk(root[i]));
-        new.waiting.push(std::mem::take(&mut new_waiting[k]));
+    for (item, place) in items.into_iter().zip(placed) {
+        new.parent_id.push(place.parent_id);
+        new.thread_id.push(place.thread_id);
+        new.waiting.push(place.waiting);
         new.message_id.push(item.facts.message_id);
         new.post_id.push(item.post_id);
         new.envelope_from.push(item.envelope_from);
@@ -920,21 +1104,7 @@ async fn archive_batch(
         new.raw.push(item.raw);
         new.body.push(item.facts.text);
     }
-    archived.added = store::archive::insert_messages(&mut *tx, list_id, &new).await? as usize;
-    archived.ids.extend_from_slice(&new.id);
-    if !gone.is_empty() {
-        store::archive::delete_threads(&mut *tx, &gone).await?;
-    }
-    let (mut ids, mut started, mut last, mut counts) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, (s, l, n)) in threads {
-        ids.push(id);
-        started.push(s);
-        last.push(l);
-        counts.push(n);
-    }
-    store::archive::upsert_threads(&mut *tx, list_id, &ids, &started, &last, &counts).await?;
-    Ok(archived)
+    new
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ fn bare(id: &str) -> &str {
 }
 
 /// Reads the file entry by entry (reporting unreadable entries by place on stderr),
-/// with a progress bar on a terminal.
+/// then indexes what it added for search, with a progress bar for each on a terminal.
 async fn import(
     app: &App,
     list: &str,
@@ -84,24 +84,15 @@ async fn import(
             .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {human_pos} messages read ({per_sec})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar
-    });
-    let report = app
+    let reading = progress_bar("read");
+    let mut report = app
         .import_archive(&list, Reader::new(input), |n| {
-            if let Some(b) = &bar {
+            if let Some(b) = &reading {
                 b.set_position(n);
             }
         })
         .await?;
-    if let Some(b) = bar {
+    if let Some(b) = reading {
         b.finish_and_clear();
     }
     for bad in &report.bad {
@@ -116,10 +107,45 @@ async fn import(
             "no message could be read from {file}; is it an mbox file?"
         )));
     }
+    if !json {
+        // the messages are in the archive and can be read now; search follows
+        println!("{}", stored_line(&report));
+    }
+    let indexing = progress_bar("indexed for search");
+    report.indexed = app
+        .index_archive(&list, |n| {
+            if let Some(b) = &indexing {
+                b.set_position(n);
+            }
+        })
+        .await?;
+    if let Some(b) = indexing {
+        b.finish_and_clear();
+    }
     if json {
         return output::json(&report);
     }
-    println!(
+    println!("{} messages indexed for search", report.indexed);
+    Ok(())
+}
+
+/// A spinner counting messages on a terminal (none when stderr is not one).
+fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{spinner}} {{human_pos}} messages {what} ({{per_sec}})"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    })
+}
+
+/// What the first phase of an import did, in a line.
+fn stored_line(report: &crate::app::archive::ImportReport) -> String {
+    format!(
         "{} messages read, {} added, {} already in the archive{}",
         report.read,
         report.added,
@@ -129,8 +155,7 @@ async fn import(
         } else {
             format!(", {} entries unreadable", report.bad.len())
         }
-    );
-    Ok(())
+    )
 }
 
 async fn export(

@@ -62,6 +62,24 @@ pub fn read_facts(raw: &[u8], relayer: Option<Relayer<'_>>) -> Facts {
         .map(storable);
     let has_message_id = own.is_some();
     let message_id = own.unwrap_or_else(|| derived_id(raw));
+    let refs = ancestors_named(&msg, &message_id);
+    let date = msg
+        .date()
+        .filter(|d| d.is_valid())
+        .and_then(|d| OffsetDateTime::from_unix_timestamp(d.to_timestamp()).ok());
+    Facts {
+        has_message_id,
+        date,
+        subject: storable(msg.subject().unwrap_or("").trim()),
+        from_name: storable(&cut(&author_name(&msg, relayer), 200)),
+        refs,
+        text: storable(&cut(&own_text(&text_parts(&msg)), MAX_TEXT)),
+        message_id,
+    }
+}
+
+/// The ancestors `msg` names (In-Reply-To, References), nearest first, as stored.
+fn ancestors_named(msg: &mail_parser::Message<'_>, message_id: &str) -> Vec<String> {
     let list = |v: &mail_parser::HeaderValue<'_>| -> Vec<String> {
         match v {
             mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
@@ -69,19 +87,19 @@ pub fn read_facts(raw: &[u8], relayer: Option<Relayer<'_>>) -> Facts {
             _ => Vec::new(),
         }
     };
-    let refs = ancestors(
-        &message_id,
+    ancestors(
+        message_id,
         &list(msg.in_reply_to()),
         &list(msg.references()),
     )
     .into_iter()
     .filter(|r| r.len() <= 900 && !r.contains(char::is_whitespace))
     .map(|r| storable(&r))
-    .collect();
-    let date = msg
-        .date()
-        .filter(|d| d.is_valid())
-        .and_then(|d| OffsetDateTime::from_unix_timestamp(d.to_timestamp()).ok());
+    .collect()
+}
+
+/// The author's display name, or the local part of their address.
+fn author_name(msg: &mail_parser::Message<'_>, relayer: Option<Relayer<'_>>) -> String {
     let from = msg.from().and_then(|f| f.first());
     let address = from
         .and_then(|a| a.address())
@@ -123,6 +141,12 @@ pub fn read_facts(raw: &[u8], relayer: Option<Relayer<'_>>) -> Facts {
             })
             .unwrap_or_default();
     }
+    from_name
+}
+
+/// The message's text parts joined (an HTML-only message's converted to text), up to
+/// a part past [`MAX_TEXT`].
+fn text_parts(msg: &mail_parser::Message<'_>) -> String {
     let mut text = String::new();
     for i in 0..msg.text_body_count() {
         if let Some(t) = msg.body_text(i) {
@@ -135,15 +159,7 @@ pub fn read_facts(raw: &[u8], relayer: Option<Relayer<'_>>) -> Facts {
             break;
         }
     }
-    Facts {
-        message_id,
-        has_message_id,
-        date,
-        subject: storable(msg.subject().unwrap_or("").trim()),
-        from_name: storable(&cut(&from_name, 200)),
-        refs,
-        text: storable(&cut(&own_text(&text), MAX_TEXT)),
-    }
+    text
 }
 
 /// A stable Message-ID for a message without one: from a hash of its bytes, so that

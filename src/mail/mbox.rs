@@ -73,59 +73,51 @@ fn is_blank(line: &[u8]) -> bool {
         .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
 }
 
-impl<R: BufRead> Iterator for Reader<R> {
-    type Item = Result<Entry, MboxError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
+impl<R: BufRead> Reader<R> {
+    /// Skips to the first `From ` line and keeps it for the first entry: `Some` when
+    /// the file ends or fails first, or has text before that line.
+    fn start(&mut self) -> Option<Result<Entry, MboxError>> {
+        self.started = true;
         let mut line = Vec::with_capacity(128);
-        // find the first `From ` line
-        if !self.started {
-            self.started = true;
-            let mut junk_at = None;
-            loop {
-                match self.read_line(&mut line) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.done = true;
-                        return junk_at.map(|line| Err(MboxError::NoFromLine { line }));
-                    }
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(e.into()));
-                    }
-                }
-                if line.starts_with(b"From ") {
-                    self.pending = Some((line.clone(), self.line));
-                    break;
-                }
-                if !is_blank(&line) && junk_at.is_none() {
-                    junk_at = Some(self.line);
-                }
-            }
-            if let Some(line) = junk_at {
-                return Some(Err(MboxError::NoFromLine { line }));
-            }
-        }
-        let (from_line, from_at) = self.pending.take()?;
-        let mut raw = Vec::with_capacity(4096);
-        let mut previous_blank = false;
+        let mut junk_at = None;
         loop {
             match self.read_line(&mut line) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.done = true;
-                    break;
+                    return junk_at.map(|line| Err(MboxError::NoFromLine { line }));
                 }
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e.into()));
                 }
             }
+            if line.starts_with(b"From ") {
+                self.pending = Some((line, self.line));
+                return junk_at.map(|line| Err(MboxError::NoFromLine { line }));
+            }
+            if !is_blank(&line) && junk_at.is_none() {
+                junk_at = Some(self.line);
+            }
+        }
+    }
+
+    /// The lines of an entry up to the next `From ` line after a blank one (kept for the
+    /// next entry) or the end, unquoted once, with CRLF line ends.
+    fn read_entry(&mut self) -> Result<Vec<u8>, MboxError> {
+        let mut line = Vec::with_capacity(128);
+        let mut raw = Vec::with_capacity(4096);
+        let mut previous_blank = false;
+        loop {
+            let more = self
+                .read_line(&mut line)
+                .inspect_err(|_| self.done = true)?;
+            if !more {
+                self.done = true;
+                break;
+            }
             if previous_blank && line.starts_with(b"From ") {
-                self.pending = Some((line.clone(), self.line));
+                self.pending = Some((line, self.line));
                 break;
             }
             previous_blank = is_blank(&line);
@@ -148,6 +140,27 @@ impl<R: BufRead> Iterator for Reader<R> {
         } else if raw == b"\r\n" {
             raw.clear();
         }
+        Ok(raw)
+    }
+}
+
+impl<R: BufRead> Iterator for Reader<R> {
+    type Item = Result<Entry, MboxError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if !self.started
+            && let Some(first) = self.start()
+        {
+            return Some(first);
+        }
+        let (from_line, from_at) = self.pending.take()?;
+        let raw = match self.read_entry() {
+            Ok(raw) => raw,
+            Err(e) => return Some(Err(e)),
+        };
         self.entries += 1;
         let (envelope_from, received) = read_from_line(&from_line);
         Some(Ok(Entry {

@@ -40,6 +40,15 @@ pub async fn flush_search_index(db: impl PgExecutor<'_>) -> Result<(), sqlx::Err
     .map(|_| ())
 }
 
+/// Brings the planner's statistics of the archive's tables up to date (after a large
+/// import: until autovacuum comes by, PostgreSQL would plan for the tables as they were).
+pub async fn analyze_archive(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!("analyze archive_message, archive_thread")
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 /// Ids for `n` new messages.
 pub async fn allocate_ids(db: impl PgExecutor<'_>, n: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
@@ -192,7 +201,8 @@ pub async fn insert_messages(
 }
 
 /// Computes and stores the search vectors of these messages (subject, author name and
-/// text, from the stored columns); messages removed or already indexed are left alone.
+/// the text `archive_searched_text` keeps of the body); messages removed or already
+/// indexed are left alone.
 pub async fn insert_search(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query!(
         r#"
@@ -200,7 +210,7 @@ pub async fn insert_search(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<u64, 
         select m.id, m.list_id, m.date,
                setweight(to_tsvector('english'::regconfig, m.subject), 'A')
                || setweight(to_tsvector('english'::regconfig, m.from_name), 'B')
-               || to_tsvector('english'::regconfig, m.body)
+               || to_tsvector('english'::regconfig, archive_searched_text(m.body))
         from archive_message m
         where m.id = any($1) and m.removed_at is null
           and not exists (select 1 from archive_search s where s.id = m.id)
@@ -211,6 +221,31 @@ pub async fn insert_search(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<u64, 
     .execute(db)
     .await?
     .rows_affected())
+}
+
+/// Up to `limit` of the list's messages that are not removed and have no search vector
+/// yet, after the id `after`, by id.
+pub async fn find_unindexed(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        select m.id from archive_message m
+            -- (the vectors' side bounded too: both are read from `after` on, in id order)
+            left join archive_search s on s.id = m.id and s.id > $2
+        where m.list_id = $1 and m.id > $2 and m.removed_at is null and s.id is null
+        order by m.id
+        limit $3
+        "#,
+        list_id,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// Moves messages in their threads.
@@ -466,29 +501,68 @@ pub struct HitRow {
     pub snippet: String,
 }
 
-/// How many of the `window` newest messages of a list match a search (a walk of the
-/// date index, however common or rare the words).
+/// How many of the newest messages tested first match a search.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    /// Matches of the search itself.
+    pub matches: i64,
+    /// Messages holding all its words (a phrase's words anywhere): more than
+    /// `matches` only for a phrase.
+    pub word_matches: i64,
+}
+
+/// How many of the `window` newest messages of a list match a search, and how many hold
+/// its words (a walk of the date index, however common or rare the words).
 pub async fn count_recent_matches(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     query: &str,
     window: i64,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
+) -> Result<Probe, sqlx::Error> {
+    let row = sqlx::query!(
         r#"
-        select count(*) as "matches!" from (
+        with q as (
+            select q, regexp_replace(q::text, '<[0-9-]+>', '&', 'g')::tsquery as words
+            from websearch_to_tsquery('english', $2) as q
+        )
+        select count(*) filter (where r.search @@ q.q) as "matches!",
+               count(*) filter (where r.search @@ q.words) as "word_matches!"
+        from (
             select s.search from archive_search s
             where s.list_id = $1
             order by s.date desc, s.id desc
             limit $3
-        ) r
-        where r.search @@ websearch_to_tsquery('english', $2)
+        ) r, q
         "#,
         list_id,
         query,
         window
     )
     .fetch_one(db)
+    .await?;
+    Ok(Probe {
+        matches: row.matches,
+        word_matches: row.word_matches,
+    })
+}
+
+/// The date of the list's `n`th newest searchable message (from 0), if it has that many.
+pub async fn find_nth_newest_date(
+    db: impl PgExecutor<'_>,
+    list_id: Uuid,
+    n: i64,
+) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        select s.date from archive_search s
+        where s.list_id = $1
+        order by s.date desc, s.id desc
+        offset $2 limit 1
+        "#,
+        list_id,
+        n
+    )
+    .fetch_optional(db)
     .await
 }
 
@@ -527,11 +601,15 @@ pub async fn set_search_plan(
 /// ones the GIN index finds them all and the newest are sorted out. The caller chooses
 /// the way ([`set_search_plan`], from [`count_recent_matches`]): PostgreSQL's estimate
 /// of a phrase's matches is that of its words, often thousands of times too many.
-/// Snippets are made for the page's rows only.
+/// `since` leaves out older messages (a phrase of common words is looked for among the
+/// newest messages only, walked newest first: through the GIN index, every message
+/// holding its words would be read to check their positions). Snippets are made for the
+/// page's rows only.
 pub async fn search(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     query: &str,
+    since: Option<OffsetDateTime>,
     candidates: i64,
     limit: i64,
 ) -> Result<Vec<HitRow>, sqlx::Error> {
@@ -543,6 +621,7 @@ pub async fn search(
             from (
                 select s.id, s.date, s.search from archive_search s
                 where s.list_id = $1 and s.search @@ websearch_to_tsquery('english', $2)
+                  and ($5::timestamptz is null or s.date >= $5)
                 order by s.date desc, s.id desc
                 limit $3
             ) c
@@ -550,16 +629,18 @@ pub async fn search(
             limit $4
         )
         select m.message_id, m.subject, m.from_name, m.date,
-               ts_headline('english', left(m.body, 20000), websearch_to_tsquery('english', $2),
+               ts_headline('english', archive_searched_text(m.body), websearch_to_tsquery('english', $2),
                            'StartSel=<<, StopSel=>>, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
                    as "snippet!"
         from hits h join archive_message m on m.id = h.id
+        where m.removed_at is null
         order by h.rank desc, h.date desc, h.id desc
         "#,
         list_id,
         query,
         candidates,
-        limit
+        limit,
+        since
     )
     .fetch_all(db)
     .await

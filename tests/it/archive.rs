@@ -619,6 +619,62 @@ async fn a_search_ranks_the_newest_thousand_matches_and_a_rerun_indexes_what_was
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_covers_subject_author_and_own_text_not_quotes_signatures_or_a_long_tail() {
+    let s = server().await;
+    // far past the first 16,384 characters of the text
+    let long = "filler words here\n".repeat(1000);
+    let text = format!(
+        "From anne@example.org Mon Jan  1 00:00:00 2001\n\
+         From: Anne Aardvark <anne@example.org>\nMessage-ID: <own@example.net>\n\
+         Date: Mon, 1 Jan 2001 10:00:00 +0000\nSubject: Bandicoot plans\n\n\
+         On Sunday, Bob wrote:\n> a cassowary was quoted\n\n\
+         My own dugong text.\n\n-- \nAnne, emu works ltd\n\n\
+         From bob@example.org Mon Jan  1 00:00:00 2001\n\
+         From: Bob <bob@example.org>\nMessage-ID: <long@example.net>\n\
+         Date: Tue, 2 Jan 2001 10:00:00 +0000\nSubject: A long one\n\n\
+         {long}the last word is flamingo\n\n"
+    );
+    let out = import(&s, LIST, &text);
+    assert!(out.stdout.contains("2 messages read, 2 added"), "{out:?}");
+    assert!(
+        out.stdout.contains("2 messages indexed for search"),
+        "{out:?}"
+    );
+    let ids = |v: Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["message_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for word in ["bandicoot", "aardvark", "dugong"] {
+        assert_eq!(
+            ids(get_json(&s, &archive(&format!("/search?q={word}"))).await),
+            vec!["own@example.net"],
+            "subject, author and own text are searched: {word}"
+        );
+    }
+    for word in ["cassowary", "emu", "flamingo"] {
+        assert!(
+            ids(get_json(&s, &archive(&format!("/search?q={word}"))).await).is_empty(),
+            "quoted lines, the signature and text past its first 16,384 characters are not: {word}"
+        );
+    }
+    // the message's page still shows all of it
+    let page = get_json(&s, &m("own@example.net")).await;
+    assert!(
+        page["text"].as_str().unwrap().contains("emu works"),
+        "{page}"
+    );
+    let snippet = get_json(&s, &archive("/search?q=dugong")).await["results"][0]["snippet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!snippet.contains("emu"), "{snippet}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_reads_back_to_the_same_archive() {
     let s = server().await;
     let files = [
