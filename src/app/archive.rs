@@ -347,8 +347,8 @@ impl App {
     /// database writes.
     ///
     /// The messages are stored and threaded, browsable as soon as their batch commits;
-    /// they become searchable with [`App::index_archive`], which the import's caller
-    /// runs next.
+    /// they become searchable with [`App::index_archive_while`], which the import's
+    /// caller runs beside it (or [`App::index_archive`] afterwards).
     pub async fn import_archive<I>(
         &self,
         list: &ListRef,
@@ -370,6 +370,9 @@ impl App {
         });
         let mut report = ImportReport::default();
         let mut failed = None;
+        // the indexing beside the import plans with these statistics too: brought up to
+        // date each time the import has grown the archive tenfold
+        let mut analyze_at = ANALYZE_AFTER;
         let stored: Result<(), AppError> = async {
             while let Some(batch) = batches.recv().await {
                 report.read += batch.items.len() as u64;
@@ -380,6 +383,10 @@ impl App {
                     let archived = archive_batch(&mut tx, list.id, batch.items).await?;
                     tx.commit().await?;
                     report.added += archived.added as u64;
+                    if report.added >= analyze_at {
+                        store::archive::analyze_archive(&self.db).await?;
+                        analyze_at *= 10;
+                    }
                 }
                 progress(report.read + report.bad.len() as u64);
                 if batch.failed.is_some() {
@@ -414,9 +421,49 @@ impl App {
     pub async fn index_archive(
         &self,
         list: &ListRef,
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
     ) -> Result<u64, AppError> {
         let list = self.get_list(list).await?;
+        Ok(self.index_archive_after(&list, 0, progress).await?.0)
+    }
+
+    /// Indexes a list's archive while an import is storing it, so that both cores
+    /// work: walks what is unindexed from the start, waits for more while `storing`
+    /// is set, and, once it is clear, walks the whole list once more for anything a
+    /// concurrent writer committed behind the walk. Returns how many vectors were
+    /// stored.
+    pub async fn index_archive_while(
+        &self,
+        list: &ListRef,
+        storing: &std::sync::atomic::AtomicBool,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, AppError> {
+        use std::sync::atomic::Ordering;
+        let list = self.get_list(list).await?;
+        let (mut indexed, mut after) = (0, 0);
+        while storing.load(Ordering::Acquire) {
+            let before = indexed;
+            let (n, last) = self
+                .index_archive_after(&list, after, |n| progress(before + n))
+                .await?;
+            (indexed, after) = (indexed + n, last);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let before = indexed;
+        let (n, _) = self
+            .index_archive_after(&list, 0, |n| progress(before + n))
+            .await?;
+        Ok(indexed + n)
+    }
+
+    /// [`App::index_archive`] from the message after `after` (in id order); also
+    /// returns the last id it walked.
+    async fn index_archive_after(
+        &self,
+        list: &List,
+        after: i64,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(u64, i64), AppError> {
         let (tx_ids, ids) = tokio::sync::mpsc::channel::<Vec<i64>>(IMPORT_INDEXERS);
         let ids = std::sync::Arc::new(tokio::sync::Mutex::new(ids));
         let indexers: Vec<_> = (0..IMPORT_INDEXERS)
@@ -424,8 +471,9 @@ impl App {
             .collect();
         // (when every indexer has stopped on an error, sending fails and the walk ends)
         drop(ids);
+        let mut after = after;
         let walked: Result<(), AppError> = async {
-            let (mut after, mut handed) = (0, 0);
+            let mut handed = 0;
             loop {
                 let batch =
                     store::archive::find_unindexed(&self.db, list.id, after, INDEX_BATCH).await?;
@@ -452,7 +500,7 @@ impl App {
         if indexed > 0 {
             store::archive::flush_search_index(&self.db).await?;
         }
-        Ok(indexed)
+        Ok((indexed, after))
     }
 
     /// Takes a message down for good: its page answers 404, its thread shows a

@@ -62,8 +62,9 @@ fn bare(id: &str) -> &str {
     crate::domain::archive::bare_id(id)
 }
 
-/// Reads the file entry by entry (reporting unreadable entries by place on stderr),
-/// then indexes what it added for search, with a progress bar for each on a terminal.
+/// Reads the file entry by entry (reporting unreadable entries by place on stderr)
+/// and indexes what it added for search alongside, with a progress bar for each on a
+/// terminal.
 async fn import(
     app: &App,
     list: &str,
@@ -84,15 +85,40 @@ async fn import(
             .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    let reading = progress_bar("read");
-    let mut report = app
-        .import_archive(&list, Reader::new(input), |n| {
-            if let Some(b) = &reading {
-                b.set_position(n);
+    // stored and threaded on one connection, indexed for search on others at once
+    let storing = std::sync::atomic::AtomicBool::new(true);
+    let bars = indicatif::MultiProgress::new();
+    let [reading, indexing] =
+        ["read", "indexed for search"].map(|what| progress_bar(what).map(|b| bars.add(b)));
+    let stored = async {
+        let report = app
+            .import_archive(&list, Reader::new(input), |n| {
+                if let Some(b) = &reading {
+                    b.set_position(n);
+                }
+            })
+            .await;
+        storing.store(false, std::sync::atomic::Ordering::Release);
+        // the messages are in the archive and can be read now; search follows
+        if let Ok(r) = &report
+            && r.read > 0
+            && !json
+        {
+            match &reading {
+                Some(_) => bars.println(stored_line(r)).unwrap_or_default(),
+                None => println!("{}", stored_line(r)),
             }
-        })
-        .await?;
-    if let Some(b) = reading {
+        }
+        report
+    };
+    let indexed = app.index_archive_while(&list, &storing, |n| {
+        if let Some(b) = &indexing {
+            b.set_position(n);
+        }
+    });
+    let (report, indexed) = tokio::join!(stored, indexed);
+    let mut report = report?;
+    for b in [reading, indexing].into_iter().flatten() {
         b.finish_and_clear();
     }
     for bad in &report.bad {
@@ -107,21 +133,7 @@ async fn import(
             "no message could be read from {file}; is it an mbox file?"
         )));
     }
-    if !json {
-        // the messages are in the archive and can be read now; search follows
-        println!("{}", stored_line(&report));
-    }
-    let indexing = progress_bar("indexed for search");
-    report.indexed = app
-        .index_archive(&list, |n| {
-            if let Some(b) = &indexing {
-                b.set_position(n);
-            }
-        })
-        .await?;
-    if let Some(b) = indexing {
-        b.finish_and_clear();
-    }
+    report.indexed = indexed?;
     if json {
         return output::json(&report);
     }
