@@ -10,10 +10,11 @@
 //! order in which its messages came.
 //!
 //! A message becomes searchable when its search vector is stored: for a post in the
-//! same transaction; for an import in a second phase, once every message is stored and
-//! threaded (computing the vectors is most of an import's work): the messages without
-//! a vector are indexed batch by batch on two connections side by side. Whatever stops
-//! an import, running it again stores what is missing and indexes what is unindexed.
+//! same transaction; for an import, beside the storing (computing the vectors is most
+//! of an import's work): the messages without a vector are indexed batch by batch on
+//! two connections side by side, following the stored ones, then looked for once more
+//! from the start when the storing ends. Whatever stops an import, running it again
+//! stores what is missing and indexes what is unindexed.
 //!
 //! Who may read an archive is decided in one place, [`App::may_read`]. Everything the
 //! pages show passes through [`obscure_addresses`]: no full address leaves in a page,
@@ -36,9 +37,9 @@ use time::OffsetDateTime;
 pub const PAGE_SIZE: i64 = 50;
 /// Messages written to the database in one statement by an import.
 const IMPORT_BATCH: usize = 1000;
-/// Connections computing search vectors side by side after an import.
+/// Connections computing search vectors side by side for an import.
 const IMPORT_INDEXERS: usize = 2;
-/// Messages indexed for search in one transaction after an import.
+/// Messages indexed for search in one transaction for an import.
 const INDEX_BATCH: i64 = 1000;
 /// Messages an import adds from which it brings the tables' statistics up to date.
 const ANALYZE_AFTER: u64 = 10_000;

@@ -155,7 +155,7 @@ fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
     })
 }
 
-/// What the first phase of an import did, in a line.
+/// What the storing part of an import did, in a line.
 fn stored_line(report: &crate::app::archive::ImportReport) -> String {
     format!(
         "{} messages read, {} added, {} already in the archive{}",
