@@ -405,3 +405,47 @@ async fn a_copy_listd_cannot_hand_over_is_kept_reported_and_never_a_bounce() {
             || alert.body_text().contains("recipient")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_row_that_cannot_be_read_is_kept_as_a_fault_and_the_rest_go_out() {
+    let s = TestServer::start().await;
+    let list = format!("dev@{DOMAIN}");
+    assert_eq!(s.cli(&["lists", "create", &list, "--owner", OWNER]).code, 0);
+    // a row that is neither a whole message nor a member's copy (the schema forbids
+    // it; one written by a faulty or a later version)
+    sqlx::query("alter table outbound drop constraint outbound_content_check")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into outbound (list_id, purpose, recipient, recipient_key)
+         select id, 'notice', 'odd@example.net', 'odd@example.net' from list",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        s.cli(&["members", "add", &list, "anne@example.net"]).code,
+        0
+    );
+    s.deliver().await;
+    assert!(
+        !s.sink.to("anne@example.net").is_empty(),
+        "the mail queued beside it goes out"
+    );
+    let (status, error, fault): (String, Option<String>, bool) = sqlx::query_as(
+        "select status, last_error, fault_at is not null from outbound where recipient = 'odd@example.net'",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "queued", "kept for a later try, not dropped");
+    assert!(
+        error.unwrap_or_default().contains("unreadable queued row"),
+        "the reason is kept"
+    );
+    assert!(
+        fault,
+        "counted as listd's own fault, which the owners are told of"
+    );
+}

@@ -277,23 +277,32 @@ async fn waiting_subscriptions_are_approved_or_refused_and_the_requester_told() 
     assert!(addresses.contains(&"pat@example.net") && !addresses.contains(&"quinn@example.net"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_search_whose_matches_lie_beyond_the_first_20000_members_finds_them_in_order() {
-    let s = server_with(|_| {}).await;
-    // 25,000 members m00001@… to m25000@… (written as an import writes them; adding
-    // them one by one would take minutes), m24003 unsubscribed, two named Lovelace
-    sqlx::query(
+/// Fills the list with 25,000 members m00001@… to m25000@…, as an import writes them
+/// (adding them one by one would take minutes); `name` and `status` are SQL of `i`.
+async fn fill_list(s: &TestServer, name: &str, status: &str) {
+    // (the SQL pieces are the tests' own constants)
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into member (list_id, address, address_key, name, status, subscribed_at)
-         select l.id, a, a,
-                case when i in (3, 24500) then 'Ada Lovelace' else 'Member ' || i end,
-                case when i = 24003 then 'unsubscribed' else 'subscribed' end, now()
+         select l.id, a, a, {name}, {status}, now()
          from list l, generate_series(1, 25000) as i,
               lateral (select 'm' || lpad(i::text, 5, '0') || '@example.com' as a) x
-         where l.local_part = 'dev'",
-    )
+         where l.local_part = 'dev'"
+    )))
     .execute(&s.db.pool)
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_whose_matches_lie_beyond_the_first_20000_members_finds_them_in_order() {
+    let s = server_with(|_| {}).await;
+    // m24003 unsubscribed, two named Lovelace
+    fill_list(
+        &s,
+        "case when i in (3, 24500) then 'Ada Lovelace' else 'Member ' || i end",
+        "case when i = 24003 then 'unsubscribed' else 'subscribed' end",
+    )
+    .await;
     sqlx::query("analyze member")
         .execute(&s.db.pool)
         .await
@@ -381,16 +390,7 @@ async fn search_all(app: &listd::app::App, l: &ListRef, text: &str, limit: usize
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_finds_members_added_renamed_or_moved_after_the_list_was_filled() {
     let s = server_with(|_| {}).await;
-    sqlx::query(
-        "insert into member (list_id, address, address_key, name, status, subscribed_at)
-         select l.id, a, a, 'Member ' || i, 'subscribed', now()
-         from list l, generate_series(1, 25000) as i,
-              lateral (select 'm' || lpad(i::text, 5, '0') || '@example.com' as a) x
-         where l.local_part = 'dev'",
-    )
-    .execute(&s.db.pool)
-    .await
-    .unwrap();
+    fill_list(&s, "'Member ' || i", "'subscribed'").await;
     let l = list_ref(LIST);
     let search = |text: &'static str, limit| search_all(&s.app, &l, text, limit);
     assert!(search("hopper", 50).await.is_empty());
