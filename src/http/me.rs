@@ -38,8 +38,18 @@ struct SigninQuery {
     next: Option<String>,
 }
 
-async fn signin_form(State(state): State<AppState>, Query(q): Query<SigninQuery>) -> Response {
-    let next = q.next.as_deref().and_then(ReturnPath::parse);
+/// `GET /signin`: the form, carrying the page to return to (from `?next=`, or from the
+/// cookie a redirect here left) in a hidden field.
+async fn signin_form(
+    State(state): State<AppState>,
+    Query(q): Query<SigninQuery>,
+    jar: CookieJar,
+) -> Response {
+    let next = q
+        .next
+        .as_deref()
+        .and_then(ReturnPath::parse)
+        .or_else(|| super::session::next_from_cookie(&jar));
     signin_form_with(&state, StatusCode::OK, None, "", next.as_ref())
 }
 
@@ -122,12 +132,18 @@ async fn signin_request(
     {
         return unexpected(&state, &e);
     }
-    page(
+    let checked = page(
         &state,
         StatusCode::OK,
         "web/check_inbox.html",
         CheckInbox::signin(&address.to_string(), SIGNIN_MINUTES),
+    );
+    // the page to return to now travels with the request
+    (
+        CookieJar::from_headers(&headers).remove(super::session::next_removal_cookie()),
+        checked,
     )
+        .into_response()
 }
 
 /// The link's page: one button (mail scanners open links; GET changes nothing).

@@ -20,9 +20,10 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 /// The name of the session cookie.
 pub const COOKIE: &str = "listd_session";
 
-/// A signed-in person; without a live session the request is answered `303 /signin`,
-/// with `?next=` naming the page asked for (a `GET` of a page other than `/me`), so
-/// that the sign-in link leads back to it.
+/// A signed-in person; without a live session the request is answered `303 /signin`
+/// (exactly: the contract names that place), with a short-lived cookie naming the page
+/// asked for (a `GET` of a page other than `/me`), so that the sign-in form, and then
+/// the link, lead back to it.
 pub struct SignedIn(pub Viewer);
 
 /// A signed-in person, or nobody.
@@ -77,27 +78,48 @@ impl FromRequestParts<AppState> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match viewer_of(parts, state).await? {
             Some(v) => Ok(SignedIn(v)),
-            None => Err(Redirect::to(&signin_url(parts)).into_response()),
+            None => Err(to_signin(state, parts)),
         }
     }
 }
 
-/// `/signin`, and `?next=` the page a `GET` asked for (not for a form's `POST`, whose
-/// URL is no page to return to, nor for `/me`, where signing in leads anyway).
-fn signin_url(parts: &Parts) -> String {
+/// The name of the cookie that carries the page to return to after signing in.
+pub const NEXT_COOKIE: &str = "listd_next";
+
+/// `303 /signin`, and for a `GET` of a page (not a form's `POST`, whose URL is no page
+/// to return to, nor `/me`, where signing in leads anyway) the page in a cookie that
+/// only `/signin` reads, for an hour.
+fn to_signin(state: &AppState, parts: &Parts) -> Response {
     let next = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .filter(|p| *p != "/me" && matches!(parts.method, Method::GET | Method::HEAD))
         .and_then(ReturnPath::parse);
-    match next {
-        Some(p) => format!(
-            "/signin?next={}",
-            url::form_urlencoded::byte_serialize(p.as_str().as_bytes()).collect::<String>()
-        ),
-        None => "/signin".to_string(),
-    }
+    let redirect = Redirect::to("/signin");
+    let Some(next) = next else {
+        return redirect.into_response();
+    };
+    // (the jar percent-encodes it: a path may hold `;`, `,` or `"`)
+    let cookie = Cookie::build((NEXT_COOKIE, next.as_str().to_string()))
+        .path("/signin")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.app.settings().public_url.starts_with("https://"))
+        .max_age(time::Duration::hours(1))
+        .build();
+    (CookieJar::new().add(cookie), redirect).into_response()
+}
+
+/// The page to return to that a redirect to `/signin` left in its cookie, if any.
+pub fn next_from_cookie(jar: &CookieJar) -> Option<ReturnPath> {
+    jar.get(NEXT_COOKIE)
+        .and_then(|c| ReturnPath::parse(c.value()))
+}
+
+/// Tells the browser to forget the page to return to (its sign-in request is made).
+pub fn next_removal_cookie() -> Cookie<'static> {
+    Cookie::build((NEXT_COOKIE, "")).path("/signin").build()
 }
 
 /// The fields of a form posted by a signed-in person, whose `csrf` field matched

@@ -645,10 +645,7 @@ async fn an_owner_approves_in_the_console_once_and_a_second_decision_says_who_ma
     let r = crate::harness::http().get(&link).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert!(
-        r.headers()["location"]
-            .to_str()
-            .unwrap()
-            .starts_with("/signin?next="),
+        r.headers()["location"].to_str().unwrap() == "/signin",
         "{:?}",
         r.headers()
     );
@@ -1093,20 +1090,44 @@ async fn signing_in_from_a_notice_link_returns_to_the_held_page_and_never_to_ano
     let path = link.strip_prefix(&s.url("")).unwrap().to_string();
     assert!(path.starts_with(HELD), "{path}");
 
-    // signed out: to the sign-in form, which carries the page in a hidden field
+    // signed out: to /signin, with the page in a cookie only /signin reads; the form
+    // carries it in a hidden field
     let http = crate::harness::http();
     let r = http.get(&link).send().await.unwrap();
     assert_eq!(r.status(), 303);
-    let to_signin = r.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(
-        to_signin,
-        format!("/signin?next={}", path.replace('/', "%2F"))
+    assert_eq!(r.headers()["location"], "/signin");
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let encoded = path.replace('/', "%2F");
+    assert!(
+        set_cookie.starts_with(&format!("listd_next={encoded};"))
+            && set_cookie.contains("Path=/signin")
+            && set_cookie.contains("HttpOnly"),
+        "{set_cookie}"
     );
-    let form = http.get(s.url(&to_signin)).send().await.unwrap();
+    let form = http
+        .get(s.url("/signin"))
+        .header("cookie", format!("listd_next={encoded}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(form.status(), 200);
     let form = form.text().await.unwrap().replace("&#x2f;", "/");
     let next = field_value(&form, "next").expect("a next field");
     assert_eq!(next, path);
+    // asking for the link clears the cookie: the page now travels with the request
+    let r = http
+        .post(s.url("/signin"))
+        .header("cookie", format!("listd_next={encoded}"))
+        .form(&[("email", "nobody@example.net"), ("next", next.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with("listd_next=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
 
     // the mailed link, once pressed, leads to that page, and the session reads it
     let location = sign_in_by_form_to(&s, OWNER, Some(&next)).await;
