@@ -296,7 +296,10 @@ async fn two_processes_share_one_cluster() {
     // ...and the last release stops it, whoever started it.
     release(second).await;
     assert!(!pgdata.join("postmaster.pid").exists());
-    assert!(!alive(pid));
+    wait_for("the postmaster to exit", Duration::from_secs(5), || {
+        !alive(pid)
+    })
+    .await;
 }
 
 /// Child-process half of `two_processes_share_one_cluster`.
@@ -399,7 +402,12 @@ async fn released_watchdog_does_not_stop_a_server_still_in_use() {
     sqlx::query("SELECT 1").execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
     release(second).await;
-    assert!(!alive(pid));
+    // `pg_ctl stop -w` returns once the pid file is gone, which the postmaster removes
+    // just before it exits
+    wait_for("the postmaster to exit", Duration::from_secs(5), || {
+        !alive(pid)
+    })
+    .await;
 }
 
 #[tokio::test]
