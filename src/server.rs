@@ -177,6 +177,22 @@ fn start_workers(
         inbound.run_inbound_worker(stop).await;
         Ok(())
     });
+    // (an upgrade may have left archives to index for search again: once, at start,
+    // and what a stop interrupts goes on at the next start)
+    let archives = app.clone();
+    let stop = stop_rx.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            done = archives.reindex_archives() => match done {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(messages = n, "archives indexed for search again"),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "indexing the archives for search failed"),
+            },
+            _ = stopped(stop.clone()) => {}
+        }
+        stopped(stop).await;
+        Ok(())
+    });
     let maintenance = app.clone();
     let stop = stop_rx.clone();
     tasks.spawn(async move {

@@ -24,6 +24,7 @@ use super::{App, AppError};
 use crate::domain::archive::{
     Entry, Month, Node, bare_id, message_id_path, obscure_addresses, parents, reading_order, roots,
 };
+use crate::domain::search::{Weight, Words, searched_text};
 use crate::domain::{Archive, EmailAddress, FeedToken, List, ListRef, MemberStatus};
 use crate::mail::archive::{AttachmentInfo, Facts, Relayer, read_facts, render};
 use crate::mail::mbox::{Entry as MboxEntry, MboxError};
@@ -64,6 +65,8 @@ pub struct Readied {
     envelope_from: Option<String>,
     date: OffsetDateTime,
     post_id: Option<i64>,
+    /// Its search vector, when it was made on reading.
+    vector: Option<String>,
 }
 
 impl Readied {
@@ -84,7 +87,18 @@ impl Readied {
             envelope_from,
             date,
             post_id: None,
+            vector: None,
         }
+    }
+
+    /// Makes its search vector.
+    fn make_vector(&mut self, words: &mut Words) {
+        let fields = [
+            (self.facts.subject.as_str(), Weight::A),
+            (self.facts.from_name.as_str(), Weight::B),
+            (searched_text(&self.facts.text), Weight::D),
+        ];
+        self.vector = Some(words.vector(&fields));
     }
 
     pub fn message_id(&self) -> &str {
@@ -337,7 +351,7 @@ impl App {
         }
         item.post_id = Some(post_id);
         let archived = archive_batch(tx, list.id, vec![item]).await?;
-        store::archive::insert_search(&mut *tx, &archived.ids).await?;
+        index_messages(tx, &archived.ids, &mut Words::new()).await?;
         Ok(())
     }
 
@@ -349,12 +363,14 @@ impl App {
     ///
     /// The messages are stored and threaded, browsable as soon as their batch commits;
     /// they become searchable with [`App::index_archive_while`], which the import's
-    /// caller runs beside it (or [`App::index_archive`] afterwards).
+    /// caller runs beside it, fed with the search vectors the reading thread makes
+    /// (`made`; or [`App::index_archive`] afterwards, with `None`).
     pub async fn import_archive<I>(
         &self,
         list: &ListRef,
         entries: I,
         mut progress: impl FnMut(u64),
+        made: Option<tokio::sync::mpsc::Sender<Made>>,
     ) -> Result<ImportReport, AppError>
     where
         I: Iterator<Item = Result<MboxEntry, MboxError>> + Send + 'static,
@@ -362,12 +378,13 @@ impl App {
         let list = self.get_list(list).await?;
         let (tx_batches, mut batches) = tokio::sync::mpsc::channel::<Batch>(2);
         let (address, name) = (list.address.clone(), list.settings.name.clone());
+        let index = made.is_some();
         let reader = std::thread::spawn(move || {
             let relayer = Relayer {
                 address: &address,
                 name: &name,
             };
-            read_batches(entries, relayer, &tx_batches);
+            read_batches(entries, relayer, index, &tx_batches);
         });
         let mut report = ImportReport::default();
         let mut failed = None;
@@ -380,10 +397,16 @@ impl App {
                 report.bad.extend(batch.bad);
                 if !batch.items.is_empty() {
                     let mut tx = self.db.begin().await?;
-                    store::archive::set_commit_unsynced(&mut *tx).await?;
+                    store::archive::set_import_transaction(&mut *tx).await?;
                     let archived = archive_batch(&mut tx, list.id, batch.items).await?;
                     tx.commit().await?;
                     report.added += archived.added as u64;
+                    // (when the indexing has stopped, its error is reported there)
+                    if let Some(made) = &made
+                        && !archived.made.0.is_empty()
+                    {
+                        let _ = made.send(archived.made).await;
+                    }
                     if report.added >= analyze_at {
                         store::archive::analyze_archive(&self.db).await?;
                         analyze_at *= 10;
@@ -425,35 +448,49 @@ impl App {
         progress: impl FnMut(u64),
     ) -> Result<u64, AppError> {
         let list = self.get_list(list).await?;
-        Ok(self.index_archive_after(&list, 0, progress).await?.0)
+        Ok(self.index_archive_after(list.id, 0, progress).await?.0)
     }
 
-    /// Indexes a list's archive while an import is storing it, so that both cores
-    /// work: walks what is unindexed from the start, waits for more while `storing`
-    /// is set, and, once it is clear, walks the whole list once more for anything a
-    /// concurrent writer committed behind the walk. Returns how many vectors were
-    /// stored.
+    /// Indexes for search again the archives an upgrade left to be (one that changed
+    /// how search vectors are made drops them: migration 0062); a list is done once
+    /// all its messages are, so an interrupted run goes on the next time. Returns how
+    /// many vectors were stored.
+    pub async fn reindex_archives(&self) -> Result<u64, AppError> {
+        let mut indexed = 0;
+        for list_id in store::archive::list_reindexed_lists(&self.db).await? {
+            indexed += self.index_archive_after(list_id, 0, |_| {}).await?.0;
+            store::archive::delete_reindex(&self.db, list_id).await?;
+        }
+        Ok(indexed)
+    }
+
+    /// Indexes a list's archive while an import is storing it: stores the search
+    /// vectors the import made (`made`, a batch a transaction) as its batches commit,
+    /// and once the import has ended (the channel closes), walks the whole list for
+    /// anything left unindexed (what an interrupted import left, or a concurrent writer
+    /// stored). Returns how many vectors were stored.
     pub async fn index_archive_while(
         &self,
         list: &ListRef,
-        storing: &std::sync::atomic::AtomicBool,
+        mut made: tokio::sync::mpsc::Receiver<Made>,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, AppError> {
-        use std::sync::atomic::Ordering;
         let list = self.get_list(list).await?;
-        let (mut indexed, mut after) = (0, 0);
-        while storing.load(Ordering::Acquire) {
-            let before = indexed;
-            let (n, last) = self
-                .index_archive_after(&list, after, |n| progress(before + n))
-                .await?;
-            (indexed, after) = (indexed + n, last);
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut indexed = 0;
+        while let Some((ids, vectors)) = made.recv().await {
+            let mut tx = self.db.begin().await?;
+            store::archive::set_import_transaction(&mut *tx).await?;
+            indexed += store::archive::insert_search(&mut *tx, &ids, &vectors).await?;
+            tx.commit().await?;
+            progress(indexed);
         }
         let before = indexed;
         let (n, _) = self
-            .index_archive_after(&list, 0, |n| progress(before + n))
+            .index_archive_after(list.id, 0, |n| progress(before + n))
             .await?;
+        if n == 0 && indexed > 0 {
+            store::archive::flush_search_index(&self.db).await?;
+        }
         Ok(indexed + n)
     }
 
@@ -461,7 +498,7 @@ impl App {
     /// returns the last id it walked.
     async fn index_archive_after(
         &self,
-        list: &List,
+        list_id: uuid::Uuid,
         after: i64,
         mut progress: impl FnMut(u64),
     ) -> Result<(u64, i64), AppError> {
@@ -477,7 +514,7 @@ impl App {
             let mut handed = 0;
             loop {
                 let batch =
-                    store::archive::find_unindexed(&self.db, list.id, after, INDEX_BATCH).await?;
+                    store::archive::find_unindexed(&self.db, list_id, after, INDEX_BATCH).await?;
                 let Some(&last) = batch.last() else {
                     return Ok(());
                 };
@@ -636,10 +673,11 @@ impl App {
 
     /// Full-text search: the best of the newest [`SEARCH_RANKED`] matches first.
     pub async fn search_archive(&self, list: &List, query: &str) -> Result<Vec<Hit>, AppError> {
-        let query = query.trim();
-        if query.is_empty() {
+        // (a search of stop words or punctuation only finds nothing)
+        let Some(query) = Words::new().query(query) else {
             return Ok(Vec::new());
-        }
+        };
+        let query = query.as_str();
         let mut tx = self.db.begin().await?;
         // walking the newest messages finds enough matches soon when the newest ones
         // hold them thickly enough; otherwise the search index finds them all
@@ -736,20 +774,29 @@ struct Batch {
     failed: Option<String>,
 }
 
-/// The reading thread of an import: reads and parses the entries and hands them over
-/// in batches of [`IMPORT_BATCH`] messages (or 16 MB), with the entries it could not
-/// read. Stops at a read error (handed over as `failed`) or when the import stops.
-fn read_batches<I>(entries: I, relayer: Relayer<'_>, out: &tokio::sync::mpsc::Sender<Batch>)
-where
+/// The reading thread of an import: reads and parses the entries (and makes their
+/// search vectors, with `index`) and hands them over in batches of [`IMPORT_BATCH`]
+/// messages (or 16 MB), with the entries it could not read. Stops at a read error (handed over as `failed`) or when the import stops.
+fn read_batches<I>(
+    entries: I,
+    relayer: Relayer<'_>,
+    index: bool,
+    out: &tokio::sync::mpsc::Sender<Batch>,
+) where
     I: Iterator<Item = Result<MboxEntry, MboxError>>,
 {
     let mut batch = Batch::default();
     let mut bytes = 0;
+    let mut words = Words::new();
     for entry in entries {
         match entry {
             Ok(e) if looks_like_message(&e.raw) => {
                 bytes += e.raw.len();
-                batch.items.push(ready_entry(e, relayer));
+                let mut item = ready_entry(e, relayer);
+                if index {
+                    item.make_vector(&mut words);
+                }
+                batch.items.push(item);
             }
             Ok(e) => batch.bad.push(BadEntry {
                 entry: e.number,
@@ -794,21 +841,60 @@ fn ready_entry(e: MboxEntry, relayer: Relayer<'_>) -> Readied {
 }
 
 /// An indexer of [`App::index_archive`]: stores the search vectors of each batch of ids
-/// it takes, in a transaction of its own; returns how many it stored.
+/// it takes, in a transaction of its own; returns how many it stored. The vectors are
+/// made on a blocking thread, a batch at a time.
 async fn index_batches(
     db: sqlx::PgPool,
     ids: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<i64>>>>,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, AppError> {
     let mut indexed = 0;
+    let mut words = Words::new();
     loop {
         let Some(batch) = ids.lock().await.recv().await else {
             return Ok(indexed);
         };
         let mut tx = db.begin().await?;
-        store::archive::set_commit_unsynced(&mut *tx).await?;
-        indexed += store::archive::insert_search(&mut *tx, &batch).await?;
+        store::archive::set_import_transaction(&mut *tx).await?;
+        let rows = store::archive::find_unindexed_texts(&mut *tx, &batch).await?;
+        let (back, ids, vectors) = tokio::task::spawn_blocking(move || {
+            let (ids, vectors) = search_vectors(&mut words, &rows);
+            (words, ids, vectors)
+        })
+        .await
+        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("an indexer failed: {e}")))?;
+        words = back;
+        indexed += store::archive::insert_search(&mut *tx, &ids, &vectors).await?;
         tx.commit().await?;
     }
+}
+
+/// Makes these messages searchable in the caller's transaction (those not removed or
+/// indexed yet).
+async fn index_messages(
+    tx: &mut PgConnection,
+    ids: &[i64],
+    words: &mut Words,
+) -> Result<u64, AppError> {
+    let rows = store::archive::find_unindexed_texts(&mut *tx, ids).await?;
+    let (ids, vectors) = search_vectors(words, &rows);
+    Ok(store::archive::insert_search(&mut *tx, &ids, &vectors).await?)
+}
+
+/// The search vectors of these messages, with their ids.
+fn search_vectors(
+    words: &mut Words,
+    rows: &[store::archive::SearchedRow],
+) -> (Vec<i64>, Vec<String>) {
+    rows.iter()
+        .map(|r| {
+            let fields = [
+                (r.subject.as_str(), Weight::A),
+                (r.from_name.as_str(), Weight::B),
+                (r.text.as_str(), Weight::D),
+            ];
+            (r.id, words.vector(&fields))
+        })
+        .unzip()
 }
 
 /// Whether an entry starts with a header field (`Name: value`).
@@ -874,7 +960,13 @@ struct Archived {
     added: usize,
     /// The ids of the batch's messages: the new ones and those already there.
     ids: Vec<i64>,
+    /// The new messages' search vectors made on reading, with their ids.
+    made: Made,
 }
+
+/// Search vectors made while an import reads, with the ids of their messages: handed
+/// from the storing to the indexing.
+pub type Made = (Vec<i64>, Vec<String>);
 
 /// Archives a batch of messages in `tx` and threads them with what is there.
 ///
@@ -892,6 +984,7 @@ async fn archive_batch(
     let mut archived = Archived {
         added: 0,
         ids: known,
+        made: Made::default(),
     };
     if items.is_empty() {
         return Ok(archived);
@@ -913,6 +1006,13 @@ async fn archive_batch(
         .filter(|t| !threads.contains_key(t))
         .collect();
     let placed = threaded.placed_new();
+    let mut items = items;
+    for (item, id) in items.iter_mut().zip(&new_ids) {
+        if let Some(vector) = item.vector.take() {
+            archived.made.0.push(*id);
+            archived.made.1.push(vector);
+        }
+    }
     let new = new_rows(items, new_ids, placed);
     archived.added = store::archive::insert_messages(&mut *tx, list_id, &new).await? as usize;
     archived.ids.extend_from_slice(&new.id);

@@ -85,20 +85,25 @@ async fn import(
             .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    // stored and threaded on one connection, indexed for search on others at once
-    let storing = std::sync::atomic::AtomicBool::new(true);
+    // stored and threaded on one connection, indexed for search on another at once,
+    // with the search vectors made as the messages are read
+    let (made, taken) = tokio::sync::mpsc::channel(4);
     let bars = indicatif::MultiProgress::new();
     let [reading, indexing] =
         ["read", "indexed for search"].map(|what| progress_bar(what).map(|b| bars.add(b)));
     let stored = async {
         let report = app
-            .import_archive(&list, Reader::new(input), |n| {
-                if let Some(b) = &reading {
-                    b.set_position(n);
-                }
-            })
+            .import_archive(
+                &list,
+                Reader::new(input),
+                |n| {
+                    if let Some(b) = &reading {
+                        b.set_position(n);
+                    }
+                },
+                Some(made),
+            )
             .await;
-        storing.store(false, std::sync::atomic::Ordering::Release);
         // the messages are in the archive and can be read now; search follows
         if let Ok(r) = &report
             && r.read > 0
@@ -111,7 +116,7 @@ async fn import(
         }
         report
     };
-    let indexed = app.index_archive_while(&list, &storing, |n| {
+    let indexed = app.index_archive_while(&list, taken, |n| {
         if let Some(b) = &indexing {
             b.set_position(n);
         }

@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod post;
 pub mod roster;
 pub mod route;
+pub mod search;
 pub mod session;
 pub mod token;
 

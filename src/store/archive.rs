@@ -20,13 +20,19 @@ pub async fn lock_list_archive(db: impl PgExecutor<'_>, list_id: Uuid) -> Result
         .map(|_| ())
 }
 
-/// Lets the transaction commit without waiting for its write-ahead log to reach the
-/// disk: for imports, which a crash leaves to be run again (they are idempotent).
-pub async fn set_commit_unsynced(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query!("set local synchronous_commit = off")
-        .execute(db)
-        .await
-        .map(|_| ())
+/// Sets up a transaction of an import: it commits without waiting for its write-ahead
+/// log to reach the disk (a crash leaves the import to be run again; it is
+/// idempotent), and a batch handed over as arrays is unnested in memory (a thousand
+/// messages are several megabytes: with the default `work_mem` they went through a
+/// temporary file, which took a third of the insert's time).
+pub async fn set_import_transaction(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"select set_config('synchronous_commit', 'off', true) as "commit!",
+                  set_config('work_mem', '64MB', true) as "work_mem!""#
+    )
+    .fetch_one(db)
+    .await
+    .map(|_| ())
 }
 
 /// Moves the search index's pending entries into the index proper (after an import:
@@ -200,27 +206,74 @@ pub async fn insert_messages(
     .rows_affected())
 }
 
-/// Computes and stores the search vectors of these messages (subject, author name and
-/// the text `archive_searched_text` keeps of the body); messages removed or already
-/// indexed are left alone.
-pub async fn insert_search(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query!(
+/// What a search covers of a message: its subject, its author's name and the text
+/// `archive_searched_text` keeps of its body.
+#[derive(Debug)]
+pub struct SearchedRow {
+    pub id: i64,
+    pub subject: String,
+    pub from_name: String,
+    pub text: String,
+}
+
+/// What a search covers of those of these messages that are neither removed nor
+/// indexed yet.
+pub async fn find_unindexed_texts(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+) -> Result<Vec<SearchedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        SearchedRow,
         r#"
-        insert into archive_search (id, list_id, date, search)
-        select m.id, m.list_id, m.date,
-               setweight(to_tsvector('english'::regconfig, m.subject), 'A')
-               || setweight(to_tsvector('english'::regconfig, m.from_name), 'B')
-               || to_tsvector('english'::regconfig, archive_searched_text(m.body))
+        select m.id, m.subject, m.from_name, archive_searched_text(m.body) as "text!"
         from archive_message m
         where m.id = any($1) and m.removed_at is null
           and not exists (select 1 from archive_search s where s.id = m.id)
-        on conflict (id) do nothing
         "#,
         ids
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Stores the search vectors of these messages (`tsvector` text, made by
+/// `domain::search`); messages removed or already indexed meanwhile are left alone.
+pub async fn insert_search(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+    vectors: &[String],
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"
+        insert into archive_search (id, list_id, date, search)
+        select m.id, m.list_id, m.date, v.search::tsvector
+        from unnest($1::int8[], $2::text[]) as v(id, search)
+             join archive_message m on m.id = v.id
+        where m.removed_at is null
+        on conflict (id) do nothing
+        "#,
+        ids,
+        vectors
     )
     .execute(db)
     .await?
     .rows_affected())
+}
+
+/// The lists whose archive is to be indexed for search again (their vectors were
+/// dropped by an upgrade that changed how they are made).
+pub async fn list_reindexed_lists(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!("select list_id from archive_reindex order by list_id")
+        .fetch_all(db)
+        .await
+}
+
+/// Marks a list's archive as indexed again.
+pub async fn delete_reindex(db: impl PgExecutor<'_>, list_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!("delete from archive_reindex where list_id = $1", list_id)
+        .execute(db)
+        .await
+        .map(|_| ())
 }
 
 /// Up to `limit` of the list's messages that are not removed and have no search vector
@@ -512,7 +565,8 @@ pub struct Probe {
 }
 
 /// How many of the `window` newest messages of a list match a search, and how many hold
-/// its words (a walk of the date index, however common or rare the words).
+/// its words (a walk of the date index, however common or rare the words). `query` is
+/// `tsquery` text, as `domain::search` writes it.
 pub async fn count_recent_matches(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
@@ -522,8 +576,9 @@ pub async fn count_recent_matches(
     let row = sqlx::query!(
         r#"
         with q as (
-            select q, regexp_replace(q::text, '<[0-9-]+>', '&', 'g')::tsquery as words
-            from websearch_to_tsquery('english', $2) as q
+            -- (a phrase's words anywhere: its distances made "and")
+            select $2::text::tsquery as q,
+                   regexp_replace($2::text, '<[0-9-]+>', '&', 'g')::tsquery as words
         )
         select count(*) filter (where r.search @@ q.q) as "matches!",
                count(*) filter (where r.search @@ q.words) as "word_matches!"
@@ -593,7 +648,8 @@ pub async fn set_search_plan(
 
 /// Full-text search of subject, author name and text: the `candidates` newest matches
 /// are ranked and the best `limit` of them come first, each with a highlighted snippet
-/// (`<<`, `>>` around matched words).
+/// (`<<`, `>>` around matched words). `query` is `tsquery` text, as `domain::search`
+/// writes it.
 ///
 /// Ranking reads each ranked match's vector, so it is bounded: for words that a large
 /// share of a big archive holds, the newest matches are found by walking the date index
@@ -617,10 +673,10 @@ pub async fn search(
         HitRow,
         r#"
         with hits as (
-            select c.id, c.date, ts_rank(c.search, websearch_to_tsquery('english', $2)) as rank
+            select c.id, c.date, ts_rank(c.search, $2::text::tsquery) as rank
             from (
                 select s.id, s.date, s.search from archive_search s
-                where s.list_id = $1 and s.search @@ websearch_to_tsquery('english', $2)
+                where s.list_id = $1 and s.search @@ $2::text::tsquery
                   and ($5::timestamptz is null or s.date >= $5)
                 order by s.date desc, s.id desc
                 limit $3
@@ -629,7 +685,7 @@ pub async fn search(
             limit $4
         )
         select m.message_id, m.subject, m.from_name, m.date,
-               ts_headline('english', archive_searched_text(m.body), websearch_to_tsquery('english', $2),
+               ts_headline('english', archive_searched_text(m.body), $2::text::tsquery,
                            'StartSel=<<, StopSel=>>, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
                    as "snippet!"
         from hits h join archive_message m on m.id = h.id

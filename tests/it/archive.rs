@@ -416,6 +416,7 @@ async fn threads_are_the_same_whatever_order_messages_arrive_in() {
                     &ListRef::Address(address.clone()),
                     entries.into_iter(),
                     |_| {},
+                    None,
                 )
                 .await
                 .unwrap();
@@ -1003,4 +1004,226 @@ async fn html_is_cleaned_and_attachments_are_downloads() {
         status(&s, &format!("{}/attachments/1", m("att@x"))).await,
         404
     );
+}
+
+/// Searches a message is found by, and ones it is not, for the forms of words mail is
+/// full of: addresses, host names, hyphenated words, versions, paths, phrases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_finds_addresses_hosts_hyphenated_words_and_paths_as_written() {
+    let s = server().await;
+    let text = "From anne@example.org Mon Jan  1 00:00:00 2001\n\
+         From: Anne <anne@example.org>\nMessage-ID: <forms@example.net>\n\
+         Date: Mon, 1 Jan 2001 10:00:00 +0000\nSubject: Release notes\n\n\
+         The release-notes for listd.org v1.2.3 are in src/app/archive.rs; write to\n\
+         help@listd.org. It's the Maintainers\u{2019} choice, don't worry.\n\n\
+         From bob@example.org Mon Jan  1 00:00:00 2001\n\
+         From: Bob <bob@example.org>\nMessage-ID: <other@example.net>\n\
+         Date: Tue, 2 Jan 2001 10:00:00 +0000\nSubject: Something else\n\n\
+         A note for the release of nothing much.\n\n";
+    let out = import(&s, LIST, text);
+    assert!(out.stdout.contains("2 messages read, 2 added"), "{out:?}");
+    let found = |q: &str| {
+        let s = &s;
+        let path = archive(&format!(
+            "/search?q={}",
+            percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC)
+        ));
+        async move {
+            let v = get_json(s, &path).await;
+            let mut ids: Vec<String> = v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["message_id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let forms = ["forms@example.net"];
+    let both = ["forms@example.net", "other@example.net"];
+    for q in [
+        "release-notes",
+        "listd.org",
+        "listd",
+        "v1.2.3",
+        "archive.rs",
+        "src/app/archive.rs",
+        "help@listd.org",
+        "HELP@LISTD.ORG",
+        "maintainers'",
+        "maintainers\u{2019} choice",
+        "\"notes for listd.org\"",
+        "release -nothing",
+        "zzz or listd",
+    ] {
+        assert_eq!(found(q).await, forms, "{q}");
+    }
+    for q in ["releases", "note", "release or zzz"] {
+        assert_eq!(found(q).await, both, "{q}");
+    }
+    assert_eq!(found("-listd release").await, ["other@example.net"]);
+    // stop words alone, nothing, and what is not there
+    for q in [
+        "the",
+        "don't",
+        "\"\"",
+        "-",
+        "listd.com",
+        "\"release listd\"",
+    ] {
+        assert!(found(q).await.is_empty(), "{q}");
+    }
+    // the snippet marks what was found
+    let snippet = get_json(&s, &archive("/search?q=worry")).await["results"][0]["snippet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        snippet.contains("<<worry>>") || snippet.contains("worry"),
+        "{snippet}"
+    );
+}
+
+/// Every word of real mail, as it is written there (whatever its form: a word, an
+/// address, a URL, a version, a path), and every two neighbouring words as a phrase,
+/// find their message; and the words PostgreSQL's own English stemmer reduces (which
+/// snippets are marked by) are reduced alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_word_of_real_mail_is_found_by_a_search_for_it_as_written() {
+    let files = [
+        "hyperkitty/hyperkitty-messages.mbox",
+        "hyperkitty/non-ascii-headers.mbox",
+        "bigbang/numpy-discussion-2001-November.mbox",
+        "notmuch/notmuch-lkml.mbox",
+        "apache-ponymail/asterix-dev-201709-mailarchivesao.mbox",
+        "apache-ponymail/httpd-users-2020-07.mbox",
+    ];
+    if !corpus().join(files[0]).exists() {
+        eprintln!("note: {} is absent; skipped", corpus().display());
+        return;
+    }
+    let s = server().await;
+    for f in files {
+        let out = s.cli(&[
+            "archive",
+            "import",
+            LIST,
+            corpus().join(f).to_str().unwrap(),
+        ]);
+        assert_eq!(out.code, 0, "{f}: {out:?}");
+    }
+    let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+        "select id, subject, from_name, archive_searched_text(body), body from archive_message",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    assert!(rows.len() > 400, "{}", rows.len());
+    // the import made the vectors of what the database's rule covers too (which puts a
+    // line feed before the text)
+    for (id, _, _, text, body) in &rows {
+        let ours = listd::domain::search::searched_text(body);
+        assert_eq!(text.strip_prefix('\n').unwrap_or(text), ours, "{id}");
+    }
+    let mut words = listd::domain::search::Words::new();
+    let (mut ids, mut queries, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, subject, from_name, text, _) in &rows {
+        for field in [subject, from_name, text] {
+            let pieces: Vec<&str> = field.split_whitespace().collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                // (not search syntax: a leading `-`, a quote, a bare `or`)
+                let syntax = |p: &str| p.starts_with('-') || p.contains('"');
+                if syntax(piece) || piece.eq_ignore_ascii_case("or") {
+                    continue;
+                }
+                if let Some(q) = words.query(piece) {
+                    ids.push(*id);
+                    queries.push(q);
+                }
+                if let Some(next) = pieces.get(i + 1).filter(|n| !n.contains('"')) {
+                    if let Some(q) = words.query(&format!("\"{piece} {next}\"")) {
+                        ids.push(*id);
+                        queries.push(q);
+                    }
+                }
+                if piece.len() > 2 && piece.bytes().all(|b| b.is_ascii_lowercase()) {
+                    plain.push(piece.to_string());
+                }
+            }
+        }
+    }
+    assert!(queries.len() > 50_000, "{}", queries.len());
+    let missed: Vec<(i64, String)> = sqlx::query_as(
+        "select q.id, q.query from unnest($1::int8[], $2::text[]) as q(id, query)
+         left join archive_search s on s.id = q.id and s.search @@ q.query::tsquery
+         where s.id is null limit 20",
+    )
+    .bind(&ids)
+    .bind(&queries)
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    assert!(
+        missed.is_empty(),
+        "of {} searches, these missed their message: {missed:?}",
+        queries.len()
+    );
+
+    plain.sort_unstable();
+    plain.dedup();
+    let theirs: Vec<(String, Vec<String>)> =
+        sqlx::query_as("select w, ts_lexize('english_stem', w) from unnest($1::text[]) as w")
+            .bind(&plain)
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    let differ: Vec<_> = theirs
+        .iter()
+        .filter(|(w, stem)| {
+            let ours = words.query(w);
+            let theirs = stem.first().map(|s| format!("'{s}'"));
+            ours != theirs
+        })
+        .collect();
+    eprintln!(
+        "{} of {} words are reduced otherwise than by PostgreSQL: {:?}",
+        differ.len(),
+        theirs.len(),
+        differ.iter().take(20).collect::<Vec<_>>()
+    );
+    assert!(differ.len() * 200 <= theirs.len(), "{differ:?}");
+}
+
+/// An upgrade that changes how search vectors are made drops them and names the lists
+/// to index again (migration 0062 did): the server indexes them when it starts, and a
+/// list is named no more once it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_an_upgrade_left_unindexed_are_indexed_again() {
+    let s = server().await;
+    let out = import(&s, LIST, &takeout());
+    assert!(out.stdout.contains("4 messages read, 4 added"), "{out:?}");
+    // as the migration leaves it
+    sqlx::query("truncate archive_search")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("insert into archive_reindex (list_id) select id from list")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let none = get_json(&s, &archive("/search?q=kubernetes")).await;
+    assert!(none["results"].as_array().unwrap().is_empty(), "{none}");
+    assert_eq!(s.app.reindex_archives().await.unwrap(), 4);
+    let found = get_json(&s, &archive("/search?q=kubernetes")).await;
+    assert_eq!(
+        found["results"][0]["message_id"], "t1@example.net",
+        "{found}"
+    );
+    let left: i64 = sqlx::query_scalar("select count(*) from archive_reindex")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(s.app.reindex_archives().await.unwrap(), 0, "nothing twice");
 }
