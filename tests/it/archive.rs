@@ -1141,11 +1141,11 @@ async fn every_word_of_real_mail_is_found_by_a_search_for_it_as_written() {
                     ids.push(*id);
                     queries.push(q);
                 }
-                if let Some(next) = pieces.get(i + 1).filter(|n| !n.contains('"')) {
-                    if let Some(q) = words.query(&format!("\"{piece} {next}\"")) {
-                        ids.push(*id);
-                        queries.push(q);
-                    }
+                if let Some(next) = pieces.get(i + 1).filter(|n| !n.contains('"'))
+                    && let Some(q) = words.query(&format!("\"{piece} {next}\""))
+                {
+                    ids.push(*id);
+                    queries.push(q);
                 }
                 if piece.len() > 2 && piece.bytes().all(|b| b.is_ascii_lowercase()) {
                     plain.push(piece.to_string());
