@@ -32,6 +32,9 @@ const MAX_POSITION: u16 = 16383;
 /// How many positions of one word a `tsvector` keeps.
 const MAX_POSITIONS: usize = 256;
 
+/// How many characters of a search's text are read.
+const SEARCH_CHARS: usize = 1_000;
+
 /// How many characters of a message's own text a search covers.
 const SEARCHED_CHARS: usize = 16_384;
 
@@ -293,8 +296,13 @@ impl Words {
     }
 
     /// A search in web-search syntax as `tsquery` text, or `None` when it holds no word
-    /// a message could be found by (only stop words, say).
+    /// a message could be found by (only stop words, say). Only the first
+    /// [`SEARCH_CHARS`] characters of the search are read.
     pub fn query(&mut self, search: &str) -> Option<String> {
+        let search = match search.char_indices().nth(SEARCH_CHARS) {
+            Some((end, _)) => &search[..end],
+            None => search,
+        };
         let mut groups: Vec<Vec<String>> = Vec::new();
         let mut either = false;
         for term in terms(search) {
@@ -346,7 +354,8 @@ impl Words {
         quote(&mut out, &self.kept[first.1 as usize]);
         let mut at = first.0;
         for (position, word) in rest {
-            match position - at {
+            // (a tsquery's distances stop at the last position a vector records)
+            match (position - at).min(u32::from(MAX_POSITION) + 1) {
                 1 => out.push_str(" <-> "),
                 d => {
                     let _ = write!(out, " <{d}> ");
@@ -664,6 +673,26 @@ mod tests {
             Some("( 'cat' | 'dog' )")
         );
         assert_eq!(query("cats OR dogs").as_deref(), Some("( 'cat' | 'dog' )"));
+    }
+
+    #[test]
+    fn a_long_search_is_read_to_its_thousandth_character_and_distances_are_bounded() {
+        let many = "cat ".repeat(1_000);
+        assert_eq!(query(&many).unwrap().matches("'cat'").count(), 250);
+        let far = format!("\"cat {} dog\"", "the ".repeat(20_000));
+        let mut words = Words::new();
+        let (cat, dog) = (words.number("cat", 0), words.number("dog", 0));
+        let mut out = String::new();
+        words.cut(&far[1..far.len() - 1], 1, |id, p| {
+            if id == cat || id == dog {
+                out.push_str(&format!("{p} "));
+            }
+        });
+        assert_eq!(out, "1 20002 ");
+        assert_eq!(
+            words.phrase(&far[1..far.len() - 1]).as_deref(),
+            Some("( 'cat' <16384> 'dog' )")
+        );
     }
 
     #[test]
