@@ -177,17 +177,33 @@ fn start_workers(
         inbound.run_inbound_worker(stop).await;
         Ok(())
     });
-    // (an upgrade may have left archives to index for search again: once, at start,
-    // and what a stop interrupts goes on at the next start)
+    // archives an upgrade or a stopped import left to index for search: at start, and
+    // again every minute while a list is left; what a stop interrupts goes on at the
+    // next start
     let archives = app.clone();
     let stop = stop_rx.clone();
     tasks.spawn(async move {
+        let reindex = async {
+            loop {
+                match archives.reindex_archives().await {
+                    Ok(done) => {
+                        if done.indexed > 0 {
+                            tracing::info!(messages = done.indexed, "archives indexed for search");
+                        }
+                        if done.left == 0 {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "indexing the archives for search failed"
+                    ),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            }
+        };
         tokio::select! {
-            done = archives.reindex_archives() => match done {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(messages = n, "archives indexed for search again"),
-                Err(e) => tracing::error!(error = format!("{e:#}"), "indexing the archives for search failed"),
-            },
+            _ = reindex => {}
             _ = stopped(stop.clone()) => {}
         }
         stopped(stop).await;

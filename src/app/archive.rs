@@ -376,6 +376,9 @@ impl App {
         I: Iterator<Item = Result<MboxEntry, MboxError>> + Send + 'static,
     {
         let list = self.get_list(list).await?;
+        // until its indexing has finished, the server indexes the list when it starts
+        // (an import stopped midway leaves it so)
+        store::archive::insert_reindex(&self.db, list.id).await?;
         let (tx_batches, mut batches) = tokio::sync::mpsc::channel::<Batch>(2);
         let (address, name) = (list.address.clone(), list.settings.name.clone());
         let index = made.is_some();
@@ -455,13 +458,22 @@ impl App {
     /// how search vectors are made drops them: migration 0062); a list is done once
     /// all its messages are, so an interrupted run goes on the next time. Returns how
     /// many vectors were stored.
-    pub async fn reindex_archives(&self) -> Result<u64, AppError> {
-        let mut indexed = 0;
+    pub async fn reindex_archives(&self) -> Result<Reindexed, AppError> {
+        let mut done = Reindexed::default();
         for list_id in store::archive::list_reindexed_lists(&self.db).await? {
-            indexed += self.index_archive_after(list_id, 0, |_| {}).await?.0;
-            store::archive::delete_reindex(&self.db, list_id).await?;
+            // (one list failing leaves the others to be done)
+            match self.index_archive_after(list_id, 0, |_| {}).await {
+                Ok((n, _)) => {
+                    store::archive::delete_reindex(&self.db, list_id).await?;
+                    done.indexed += n;
+                }
+                Err(e) => {
+                    tracing::warn!(%list_id, error = format!("{e:#}"), "indexing an archive for search failed");
+                    done.left += 1;
+                }
+            }
         }
-        Ok(indexed)
+        Ok(done)
     }
 
     /// Indexes a list's archive while an import is storing it: stores the search
@@ -491,6 +503,7 @@ impl App {
         if n == 0 && indexed > 0 {
             store::archive::flush_search_index(&self.db).await?;
         }
+        store::archive::delete_reindex(&self.db, list.id).await?;
         Ok(indexed + n)
     }
 
@@ -962,6 +975,14 @@ struct Archived {
     ids: Vec<i64>,
     /// The new messages' search vectors made on reading, with their ids.
     made: Made,
+}
+
+/// What [`App::reindex_archives`] did: how many vectors it stored, and how many lists
+/// it could not finish (to be tried again).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reindexed {
+    pub indexed: u64,
+    pub left: usize,
 }
 
 /// Search vectors made while an import reads, with the ids of their messages: handed

@@ -13,7 +13,8 @@
 //!   stop word (`the`, `and`, …), which is left out but keeps its position, so a phrase
 //!   spans it as PostgreSQL's own phrases do. Words with digits are kept as they are.
 //! - A message's subject weighs most (`A`), then its author's name (`B`), then its text;
-//!   each starts two positions after the one before ends, so no phrase spans two.
+//!   each starts [`FIELD_GAP`] positions after the one before ends, so a phrase does not
+//!   span two (unless it holds that many stop words in a row).
 //! - A search's text follows web-search syntax: words must all be there, `"a phrase"`
 //!   must be there in that order, `-word` must not, and `or` between two terms lets
 //!   either do. A term that cuts into several words (`e-mail`) is a phrase of them.
@@ -29,6 +30,10 @@ use std::fmt::Write;
 const MAX_WORD_BYTES: usize = 2047;
 /// The last position a `tsvector` records.
 const MAX_POSITION: u16 = 16383;
+/// How far apart two fields of a message are, in positions.
+const FIELD_GAP: u32 = 10;
+/// How many bytes of words a `tsvector` holds in all (PostgreSQL's limit is 1 MB).
+const MAX_VECTOR_BYTES: usize = 1 << 19;
 /// How many positions of one word a `tsvector` keeps.
 const MAX_POSITIONS: usize = 256;
 
@@ -264,17 +269,25 @@ impl Words {
                 let position = position.min(u32::from(MAX_POSITION)) as u16;
                 found.push((id, position | bits));
             });
-            next = last + 2;
+            next = last + FIELD_GAP;
         }
         // (stable: each word's positions stay in order)
         found.sort_by_key(|&(id, _)| id);
         let mut out = String::with_capacity(found.len() * 10);
         let mut numbers = itoa::Buffer::new();
+        // (a huge subject could hold more words than a vector takes: those past its size
+        // are left out)
+        let mut bytes = 0;
         for word in found.chunk_by(|a, b| a.0 == b.0) {
+            let kept = &self.kept[word[0].0 as usize];
+            bytes += kept.len();
+            if bytes > MAX_VECTOR_BYTES {
+                break;
+            }
             if !out.is_empty() {
                 out.push(' ');
             }
-            quote(&mut out, &self.kept[word[0].0 as usize]);
+            quote(&mut out, kept);
             let mut last = None;
             let mut written = 0;
             for &(_, p) in word {
@@ -612,7 +625,7 @@ mod tests {
                 ("Anne", Weight::B),
                 ("cats", Weight::D)
             ])),
-            "'ann':3B 'cat':1A,5"
+            "'ann':11B 'cat':1A,21"
         );
     }
 
@@ -692,6 +705,20 @@ mod tests {
         assert_eq!(
             words.phrase(&far[1..far.len() - 1]).as_deref(),
             Some("( 'cat' <16384> 'dog' )")
+        );
+    }
+
+    #[test]
+    fn a_vector_holds_no_more_words_than_postgresql_takes() {
+        let huge: String = (0..200_000).map(|i| format!("w{i} ")).collect();
+        let v = Words::new().vector(&[(&huge, Weight::A)]);
+        let words: usize = v
+            .split(' ')
+            .map(|w| w.split(':').next().unwrap().len() - 2)
+            .sum();
+        assert!(
+            words <= MAX_VECTOR_BYTES && words > MAX_VECTOR_BYTES - 10,
+            "{words}"
         );
     }
 

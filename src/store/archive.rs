@@ -268,6 +268,17 @@ pub async fn list_reindexed_lists(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>, 
         .await
 }
 
+/// Names a list whose archive is to be indexed (again) when the server starts.
+pub async fn insert_reindex(db: impl PgExecutor<'_>, list_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into archive_reindex (list_id) values ($1) on conflict do nothing",
+        list_id
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
 /// Marks a list's archive as indexed again.
 pub async fn delete_reindex(db: impl PgExecutor<'_>, list_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!("delete from archive_reindex where list_id = $1", list_id)
