@@ -167,43 +167,119 @@ pub struct NewMessages {
     pub body: Vec<String>,
 }
 
+/// Inserts new messages with binary `COPY`: several times cheaper for PostgreSQL than
+/// the same rows unnested from arrays, on the import's critical path. The caller holds
+/// the list's archive lock and has left out the Message-IDs the archive holds, so no
+/// row conflicts (one would fail the statement, and the batch with it).
 pub async fn insert_messages(
-    db: impl PgExecutor<'_>,
+    db: &mut sqlx::PgConnection,
     list_id: Uuid,
     m: &NewMessages,
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query!(
-        r#"
-        insert into archive_message (id, list_id, message_id, post_id, envelope_from, date, subject,
-                                     from_name, refs, waiting, parent_id, thread_id, raw, body)
-        select u.id, $1, u.message_id, u.post_id, u.envelope_from, u.date, u.subject, u.from_name,
-               string_to_array(u.refs, E'\n'), string_to_array(u.waiting, E'\n'), u.parent_id,
-               u.thread_id, u.raw, u.body
-        from unnest($2::int8[], $3::text[], $4::int8[], $5::text[], $6::timestamptz[], $7::text[],
-                    $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::bytea[],
-                    $14::text[])
-             as u(id, message_id, post_id, envelope_from, date, subject, from_name, refs, waiting,
-                  parent_id, thread_id, raw, body)
-        on conflict (list_id, message_id) do nothing
-        "#,
-        list_id,
-        &m.id,
-        &m.message_id,
-        &m.post_id as &[Option<i64>],
-        &m.envelope_from as &[Option<String>],
-        &m.date,
-        &m.subject,
-        &m.from_name,
-        &m.refs,
-        &m.waiting,
-        &m.parent_id as &[Option<i64>],
-        &m.thread_id,
-        &m.raw,
-        &m.body,
-    )
-    .execute(db)
-    .await?
-    .rows_affected())
+    let mut copy = db
+        .copy_in_raw(
+            "copy archive_message (id, list_id, message_id, post_id, envelope_from, date, \
+             subject, from_name, refs, waiting, parent_id, thread_id, raw, body) \
+             from stdin (format binary)",
+        )
+        .await?;
+    let mut rows = CopyRows::new();
+    for i in 0..m.id.len() {
+        rows.row(14);
+        rows.int8(Some(m.id[i]));
+        rows.bytes(Some(list_id.as_bytes()));
+        rows.bytes(Some(m.message_id[i].as_bytes()));
+        rows.int8(m.post_id[i]);
+        rows.bytes(m.envelope_from[i].as_deref().map(str::as_bytes));
+        rows.timestamptz(m.date[i]);
+        rows.bytes(Some(m.subject[i].as_bytes()));
+        rows.bytes(Some(m.from_name[i].as_bytes()));
+        rows.text_array(&m.refs[i]);
+        rows.text_array(&m.waiting[i]);
+        rows.int8(m.parent_id[i]);
+        rows.int8(Some(m.thread_id[i]));
+        rows.bytes(Some(&m.raw[i]));
+        rows.bytes(Some(m.body[i].as_bytes()));
+        if rows.len() >= 1 << 20 {
+            copy.send(rows.take()).await?;
+        }
+    }
+    rows.end();
+    copy.send(rows.take()).await?;
+    copy.finish().await
+}
+
+/// Rows in `COPY`'s binary format.
+struct CopyRows(Vec<u8>);
+
+impl CopyRows {
+    fn new() -> Self {
+        // the signature, no flags, no header extension
+        let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
+        out.extend_from_slice(&[0; 8]);
+        Self(out)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+
+    fn row(&mut self, fields: i16) {
+        self.0.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn end(&mut self) {
+        self.0.extend_from_slice(&(-1i16).to_be_bytes());
+    }
+
+    fn bytes(&mut self, value: Option<&[u8]>) {
+        match value {
+            None => self.0.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(v) => {
+                self.0.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                self.0.extend_from_slice(v);
+            }
+        }
+    }
+
+    fn int8(&mut self, value: Option<i64>) {
+        self.bytes(value.map(i64::to_be_bytes).as_ref().map(|b| &b[..]));
+    }
+
+    /// Microseconds since 2000-01-01 UTC.
+    fn timestamptz(&mut self, t: OffsetDateTime) {
+        const EPOCH_2000: i128 = 946_684_800_000_000;
+        let micros = (t.unix_timestamp_nanos() / 1000 - EPOCH_2000) as i64;
+        self.int8(Some(micros));
+    }
+
+    /// A `text[]` of the lines of `lines` (none when it is empty).
+    fn text_array(&mut self, lines: &str) {
+        const TEXT_OID: i32 = 25;
+        let items: Vec<&str> = if lines.is_empty() {
+            Vec::new()
+        } else {
+            lines.split('\n').collect()
+        };
+        let mut a = Vec::with_capacity(20 + lines.len() + 4 * items.len());
+        let dims: i32 = if items.is_empty() { 0 } else { 1 };
+        for n in [dims, 0, TEXT_OID] {
+            a.extend_from_slice(&n.to_be_bytes());
+        }
+        if dims == 1 {
+            a.extend_from_slice(&(items.len() as i32).to_be_bytes());
+            a.extend_from_slice(&1i32.to_be_bytes());
+        }
+        for item in items {
+            a.extend_from_slice(&(item.len() as i32).to_be_bytes());
+            a.extend_from_slice(item.as_bytes());
+        }
+        self.bytes(Some(&a));
+    }
 }
 
 /// What a search covers of a message: its subject, its author's name and the text
@@ -823,4 +899,41 @@ pub async fn find_feed_member(
     )
     .fetch_optional(db)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_are_in_postgresql_binary_format() {
+        let mut rows = CopyRows::new();
+        assert_eq!(rows.len(), 19, "signature, flags and extension length");
+        rows.take();
+        rows.timestamptz(time::macros::datetime!(2000-01-01 00:00:01 UTC));
+        assert_eq!(
+            rows.take(),
+            [&8i32.to_be_bytes()[..], &1_000_000i64.to_be_bytes()].concat()
+        );
+        rows.int8(None);
+        assert_eq!(rows.take(), (-1i32).to_be_bytes());
+        rows.text_array("");
+        let empty: Vec<u8> = [12i32, 0, 0, 25]
+            .iter()
+            .flat_map(|n| n.to_be_bytes())
+            .collect();
+        assert_eq!(rows.take(), empty);
+        rows.text_array("a\nbc");
+        let two: Vec<u8> = [
+            [31i32, 1, 0, 25, 2, 1, 1]
+                .iter()
+                .flat_map(|n| n.to_be_bytes())
+                .collect::<Vec<u8>>(),
+            b"a".to_vec(),
+            2i32.to_be_bytes().to_vec(),
+            b"bc".to_vec(),
+        ]
+        .concat();
+        assert_eq!(rows.take(), two);
+    }
 }
