@@ -24,7 +24,7 @@ use super::{App, AppError};
 use crate::domain::archive::{
     Entry, Month, Node, bare_id, message_id_path, obscure_addresses, parents, reading_order, roots,
 };
-use crate::domain::search::{Weight, Words, searched_text};
+use crate::domain::search::Words;
 use crate::domain::{Archive, EmailAddress, FeedToken, List, ListRef, MemberStatus};
 use crate::mail::archive::{AttachmentInfo, Facts, Relayer, read_facts, render};
 use crate::mail::mbox::{Entry as MboxEntry, MboxError};
@@ -93,12 +93,8 @@ impl Readied {
 
     /// Makes its search vector.
     fn make_vector(&mut self, words: &mut Words) {
-        let fields = [
-            (self.facts.subject.as_str(), Weight::A),
-            (self.facts.from_name.as_str(), Weight::B),
-            (searched_text(&self.facts.text), Weight::D),
-        ];
-        self.vector = Some(words.vector(&fields));
+        let f = &self.facts;
+        self.vector = Some(words.message(&f.subject, &f.from_name, &f.text));
     }
 
     pub fn message_id(&self) -> &str {
@@ -115,8 +111,8 @@ pub struct ImportReport {
     pub added: u64,
     /// Entries that could not be read, by place in the file.
     pub bad: Vec<BadEntry>,
-    /// Messages made searchable afterwards ([`App::index_archive`]): the new ones, and
-    /// any an interrupted import left unindexed.
+    /// Messages made searchable ([`App::index_archive_while`]): the new ones, and any
+    /// an interrupted import left unindexed.
     pub indexed: u64,
 }
 
@@ -364,7 +360,7 @@ impl App {
     /// The messages are stored and threaded, browsable as soon as their batch commits;
     /// they become searchable with [`App::index_archive_while`], which the import's
     /// caller runs beside it, fed with the search vectors the reading thread makes
-    /// (`made`; or [`App::index_archive`] afterwards, with `None`).
+    /// (`made`). With `None`, the list is left to [`App::reindex_archives`].
     pub async fn import_archive<I>(
         &self,
         list: &ListRef,
@@ -439,25 +435,11 @@ impl App {
         Ok(report)
     }
 
-    /// Makes searchable every message of a list's archive that is not yet (after an
-    /// import, or what an interrupted one left): the search vectors are computed
-    /// [`INDEX_BATCH`] messages a transaction on [`IMPORT_INDEXERS`] connections side by
-    /// side. Each batch is searchable once it commits; running it again after an
-    /// interruption goes on with what is left. `progress` hears how many messages were
-    /// handed to the indexers so far. Returns how many vectors were stored.
-    pub async fn index_archive(
-        &self,
-        list: &ListRef,
-        progress: impl FnMut(u64),
-    ) -> Result<u64, AppError> {
-        let list = self.get_list(list).await?;
-        Ok(self.index_archive_after(list.id, 0, progress).await?.0)
-    }
-
-    /// Indexes for search again the archives an upgrade left to be (one that changed
-    /// how search vectors are made drops them: migration 0062); a list is done once
-    /// all its messages are, so an interrupted run goes on the next time. Returns how
-    /// many vectors were stored.
+    /// Indexes for search the archives named in `archive_reindex`: those an upgrade
+    /// that changed how search vectors are made left without them (migration 0062),
+    /// and those of imports that stopped before their indexing ended. A list is named
+    /// no more once all its messages are indexed, so an interrupted run goes on the
+    /// next time; a list that fails leaves the others to be done.
     pub async fn reindex_archives(&self) -> Result<Reindexed, AppError> {
         let mut done = Reindexed::default();
         for list_id in store::archive::list_reindexed_lists(&self.db).await? {
@@ -507,8 +489,11 @@ impl App {
         Ok(indexed + n)
     }
 
-    /// [`App::index_archive`] from the message after `after` (in id order); also
-    /// returns the last id it walked.
+    /// Makes searchable every message of a list's archive, after the id `after`, that
+    /// is not yet: the search vectors are made [`INDEX_BATCH`] messages a transaction on
+    /// [`IMPORT_INDEXERS`] connections side by side, each batch searchable once it
+    /// commits. `progress` hears how many messages were handed to the indexers so far.
+    /// Returns how many vectors were stored, and the last id it walked.
     async fn index_archive_after(
         &self,
         list_id: uuid::Uuid,
@@ -789,7 +774,8 @@ struct Batch {
 
 /// The reading thread of an import: reads and parses the entries (and makes their
 /// search vectors, with `index`) and hands them over in batches of [`IMPORT_BATCH`]
-/// messages (or 16 MB), with the entries it could not read. Stops at a read error (handed over as `failed`) or when the import stops.
+/// messages (or 16 MB), with the entries it could not read. Stops at a read error
+/// (handed over as `failed`) or when the import stops.
 fn read_batches<I>(
     entries: I,
     relayer: Relayer<'_>,
@@ -853,7 +839,7 @@ fn ready_entry(e: MboxEntry, relayer: Relayer<'_>) -> Readied {
     Readied::new(e.raw, Some(relayer), envelope, arrival)
 }
 
-/// An indexer of [`App::index_archive`]: stores the search vectors of each batch of ids
+/// An indexer of [`App::index_archive_after`]: stores the search vectors of each batch of ids
 /// it takes, in a transaction of its own; returns how many it stored. The vectors are
 /// made on a blocking thread, a batch at a time.
 async fn index_batches(
@@ -899,14 +885,7 @@ fn search_vectors(
     rows: &[store::archive::SearchedRow],
 ) -> (Vec<i64>, Vec<String>) {
     rows.iter()
-        .map(|r| {
-            let fields = [
-                (r.subject.as_str(), Weight::A),
-                (r.from_name.as_str(), Weight::B),
-                (r.text.as_str(), Weight::D),
-            ];
-            (r.id, words.vector(&fields))
-        })
+        .map(|r| (r.id, words.message(&r.subject, &r.from_name, &r.body)))
         .unzip()
 }
 

@@ -245,6 +245,16 @@ impl Words {
         }
     }
 
+    /// A message's search vector, as `tsvector` text: its subject (weight A), its
+    /// author's name (B) and what a search covers of its own text ([`searched_text`]).
+    pub fn message(&mut self, subject: &str, author: &str, text: &str) -> String {
+        self.vector(&[
+            (subject, Weight::A),
+            (author, Weight::B),
+            (searched_text(text), Weight::D),
+        ])
+    }
+
     /// A message's search vector, as `tsvector` text: each field's words at their
     /// positions, with the field's weight.
     pub fn vector(&mut self, fields: &[(&str, Weight)]) -> String {

@@ -167,8 +167,9 @@ pub struct NewMessages {
     pub body: Vec<String>,
 }
 
-/// Inserts new messages with binary `COPY`: several times cheaper for PostgreSQL than
-/// the same rows unnested from arrays, on the import's critical path. The caller holds
+/// Inserts new messages with binary `COPY`, on the import's critical path: cheaper for
+/// PostgreSQL than the same rows unnested from arrays (an import of 100,000 messages
+/// took 16.1–17.1 s against 17.4–17.9 s). The caller holds
 /// the list's archive lock and has left out the Message-IDs the archive holds, so no
 /// row conflicts (one would fail the statement, and the batch with it).
 pub async fn insert_messages(
@@ -282,18 +283,17 @@ impl CopyRows {
     }
 }
 
-/// What a search covers of a message: its subject, its author's name and the text
-/// `archive_searched_text` keeps of its body.
+/// What a search covers of a message: its subject, its author's name and its text.
 #[derive(Debug)]
 pub struct SearchedRow {
     pub id: i64,
     pub subject: String,
     pub from_name: String,
-    pub text: String,
+    pub body: String,
 }
 
-/// What a search covers of those of these messages that are neither removed nor
-/// indexed yet.
+/// The subject, author and text of those of these messages that are neither removed
+/// nor indexed yet.
 pub async fn find_unindexed_texts(
     db: impl PgExecutor<'_>,
     ids: &[i64],
@@ -301,7 +301,7 @@ pub async fn find_unindexed_texts(
     sqlx::query_as!(
         SearchedRow,
         r#"
-        select m.id, m.subject, m.from_name, archive_searched_text(m.body) as "text!"
+        select m.id, m.subject, m.from_name, m.body
         from archive_message m
         where m.id = any($1) and m.removed_at is null
           and not exists (select 1 from archive_search s where s.id = m.id)

@@ -1208,6 +1208,19 @@ async fn archives_an_upgrade_left_unindexed_are_indexed_again() {
     let s = server().await;
     let out = import(&s, LIST, &takeout());
     assert!(out.stdout.contains("4 messages read, 4 added"), "{out:?}");
+    let vectors = |db: &sqlx::PgPool| {
+        let db = db.clone();
+        async move {
+            sqlx::query_as::<_, (i64, String)>(
+                "select id, search::text from archive_search order by id",
+            )
+            .fetch_all(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let made_on_import = vectors(&s.db.pool).await;
+    assert_eq!(made_on_import.len(), 4);
     // as the migration leaves it
     sqlx::query("truncate archive_search")
         .execute(&s.db.pool)
@@ -1221,6 +1234,11 @@ async fn archives_an_upgrade_left_unindexed_are_indexed_again() {
     assert!(none["results"].as_array().unwrap().is_empty(), "{none}");
     let done = s.app.reindex_archives().await.unwrap();
     assert_eq!((done.indexed, done.left), (4, 0));
+    assert_eq!(
+        vectors(&s.db.pool).await,
+        made_on_import,
+        "the vectors made from the stored text are those the import made on reading"
+    );
     let found = get_json(&s, &archive("/search?q=kubernetes")).await;
     assert_eq!(
         found["results"][0]["message_id"], "t1@example.net",
