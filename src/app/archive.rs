@@ -24,7 +24,7 @@ use super::{App, AppError};
 use crate::domain::archive::{
     Entry, Month, Node, bare_id, message_id_path, obscure_addresses, parents, reading_order, roots,
 };
-use crate::domain::search::Words;
+use crate::domain::search::{Vector, Words};
 use crate::domain::{Archive, EmailAddress, FeedToken, List, ListRef, MemberStatus};
 use crate::mail::archive::{AttachmentInfo, Facts, Relayer, read_facts, render};
 use crate::mail::mbox::{Entry as MboxEntry, MboxError};
@@ -66,7 +66,7 @@ pub struct Readied {
     date: OffsetDateTime,
     post_id: Option<i64>,
     /// Its search vector, when it was made on reading.
-    vector: Option<String>,
+    vector: Option<Vector>,
 }
 
 impl Readied {
@@ -402,7 +402,7 @@ impl App {
                     report.added += archived.added as u64;
                     // (when the indexing has stopped, its error is reported there)
                     if let Some(made) = &made
-                        && !archived.made.0.is_empty()
+                        && !archived.made.is_empty()
                     {
                         let _ = made.send(archived.made).await;
                     }
@@ -471,10 +471,10 @@ impl App {
     ) -> Result<u64, AppError> {
         let list = self.get_list(list).await?;
         let mut indexed = 0;
-        while let Some((ids, vectors)) = made.recv().await {
+        while let Some(made) = made.recv().await {
             let mut tx = self.db.begin().await?;
             store::archive::set_import_transaction(&mut *tx).await?;
-            indexed += store::archive::insert_search(&mut *tx, &ids, &vectors).await?;
+            indexed += store::archive::insert_search(&mut tx, &made).await?;
             tx.commit().await?;
             progress(indexed);
         }
@@ -855,14 +855,14 @@ async fn index_batches(
         let mut tx = db.begin().await?;
         store::archive::set_import_transaction(&mut *tx).await?;
         let rows = store::archive::find_unindexed_texts(&mut *tx, &batch).await?;
-        let (back, ids, vectors) = tokio::task::spawn_blocking(move || {
-            let (ids, vectors) = search_vectors(&mut words, &rows);
-            (words, ids, vectors)
+        let (back, made) = tokio::task::spawn_blocking(move || {
+            let made = search_rows(&mut words, rows);
+            (words, made)
         })
         .await
         .map_err(|e| AppError::Unexpected(anyhow::anyhow!("an indexer failed: {e}")))?;
         words = back;
-        indexed += store::archive::insert_search(&mut *tx, &ids, &vectors).await?;
+        indexed += store::archive::insert_search(&mut tx, &made).await?;
         tx.commit().await?;
     }
 }
@@ -875,18 +875,20 @@ async fn index_messages(
     words: &mut Words,
 ) -> Result<u64, AppError> {
     let rows = store::archive::find_unindexed_texts(&mut *tx, ids).await?;
-    let (ids, vectors) = search_vectors(words, &rows);
-    Ok(store::archive::insert_search(&mut *tx, &ids, &vectors).await?)
+    let made = search_rows(words, rows);
+    Ok(store::archive::insert_search(tx, &made).await?)
 }
 
-/// The search vectors of these messages, with their ids.
-fn search_vectors(
-    words: &mut Words,
-    rows: &[store::archive::SearchedRow],
-) -> (Vec<i64>, Vec<String>) {
-    rows.iter()
-        .map(|r| (r.id, words.message(&r.subject, &r.from_name, &r.body)))
-        .unzip()
+/// The search rows of these messages.
+fn search_rows(words: &mut Words, rows: Vec<store::archive::SearchedRow>) -> Made {
+    rows.into_iter()
+        .map(|r| store::archive::SearchRow {
+            id: r.id,
+            list_id: r.list_id,
+            date: r.date,
+            search: words.message(&r.subject, &r.from_name, &r.body),
+        })
+        .collect()
 }
 
 /// Whether an entry starts with a header field (`Name: value`).
@@ -964,9 +966,8 @@ pub struct Reindexed {
     pub left: usize,
 }
 
-/// Search vectors made while an import reads, with the ids of their messages: handed
-/// from the storing to the indexing.
-pub type Made = (Vec<i64>, Vec<String>);
+/// Search rows made while an import reads: handed from the storing to the indexing.
+pub type Made = Vec<store::archive::SearchRow>;
 
 /// Archives a batch of messages in `tx` and threads them with what is there.
 ///
@@ -1008,9 +1009,13 @@ async fn archive_batch(
     let placed = threaded.placed_new();
     let mut items = items;
     for (item, id) in items.iter_mut().zip(&new_ids) {
-        if let Some(vector) = item.vector.take() {
-            archived.made.0.push(*id);
-            archived.made.1.push(vector);
+        if let Some(search) = item.vector.take() {
+            archived.made.push(store::archive::SearchRow {
+                id: *id,
+                list_id,
+                date: item.date,
+                search,
+            });
         }
     }
     let new = new_rows(items, new_ids, placed);

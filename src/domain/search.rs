@@ -32,7 +32,8 @@ const MAX_WORD_BYTES: usize = 2047;
 const MAX_POSITION: u16 = 16383;
 /// How far apart two fields of a message are, in positions.
 const FIELD_GAP: u32 = 10;
-/// How many bytes of words a `tsvector` holds in all (PostgreSQL's limit is 1 MB).
+/// How many bytes of words and positions a `tsvector` holds in all (PostgreSQL's
+/// limit is 1 MB).
 const MAX_VECTOR_BYTES: usize = 1 << 19;
 /// How many positions of one word a `tsvector` keeps.
 const MAX_POSITIONS: usize = 256;
@@ -201,6 +202,74 @@ pub enum Weight {
     D,
 }
 
+/// A message's search vector, as PostgreSQL's `tsvector` holds it: each word once, in
+/// the order of their bytes, with its positions in order (the weight in the two bits
+/// above each, 3 for `A` down to 0 for `D`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vector {
+    text: String,
+    /// Each word's end in `text` and the end of its positions in `positions`.
+    ends: Vec<(u32, u32)>,
+    positions: Vec<u16>,
+}
+
+impl Vector {
+    /// Each word and its positions, in order.
+    pub fn words(&self) -> impl Iterator<Item = (&str, &[u16])> + '_ {
+        let mut from = (0, 0);
+        self.ends.iter().map(move |&(word, positions)| {
+            let (w, p) = (word as usize, positions as usize);
+            let out = (&self.text[from.0..w], &self.positions[from.1..p]);
+            from = (w, p);
+            out
+        })
+    }
+
+    /// How many bytes of words and positions PostgreSQL stores of it.
+    pub fn size(&self) -> usize {
+        self.text.len() + 3 * self.ends.len() + 2 * self.positions.len()
+    }
+
+    /// How many words it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// The bytes PostgreSQL stores of a word of `bytes` bytes with `positions` positions
+/// beside the word itself: their count, and one byte of alignment at most.
+fn stored_size(bytes: usize, positions: usize) -> usize {
+    bytes + 3 + 2 * positions
+}
+
+/// The vector as `tsvector` text.
+impl std::fmt::Display for Vector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        for (word, positions) in self.words() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            quote(&mut out, word);
+            for (i, p) in positions.iter().enumerate() {
+                out.push(if i == 0 { ':' } else { ',' });
+                let _ = write!(out, "{}", p & MAX_POSITION);
+                match p >> 14 {
+                    3 => out.push('A'),
+                    2 => out.push('B'),
+                    1 => out.push('C'),
+                    _ => {}
+                }
+            }
+        }
+        f.write_str(&out)
+    }
+}
+
 /// A word's number in a [`Words`]' table, or [`STOP`] for a stop word.
 type Id = u32;
 const STOP: Id = Id::MAX;
@@ -245,9 +314,9 @@ impl Words {
         }
     }
 
-    /// A message's search vector, as `tsvector` text: its subject (weight A), its
-    /// author's name (B) and what a search covers of its own text ([`searched_text`]).
-    pub fn message(&mut self, subject: &str, author: &str, text: &str) -> String {
+    /// A message's search vector: its subject (weight A), its author's name (B) and
+    /// what a search covers of its own text ([`searched_text`]).
+    pub fn message(&mut self, subject: &str, author: &str, text: &str) -> Vector {
         self.vector(&[
             (subject, Weight::A),
             (author, Weight::B),
@@ -255,9 +324,8 @@ impl Words {
         ])
     }
 
-    /// A message's search vector, as `tsvector` text: each field's words at their
-    /// positions, with the field's weight.
-    pub fn vector(&mut self, fields: &[(&str, Weight)]) -> String {
+    /// A search vector: each field's words at their positions, with the field's weight.
+    pub fn vector(&mut self, fields: &[(&str, Weight)]) -> Vector {
         if self.seen.len() > WORDS_KEPT {
             self.seen.clear();
             self.numbers.clear();
@@ -283,39 +351,45 @@ impl Words {
         }
         // (stable: each word's positions stay in order)
         found.sort_by_key(|&(id, _)| id);
-        let mut out = String::with_capacity(found.len() * 10);
-        let mut numbers = itoa::Buffer::new();
-        // (a huge subject could hold more words than a vector takes: those past its size
-        // are left out)
-        let mut bytes = 0;
-        for word in found.chunk_by(|a, b| a.0 == b.0) {
-            let kept = &self.kept[word[0].0 as usize];
-            bytes += kept.len();
-            if bytes > MAX_VECTOR_BYTES {
-                break;
-            }
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            quote(&mut out, kept);
+        let mut words: Vec<&[(Id, u16)]> = found.chunk_by(|a, b| a.0 == b.0).collect();
+        // in PostgreSQL's order: by their bytes
+        let kept = &self.kept;
+        words.sort_unstable_by(|a, b| {
+            kept[a[0].0 as usize]
+                .as_bytes()
+                .cmp(kept[b[0].0 as usize].as_bytes())
+        });
+        let mut vector = Vector {
+            text: String::with_capacity(words.len() * 8),
+            ends: Vec::with_capacity(words.len()),
+            positions: Vec::with_capacity(found.len()),
+        };
+        for word in words {
+            let kept = &kept[word[0].0 as usize];
+            let at = vector.positions.len();
             let mut last = None;
-            let mut written = 0;
             for &(_, p) in word {
                 let position = p & MAX_POSITION;
-                if last == Some(position) || written == MAX_POSITIONS {
+                if last == Some(position) || vector.positions.len() - at == MAX_POSITIONS {
                     continue;
                 }
-                out.push(if last.is_none() { ':' } else { ',' });
-                out.push_str(numbers.format(position));
-                match p >> 14 {
-                    3 => out.push('A'),
-                    2 => out.push('B'),
-                    _ => {}
-                }
-                (last, written) = (Some(position), written + 1);
+                vector.positions.push(p);
+                last = Some(position);
             }
+            // (a huge subject could hold more words than a vector takes: those past its
+            // size are left out)
+            if vector.size() + stored_size(kept.len(), vector.positions.len() - at)
+                > MAX_VECTOR_BYTES
+            {
+                vector.positions.truncate(at);
+                continue;
+            }
+            vector.text.push_str(kept);
+            vector
+                .ends
+                .push((vector.text.len() as u32, vector.positions.len() as u32));
         }
-        out
+        vector
     }
 
     /// A search in web-search syntax as `tsquery` text, or `None` when it holds no word
@@ -582,7 +656,7 @@ mod tests {
     }
 
     fn vector(text: &str) -> String {
-        sorted(Words::new().vector(&[(text, Weight::D)]))
+        sorted(Words::new().vector(&[(text, Weight::D)]).to_string())
     }
 
     fn query(text: &str) -> Option<String> {
@@ -630,11 +704,15 @@ mod tests {
     #[test]
     fn each_field_has_its_weight_and_starts_after_a_gap() {
         assert_eq!(
-            sorted(Words::new().vector(&[
-                ("Cats", Weight::A),
-                ("Anne", Weight::B),
-                ("cats", Weight::D)
-            ])),
+            sorted(
+                Words::new()
+                    .vector(&[
+                        ("Cats", Weight::A),
+                        ("Anne", Weight::B),
+                        ("cats", Weight::D)
+                    ])
+                    .to_string()
+            ),
             "'ann':11B 'cat':1A,21"
         );
     }
@@ -722,14 +800,28 @@ mod tests {
     fn a_vector_holds_no_more_words_than_postgresql_takes() {
         let huge: String = (0..200_000).map(|i| format!("w{i} ")).collect();
         let v = Words::new().vector(&[(&huge, Weight::A)]);
-        let words: usize = v
-            .split(' ')
-            .map(|w| w.split(':').next().unwrap().len() - 2)
-            .sum();
+        let size: usize = v.words().map(|(w, p)| stored_size(w.len(), p.len())).sum();
+        assert_eq!(size, v.size());
         assert!(
-            words <= MAX_VECTOR_BYTES && words > MAX_VECTOR_BYTES - 10,
-            "{words}"
+            size <= MAX_VECTOR_BYTES && size > MAX_VECTOR_BYTES - 20,
+            "{size}"
         );
+    }
+
+    #[test]
+    fn a_vectors_words_are_in_the_order_of_their_bytes_with_their_positions() {
+        let v = Words::new().vector(&[("Zebra apple zebra", Weight::A), ("Ápple 10", Weight::D)]);
+        let words: Vec<(&str, Vec<u16>)> = v.words().map(|(w, p)| (w, p.to_vec())).collect();
+        assert_eq!(
+            words,
+            [
+                ("10", vec![14]),
+                ("appl", vec![2 | 3 << 14]),
+                ("zebra", vec![1 | 3 << 14, 3 | 3 << 14]),
+                ("ápple", vec![13]),
+            ]
+        );
+        assert_eq!(v.to_string(), "'10':14 'appl':2A 'zebra':1A,3A 'ápple':13");
     }
 
     #[test]

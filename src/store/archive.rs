@@ -7,7 +7,9 @@
 //! PostgreSQL's full-text search over the stored `tsvector`s of `archive_search`, with a
 //! GIN index for rare words and a date index to walk the newest matches of common ones.
 
+use crate::domain::search::Vector;
 use sqlx::PgExecutor;
+use std::collections::HashSet;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -258,6 +260,25 @@ impl CopyRows {
         self.int8(Some(micros));
     }
 
+    /// A `tsvector` in its binary form: the count of words, then each word ended by a
+    /// zero byte, its count of positions and its positions.
+    fn tsvector(&mut self, v: &Vector) {
+        let at = self.0.len();
+        self.0.extend_from_slice(&[0; 4]);
+        self.0.extend_from_slice(&(v.len() as i32).to_be_bytes());
+        for (word, positions) in v.words() {
+            self.0.extend_from_slice(word.as_bytes());
+            self.0.push(0);
+            self.0
+                .extend_from_slice(&(positions.len() as u16).to_be_bytes());
+            for p in positions {
+                self.0.extend_from_slice(&p.to_be_bytes());
+            }
+        }
+        let len = (self.0.len() - at - 4) as i32;
+        self.0[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
     /// A `text[]` of the lines of `lines` (none when it is empty).
     fn text_array(&mut self, lines: &str) {
         const TEXT_OID: i32 = 25;
@@ -283,10 +304,13 @@ impl CopyRows {
     }
 }
 
-/// What a search covers of a message: its subject, its author's name and its text.
+/// What a search covers of a message: its subject, its author's name and its text,
+/// with what its search row keeps beside its vector.
 #[derive(Debug)]
 pub struct SearchedRow {
     pub id: i64,
+    pub list_id: Uuid,
+    pub date: OffsetDateTime,
     pub subject: String,
     pub from_name: String,
     pub body: String,
@@ -301,7 +325,7 @@ pub async fn find_unindexed_texts(
     sqlx::query_as!(
         SearchedRow,
         r#"
-        select m.id, m.subject, m.from_name, m.body
+        select m.id, m.list_id, m.date, m.subject, m.from_name, m.body
         from archive_message m
         where m.id = any($1) and m.removed_at is null
           and not exists (select 1 from archive_search s where s.id = m.id)
@@ -312,28 +336,77 @@ pub async fn find_unindexed_texts(
     .await
 }
 
-/// Stores the search vectors of these messages (`tsvector` text, made by
-/// `domain::search`); messages removed or already indexed meanwhile are left alone.
+/// A message's search row: its vector, with its list and date (a search reads the
+/// newest matches first).
+#[derive(Debug, Clone)]
+pub struct SearchRow {
+    pub id: i64,
+    pub list_id: Uuid,
+    pub date: OffsetDateTime,
+    pub search: Vector,
+}
+
+/// Stores search rows with binary `COPY` (the vectors sent in `tsvector`'s binary
+/// form: for PostgreSQL, a third of the work of the same rows as text through a
+/// join). Messages another indexer has indexed meanwhile are left as they are: the
+/// rows are copied again without theirs (in a savepoint, so the caller's transaction
+/// goes on). The caller sends only messages it found stored and not removed; a message
+/// removed meanwhile is never shown by a search (which reads the message's row).
 pub async fn insert_search(
-    db: impl PgExecutor<'_>,
-    ids: &[i64],
-    vectors: &[String],
+    db: &mut sqlx::PgConnection,
+    rows: &[SearchRow],
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query!(
-        r#"
-        insert into archive_search (id, list_id, date, search)
-        select m.id, m.list_id, m.date, v.search::tsvector
-        from unnest($1::int8[], $2::text[]) as v(id, search)
-             join archive_message m on m.id = v.id
-        where m.removed_at is null
-        on conflict (id) do nothing
-        "#,
-        ids,
-        vectors
-    )
-    .execute(db)
-    .await?
-    .rows_affected())
+    use sqlx::Connection;
+    let mut indexed: HashSet<i64> = HashSet::new();
+    let mut tries = 0;
+    loop {
+        let mut tx = db.begin().await?;
+        match copy_search(&mut tx, rows, &indexed).await {
+            Ok(n) => {
+                tx.commit().await?;
+                return Ok(n);
+            }
+            Err(e) if tries < 3 && super::unique_violation(&e).is_some() => {
+                tx.rollback().await?;
+                tries += 1;
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                indexed = find_indexed(&mut *db, &ids).await?.into_iter().collect();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Copies the rows but those of `skip`.
+async fn copy_search(
+    db: &mut sqlx::PgConnection,
+    rows: &[SearchRow],
+    skip: &HashSet<i64>,
+) -> Result<u64, sqlx::Error> {
+    let mut copy = db
+        .copy_in_raw("copy archive_search (id, list_id, date, search) from stdin (format binary)")
+        .await?;
+    let mut out = CopyRows::new();
+    for row in rows.iter().filter(|r| !skip.contains(&r.id)) {
+        out.row(4);
+        out.int8(Some(row.id));
+        out.bytes(Some(row.list_id.as_bytes()));
+        out.timestamptz(row.date);
+        out.tsvector(&row.search);
+        if out.len() >= 1 << 20 {
+            copy.send(out.take()).await?;
+        }
+    }
+    out.end();
+    copy.send(out.take()).await?;
+    copy.finish().await
+}
+
+/// Which of these messages are indexed.
+async fn find_indexed(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar!("select id from archive_search where id = any($1)", ids)
+        .fetch_all(db)
+        .await
 }
 
 /// The lists whose archive is to be indexed for search again (their vectors were

@@ -1288,3 +1288,94 @@ async fn archives_an_upgrade_left_unindexed_are_indexed_again() {
         "{found}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_rows_are_stored_once_and_go_with_their_messages() {
+    use listd::store::archive::{SearchRow, insert_search};
+    let s = server().await;
+    let out = import(&s, LIST, &takeout());
+    assert!(out.stdout.contains("4 messages read, 4 added"), "{out:?}");
+    let stored = |db: &sqlx::PgPool| {
+        let db = db.clone();
+        async move {
+            sqlx::query_as::<_, (i64, String)>(
+                "select id, search::text from archive_search order by id",
+            )
+            .fetch_all(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let before = stored(&s.db.pool).await;
+    assert_eq!(before.len(), 4);
+    // the rows an indexer would make of each message (as a second indexer beside an
+    // import would, the server's reindexing say)
+    let texts: Vec<(
+        i64,
+        uuid::Uuid,
+        time::OffsetDateTime,
+        String,
+        String,
+        String,
+    )> = sqlx::query_as(
+        "select id, list_id, date, subject, from_name, body from archive_message order by id",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    let mut words = listd::domain::search::Words::new();
+    let rows: Vec<SearchRow> = texts
+        .into_iter()
+        .map(|(id, list_id, date, subject, from_name, body)| SearchRow {
+            id,
+            list_id,
+            date,
+            search: words.message(&subject, &from_name, &body),
+        })
+        .collect();
+    // sent in tsvector's binary form, each vector is what its text form reads as
+    for (row, (id, text)) in rows.iter().zip(&before) {
+        assert_eq!(row.id, *id);
+        let same: bool =
+            sqlx::query_scalar("select $1::tsvector = search from archive_search where id = $2")
+                .bind(row.search.to_string())
+                .bind(id)
+                .fetch_one(&s.db.pool)
+                .await
+                .unwrap();
+        assert!(same, "{id}: {text} against {}", row.search);
+    }
+    sqlx::query("delete from archive_search where id = $1")
+        .bind(rows[1].id)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let mut db = s.db.pool.acquire().await.unwrap();
+    assert_eq!(
+        insert_search(&mut db, &rows).await.unwrap(),
+        1,
+        "the one left unindexed is stored, the others stay as they are"
+    );
+    assert_eq!(stored(&s.db.pool).await, before);
+    // in the caller's transaction, which goes on
+    let mut tx = s.db.pool.begin().await.unwrap();
+    assert_eq!(insert_search(&mut tx, &rows).await.unwrap(), 0);
+    let n: i64 = sqlx::query_scalar("select count(*) from archive_search")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n, 4);
+    drop(db);
+
+    // deleting the list takes its messages and their search rows with it
+    let list = ListRef::Address(ListAddress::parse(LIST).unwrap());
+    s.app.delete_list(&list).await.unwrap();
+    let left: (i64, i64) = sqlx::query_as(
+        "select (select count(*) from archive_message), (select count(*) from archive_search)",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 0));
+}
