@@ -1200,6 +1200,14 @@ async fn every_word_of_real_mail_is_found_by_a_search_for_it_as_written() {
     assert!(differ.len() * 200 <= theirs.len(), "{differ:?}");
 }
 
+/// Each stored search vector as text, with its message's id, in id order.
+async fn stored_vectors(db: &sqlx::PgPool) -> Vec<(i64, String)> {
+    sqlx::query_as("select id, search::text from archive_search order by id")
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
 /// An upgrade that changes how search vectors are made drops them and names the lists
 /// to index again (migration 0062 did): the server indexes them when it starts, and a
 /// list is named no more once it is done.
@@ -1208,18 +1216,7 @@ async fn archives_an_upgrade_left_unindexed_are_indexed_again() {
     let s = server().await;
     let out = import(&s, LIST, &takeout());
     assert!(out.stdout.contains("4 messages read, 4 added"), "{out:?}");
-    let vectors = |db: &sqlx::PgPool| {
-        let db = db.clone();
-        async move {
-            sqlx::query_as::<_, (i64, String)>(
-                "select id, search::text from archive_search order by id",
-            )
-            .fetch_all(&db)
-            .await
-            .unwrap()
-        }
-    };
-    let made_on_import = vectors(&s.db.pool).await;
+    let made_on_import = stored_vectors(&s.db.pool).await;
     assert_eq!(made_on_import.len(), 4);
     // as the migration leaves it
     sqlx::query("truncate archive_search")
@@ -1235,7 +1232,7 @@ async fn archives_an_upgrade_left_unindexed_are_indexed_again() {
     let done = s.app.reindex_archives().await.unwrap();
     assert_eq!((done.indexed, done.left), (4, 0));
     assert_eq!(
-        vectors(&s.db.pool).await,
+        stored_vectors(&s.db.pool).await,
         made_on_import,
         "the vectors made from the stored text are those the import made on reading"
     );
@@ -1295,18 +1292,7 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
     let s = server().await;
     let out = import(&s, LIST, &takeout());
     assert!(out.stdout.contains("4 messages read, 4 added"), "{out:?}");
-    let stored = |db: &sqlx::PgPool| {
-        let db = db.clone();
-        async move {
-            sqlx::query_as::<_, (i64, String)>(
-                "select id, search::text from archive_search order by id",
-            )
-            .fetch_all(&db)
-            .await
-            .unwrap()
-        }
-    };
-    let before = stored(&s.db.pool).await;
+    let before = stored_vectors(&s.db.pool).await;
     assert_eq!(before.len(), 4);
     // the rows an indexer would make of each message (as a second indexer beside an
     // import would, the server's reindexing say)
@@ -1356,7 +1342,7 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
         1,
         "the one left unindexed is stored, the others stay as they are"
     );
-    assert_eq!(stored(&s.db.pool).await, before);
+    assert_eq!(stored_vectors(&s.db.pool).await, before);
     // in the caller's transaction, which goes on
     let mut tx = s.db.pool.begin().await.unwrap();
     assert_eq!(insert_search(&mut tx, &rows).await.unwrap(), 0);
