@@ -377,7 +377,7 @@ pub async fn insert_search(
     }
 }
 
-/// Copies the rows but those of `skip`.
+/// Copies the rows but those of `skip`, in the order of their ids.
 async fn copy_search(
     db: &mut sqlx::PgConnection,
     rows: &[SearchRow],
@@ -386,8 +386,12 @@ async fn copy_search(
     let mut copy = db
         .copy_in_raw("copy archive_search (id, list_id, date, search) from stdin (format binary)")
         .await?;
+    // in the order of their ids, as every indexer sends them: two indexers of the same
+    // messages wait for each other's rows in one order, never in a circle
+    let mut rows: Vec<&SearchRow> = rows.iter().filter(|r| !skip.contains(&r.id)).collect();
+    rows.sort_unstable_by_key(|r| r.id);
     let mut out = CopyRows::new();
-    for row in rows.iter().filter(|r| !skip.contains(&r.id)) {
+    for row in rows {
         out.row(4);
         out.int8(Some(row.id));
         out.bytes(Some(row.list_id.as_bytes()));
