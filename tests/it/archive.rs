@@ -1208,6 +1208,36 @@ async fn stored_vectors(db: &sqlx::PgPool) -> Vec<(i64, String)> {
         .unwrap()
 }
 
+/// The search rows an indexer makes of every archived message, in id order.
+async fn indexer_rows(db: &sqlx::PgPool) -> Vec<listd::store::archive::SearchRow> {
+    type Texts = (
+        i64,
+        uuid::Uuid,
+        time::OffsetDateTime,
+        String,
+        String,
+        String,
+    );
+    let texts: Vec<Texts> = sqlx::query_as(
+        "select id, list_id, date, subject, from_name, body from archive_message order by id",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let mut words = listd::domain::search::Words::new();
+    texts
+        .into_iter()
+        .map(
+            |(id, list_id, date, subject, from_name, body)| listd::store::archive::SearchRow {
+                id,
+                list_id,
+                date,
+                search: words.message(&subject, &from_name, &body),
+            },
+        )
+        .collect()
+}
+
 /// An upgrade that changes how search vectors are made drops them and names the lists
 /// to index again (migration 0062 did): the server indexes them when it starts, and a
 /// list is named no more once it is done.
@@ -1296,29 +1326,7 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
     assert_eq!(before.len(), 4);
     // the rows an indexer would make of each message (as a second indexer beside an
     // import would, the server's reindexing say)
-    let texts: Vec<(
-        i64,
-        uuid::Uuid,
-        time::OffsetDateTime,
-        String,
-        String,
-        String,
-    )> = sqlx::query_as(
-        "select id, list_id, date, subject, from_name, body from archive_message order by id",
-    )
-    .fetch_all(&s.db.pool)
-    .await
-    .unwrap();
-    let mut words = listd::domain::search::Words::new();
-    let rows: Vec<SearchRow> = texts
-        .into_iter()
-        .map(|(id, list_id, date, subject, from_name, body)| SearchRow {
-            id,
-            list_id,
-            date,
-            search: words.message(&subject, &from_name, &body),
-        })
-        .collect();
+    let rows = indexer_rows(&s.db.pool).await;
     // sent in tsvector's binary form, each vector is what its text form reads as
     for (row, (id, text)) in rows.iter().zip(&before) {
         assert_eq!(row.id, *id);
@@ -1353,6 +1361,43 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
     tx.commit().await.unwrap();
     assert_eq!(n, 4);
     drop(db);
+
+    // two indexers of the same messages at once, handed them in opposite orders:
+    // both finish, and each message is stored once
+    let many: String = (0..300)
+        .map(|i| {
+            format!(
+                "From anne@example.org Mon Jan  1 00:00:00 2001\n\
+                 From: Anne <anne@example.org>\nMessage-ID: <many{i}@example.net>\n\
+                 Date: 1 Feb 2002 10:00:00 +0000\nSubject: Number {i}\n\nokapi {i}\n\n"
+            )
+        })
+        .collect();
+    let out = import(&s, LIST, &many);
+    assert!(out.stdout.contains("300 added"), "{out:?}");
+    sqlx::query("delete from archive_search")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let rows = indexer_rows(&s.db.pool).await;
+    let backwards: Vec<SearchRow> = rows.iter().rev().cloned().collect();
+    let index = |rows: Vec<SearchRow>| {
+        let db = s.db.pool.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let n = insert_search(&mut tx, &rows).await.unwrap();
+            // (each holds its rows a moment, so that the other meets them)
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tx.commit().await.unwrap();
+            n
+        }
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(index(rows.clone())),
+        tokio::spawn(index(backwards))
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), rows.len() as u64);
+    assert_eq!(stored_vectors(&s.db.pool).await.len(), rows.len());
 
     // deleting the list takes its messages and their search rows with it
     let list = ListRef::Address(ListAddress::parse(LIST).unwrap());
