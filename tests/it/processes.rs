@@ -357,3 +357,55 @@ async fn cut_database_sessions_are_survived() {
     let m = s.sink.to("anne@example.net").pop().expect("a confirmation");
     assert!(find_link(&m.body_text(), &s.url("/confirm/")).is_some());
 }
+
+/// An archive left unindexed for search (by an upgrade that remade the vectors, or by
+/// an import stopped before its indexing ended) is indexed by `serve` when it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_indexes_the_archives_left_unindexed_when_it_starts() {
+    let s = TestServer::start().await;
+    let out = s.cli(&["lists", "create", LIST]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let mbox: String = (0..50)
+        .map(|i| {
+            format!(
+                "From anne@example.org Mon Jan  1 00:00:00 2001\n\
+                 From: Anne <anne@example.org>\nMessage-ID: <m{i}@example.net>\n\
+                 Date: 1 Feb 2002 10:00:00 +0000\nSubject: Okapi {i}\n\nokapi\n\n"
+            )
+        })
+        .collect();
+    let path = s.data_dir.path().join("history.mbox");
+    std::fs::write(&path, mbox).unwrap();
+    let out = s.cli(&["archive", "import", LIST, path.to_str().unwrap()]);
+    assert!(out.stdout.contains("50 added"), "{out:?}");
+    // as such an upgrade leaves it
+    sqlx::query("truncate archive_search")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("insert into archive_reindex (list_id) select id from list")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let sink = SmtpSink::start().await;
+    let mut server = worker_process(&s, &sink, None);
+    let start = Instant::now();
+    loop {
+        let (indexed, named): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from archive_search), (select count(*) from archive_reindex)",
+        )
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+        if (indexed, named) == (50, 0) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{indexed} indexed, {named} lists named"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
