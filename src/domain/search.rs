@@ -8,6 +8,8 @@
 //!   host name, a hyphenated word, a version or a path is the phrase of its words
 //!   (`anne@example.org` is `anne` `example` `org`), found as written in a search, and
 //!   found inside a longer one (`example.org` in `anne@example.org`).
+//! - Text is read in composed form (Unicode NFC): `é` written as `e` and a combining
+//!   accent is the letter `é`, and so is a search for it.
 //! - Everything is lower-cased. A word of letters only is reduced to its stem by the
 //!   Snowball English stemmer (`replied`, `replies` → `repli`), unless it is an English
 //!   stop word (`the`, `and`, …), which is left out but keeps its position, so a phrase
@@ -25,6 +27,7 @@
 use rust_stemmers::{Algorithm, Stemmer};
 use std::collections::HashMap;
 use std::fmt::Write;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// The longest word a `tsvector` holds, in bytes.
 const MAX_WORD_BYTES: usize = 2047;
@@ -470,6 +473,15 @@ impl Words {
     /// Hands the number of each search word of `text` to `found` with its position,
     /// counting from `first`; stop words are left out but counted.
     fn cut(&mut self, text: &str, first: u32, mut found: impl FnMut(Id, u32)) {
+        // text written decomposed (`é` as `e` and a combining accent, or Hangul as its
+        // jamo, as some systems write it) is cut as composed
+        let composed: String;
+        let text = if text.is_ascii() || is_nfc_quick(text.chars()) == IsNormalized::Yes {
+            text
+        } else {
+            composed = text.nfc().collect();
+            &composed
+        };
         let mut position = first;
         let mut at = 0;
         while let Some((start, end, spelt)) = next_word(text, at) {
@@ -822,6 +834,15 @@ mod tests {
             ]
         );
         assert_eq!(v.to_string(), "'10':14 'appl':2A 'zebra':1A,3A 'ápple':13");
+    }
+
+    #[test]
+    fn decomposed_text_is_cut_as_composed() {
+        // `café` and Hangul `한글` written decomposed, as some systems write them
+        let decomposed = "cafe\u{301} \u{1112}\u{1161}\u{11ab}\u{1100}\u{1173}\u{11af}";
+        assert_eq!(vector(decomposed), vector("café 한글"));
+        assert_eq!(query(decomposed), query("café 한글"));
+        assert_eq!(query("café").as_deref(), Some("'café'"));
     }
 
     #[test]

@@ -1019,7 +1019,8 @@ async fn a_search_finds_addresses_hosts_hyphenated_words_and_paths_as_written() 
          From bob@example.org Mon Jan  1 00:00:00 2001\n\
          From: Bob <bob@example.org>\nMessage-ID: <other@example.net>\n\
          Date: Tue, 2 Jan 2001 10:00:00 +0000\nSubject: Something else\n\n\
-         A note for the release of nothing much.\n\n";
+         A note for the release of nothing much, from the cafe\u{301} \
+         \u{1112}\u{1161}\u{11ab}\u{1100}\u{1173}\u{11af}.\n\n";
     let out = import(&s, LIST, text);
     assert!(out.stdout.contains("2 messages read, 2 added"), "{out:?}");
     let found = |q: &str| {
@@ -1063,6 +1064,30 @@ async fn a_search_finds_addresses_hosts_hyphenated_words_and_paths_as_written() 
         assert_eq!(found(q).await, both, "{q}");
     }
     assert_eq!(found("-listd release").await, ["other@example.net"]);
+    // its text was written decomposed (`é` as `e` and an accent, Hangul as its jamo):
+    // found by the composed words, as a person types them, and by the decomposed ones
+    for q in ["café", "한글", "cafe\u{301}", "CAFÉ 한글"] {
+        assert_eq!(found(q).await, ["other@example.net"], "{q}");
+    }
+    assert!(found("cafe").await.is_empty());
+    // vectors made before text was read composed are made again (the migration that
+    // changed it drops those of decomposed text and names their lists to index again)
+    sqlx::raw_sql(include_str!(
+        "../../migrations/0064_remake_archive_search_vectors_of_decomposed_text.sql"
+    ))
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let kept: Vec<String> = sqlx::query_scalar(
+        "select m.message_id from archive_search s join archive_message m on m.id = s.id",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, forms);
+    let done = s.app.reindex_archives().await.unwrap();
+    assert_eq!((done.indexed, done.left), (1, 0));
+    assert_eq!(found("café").await, ["other@example.net"]);
     // stop words alone, nothing, and what is not there
     for q in [
         "the",

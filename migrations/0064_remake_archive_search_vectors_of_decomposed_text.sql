@@ -1,0 +1,20 @@
+-- Search words are now cut from text in composed form (Unicode NFC). The vectors of
+-- messages whose subject, author or text was not composed are dropped, and their lists
+-- named for the server to index again when it starts (as 0062 did for all).
+-- (`is nfc normalized` needs a UTF8 database, which listd's always are.)
+do $$
+begin
+    if getdatabaseencoding() = 'UTF8' then
+        delete from archive_search s
+        using archive_message m
+        where m.id = s.id
+          and not ((m.subject || ' ' || m.from_name || ' ' || m.body) is nfc normalized);
+
+        insert into archive_reindex (list_id)
+        select distinct m.list_id from archive_message m
+        where m.removed_at is null
+          and not exists (select 1 from archive_search s where s.id = m.id)
+        on conflict do nothing;
+    end if;
+end
+$$;
