@@ -1233,7 +1233,7 @@ async fn stored_vectors(db: &sqlx::PgPool) -> Vec<(i64, String)> {
         .unwrap()
 }
 
-/// The search rows an indexer makes of every archived message, in id order.
+/// The search rows an indexer makes of the archived messages not taken down, in id order.
 async fn indexer_rows(db: &sqlx::PgPool) -> Vec<listd::store::archive::SearchRow> {
     type Texts = (
         i64,
@@ -1244,7 +1244,8 @@ async fn indexer_rows(db: &sqlx::PgPool) -> Vec<listd::store::archive::SearchRow
         String,
     );
     let texts: Vec<Texts> = sqlx::query_as(
-        "select id, list_id, date, subject, from_name, body from archive_message order by id",
+        "select id, list_id, date, subject, from_name, body from archive_message \
+         where removed_at is null order by id",
     )
     .fetch_all(db)
     .await
@@ -1376,15 +1377,63 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
         "the one left unindexed is stored, the others stay as they are"
     );
     assert_eq!(stored_vectors(&s.db.pool).await, before);
-    // in the caller's transaction, which goes on
+    // in the caller's transaction, which goes on: what it did before stays
     let mut tx = s.db.pool.begin().await.unwrap();
-    assert_eq!(insert_search(&mut tx, &rows).await.unwrap(), 0);
-    let n: i64 = sqlx::query_scalar("select count(*) from archive_search")
-        .fetch_one(&mut *tx)
+    sqlx::query("delete from archive_search where id = $1")
+        .bind(rows[2].id)
+        .execute(&mut *tx)
         .await
         .unwrap();
+    assert_eq!(insert_search(&mut tx, &rows).await.unwrap(), 1);
     tx.commit().await.unwrap();
-    assert_eq!(n, 4);
+    assert_eq!(stored_vectors(&s.db.pool).await, before);
+    // a message taken down, or gone, before its vector is stored is not searched
+    let out = s.cli(&["archive", "rm", LIST, "<t2@example.net>"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let gone = rows[3].id;
+    sqlx::query("delete from archive_message where id = $1")
+        .bind(gone)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("delete from archive_search")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(insert_search(&mut db, &rows).await.unwrap(), 2);
+    let searched: Vec<String> = sqlx::query_scalar(
+        "select m.message_id from archive_search s join archive_message m on m.id = s.id \
+         order by m.id",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    let left: i64 = sqlx::query_scalar("select count(*) from archive_search")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 2);
+    assert!(
+        !searched.contains(&"t2@example.net".to_string()),
+        "{searched:?}"
+    );
+    // a vector as large as listd makes one is stored whole
+    let huge: String = (0..200_000).map(|i| format!("w{i} ")).collect();
+    let vector =
+        listd::domain::search::Words::new().vector(&[(&huge, listd::domain::search::Weight::A)]);
+    let words = vector.len() as i32;
+    let mut big = rows[0].clone();
+    big.search = vector;
+    sqlx::query("delete from archive_search")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(insert_search(&mut db, &[big]).await.unwrap(), 1);
+    let stored: i32 = sqlx::query_scalar("select length(search) from archive_search")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, words);
     drop(db);
 
     // two indexers of the same messages at once, handed them in opposite orders:
@@ -1434,4 +1483,13 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
     .await
     .unwrap();
     assert_eq!(left, (0, 0));
+    // and emptying the messages' table empties the search rows' too
+    let s = server().await;
+    let out = import(&s, LIST, &takeout());
+    assert!(out.stdout.contains("4 added"), "{out:?}");
+    sqlx::query("truncate archive_message")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert!(stored_vectors(&s.db.pool).await.is_empty());
 }
