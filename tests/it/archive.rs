@@ -1275,14 +1275,7 @@ async fn archives_an_upgrade_left_unindexed_are_indexed_again() {
     let made_on_import = stored_vectors(&s.db.pool).await;
     assert_eq!(made_on_import.len(), 4);
     // as the migration leaves it
-    sqlx::query("truncate archive_search")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
-    sqlx::query("insert into archive_reindex (list_id) select id from list")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
+    s.db.drop_search_vectors().await;
     let none = get_json(&s, &archive("/search?q=kubernetes")).await;
     assert!(none["results"].as_array().unwrap().is_empty(), "{none}");
     let done = s.app.reindex_archives().await.unwrap();

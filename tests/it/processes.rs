@@ -379,14 +379,7 @@ async fn serve_indexes_the_archives_left_unindexed_when_it_starts() {
     let out = s.cli(&["archive", "import", LIST, path.to_str().unwrap()]);
     assert!(out.stdout.contains("50 added"), "{out:?}");
     // as such an upgrade leaves it
-    sqlx::query("truncate archive_search")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
-    sqlx::query("insert into archive_reindex (list_id) select id from list")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
+    s.db.drop_search_vectors().await;
     let sink = SmtpSink::start().await;
     let mut server = worker_process(&s, &sink, None);
     let start = Instant::now();

@@ -161,6 +161,19 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Leaves the archives as an upgrade that remakes the search vectors does: every
+    /// vector dropped, every list named for the server to index again.
+    pub async fn drop_search_vectors(&self) {
+        sqlx::query("truncate archive_search")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        sqlx::query("insert into archive_reindex (list_id) select id from list")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     /// Waits until a session on this database listens on each of `channels` (a worker
     /// that has started and will be woken by a `NOTIFY`).
     pub async fn wait_listening(&self, channels: &[&str]) {
