@@ -879,14 +879,19 @@ async fn index_messages(
     Ok(store::archive::insert_search(tx, &made).await?)
 }
 
-/// The search rows of these messages.
+/// The search rows of these messages (their own text read from the raw message, as
+/// when it was archived).
 fn search_rows(words: &mut Words, rows: Vec<store::archive::SearchedRow>) -> Made {
     rows.into_iter()
-        .map(|r| store::archive::SearchRow {
-            id: r.id,
-            list_id: r.list_id,
-            date: r.date,
-            search: words.message(&r.subject, &r.from_name, &r.body),
+        .map(|r| {
+            let body = read_facts(&r.raw, None).text;
+            store::archive::SearchRow {
+                id: r.id,
+                list_id: r.list_id,
+                date: r.date,
+                search: words.message(&r.subject, &r.from_name, &body),
+                body,
+            }
         })
         .collect()
 }
@@ -1015,6 +1020,7 @@ async fn archive_batch(
                 list_id,
                 date: item.date,
                 search,
+                body: std::mem::take(&mut item.facts.text),
             });
         }
     }
@@ -1256,7 +1262,6 @@ fn new_rows(
         new.from_name.push(item.facts.from_name);
         new.refs.push(item.facts.refs.join("\n"));
         new.raw.push(item.raw);
-        new.body.push(item.facts.text);
     }
     new
 }

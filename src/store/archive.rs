@@ -1,5 +1,5 @@
 //! The archive's tables: `archive_message` (each message and its place in its thread),
-//! `archive_search` (each message's search vector and date) and `archive_thread` (one
+//! `archive_search` (each message's search vector, date and own text) and `archive_thread` (one
 //! row per thread for the thread list).
 //!
 //! Pages are read with keysets (`(last_date, id)`, `(started, id)`, `(date, id)`),
@@ -166,7 +166,6 @@ pub struct NewMessages {
     pub parent_id: Vec<Option<i64>>,
     pub thread_id: Vec<i64>,
     pub raw: Vec<Vec<u8>>,
-    pub body: Vec<String>,
 }
 
 /// Inserts new messages with binary `COPY`, on the import's critical path: cheaper for
@@ -182,13 +181,13 @@ pub async fn insert_messages(
     let mut copy = db
         .copy_in_raw(
             "copy archive_message (id, list_id, message_id, post_id, envelope_from, date, \
-             subject, from_name, refs, waiting, parent_id, thread_id, raw, body) \
+             subject, from_name, refs, waiting, parent_id, thread_id, raw) \
              from stdin (format binary)",
         )
         .await?;
     let mut rows = CopyRows::new();
     for i in 0..m.id.len() {
-        rows.row(14);
+        rows.row(13);
         rows.int8(Some(m.id[i]));
         rows.bytes(Some(list_id.as_bytes()));
         rows.bytes(Some(m.message_id[i].as_bytes()));
@@ -202,7 +201,6 @@ pub async fn insert_messages(
         rows.int8(m.parent_id[i]);
         rows.int8(Some(m.thread_id[i]));
         rows.bytes(Some(&m.raw[i]));
-        rows.bytes(Some(m.body[i].as_bytes()));
         if rows.len() >= 1 << 20 {
             copy.send(rows.take()).await?;
         }
@@ -304,8 +302,8 @@ impl CopyRows {
     }
 }
 
-/// What a search covers of a message: its subject, its author's name and its text,
-/// with what its search row keeps beside its vector.
+/// A message to index for search: its subject, its author's name and the raw message
+/// (its own text is read from it), with what its search row keeps beside its vector.
 #[derive(Debug)]
 pub struct SearchedRow {
     pub id: i64,
@@ -313,11 +311,10 @@ pub struct SearchedRow {
     pub date: OffsetDateTime,
     pub subject: String,
     pub from_name: String,
-    pub body: String,
+    pub raw: Vec<u8>,
 }
 
-/// The subject, author and text of those of these messages that are neither removed
-/// nor indexed yet.
+/// Those of these messages that are neither removed nor indexed yet.
 pub async fn find_unindexed_texts(
     db: impl PgExecutor<'_>,
     ids: &[i64],
@@ -325,9 +322,9 @@ pub async fn find_unindexed_texts(
     sqlx::query_as!(
         SearchedRow,
         r#"
-        select m.id, m.list_id, m.date, m.subject, m.from_name, m.body
+        select m.id, m.list_id, m.date, m.subject, m.from_name, m.raw as "raw!"
         from archive_message m
-        where m.id = any($1) and m.removed_at is null
+        where m.id = any($1) and m.removed_at is null and m.raw is not null
           and not exists (select 1 from archive_search s where s.id = m.id)
         "#,
         ids
@@ -337,13 +334,15 @@ pub async fn find_unindexed_texts(
 }
 
 /// A message's search row: its vector, with its list and date (a search reads the
-/// newest matches first).
+/// newest matches first), and its own text (searched, and shown in snippets and the
+/// feed).
 #[derive(Debug, Clone)]
 pub struct SearchRow {
     pub id: i64,
     pub list_id: Uuid,
     pub date: OffsetDateTime,
     pub search: Vector,
+    pub body: String,
 }
 
 /// Stores search rows with binary `COPY` (the vectors sent in `tsvector`'s binary
@@ -404,7 +403,9 @@ async fn copy_search(
     skip: &HashSet<i64>,
 ) -> Result<u64, sqlx::Error> {
     let mut copy = db
-        .copy_in_raw("copy archive_search (id, list_id, date, search) from stdin (format binary)")
+        .copy_in_raw(
+            "copy archive_search (id, list_id, date, search, body) from stdin (format binary)",
+        )
         .await?;
     // in the order of their ids, as every indexer sends them: two indexers of the same
     // messages wait for each other's rows in one order, never in a circle
@@ -412,11 +413,12 @@ async fn copy_search(
     rows.sort_unstable_by_key(|r| r.id);
     let mut out = CopyRows::new();
     for row in rows {
-        out.row(4);
+        out.row(5);
         out.int8(Some(row.id));
         out.bytes(Some(row.list_id.as_bytes()));
         out.timestamptz(row.date);
         out.tsvector(&row.search);
+        out.bytes(Some(row.body.as_bytes()));
         if out.len() >= 1 << 20 {
             copy.send(out.take()).await?;
         }
@@ -689,9 +691,11 @@ pub async fn find_message(
     sqlx::query_as!(
         MessageRow,
         r#"
-        select id, message_id, thread_id, parent_id, date, subject, from_name, envelope_from, raw, body,
-               removed_at is not null as "removed!"
-        from archive_message where list_id = $1 and message_id = $2
+        select m.id, m.message_id, m.thread_id, m.parent_id, m.date, m.subject, m.from_name,
+               m.envelope_from, m.raw, coalesce(s.body, '') as "body!",
+               m.removed_at is not null as "removed!"
+        from archive_message m left join archive_search s on s.id = m.id
+        where m.list_id = $1 and m.message_id = $2
         "#,
         list_id,
         message_id
@@ -869,10 +873,10 @@ pub async fn search(
             limit $4
         )
         select m.message_id, m.subject, m.from_name, m.date,
-               ts_headline('english', archive_searched_text(m.body), $2::text::tsquery,
+               ts_headline('english', archive_searched_text(t.body), $2::text::tsquery,
                            'StartSel=<<, StopSel=>>, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
                    as "snippet!"
-        from hits h join archive_message m on m.id = h.id
+        from hits h join archive_message m on m.id = h.id join archive_search t on t.id = h.id
         where m.removed_at is null
         order by h.rank desc, h.date desc, h.id desc
         "#,
@@ -895,11 +899,12 @@ pub async fn list_newest(
     sqlx::query_as!(
         MessageRow,
         r#"
-        select id, message_id, thread_id, parent_id, date, subject, from_name, envelope_from,
-               null::bytea as raw, left(body, 4000) as "body!", false as "removed!"
-        from archive_message
-        where list_id = $1 and removed_at is null
-        order by date desc, id desc
+        select m.id, m.message_id, m.thread_id, m.parent_id, m.date, m.subject, m.from_name,
+               m.envelope_from, null::bytea as raw, left(coalesce(s.body, ''), 4000) as "body!",
+               false as "removed!"
+        from archive_message m left join archive_search s on s.id = m.id
+        where m.list_id = $1 and m.removed_at is null
+        order by m.date desc, m.id desc
         limit $2
         "#,
         list_id,
@@ -962,7 +967,7 @@ pub async fn update_message_removed(
             where list_id = $1 and message_id = $2 for update
         ), done as (
             update archive_message a
-            set raw = null, body = '', subject = '', from_name = '', envelope_from = null,
+            set raw = null, subject = '', from_name = '', envelope_from = null,
                 removed_at = coalesce(a.removed_at, now())
             from target where a.id = target.id
         ), unsearched as (

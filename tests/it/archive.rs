@@ -1073,7 +1073,7 @@ async fn a_search_finds_addresses_hosts_hyphenated_words_and_paths_as_written() 
     // vectors made before text was read composed are made again (the migration that
     // changed it drops those of decomposed text and names their lists to index again)
     sqlx::raw_sql(include_str!(
-        "../../migrations/0064_remake_archive_search_vectors_of_decomposed_text.sql"
+        "../../migrations/0065_remake_archive_search_vectors_of_decomposed_text.sql"
     ))
     .execute(&s.db.pool)
     .await
@@ -1144,7 +1144,8 @@ async fn every_word_of_real_mail_is_found_by_a_search_for_it_as_written() {
         assert_eq!(out.code, 0, "{f}: {out:?}");
     }
     let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
-        "select id, subject, from_name, archive_searched_text(body), body from archive_message",
+        "select m.id, m.subject, m.from_name, archive_searched_text(s.body), s.body \
+         from archive_message m join archive_search s on s.id = m.id",
     )
     .fetch_all(&s.db.pool)
     .await
@@ -1225,9 +1226,10 @@ async fn every_word_of_real_mail_is_found_by_a_search_for_it_as_written() {
     assert!(differ.len() * 200 <= theirs.len(), "{differ:?}");
 }
 
-/// Each stored search vector as text, with its message's id, in id order.
+/// Each stored search vector as text, then the stored text, with its message's id, in
+/// id order.
 async fn stored_vectors(db: &sqlx::PgPool) -> Vec<(i64, String)> {
-    sqlx::query_as("select id, search::text from archive_search order by id")
+    sqlx::query_as("select id, search::text || ' | ' || body from archive_search order by id")
         .fetch_all(db)
         .await
         .unwrap()
@@ -1241,10 +1243,10 @@ async fn indexer_rows(db: &sqlx::PgPool) -> Vec<listd::store::archive::SearchRow
         time::OffsetDateTime,
         String,
         String,
-        String,
+        Vec<u8>,
     );
     let texts: Vec<Texts> = sqlx::query_as(
-        "select id, list_id, date, subject, from_name, body from archive_message \
+        "select id, list_id, date, subject, from_name, raw from archive_message \
          where removed_at is null order by id",
     )
     .fetch_all(db)
@@ -1253,14 +1255,16 @@ async fn indexer_rows(db: &sqlx::PgPool) -> Vec<listd::store::archive::SearchRow
     let mut words = listd::domain::search::Words::new();
     texts
         .into_iter()
-        .map(
-            |(id, list_id, date, subject, from_name, body)| listd::store::archive::SearchRow {
+        .map(|(id, list_id, date, subject, from_name, raw)| {
+            let body = listd::mail::archive::read_facts(&raw, None).text;
+            listd::store::archive::SearchRow {
                 id,
                 list_id,
                 date,
                 search: words.message(&subject, &from_name, &body),
-            },
-        )
+                body,
+            }
+        })
         .collect()
 }
 

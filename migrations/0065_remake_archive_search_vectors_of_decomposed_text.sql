@@ -10,7 +10,7 @@ begin
         delete from archive_search s
         using archive_message m
         where m.id = s.id
-          and not ((m.subject || ' ' || m.from_name || ' ' || m.body) is nfc normalized);
+          and not ((m.subject || ' ' || m.from_name || ' ' || s.body) is nfc normalized);
 
         insert into archive_reindex (list_id)
         select distinct m.list_id from archive_message m
