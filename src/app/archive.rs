@@ -9,12 +9,12 @@
 //! only on which messages are archived, so the archive ends up the same whatever the
 //! order in which its messages came.
 //!
-//! A message becomes searchable when its search vector is stored: for a post in the
-//! same transaction; for an import, beside the storing (computing the vectors is most
-//! of an import's work): the messages without a vector are indexed batch by batch on
-//! two connections side by side, following the stored ones, then looked for once more
-//! from the start when the storing ends. Whatever stops an import, running it again
-//! stores what is missing and indexes what is unindexed.
+//! A message becomes searchable when its search row (its vector and its own text) is
+//! stored: for a post in the same transaction; for an import, on a connection of its
+//! own as each batch of messages is stored (the reading thread makes the vectors, most
+//! of an import's work), then the list is walked once more for messages still
+//! unindexed, whose text is read again from the raw message. Whatever stops an import,
+//! running it again stores what is missing and indexes what is unindexed.
 //!
 //! Who may read an archive is decided in one place, [`App::may_read`]. Everything the
 //! pages show passes through [`obscure_addresses`]: no full address leaves in a page,
@@ -346,8 +346,10 @@ impl App {
             item.facts.message_id = id;
         }
         item.post_id = Some(post_id);
+        // searchable in the same transaction, from the text read above
+        item.make_vector(&mut Words::new());
         let archived = archive_batch(tx, list.id, vec![item]).await?;
-        index_messages(tx, &archived.ids, &mut Words::new()).await?;
+        store::archive::insert_search(tx, &archived.made).await?;
         Ok(())
     }
 
@@ -854,7 +856,7 @@ async fn index_batches(
         };
         let mut tx = db.begin().await?;
         store::archive::set_import_transaction(&mut *tx).await?;
-        let rows = store::archive::find_unindexed_texts(&mut *tx, &batch).await?;
+        let rows = store::archive::find_unindexed_messages(&mut *tx, &batch).await?;
         let (back, made) = tokio::task::spawn_blocking(move || {
             let made = search_rows(&mut words, rows);
             (words, made)
@@ -867,21 +869,9 @@ async fn index_batches(
     }
 }
 
-/// Makes these messages searchable in the caller's transaction (those not removed or
-/// indexed yet).
-async fn index_messages(
-    tx: &mut PgConnection,
-    ids: &[i64],
-    words: &mut Words,
-) -> Result<u64, AppError> {
-    let rows = store::archive::find_unindexed_texts(&mut *tx, ids).await?;
-    let made = search_rows(words, rows);
-    Ok(store::archive::insert_search(tx, &made).await?)
-}
-
 /// The search rows of these messages (their own text read from the raw message, as
 /// when it was archived).
-fn search_rows(words: &mut Words, rows: Vec<store::archive::SearchedRow>) -> Made {
+fn search_rows(words: &mut Words, rows: Vec<store::archive::UnindexedMessage>) -> Made {
     rows.into_iter()
         .map(|r| {
             let body = read_facts(&r.raw, None).text;

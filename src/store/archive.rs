@@ -305,7 +305,7 @@ impl CopyRows {
 /// A message to index for search: its subject, its author's name and the raw message
 /// (its own text is read from it), with what its search row keeps beside its vector.
 #[derive(Debug)]
-pub struct SearchedRow {
+pub struct UnindexedMessage {
     pub id: i64,
     pub list_id: Uuid,
     pub date: OffsetDateTime,
@@ -315,12 +315,12 @@ pub struct SearchedRow {
 }
 
 /// Those of these messages that are neither removed nor indexed yet.
-pub async fn find_unindexed_texts(
+pub async fn find_unindexed_messages(
     db: impl PgExecutor<'_>,
     ids: &[i64],
-) -> Result<Vec<SearchedRow>, sqlx::Error> {
+) -> Result<Vec<UnindexedMessage>, sqlx::Error> {
     sqlx::query_as!(
-        SearchedRow,
+        UnindexedMessage,
         r#"
         select m.id, m.list_id, m.date, m.subject, m.from_name, m.raw as "raw!"
         from archive_message m

@@ -207,6 +207,21 @@ async fn a_post_is_archived_and_its_archived_at_link_shows_it_in_its_thread() {
             .unwrap()
             .contains("From: Anne Example <anne@example.net>")
     );
+    // searchable at once, by its subject and its text; its text is in the feed, its
+    // address never
+    for q in ["plans", "mail"] {
+        let found = get_json(&s, &archive(&format!("/search?q={q}"))).await;
+        assert_eq!(
+            found["results"][0]["message_id"],
+            id.as_str(),
+            "{q}: {found}"
+        );
+    }
+    let feed = get(&s, &archive("/feed.atom")).await.text().await.unwrap();
+    assert!(
+        feed.contains("Mail me at anne@…") && !feed.contains("anne@example.net"),
+        "{feed}"
+    );
 
     // a reply joins the thread; the list page links to the archive
     let reply = mail(
