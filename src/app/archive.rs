@@ -348,7 +348,12 @@ impl App {
         item.post_id = Some(post_id);
         // searchable in the same transaction, from the text read above
         item.make_vector(&mut Words::new());
-        let archived = archive_batch(tx, list.id, vec![item]).await?;
+        let raw = std::mem::take(&mut item.raw);
+        let ids = store::archive::allocate_ids(&mut *tx, 1).await?;
+        let archived = archive_batch(tx, list.id, vec![item], ids).await?;
+        if let Some(&id) = archived.added.first() {
+            store::archive::insert_raw(tx, &[(id, &raw)]).await?;
+        }
         store::archive::insert_search(tx, &archived.made).await?;
         Ok(())
     }
@@ -374,6 +379,48 @@ impl App {
         I: Iterator<Item = Result<MboxEntry, MboxError>> + Send + 'static,
     {
         let list = self.get_list(list).await?;
+        // what an import stopped midway left is cleared first (when no other runs), and
+        // this one's is kept from being taken for such until it ends
+        self.clear_unfinished_imports().await?;
+        let mut running = self.db.acquire().await?.detach();
+        store::archive::lock_imports(&mut running).await?;
+        let report = self
+            .import_entries(&list, entries, &mut progress, made)
+            .await;
+        let _ = store::archive::unlock_imports(&mut running).await;
+        let _ = sqlx::Connection::close(running).await;
+        report
+    }
+
+    /// Deletes the raw messages that imports stopped midway left without their messages
+    /// (when no import runs; otherwise they are left for the next time).
+    async fn clear_unfinished_imports(&self) -> Result<(), AppError> {
+        let mut db = self.db.acquire().await?;
+        if let Some(n) = store::archive::delete_unfinished_raw(&mut db).await?
+            && n > 0
+        {
+            tracing::info!(messages = n, "raw messages of a stopped import deleted");
+        }
+        Ok(())
+    }
+
+    /// The body of [`App::import_archive`], while it holds the import lock.
+    ///
+    /// Each batch's raw messages are stored on a connection of their own
+    /// ([`store_raw`]) while the storing connection threads the batch, and commit
+    /// before it: a message that can be read always has its raw message, and the raw
+    /// rows of messages that never came are noted until then (deleted by
+    /// [`App::clear_unfinished_imports`] after a stop).
+    async fn import_entries<I>(
+        &self,
+        list: &List,
+        entries: I,
+        progress: &mut impl FnMut(u64),
+        made: Option<tokio::sync::mpsc::Sender<Made>>,
+    ) -> Result<ImportReport, AppError>
+    where
+        I: Iterator<Item = Result<MboxEntry, MboxError>> + Send + 'static,
+    {
         // until its indexing has finished, the server indexes the list when it starts
         // (an import stopped midway leaves it so)
         store::archive::insert_reindex(&self.db, list.id).await?;
@@ -397,11 +444,27 @@ impl App {
                 report.read += batch.items.len() as u64;
                 report.bad.extend(batch.bad);
                 if !batch.items.is_empty() {
+                    let mut items = batch.items;
+                    let ids = store::archive::allocate_ids(&self.db, items.len() as i64).await?;
+                    let raws = items
+                        .iter_mut()
+                        .zip(&ids)
+                        .map(|(item, &id)| RawEntry {
+                            id,
+                            message_id: item.facts.message_id.clone(),
+                            raw: std::mem::take(&mut item.raw),
+                        })
+                        .collect();
+                    let raw = tokio::spawn(store_raw(self.db.clone(), list.id, raws));
                     let mut tx = self.db.begin().await?;
                     store::archive::set_import_transaction(&mut *tx).await?;
-                    let archived = archive_batch(&mut tx, list.id, batch.items).await?;
+                    let archived = archive_batch(&mut tx, list.id, items, ids).await?;
+                    let raw = raw.await.map_err(|e| {
+                        AppError::Unexpected(anyhow::anyhow!("storing raw messages failed: {e}"))
+                    })??;
+                    raw.finish(&mut tx, &archived.added).await?;
                     tx.commit().await?;
-                    report.added += archived.added as u64;
+                    report.added += archived.added.len() as u64;
                     // (when the indexing has stopped, its error is reported there)
                     if let Some(made) = &made
                         && !archived.made.is_empty()
@@ -443,6 +506,7 @@ impl App {
     /// no more once all its messages are indexed, so an interrupted run goes on the
     /// next time; a list that fails leaves the others to be done.
     pub async fn reindex_archives(&self) -> Result<Reindexed, AppError> {
+        self.clear_unfinished_imports().await?;
         let mut done = Reindexed::default();
         for list_id in store::archive::list_reindexed_lists(&self.db).await? {
             // (one list failing leaves the others to be done)
@@ -945,10 +1009,8 @@ fn parse_cursor(text: &str) -> Option<(OffsetDateTime, i64)> {
 
 /// What [`archive_batch`] did.
 struct Archived {
-    /// How many messages were new.
-    added: usize,
-    /// The ids of the batch's messages: the new ones and those already there.
-    ids: Vec<i64>,
+    /// The ids of the new messages (those the archive did not hold).
+    added: Vec<i64>,
     /// The new messages' search vectors made on reading, with their ids.
     made: Made,
 }
@@ -964,7 +1026,93 @@ pub struct Reindexed {
 /// Search rows made while an import reads: handed from the storing to the indexing.
 pub type Made = Vec<store::archive::SearchRow>;
 
-/// Archives a batch of messages in `tx` and threads them with what is there.
+/// A raw message of an import's batch, handed to [`store_raw`].
+struct RawEntry {
+    id: i64,
+    message_id: String,
+    raw: Vec<u8>,
+}
+
+/// What [`store_raw`] stored of a batch.
+struct RawStored {
+    /// The ids of the raw rows it stored.
+    stored: HashSet<i64>,
+    /// The raw messages it left out (of messages the archive held, or repeats).
+    left: HashMap<i64, Vec<u8>>,
+    /// The note naming the stored rows' ids until their messages commit.
+    pending: Option<i64>,
+}
+
+/// Stores the raw messages of an import's batch and commits them, noted as pending,
+/// while the batch is threaded on another connection: those the archive holds already
+/// (by Message-ID) and repeats within the batch are left out, as the threading leaves
+/// them out.
+async fn store_raw(
+    db: sqlx::PgPool,
+    list_id: uuid::Uuid,
+    raws: Vec<RawEntry>,
+) -> Result<RawStored, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    store::archive::set_import_transaction(&mut *tx).await?;
+    let names: Vec<String> = raws.iter().map(|r| r.message_id.clone()).collect();
+    let known: HashSet<String> = store::archive::find_archived_ids(&mut *tx, list_id, &names)
+        .await?
+        .into_iter()
+        .map(|(_, message_id)| message_id)
+        .collect();
+    let mut seen = HashSet::new();
+    let (new, old): (Vec<RawEntry>, Vec<RawEntry>) = raws
+        .into_iter()
+        .partition(|r| !known.contains(&r.message_id) && seen.insert(r.message_id.clone()));
+    let rows: Vec<(i64, &[u8])> = new.iter().map(|r| (r.id, r.raw.as_slice())).collect();
+    let mut pending = None;
+    if let (Some(first), Some(last)) = (
+        rows.iter().map(|r| r.0).min(),
+        rows.iter().map(|r| r.0).max(),
+    ) {
+        store::archive::insert_raw(&mut tx, &rows).await?;
+        pending = Some(store::archive::insert_raw_pending(&mut *tx, first, last).await?);
+    }
+    tx.commit().await?;
+    Ok(RawStored {
+        stored: new.iter().map(|r| r.id).collect(),
+        left: old.into_iter().map(|r| (r.id, r.raw)).collect(),
+        pending,
+    })
+}
+
+impl RawStored {
+    /// Brings the raw rows in line with the messages the batch added (`added`), in the
+    /// transaction that stores them: the raw messages of those it added that were left
+    /// out are stored (a message the raw connection found in the archive, which the
+    /// threading did not), those of the others are deleted (messages another import
+    /// stored meanwhile), and the note goes.
+    async fn finish(self, tx: &mut PgConnection, added: &[i64]) -> Result<(), sqlx::Error> {
+        let missing: Vec<(i64, &[u8])> = added
+            .iter()
+            .filter_map(|id| self.left.get(id).map(|raw| (*id, raw.as_slice())))
+            .collect();
+        store::archive::insert_raw(&mut *tx, &missing).await?;
+        let added: HashSet<i64> = added.iter().copied().collect();
+        let extra: Vec<i64> = self
+            .stored
+            .iter()
+            .copied()
+            .filter(|id| !added.contains(id))
+            .collect();
+        if !extra.is_empty() {
+            store::archive::delete_raw(&mut *tx, &extra).await?;
+        }
+        if let Some(pending) = self.pending {
+            store::archive::delete_raw_pending(&mut *tx, pending).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Archives a batch of messages in `tx` (their raw messages are stored by the caller)
+/// and threads them with what is there; `ids` are the messages' ids, given out before
+/// (those of messages the archive holds already go unused).
 ///
 /// The threads a batch can change are those of the nearest archived ancestor of each
 /// new message, and those of the messages waiting for one of the new ones
@@ -974,12 +1122,12 @@ async fn archive_batch(
     tx: &mut PgConnection,
     list_id: uuid::Uuid,
     items: Vec<Readied>,
+    ids: Vec<i64>,
 ) -> Result<Archived, sqlx::Error> {
     store::archive::lock_list_archive(&mut *tx, list_id).await?;
-    let (items, known) = without_known(tx, list_id, items).await?;
+    let (items, new_ids) = without_known(tx, list_id, items, ids).await?;
     let mut archived = Archived {
-        added: 0,
-        ids: known,
+        added: Vec::new(),
         made: Made::default(),
     };
     if items.is_empty() {
@@ -991,7 +1139,6 @@ async fn archive_batch(
     } else {
         store::archive::find_thread_nodes(&mut *tx, &touched).await?
     };
-    let new_ids = store::archive::allocate_ids(&mut *tx, items.len() as i64).await?;
     let threaded = Threaded::new(&old, &items, &new_ids);
     write_moves(tx, &old, &threaded).await?;
     // every message of every thread the batch leaves is among the nodes: count them here
@@ -1015,8 +1162,8 @@ async fn archive_batch(
         }
     }
     let new = new_rows(items, new_ids, placed);
-    archived.added = store::archive::insert_messages(&mut *tx, list_id, &new).await? as usize;
-    archived.ids.extend_from_slice(&new.id);
+    store::archive::insert_messages(&mut *tx, list_id, &new).await?;
+    archived.added = new.id;
     if !gone.is_empty() {
         store::archive::delete_threads(&mut *tx, &gone).await?;
     }
@@ -1032,26 +1179,28 @@ async fn archive_batch(
     Ok(archived)
 }
 
-/// The batch without repeats and without the messages the archive holds already, and
-/// the ids of those.
+/// The batch (with its ids) without repeats and without the messages the archive
+/// holds already.
 async fn without_known(
     tx: &mut PgConnection,
     list_id: uuid::Uuid,
     items: Vec<Readied>,
+    ids: Vec<i64>,
 ) -> Result<(Vec<Readied>, Vec<i64>), sqlx::Error> {
-    let mut seen = HashSet::new();
-    let mut items: Vec<Readied> = items
-        .into_iter()
-        .filter(|i| seen.insert(i.facts.message_id.clone()))
-        .collect();
-    let ids: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
-    let known: HashMap<String, i64> = store::archive::find_archived_ids(&mut *tx, list_id, &ids)
+    let names: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
+    let known: HashSet<String> = store::archive::find_archived_ids(&mut *tx, list_id, &names)
         .await?
         .into_iter()
-        .map(|(id, message_id)| (message_id, id))
+        .map(|(_, message_id)| message_id)
         .collect();
-    items.retain(|i| !known.contains_key(&i.facts.message_id));
-    Ok((items, known.into_values().collect()))
+    let mut seen = HashSet::new();
+    Ok(items
+        .into_iter()
+        .zip(ids)
+        .filter(|(i, _)| {
+            !known.contains(&i.facts.message_id) && seen.insert(i.facts.message_id.clone())
+        })
+        .unzip())
 }
 
 /// The threads new messages can change: that of the nearest archived ancestor of each
@@ -1251,7 +1400,6 @@ fn new_rows(
         new.subject.push(item.facts.subject);
         new.from_name.push(item.facts.from_name);
         new.refs.push(item.facts.refs.join("\n"));
-        new.raw.push(item.raw);
     }
     new
 }

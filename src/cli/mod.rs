@@ -183,7 +183,7 @@ where
     F: FnOnce(App) -> Fut,
     Fut: std::future::Future<Output = Result<(), Failure>>,
 {
-    let db = startup::open_database(config, 4).await?;
+    let db = startup::open_database(config, 6).await?;
     let result = async {
         let app = startup::build_app(config, &db).await?;
         let done = f(app.clone()).await;

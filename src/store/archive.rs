@@ -1,6 +1,7 @@
 //! The archive's tables: `archive_message` (each message and its place in its thread),
-//! `archive_search` (each message's search vector, date and own text) and `archive_thread` (one
-//! row per thread for the thread list).
+//! `archive_raw` (each message as archived), `archive_search` (each message's search
+//! vector, date and own text) and `archive_thread` (one row per thread for the thread
+//! list).
 //!
 //! Pages are read with keysets (`(last_date, id)`, `(started, id)`, `(date, id)`),
 //! never with OFFSET, so the thousandth page costs what the first does. Search is
@@ -165,7 +166,6 @@ pub struct NewMessages {
     pub waiting: Vec<String>,
     pub parent_id: Vec<Option<i64>>,
     pub thread_id: Vec<i64>,
-    pub raw: Vec<Vec<u8>>,
 }
 
 /// Inserts new messages with binary `COPY`, on the import's critical path: cheaper for
@@ -181,13 +181,13 @@ pub async fn insert_messages(
     let mut copy = db
         .copy_in_raw(
             "copy archive_message (id, list_id, message_id, post_id, envelope_from, date, \
-             subject, from_name, refs, waiting, parent_id, thread_id, raw) \
+             subject, from_name, refs, waiting, parent_id, thread_id) \
              from stdin (format binary)",
         )
         .await?;
     let mut rows = CopyRows::new();
     for i in 0..m.id.len() {
-        rows.row(13);
+        rows.row(12);
         rows.int8(Some(m.id[i]));
         rows.bytes(Some(list_id.as_bytes()));
         rows.bytes(Some(m.message_id[i].as_bytes()));
@@ -200,7 +200,6 @@ pub async fn insert_messages(
         rows.text_array(&m.waiting[i]);
         rows.int8(m.parent_id[i]);
         rows.int8(Some(m.thread_id[i]));
-        rows.bytes(Some(&m.raw[i]));
         if rows.len() >= 1 << 20 {
             copy.send(rows.take()).await?;
         }
@@ -208,6 +207,120 @@ pub async fn insert_messages(
     rows.end();
     copy.send(rows.take()).await?;
     copy.finish().await
+}
+
+/// Stores raw messages (id and bytes) with binary `COPY`, in the order of their ids.
+/// Their messages' rows come in the same transaction or a later one.
+pub async fn insert_raw(
+    db: &mut sqlx::PgConnection,
+    rows: &[(i64, &[u8])],
+) -> Result<u64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut copy = db
+        .copy_in_raw("copy archive_raw (id, raw) from stdin (format binary)")
+        .await?;
+    let mut sorted: Vec<&(i64, &[u8])> = rows.iter().collect();
+    sorted.sort_unstable_by_key(|r| r.0);
+    let mut out = CopyRows::new();
+    for (id, raw) in sorted {
+        out.row(2);
+        out.int8(Some(*id));
+        out.bytes(Some(raw));
+        if out.len() >= 1 << 20 {
+            copy.send(out.take()).await?;
+        }
+    }
+    out.end();
+    copy.send(out.take()).await?;
+    copy.finish().await
+}
+
+/// Deletes raw messages (those of an import's batch whose messages were there already).
+pub async fn delete_raw(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query!("delete from archive_raw where id = any($1)", ids)
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// Names the ids `[first, last]` as holding raw rows whose messages are not stored yet
+/// (an import's batch, until its messages commit); returns the note's id.
+pub async fn insert_raw_pending(
+    db: impl PgExecutor<'_>,
+    first: i64,
+    last: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        "insert into archive_raw_pending (first_id, last_id) values ($1, $2) returning id",
+        first,
+        last
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Drops the note of [`insert_raw_pending`] (in the transaction that stores its messages).
+pub async fn delete_raw_pending(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query!("delete from archive_raw_pending where id = $1", id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Holds, until the connection ends or [`unlock_imports`], the lock every running import
+/// shares: while one holds it, [`delete_unfinished_raw`] leaves the pending raw rows be.
+pub async fn lock_imports(db: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let key = super::lock_key("archive/imports");
+    sqlx::query!("select pg_advisory_lock_shared($1)", key)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Lets go of the lock of [`lock_imports`].
+pub async fn unlock_imports(db: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let key = super::lock_key("archive/imports");
+    sqlx::query_scalar!(
+        r#"select pg_advisory_unlock_shared($1) as "unlocked!""#,
+        key
+    )
+    .fetch_one(db)
+    .await
+    .map(|_| ())
+}
+
+/// Deletes the raw rows that imports stopped between storing them and storing their
+/// messages left behind (those of the noted batches whose messages never came), when no
+/// import runs; `None` when one does (they are left for the next time).
+pub async fn delete_unfinished_raw(
+    db: &mut sqlx::PgConnection,
+) -> Result<Option<u64>, sqlx::Error> {
+    use sqlx::Connection;
+    let key = super::lock_key("archive/imports");
+    let mut tx = db.begin().await?;
+    let free = sqlx::query_scalar!(r#"select pg_try_advisory_xact_lock($1) as "free!""#, key)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !free {
+        return Ok(None);
+    }
+    let deleted = sqlx::query!(
+        r#"
+        with pending as (delete from archive_raw_pending returning first_id, last_id)
+        delete from archive_raw r using pending p
+        where r.id between p.first_id and p.last_id
+          and not exists (select 1 from archive_message m where m.id = r.id)
+        "#
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(Some(deleted))
 }
 
 /// Rows in `COPY`'s binary format.
@@ -322,9 +435,9 @@ pub async fn find_unindexed_messages(
     sqlx::query_as!(
         UnindexedMessage,
         r#"
-        select m.id, m.list_id, m.date, m.subject, m.from_name, m.raw as "raw!"
-        from archive_message m
-        where m.id = any($1) and m.removed_at is null and m.raw is not null
+        select m.id, m.list_id, m.date, m.subject, m.from_name, r.raw
+        from archive_message m join archive_raw r on r.id = m.id
+        where m.id = any($1) and m.removed_at is null
           and not exists (select 1 from archive_search s where s.id = m.id)
         "#,
         ids
@@ -692,9 +805,10 @@ pub async fn find_message(
         MessageRow,
         r#"
         select m.id, m.message_id, m.thread_id, m.parent_id, m.date, m.subject, m.from_name,
-               m.envelope_from, m.raw, coalesce(s.body, '') as "body!",
+               m.envelope_from, r.raw as "raw?", coalesce(s.body, '') as "body!",
                m.removed_at is not null as "removed!"
         from archive_message m left join archive_search s on s.id = m.id
+        left join archive_raw r on r.id = m.id
         where m.list_id = $1 and m.message_id = $2
         "#,
         list_id,
@@ -937,10 +1051,10 @@ pub async fn list_export(
     sqlx::query_as!(
         ExportRow,
         r#"
-        select id, date, envelope_from, raw as "raw!"
-        from archive_message
-        where list_id = $1 and (date, id) > ($2, $3) and date < $4 and raw is not null
-        order by date, id
+        select m.id, m.date, m.envelope_from, r.raw
+        from archive_message m join archive_raw r on r.id = m.id
+        where m.list_id = $1 and (m.date, m.id) > ($2, $3) and m.date < $4
+        order by m.date, m.id
         limit $5
         "#,
         list_id,
@@ -967,11 +1081,13 @@ pub async fn update_message_removed(
             where list_id = $1 and message_id = $2 for update
         ), done as (
             update archive_message a
-            set raw = null, subject = '', from_name = '', envelope_from = null,
+            set subject = '', from_name = '', envelope_from = null,
                 removed_at = coalesce(a.removed_at, now())
             from target where a.id = target.id
         ), unsearched as (
             delete from archive_search s using target where s.id = target.id
+        ), unraw as (
+            delete from archive_raw r using target where r.id = target.id
         )
         select was_removed as "was_removed!" from target
         "#,
