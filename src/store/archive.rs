@@ -58,10 +58,12 @@ pub async fn analyze_archive(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error>
         .map(|_| ())
 }
 
-/// Ids for `n` new messages.
+/// Ids for `n` new messages, from the sequence of `archive_message.id` (named as a
+/// constant: looked up by `pg_get_serial_sequence` for each id, a thousand ids took
+/// several times as long).
 pub async fn allocate_ids(db: impl PgExecutor<'_>, n: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"select nextval(pg_get_serial_sequence('archive_message', 'id')) as "id!"
+        r#"select nextval('archive_message_id_seq'::regclass) as "id!"
            from generate_series(1, $1::bigint)"#,
         n
     )
@@ -107,7 +109,10 @@ pub async fn find_threads_of(
 }
 
 /// The threads of the messages that wait for one of `message_ids` (they name it as
-/// an ancestor nearer than their parent).
+/// an ancestor nearer than their parent). The test that a message waits at all comes
+/// first: while a growing archive's statistics are behind, PostgreSQL may scan the
+/// table, and the overlap test, which reads the whole array of Message-IDs for each
+/// row, then runs for only the few rows that wait.
 pub async fn find_waiting_threads(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
@@ -115,7 +120,7 @@ pub async fn find_waiting_threads(
 ) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"select distinct thread_id as "thread_id!" from archive_message
-           where waiting && $2 and waiting <> '{}' and list_id = $1"#,
+           where waiting <> '{}' and waiting && $2 and list_id = $1"#,
         list_id,
         message_ids
     )
