@@ -9,6 +9,12 @@
 //! only on which messages are archived, so the archive ends up the same whatever the
 //! order in which its messages came.
 //!
+//! An import stores each batch's raw messages on a connection of their own
+//! (`archive_raw`) while the batch is threaded, and commits them first: a message that
+//! can be read always has its raw message, and the raw rows of messages that never came
+//! (an import stopped between the two commits) are noted until then and deleted when
+//! no import runs.
+//!
 //! A message becomes searchable when its search row (its vector and its own text) is
 //! stored: for a post in the same transaction; for an import, on a connection of its
 //! own as each batch of messages is stored (the reading thread makes the vectors, most
