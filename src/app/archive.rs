@@ -1061,15 +1061,9 @@ async fn store_raw(
     let mut tx = db.begin().await?;
     store::archive::set_import_transaction(&mut *tx).await?;
     let names: Vec<String> = raws.iter().map(|r| r.message_id.clone()).collect();
-    let known: HashSet<String> = store::archive::find_archived_ids(&mut *tx, list_id, &names)
-        .await?
-        .into_iter()
-        .map(|(_, message_id)| message_id)
-        .collect();
-    let mut seen = HashSet::new();
-    let (new, old): (Vec<RawEntry>, Vec<RawEntry>) = raws
-        .into_iter()
-        .partition(|r| !known.contains(&r.message_id) && seen.insert(r.message_id.clone()));
+    let mut is_new = new_in_batch(&mut tx, list_id, names).await?.into_iter();
+    let (new, old): (Vec<RawEntry>, Vec<RawEntry>) =
+        raws.into_iter().partition(|_| is_new.next() == Some(true));
     let rows: Vec<(i64, &[u8])> = new.iter().map(|r| (r.id, r.raw.as_slice())).collect();
     let mut pending = None;
     if let (Some(first), Some(last)) = (
@@ -1194,19 +1188,32 @@ async fn without_known(
     ids: Vec<i64>,
 ) -> Result<(Vec<Readied>, Vec<i64>), sqlx::Error> {
     let names: Vec<String> = items.iter().map(|i| i.facts.message_id.clone()).collect();
+    let is_new = new_in_batch(tx, list_id, names).await?;
+    Ok(items
+        .into_iter()
+        .zip(ids)
+        .zip(is_new)
+        .filter_map(|(item, new)| new.then_some(item))
+        .unzip())
+}
+
+/// Which of a batch's Message-IDs are new: those the archive does not hold (removed
+/// ones included), each the first time the batch names it.
+async fn new_in_batch(
+    tx: &mut PgConnection,
+    list_id: uuid::Uuid,
+    names: Vec<String>,
+) -> Result<Vec<bool>, sqlx::Error> {
     let known: HashSet<String> = store::archive::find_archived_ids(&mut *tx, list_id, &names)
         .await?
         .into_iter()
         .map(|(_, message_id)| message_id)
         .collect();
     let mut seen = HashSet::new();
-    Ok(items
+    Ok(names
         .into_iter()
-        .zip(ids)
-        .filter(|(i, _)| {
-            !known.contains(&i.facts.message_id) && seen.insert(i.facts.message_id.clone())
-        })
-        .unzip())
+        .map(|name| !known.contains(&name) && seen.insert(name))
+        .collect())
 }
 
 /// The threads new messages can change: that of the nearest archived ancestor of each

@@ -67,6 +67,19 @@ fn import(s: &TestServer, list: &str, text: &str) -> crate::harness::CliOutput {
     s.cli(&["archive", "import", list, path.to_str().unwrap()])
 }
 
+/// An mbox of `n` short messages, `<{prefix}{i}@example.net>` reading "okapi {i}".
+fn numbered_mbox(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "From anne@example.org Mon Jan  1 00:00:00 2001\n\
+                 From: Anne <anne@example.org>\nMessage-ID: <{prefix}{i}@example.net>\n\
+                 Date: 1 Feb 2002 10:00:00 +0000\nSubject: Number {i}\n\nokapi {i}\n\n"
+            )
+        })
+        .collect()
+}
+
 /// A message path segment for a Message-ID.
 fn m(id: &str) -> String {
     archive(&format!(
@@ -1452,15 +1465,7 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
 
     // two indexers of the same messages at once, handed them in opposite orders:
     // both finish, and each message is stored once
-    let many: String = (0..300)
-        .map(|i| {
-            format!(
-                "From anne@example.org Mon Jan  1 00:00:00 2001\n\
-                 From: Anne <anne@example.org>\nMessage-ID: <many{i}@example.net>\n\
-                 Date: 1 Feb 2002 10:00:00 +0000\nSubject: Number {i}\n\nokapi {i}\n\n"
-            )
-        })
-        .collect();
+    let many = numbered_mbox("many", 300);
     let out = import(&s, LIST, &many);
     assert!(out.stdout.contains("300 added"), "{out:?}");
     sqlx::query("delete from archive_search")
@@ -1536,15 +1541,7 @@ async fn raw_messages_an_import_leaves_without_messages_are_deleted_when_no_impo
         delete_unfinished_raw, insert_raw, insert_raw_pending, lock_imports, unlock_imports,
     };
     let s = server().await;
-    let many: String = (0..1500)
-        .map(|i| {
-            format!(
-                "From anne@example.org Mon Jan  1 00:00:00 2001\n\
-                 From: Anne <anne@example.org>\nMessage-ID: <raw{i}@example.net>\n\
-                 Date: 1 Feb 2002 10:00:00 +0000\nSubject: Number {i}\n\nokapi {i}\n\n"
-            )
-        })
-        .collect();
+    let many = numbered_mbox("raw", 1500);
     // two imports of the same messages at once (batches of a thousand): each message is
     // stored once, with one raw row, and nothing is left over
     let path = s.data_dir.path().join("many.mbox");
