@@ -25,28 +25,35 @@ create table archive_raw_pending (
     last_id bigint not null
 );
 
--- the raw rows go with their messages (with their list), as the search rows do
-create function archive_raw_forget() returns trigger
+-- the raw rows go with their messages (with their list), as the search rows do: one
+-- pair of triggers (those of migration 0063 made general) deletes both
+drop trigger archive_message_forget_search on archive_message;
+drop trigger archive_message_forget_all_search on archive_message;
+drop function archive_search_forget();
+drop function archive_search_forget_all();
+
+create function archive_message_forget() returns trigger
     language plpgsql as $$
 begin
+    delete from archive_search s using gone g where s.id = g.id;
     delete from archive_raw r using gone g where r.id = g.id;
     return null;
 end
 $$;
 
-create trigger archive_message_forget_raw
+create trigger archive_message_forget
     after delete on archive_message
     referencing old table as gone
-    for each statement execute function archive_raw_forget();
+    for each statement execute function archive_message_forget();
 
-create function archive_raw_forget_all() returns trigger
+create function archive_message_forget_all() returns trigger
     language plpgsql as $$
 begin
-    truncate archive_raw, archive_raw_pending;
+    truncate archive_search, archive_raw, archive_raw_pending;
     return null;
 end
 $$;
 
-create trigger archive_message_forget_all_raw
+create trigger archive_message_forget_all
     after truncate on archive_message
-    for each statement execute function archive_raw_forget_all();
+    for each statement execute function archive_message_forget_all();
