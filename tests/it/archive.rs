@@ -1608,3 +1608,77 @@ async fn raw_messages_an_import_leaves_without_messages_are_deleted_when_no_impo
     s.app.delete_list(&list).await.unwrap();
     assert_eq!(raw_rows(&s.db.pool).await, (0, 0, 0, 0, 0));
 }
+
+/// An import killed midway (SIGKILL: nothing handed back) leaves every message it
+/// stored readable with its raw message; run again, it brings in the rest, each
+/// message once with its raw message and its search row, and nothing left over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_midway_loses_nothing_and_a_rerun_finishes_it() {
+    const N: i64 = 50_000;
+    let s = server().await;
+    let path = s.data_dir.path().join("long.mbox");
+    std::fs::write(&path, numbered_mbox("long", N as usize)).unwrap();
+    let mut child = std::process::Command::new(crate::harness::listd_bin())
+        .args(["archive", "import", LIST, path.to_str().unwrap()])
+        .env_remove("DATABASE_URL")
+        .env("LISTD_DATABASE_URL", &s.db.url)
+        .env("LISTD_DATA_DIR", s.data_dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    // (stopped while a batch's raw messages are stored and its messages are not)
+    let stored = loop {
+        let (messages, .., pending) = raw_rows(&s.db.pool).await;
+        if messages >= 1000 && pending > 0 {
+            break messages;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it could be stopped"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(120));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (messages, _, without_raw, ..) = raw_rows(&s.db.pool).await;
+    assert!(messages >= stored && messages < N, "{messages} stored");
+    assert_eq!(without_raw, 0, "every stored message has its raw message");
+    // (once PostgreSQL has seen the killed import's connections end)
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "select count(*) from pg_locks l join pg_database d on d.oid = l.database
+             where l.locktype = 'advisory' and d.datname = current_database()",
+        )
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+        if held == 0 {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let out = import(&s, LIST, &std::fs::read_to_string(&path).unwrap());
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("{N} messages read, {} added", N - messages)),
+        "{out:?}"
+    );
+    assert_eq!(raw_rows(&s.db.pool).await, (N, N, 0, 0, 0));
+    let searched: i64 = sqlx::query_scalar("select count(*) from archive_search")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(searched, N);
+    let last = get(
+        &s,
+        &format!("{}/raw", m(&format!("long{}@example.net", N - 1))),
+    )
+    .await;
+    assert_eq!(last.status(), 200);
+}
