@@ -5,9 +5,12 @@
 --
 -- Raw rows whose messages never came (an import stopped between the two commits) are
 -- found again through archive_raw_pending, which names each batch's ids until its
--- messages commit, and deleted when no import runs (docs/contract.md#archive).
+-- messages commit, and deleted when no import's batch is in flight
+-- (docs/contract.md#archive). The old column's bytes stay on disk, in the rows that are
+-- never written again, until `vacuum full archive_message` rewrites the table.
 create table archive_raw (
-    -- the message's id (archive_message.id); no key: the row comes before its message
+    -- the message's id (archive_message.id); no foreign key: the row comes before its
+    -- message
     id bigint primary key,
     -- lz4: several times faster than the default compression, for a little more room
     raw bytea compression lz4 not null

@@ -13,7 +13,7 @@
 //! (`archive_raw`) while the batch is threaded, and commits them first: a message that
 //! can be read always has its raw message, and the raw rows of messages that never came
 //! (an import stopped between the two commits) are noted until then and deleted when
-//! no import runs.
+//! no import's batch is in flight.
 //!
 //! A message becomes searchable when its search row (its vector and its own text) is
 //! stored: for a post in the same transaction; for an import, on a connection of its
@@ -385,21 +385,15 @@ impl App {
         I: Iterator<Item = Result<MboxEntry, MboxError>> + Send + 'static,
     {
         let list = self.get_list(list).await?;
-        // what an import stopped midway left is cleared first (when no other runs), and
-        // this one's is kept from being taken for such until it ends
+        // what an import stopped midway left is cleared first (unless a batch of
+        // another is in flight)
         self.clear_unfinished_imports().await?;
-        let mut running = self.db.acquire().await?.detach();
-        store::archive::lock_imports(&mut running).await?;
-        let report = self
-            .import_entries(&list, entries, &mut progress, made)
-            .await;
-        let _ = store::archive::unlock_imports(&mut running).await;
-        let _ = sqlx::Connection::close(running).await;
-        report
+        self.import_entries(&list, entries, &mut progress, made)
+            .await
     }
 
     /// Deletes the raw messages that imports stopped midway left without their messages
-    /// (when no import runs; otherwise they are left for the next time).
+    /// (unless an import's batch is in flight; then they are left for the next time).
     async fn clear_unfinished_imports(&self) -> Result<(), AppError> {
         let mut db = self.db.acquire().await?;
         if let Some(n) = store::archive::delete_unfinished_raw(&mut db).await?
@@ -410,13 +404,15 @@ impl App {
         Ok(())
     }
 
-    /// The body of [`App::import_archive`], while it holds the import lock.
+    /// The body of [`App::import_archive`].
     ///
     /// Each batch's raw messages are stored on a connection of their own
     /// ([`store_raw`]) while the storing connection threads the batch, and commit
     /// before it: a message that can be read always has its raw message, and the raw
     /// rows of messages that never came are noted until then (deleted by
-    /// [`App::clear_unfinished_imports`] after a stop).
+    /// [`App::clear_unfinished_imports`] after a stop). The batch's transaction holds
+    /// the imports' shared lock from before its raw messages are stored until it
+    /// commits, so that no clearing takes them meanwhile.
     async fn import_entries<I>(
         &self,
         list: &List,
@@ -461,9 +457,10 @@ impl App {
                             raw: std::mem::take(&mut item.raw),
                         })
                         .collect();
-                    let raw = tokio::spawn(store_raw(self.db.clone(), list.id, raws));
                     let mut tx = self.db.begin().await?;
                     store::archive::set_import_transaction(&mut *tx).await?;
+                    store::archive::share_imports_lock(&mut *tx).await?;
+                    let raw = tokio::spawn(store_raw(self.db.clone(), list.id, raws));
                     let archived = archive_batch(&mut tx, list.id, items, ids).await?;
                     let raw = raw.await.map_err(|e| {
                         AppError::Unexpected(anyhow::anyhow!("storing raw messages failed: {e}"))

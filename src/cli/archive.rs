@@ -85,8 +85,8 @@ async fn import(
             .map_err(|e| Failure::failed(format!("cannot open {file}: {e}")))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    // stored and threaded on one connection, indexed for search on another at once,
-    // with the search vectors made as the messages are read
+    // stored and threaded on one connection (the raw messages on a second), indexed for
+    // search on a third at once, with the search vectors made as the messages are read
     let (made, taken) = tokio::sync::mpsc::channel(4);
     let bars = indicatif::MultiProgress::new();
     let [reading, indexing] =

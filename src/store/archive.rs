@@ -276,31 +276,23 @@ pub async fn delete_raw_pending(db: impl PgExecutor<'_>, id: i64) -> Result<(), 
         .map(|_| ())
 }
 
-/// Holds, until the connection ends or [`unlock_imports`], the lock every running import
-/// shares: while one holds it, [`delete_unfinished_raw`] leaves the pending raw rows be.
-pub async fn lock_imports(db: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+/// Holds, until the transaction ends, the lock every batch of a running import shares
+/// from before its raw messages are stored until its messages commit: while a
+/// transaction holds it, [`delete_unfinished_raw`] leaves the pending raw rows be. (A
+/// transaction's lock, not a session's: should the connection die, the batch's
+/// messages die with it, and its raw rows are then indeed left over.)
+pub async fn share_imports_lock(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
     let key = super::lock_key("archive/imports");
-    sqlx::query!("select pg_advisory_lock_shared($1)", key)
+    sqlx::query!("select pg_advisory_xact_lock_shared($1)", key)
         .execute(db)
         .await
         .map(|_| ())
 }
 
-/// Lets go of the lock of [`lock_imports`].
-pub async fn unlock_imports(db: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    let key = super::lock_key("archive/imports");
-    sqlx::query_scalar!(
-        r#"select pg_advisory_unlock_shared($1) as "unlocked!""#,
-        key
-    )
-    .fetch_one(db)
-    .await
-    .map(|_| ())
-}
-
 /// Deletes the raw rows that imports stopped between storing them and storing their
 /// messages left behind (those of the noted batches whose messages never came), when no
-/// import runs; `None` when one does (they are left for the next time).
+/// import's batch is in flight ([`share_imports_lock`]); `None` when one is (they are
+/// left for the next time).
 pub async fn delete_unfinished_raw(
     db: &mut sqlx::PgConnection,
 ) -> Result<Option<u64>, sqlx::Error> {
