@@ -370,6 +370,12 @@ impl App {
     /// read so far. Reading and parsing run on a thread of their own, alongside the
     /// database writes.
     ///
+    /// Each batch's raw messages are stored on a connection of their own ([`store_raw`])
+    /// while the batch is threaded, and commit before it: a message that can be read
+    /// always has its raw message. The batch's transaction holds the imports' shared
+    /// lock from before its raw messages are stored until it commits, so that no
+    /// [`App::clear_unfinished_imports`] takes them meanwhile.
+    ///
     /// The messages are stored and threaded, browsable as soon as their batch commits;
     /// they become searchable with [`App::index_archive_while`], which the import's
     /// caller runs beside it, fed with the search vectors the reading thread makes
@@ -388,41 +394,6 @@ impl App {
         // what an import stopped midway left is cleared first (unless a batch of
         // another is in flight)
         self.clear_unfinished_imports().await?;
-        self.import_entries(&list, entries, &mut progress, made)
-            .await
-    }
-
-    /// Deletes the raw messages that imports stopped midway left without their messages
-    /// (unless an import's batch is in flight; then they are left for the next time).
-    async fn clear_unfinished_imports(&self) -> Result<(), AppError> {
-        let mut db = self.db.acquire().await?;
-        if let Some(n) = store::archive::delete_unfinished_raw(&mut db).await?
-            && n > 0
-        {
-            tracing::info!(messages = n, "raw messages of a stopped import deleted");
-        }
-        Ok(())
-    }
-
-    /// The body of [`App::import_archive`].
-    ///
-    /// Each batch's raw messages are stored on a connection of their own
-    /// ([`store_raw`]) while the storing connection threads the batch, and commit
-    /// before it: a message that can be read always has its raw message, and the raw
-    /// rows of messages that never came are noted until then (deleted by
-    /// [`App::clear_unfinished_imports`] after a stop). The batch's transaction holds
-    /// the imports' shared lock from before its raw messages are stored until it
-    /// commits, so that no clearing takes them meanwhile.
-    async fn import_entries<I>(
-        &self,
-        list: &List,
-        entries: I,
-        progress: &mut impl FnMut(u64),
-        made: Option<tokio::sync::mpsc::Sender<Made>>,
-    ) -> Result<ImportReport, AppError>
-    where
-        I: Iterator<Item = Result<MboxEntry, MboxError>> + Send + 'static,
-    {
         // until its indexing has finished, the server indexes the list when it starts
         // (an import stopped midway leaves it so)
         store::archive::insert_reindex(&self.db, list.id).await?;
@@ -501,6 +472,18 @@ impl App {
             )));
         }
         Ok(report)
+    }
+
+    /// Deletes the raw messages that imports stopped midway left without their messages
+    /// (unless an import's batch is in flight; then they are left for the next time).
+    async fn clear_unfinished_imports(&self) -> Result<(), AppError> {
+        let mut db = self.db.acquire().await?;
+        if let Some(n) = store::archive::delete_unfinished_raw(&mut db).await?
+            && n > 0
+        {
+            tracing::info!(messages = n, "raw messages of a stopped import deleted");
+        }
+        Ok(())
     }
 
     /// Indexes for search the archives named in `archive_reindex`: those an upgrade
@@ -1040,8 +1023,6 @@ struct RawEntry {
 struct RawStored {
     /// The ids of the raw rows it stored.
     stored: HashSet<i64>,
-    /// The raw messages it left out (of messages the archive held, or repeats).
-    left: HashMap<i64, Vec<u8>>,
     /// The note naming the stored rows' ids until their messages commit.
     pending: Option<i64>,
 }
@@ -1058,10 +1039,13 @@ async fn store_raw(
     let mut tx = db.begin().await?;
     store::archive::set_import_transaction(&mut *tx).await?;
     let names: Vec<String> = raws.iter().map(|r| r.message_id.clone()).collect();
-    let mut is_new = new_in_batch(&mut tx, list_id, names).await?.into_iter();
-    let (new, old): (Vec<RawEntry>, Vec<RawEntry>) =
-        raws.into_iter().partition(|_| is_new.next() == Some(true));
-    let rows: Vec<(i64, &[u8])> = new.iter().map(|r| (r.id, r.raw.as_slice())).collect();
+    let is_new = new_in_batch(&mut tx, list_id, names).await?;
+    let rows: Vec<(i64, &[u8])> = raws
+        .iter()
+        .zip(is_new)
+        .filter(|(_, new)| *new)
+        .map(|(r, _)| (r.id, r.raw.as_slice()))
+        .collect();
     let mut pending = None;
     if let (Some(first), Some(last)) = (
         rows.iter().map(|r| r.0).min(),
@@ -1072,31 +1056,27 @@ async fn store_raw(
     }
     tx.commit().await?;
     Ok(RawStored {
-        stored: new.iter().map(|r| r.id).collect(),
-        left: old.into_iter().map(|r| (r.id, r.raw)).collect(),
+        stored: rows.iter().map(|r| r.0).collect(),
         pending,
     })
 }
 
 impl RawStored {
     /// Brings the raw rows in line with the messages the batch added (`added`), in the
-    /// transaction that stores them: the raw messages of those it added that were left
-    /// out are stored (a message the raw connection found in the archive, which the
-    /// threading did not), those of the others are deleted (messages another import
-    /// stored meanwhile), and the note goes.
-    async fn finish(self, tx: &mut PgConnection, added: &[i64]) -> Result<(), sqlx::Error> {
-        let missing: Vec<(i64, &[u8])> = added
-            .iter()
-            .filter_map(|id| self.left.get(id).map(|raw| (*id, raw.as_slice())))
-            .collect();
-        store::archive::insert_raw(&mut *tx, &missing).await?;
+    /// transaction that stores them: those of the messages it did not add are deleted
+    /// (another import stored them meanwhile), and the note goes.
+    ///
+    /// Every message it added has its raw row: a message the raw connection found in
+    /// the archive was committed before, under the list's lock, so the threading finds
+    /// it too. Should one lack it all the same, the batch fails and nothing is stored.
+    async fn finish(self, tx: &mut PgConnection, added: &[i64]) -> Result<(), AppError> {
+        if let Some(id) = added.iter().find(|id| !self.stored.contains(id)) {
+            return Err(AppError::Unexpected(anyhow::anyhow!(
+                "the raw message of archived message {id} was not stored"
+            )));
+        }
         let added: HashSet<i64> = added.iter().copied().collect();
-        let extra: Vec<i64> = self
-            .stored
-            .iter()
-            .copied()
-            .filter(|id| !added.contains(id))
-            .collect();
+        let extra: Vec<i64> = self.stored.difference(&added).copied().collect();
         if !extra.is_empty() {
             store::archive::delete_raw(&mut *tx, &extra).await?;
         }
@@ -1201,11 +1181,11 @@ async fn new_in_batch(
     list_id: uuid::Uuid,
     names: Vec<String>,
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let known: HashSet<String> = store::archive::find_archived_ids(&mut *tx, list_id, &names)
-        .await?
-        .into_iter()
-        .map(|(_, message_id)| message_id)
-        .collect();
+    let known: HashSet<String> =
+        store::archive::find_archived_message_ids(&mut *tx, list_id, &names)
+            .await?
+            .into_iter()
+            .collect();
     let mut seen = HashSet::new();
     Ok(names
         .into_iter()

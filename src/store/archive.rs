@@ -71,23 +71,19 @@ pub async fn allocate_ids(db: impl PgExecutor<'_>, n: i64) -> Result<Vec<i64>, s
     .await
 }
 
-/// Which of these Message-IDs the list's archive already holds (removed ones too), with
-/// their ids.
-pub async fn find_archived_ids(
+/// Which of these Message-IDs the list's archive already holds (removed ones too).
+pub async fn find_archived_message_ids(
     db: impl PgExecutor<'_>,
     list_id: Uuid,
     message_ids: &[String],
-) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    Ok(sqlx::query!(
-        "select id, message_id from archive_message where list_id = $1 and message_id = any($2)",
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select message_id from archive_message where list_id = $1 and message_id = any($2)",
         list_id,
         message_ids
     )
     .fetch_all(db)
-    .await?
-    .into_iter()
-    .map(|r| (r.id, r.message_id))
-    .collect())
+    .await
 }
 
 /// The threads of those of `message_ids` that the archive holds, by Message-ID.
@@ -205,13 +201,9 @@ pub async fn insert_messages(
         rows.text_array(&m.waiting[i]);
         rows.int8(m.parent_id[i]);
         rows.int8(Some(m.thread_id[i]));
-        if rows.len() >= 1 << 20 {
-            copy.send(rows.take()).await?;
-        }
+        rows.send_full(&mut copy).await?;
     }
-    rows.end();
-    copy.send(rows.take()).await?;
-    copy.finish().await
+    rows.finish(copy).await
 }
 
 /// Stores raw messages (id and bytes) with binary `COPY`, in the order of their ids.
@@ -233,13 +225,9 @@ pub async fn insert_raw(
         out.row(2);
         out.int8(Some(*id));
         out.bytes(Some(raw));
-        if out.len() >= 1 << 20 {
-            copy.send(out.take()).await?;
-        }
+        out.send_full(&mut copy).await?;
     }
-    out.end();
-    copy.send(out.take()).await?;
-    copy.finish().await
+    out.finish(copy).await
 }
 
 /// Deletes raw messages (those of an import's batch whose messages were there already).
@@ -320,6 +308,9 @@ pub async fn delete_unfinished_raw(
     Ok(Some(deleted))
 }
 
+/// A `COPY … from stdin` under way.
+type CopyIn<'c> = sqlx::postgres::PgCopyIn<&'c mut sqlx::PgConnection>;
+
 /// Rows in `COPY`'s binary format.
 struct CopyRows(Vec<u8>);
 
@@ -331,12 +322,24 @@ impl CopyRows {
         Self(out)
     }
 
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
     fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.0)
+    }
+
+    /// Sends the rows gathered once they make a megabyte.
+    async fn send_full(&mut self, copy: &mut CopyIn<'_>) -> Result<(), sqlx::Error> {
+        if self.0.len() >= 1 << 20 {
+            copy.send(self.take()).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the rows, sends what is left and ends the copy; returns how many rows it
+    /// stored.
+    async fn finish(mut self, mut copy: CopyIn<'_>) -> Result<u64, sqlx::Error> {
+        self.end();
+        copy.send(self.take()).await?;
+        copy.finish().await
     }
 
     fn row(&mut self, fields: i16) {
@@ -529,13 +532,9 @@ async fn copy_search(
         out.timestamptz(row.date);
         out.tsvector(&row.search);
         out.bytes(Some(row.body.as_bytes()));
-        if out.len() >= 1 << 20 {
-            copy.send(out.take()).await?;
-        }
+        out.send_full(&mut copy).await?;
     }
-    out.end();
-    copy.send(out.take()).await?;
-    copy.finish().await
+    out.finish(copy).await
 }
 
 /// Which of these messages are indexed.
@@ -1123,8 +1122,11 @@ mod tests {
     #[test]
     fn copy_rows_are_in_postgresql_binary_format() {
         let mut rows = CopyRows::new();
-        assert_eq!(rows.len(), 19, "signature, flags and extension length");
-        rows.take();
+        assert_eq!(
+            rows.take().len(),
+            19,
+            "signature, flags and extension length"
+        );
         rows.timestamptz(time::macros::datetime!(2000-01-01 00:00:01 UTC));
         assert_eq!(
             rows.take(),
