@@ -194,7 +194,31 @@ async fn queued_fan_out(s: &TestServer, n: usize) -> Vec<String> {
 }
 
 /// `listd serve` with only the delivery workers, relaying to `sink`.
-fn worker_process(s: &TestServer, sink: &SmtpSink, status_port: Option<u16>) -> Child {
+/// A `listd` process that is killed when the test lets go of it, also when the test
+/// fails midway (left running, it would hold the test run's output open).
+struct Process(Child);
+
+impl std::ops::Deref for Process {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker_process(s: &TestServer, sink: &SmtpSink, status_port: Option<u16>) -> Process {
     let dir = s
         .data_dir
         .path()
@@ -211,7 +235,7 @@ fn worker_process(s: &TestServer, sink: &SmtpSink, status_port: Option<u16>) -> 
     if let Some(port) = status_port {
         cmd.env("LISTD_STATUS_ADDR", format!("127.0.0.1:{port}"));
     }
-    cmd.spawn().unwrap()
+    Process(cmd.spawn().unwrap())
 }
 
 /// Copies of the post received by the sink, per member.
@@ -359,7 +383,9 @@ async fn cut_database_sessions_are_survived() {
 }
 
 /// An archive left unindexed for search (by an upgrade that remade the vectors, or by
-/// an import stopped before its indexing ended) is indexed by `serve` when it starts.
+/// an import stopped before its indexing ended) is indexed by `serve` when it starts,
+/// and the raw messages an import stopped between storing them and storing their
+/// messages left behind are deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_indexes_the_archives_left_unindexed_when_it_starts() {
     let s = TestServer::start().await;
@@ -380,22 +406,34 @@ async fn serve_indexes_the_archives_left_unindexed_when_it_starts() {
     assert!(out.stdout.contains("50 added"), "{out:?}");
     // as such an upgrade leaves it
     s.db.drop_search_vectors().await;
+    // and as an import stopped midway leaves a batch: raw rows noted as pending, whose
+    // messages never came (the note spans stored messages too)
+    sqlx::query(
+        "with ids as (select nextval('archive_message_id_seq') as id from generate_series(1, 3)),
+              raw as (insert into archive_raw (id, raw) select id, 'Subject: x' from ids)
+         insert into archive_raw_pending (first_id, last_id)
+         select (select min(id) from archive_message), max(id) from ids",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
     let sink = SmtpSink::start().await;
     let mut server = worker_process(&s, &sink, None);
     let start = Instant::now();
     loop {
-        let (indexed, named): (i64, i64) = sqlx::query_as(
-            "select (select count(*) from archive_search), (select count(*) from archive_reindex)",
+        let (indexed, named, raw, pending): (i64, i64, i64, i64) = sqlx::query_as(
+            "select (select count(*) from archive_search), (select count(*) from archive_reindex),
+                    (select count(*) from archive_raw), (select count(*) from archive_raw_pending)",
         )
         .fetch_one(&s.db.pool)
         .await
         .unwrap();
-        if (indexed, named) == (50, 0) {
+        if (indexed, named, raw, pending) == (50, 0, 50, 0) {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "{indexed} indexed, {named} lists named"
+            "{indexed} indexed, {named} lists named, {raw} raw rows, {pending} noted"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
