@@ -80,6 +80,11 @@ fn numbered_mbox(prefix: &str, n: usize) -> String {
         .collect()
 }
 
+/// Runs a statement on the test's database.
+async fn exec(s: &TestServer, sql: &'static str) {
+    sqlx::query(sql).execute(&s.db.pool).await.unwrap();
+}
+
 /// A message path segment for a Message-ID.
 fn m(id: &str) -> String {
     archive(&format!(
@@ -629,10 +634,7 @@ async fn a_search_ranks_the_newest_thousand_matches_and_a_rerun_indexes_what_was
     );
 
     // an import stopped between storing messages and indexing them: a rerun mends it
-    sqlx::query("delete from archive_search")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
+    exec(&s, "delete from archive_search").await;
     let gone = get_json(&s, &archive("/search?q=okapi")).await;
     assert!(gone["results"].as_array().unwrap().is_empty(), "{gone}");
     let again = import(&s, LIST, &text);
@@ -1423,10 +1425,7 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
         .execute(&s.db.pool)
         .await
         .unwrap();
-    sqlx::query("delete from archive_search")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
+    exec(&s, "delete from archive_search").await;
     assert_eq!(insert_search(&mut db, &rows).await.unwrap(), 2);
     let searched: Vec<String> = sqlx::query_scalar(
         "select m.message_id from archive_search s join archive_message m on m.id = s.id \
@@ -1451,10 +1450,7 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
     let words = vector.len() as i32;
     let mut big = rows[0].clone();
     big.search = vector;
-    sqlx::query("delete from archive_search")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
+    exec(&s, "delete from archive_search").await;
     assert_eq!(insert_search(&mut db, &[big]).await.unwrap(), 1);
     let stored: i32 = sqlx::query_scalar("select length(search) from archive_search")
         .fetch_one(&s.db.pool)
@@ -1468,10 +1464,7 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
     let many = numbered_mbox("many", 300);
     let out = import(&s, LIST, &many);
     assert!(out.stdout.contains("300 added"), "{out:?}");
-    sqlx::query("delete from archive_search")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
+    exec(&s, "delete from archive_search").await;
     let rows = indexer_rows(&s.db.pool).await;
     let backwards: Vec<SearchRow> = rows.iter().rev().cloned().collect();
     let index = |rows: Vec<SearchRow>| {
@@ -1506,10 +1499,7 @@ async fn search_rows_are_stored_once_and_go_with_their_messages() {
     let s = server().await;
     let out = import(&s, LIST, &takeout());
     assert!(out.stdout.contains("4 added"), "{out:?}");
-    sqlx::query("truncate archive_message")
-        .execute(&s.db.pool)
-        .await
-        .unwrap();
+    exec(&s, "truncate archive_message").await;
     assert!(stored_vectors(&s.db.pool).await.is_empty());
 }
 
